@@ -1,0 +1,47 @@
+"""Shared pytest fixtures: real cases from ../shared/data and a real MRML scene (slicer-core)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the module folders (SpineLabel/, ...) import like Slicer would
+
+
+def real_data_dir() -> Path:
+    """Folder of the real cases: $SPINEBRAIN_TEST_DATA, else ../shared/data beside the repository."""
+    return Path(os.environ.get("SPINEBRAIN_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    folder = real_data_dir()
+    if not folder.is_dir():
+        pytest.skip(f"real cases not found at {folder} (set SPINEBRAIN_TEST_DATA)")
+    return folder
+
+
+@pytest.fixture
+def real_case(data_dir):
+    """Return a function giving the path of one file of a real case, skipping if it is missing."""
+
+    def _path(relative: str) -> Path:
+        path = data_dir / relative
+        if not path.exists():
+            pytest.skip(f"real case file missing: {path}")
+        return path
+
+    return _path
+
+
+@pytest.fixture
+def scene():
+    """A fresh real MRML scene from the slicer-core wheel (skipped where the wheel is unavailable)."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed (Linux x86_64 only)")
+    mrml_scene = slicer.vtkMRMLScene()
+    yield mrml_scene
+    mrml_scene.Clear(True)

@@ -1,0 +1,92 @@
+"""How a run reports progress and ends: the contract between the CLI and Slicer's runner.
+
+With ``--progress-json`` the CLI prints one JSON object per line on stdout::
+
+    {"event": "progress", "stage": "inference", "fraction": 0.42, "message": "slice 21 of 50"}
+    {"event": "result", "path": "/out/labels.mrk.json", "kind": "markups"}
+    {"event": "error", "code": 2, "message": "The input image is 2D ..."}
+    {"event": "done", "code": 0}
+
+Any other stdout line is plain log text. Without the flag, progress is a tqdm bar on stderr.
+Exit codes are in :mod:`spinebrain.errors`. A terminate signal (SIGTERM, or Ctrl+C) raises
+:class:`~spinebrain.errors.CancelledError` inside the run, so ``finally`` blocks and
+:func:`spinebrain.io.atomic_path` clean up before the process exits with the cancelled code.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+
+from .errors import CancelledError
+
+
+class Progress:
+    """Reports (stage, fraction, message) either as JSON lines or as a terminal progress bar."""
+
+    def __init__(self, json_lines: bool = False, stream=None, quiet: bool = False):
+        self.json_lines = json_lines
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self._bar = None
+        self._stage = None
+
+    def emit(self, event: str, **fields) -> None:
+        if self.json_lines:
+            self.stream.write(json.dumps({"event": event, **fields}) + "\n")
+            self.stream.flush()
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if self.json_lines:
+            self.emit("progress", stage=stage, fraction=round(fraction, 4), message=message)
+        elif not self.quiet:
+            self._update_bar(stage, fraction, message)
+
+    def _update_bar(self, stage: str, fraction: float, message: str) -> None:
+        from tqdm import tqdm
+
+        if self._bar is None or stage != self._stage:
+            self.close()
+            self._bar = tqdm(total=1000, desc=stage, file=sys.stderr, leave=False,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self._stage = stage
+        self._bar.n = int(fraction * 1000)
+        self._bar.set_postfix_str(message, refresh=True)
+
+    def result(self, path, kind: str) -> None:
+        """Announce a written output file (after it is complete on disk)."""
+        self.emit("result", path=str(path), kind=kind)
+
+    def log(self, message: str) -> None:
+        if self.json_lines:
+            self.emit("log", message=message)
+        elif not self.quiet:
+            self.close()
+            print(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@contextmanager
+def cancel_on_terminate():
+    """Turn SIGTERM (and SIGINT) into CancelledError for the duration of the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled in the main thread
+        return
+
+    def _cancel(signum, frame):
+        raise CancelledError(f"Cancelled by signal {signal.Signals(signum).name}.")
+
+    previous = {sig: signal.signal(sig, _cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
