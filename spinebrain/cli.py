@@ -4,6 +4,8 @@ Each subcommand lives in its own module under :mod:`spinebrain.commands` and pro
 ``register(subparsers)``, which adds a parser whose defaults hold ``run=function(args, progress)``.
 The function returns normally on success, raises :class:`~spinebrain.errors.InputError` for
 unusable input; this module maps the outcome to the exit codes of :mod:`spinebrain.errors`.
+A command-line mistake is bad input too: with ``--progress-json`` it is reported as an ``error``
+event like any other, so Slicer's runner shows argparse's message instead of an empty failure.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import traceback
 
 from . import RESEARCH_NOTICE, __version__
-from .errors import EXIT_FAILED, EXIT_OK, SpineBrainError
+from .errors import EXIT_FAILED, EXIT_OK, InputError, SpineBrainError
 from .protocol import Progress, cancel_on_terminate
 
 #: Subcommand modules, in the order ``--help`` lists them.
@@ -24,8 +26,23 @@ COMMAND_MODULES = [
 ]
 
 
+class UsageError(InputError):
+    """The command line itself is wrong (unknown option, missing argument)."""
+
+    def __init__(self, message: str, usage: str = "", prog: str = "spinebrain"):
+        super().__init__(message)
+        self.usage, self.prog = usage, prog
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Raises :class:`UsageError` instead of exiting, so :func:`main` reports it like other errors."""
+
+    def error(self, message):
+        raise UsageError(message, self.format_usage(), self.prog)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="spinebrain",
         description=(
             "Spine labeling, vertebra segmentation and brain segmentation from the command line -- "
@@ -48,15 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as error:
+        return _usage_error(error, json_lines="--progress-json" in argv)
     if not hasattr(args, "run"):
         parser.print_help()
         return EXIT_OK
-    progress = Progress(json_lines=args.progress_json, quiet=args.quiet)
+    return execute(args.run, args, Progress(json_lines=args.progress_json, quiet=args.quiet))
+
+
+def execute(run, args, progress: Progress) -> int:
+    """Call ``run(args, progress)`` under the protocol: cancel on terminate, map errors to exit codes.
+
+    Always ends with a ``done`` event carrying the exit code (after an ``error`` event on failure).
+    """
     try:
         with cancel_on_terminate():
-            args.run(args, progress)
+            run(args, progress)
         code = EXIT_OK
     except SpineBrainError as error:
         code = error.exit_code
@@ -68,6 +96,16 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
     progress.emit("done", code=code)
     return code
+
+
+def _usage_error(error: UsageError, json_lines: bool) -> int:
+    progress = Progress(json_lines=json_lines)
+    if json_lines:
+        progress.emit("error", code=error.exit_code, message=f"{error.prog}: {error}", details=error.usage)
+    else:  # the same text argparse prints
+        print(f"{error.usage}{error.prog}: error: {error}", file=sys.stderr)
+    progress.emit("done", code=error.exit_code)
+    return error.exit_code
 
 
 def _report(progress: Progress, code: int, message: str, details: str = "") -> None:

@@ -8,11 +8,15 @@ failed or cancelled run never leaves a half-written result behind.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
+import struct
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from . import RESEARCH_NOTICE, __version__
@@ -29,7 +33,8 @@ class DicomSeries:
     files: tuple[str, ...]
 
     def summary(self) -> str:
-        return f"{self.uid}  ({len(self.files)} files)  {self.description}".rstrip()
+        uid = self.uid or "(no series UID)"  # anonymisers sometimes blank it
+        return f"{uid}  ({len(self.files)} files)  {self.description}".rstrip()
 
 
 def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
@@ -64,11 +69,60 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
     if path.is_dir():
         return _read_dicom_folder(path, series_uid)
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
+        _check_nifti_complete(path)
+        return image
     except RuntimeError as error:
+        detail = _first_line(error).replace(f' for "{path}"', "")  # the path is already in the message
         raise InputError(
-            f"Could not read {path} as an image ({_first_line(error)}); use NIfTI, NRRD, MHA or a DICOM folder."
+            f"Could not read {path} as an image ({detail}): the file is damaged or not an image; "
+            "re-export it as NIfTI, NRRD, MHA or a DICOM folder and run again."
         ) from None
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """Raise RuntimeError when a NIfTI file holds fewer voxel bytes than its header promises.
+
+    ITK's NIfTI reader silently fills the missing part of a truncated file (an interrupted
+    copy or download) with zeros, which would give a half-empty scan without a word.
+    """
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    if name.endswith(".nii"):
+        with open(path, "rb") as stream:
+            header = stream.read(540)
+        length = path.stat().st_size
+    else:
+        try:
+            with gzip.open(path, "rb") as stream:
+                header = stream.read(540)
+                length = len(header) + sum(len(chunk) for chunk in iter(lambda: stream.read(1 << 22), b""))
+        except (OSError, EOFError, zlib.error):
+            raise RuntimeError("cut short: the compressed data ends early") from None
+    needed = _nifti_bytes_needed(header)
+    if needed is not None and length < needed:
+        raise RuntimeError(f"cut short: {length} of the {needed} bytes its header announces")
+
+
+def _nifti_bytes_needed(header: bytes) -> int | None:
+    """Header size + voxel data size from a NIfTI-1 or NIfTI-2 header (None when unrecognised)."""
+    for order in "<>":
+        if len(header) >= 348 and struct.unpack(order + "i", header[:4])[0] == 348:  # NIfTI-1
+            dims = struct.unpack(order + "8h", header[40:56])
+            bitpix = struct.unpack(order + "h", header[72:74])[0]
+            offset = int(struct.unpack(order + "f", header[108:112])[0])
+            break
+        if len(header) >= 540 and struct.unpack(order + "i", header[:4])[0] == 540:  # NIfTI-2
+            bitpix = struct.unpack(order + "h", header[14:16])[0]
+            dims = struct.unpack(order + "8q", header[16:80])
+            offset = struct.unpack(order + "q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7:
+        return None
+    return offset + int(np.prod(dims[1 : dims[0] + 1], dtype=np.int64)) * bitpix // 8
 
 
 def _read_dicom_folder(folder: Path, series_uid: str | None) -> sitk.Image:
@@ -128,5 +182,6 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
 
 
 def _first_line(error: Exception) -> str:
+    """The most specific line of a SimpleITK error, without its 'sitk::ERROR:' prefix."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+    return lines[-1].removeprefix("sitk::ERROR:").strip() if lines else type(error).__name__

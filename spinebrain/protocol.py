@@ -74,17 +74,30 @@ class Progress:
             self._bar = None
 
 
+#: SIGTERM (POSIX terminate), SIGINT (Ctrl+C) and, on Windows, SIGBREAK (the runner's CTRL_BREAK_EVENT).
+CANCEL_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGBREAK") if hasattr(signal, name)
+)
+
+
 @contextmanager
 def cancel_on_terminate():
-    """Turn SIGTERM (and SIGINT) into CancelledError for the duration of the block."""
+    """Turn a terminate signal into CancelledError for the duration of the block.
+
+    Only the first signal raises: later ones are ignored so they cannot interrupt the clean-up
+    (``finally`` blocks, :func:`spinebrain.io.atomic_path`) that the first one started. The
+    runner's kill after its grace period is the backstop for a clean-up that hangs.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield  # signals can only be handled in the main thread
         return
 
     def _cancel(signum, frame):
+        for sig in CANCEL_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         raise CancelledError(f"Cancelled by signal {signal.Signals(signum).name}.")
 
-    previous = {sig: signal.signal(sig, _cancel) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, _cancel) for sig in CANCEL_SIGNALS}
     try:
         yield
     finally:

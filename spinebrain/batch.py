@@ -1,0 +1,281 @@
+"""Batch runs: every pipeline command takes files, folders or lists of cases, runs each case, carries
+on past a failed case, writes one summary table and reports the failures at the end.
+
+A pipeline command uses it like this::
+
+    def register(subparsers):
+        parser = subparsers.add_parser("segment", ...)
+        add_batch_arguments(parser)
+        parser.set_defaults(run=run)
+
+    def run(args, progress):
+        run_cases(args, progress, lambda case, folder: segment_case(case, folder, progress))
+
+``process_case(case, folder)`` reads ``case.path`` (with ``case.series_uid`` for DICOM), writes its
+files under ``folder`` (``OUT/<case name>/``, created on first write by :func:`spinebrain.io.atomic_path`),
+announces each with ``progress.result`` and returns a dict of per-case summary fields; the key
+``outputs`` (a list of paths) fills the summary's outputs column.
+
+Exit code of a batch (the CLI's codes): 0 when every case succeeded; 2 (bad input) when every failed
+case failed on its input; 1 when any case failed for another reason. A cancel stops the batch at
+once with code 3 and no summary (cases finished before it keep their complete outputs). A
+:class:`~spinebrain.errors.ModelError` stops the batch too: a missing model fails every case alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CancelledError, InputError, ModelError, SpineBrainError
+from .io import IMAGE_SUFFIXES, list_dicom_series
+from .outputs import write_table
+from .tables import Column
+
+LIST_SUFFIXES = (".txt", ".csv")
+SUMMARY_NAME = "summary.csv"
+SUMMARY_COLUMNS = [
+    Column("case", "text"), Column("input", "text"), Column("status", "text"), Column("message", "text"),
+    Column("seconds", "float", "s"), Column("outputs", "text"),
+]
+_IMAGE_FILE_SUFFIXES = tuple(s for s in IMAGE_SUFFIXES if s != ".dcm")  # single .dcm files are DICOM slices
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # unique within the batch: the summary row and the output sub-folder
+    path: Path  # an image file or a DICOM folder
+    series_uid: str | None = None  # which series of a DICOM folder (None: the folder's only one)
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    ok: bool
+    message: str = ""
+    seconds: float = 0.0
+    fields: dict = field(default_factory=dict)
+    bad_input: bool = False  # failed on its input (InputError) rather than on an internal error
+
+
+@dataclass
+class BatchReport:
+    results: list[CaseResult]
+    summary_path: Path
+
+    @property
+    def failed(self) -> list[CaseResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def exit_code(self) -> int:
+        if not self.failed:
+            return EXIT_OK
+        return EXIT_BAD_INPUT if all(r.bad_input for r in self.failed) else EXIT_FAILED
+
+    def raise_for_failures(self) -> None:
+        """Raise :class:`BatchFailed` (carrying :attr:`exit_code`) if any case failed."""
+        if self.failed:
+            raise BatchFailed(self)
+
+
+class BatchFailed(SpineBrainError):
+    """Some cases of a batch failed; the others completed and the summary table lists all of them."""
+
+    def __init__(self, report: BatchReport):
+        failed = report.failed
+        listed = "; ".join(f"{r.case.name}: {r.message}" for r in failed[:5]) + ("; ..." if len(failed) > 5 else "")
+        super().__init__(
+            f"{len(failed)} of {len(report.results)} cases failed ({listed}). "
+            f"The other cases are done; see {report.summary_path}."
+        )
+        self.exit_code = report.exit_code
+        self.report = report
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+
+def add_batch_arguments(parser) -> None:
+    """The input and output options every pipeline subcommand shares."""
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="image file (NIfTI, NRRD, MHA), DICOM folder, folder of images or of DICOM folders, or a "
+        ".txt/.csv list of such paths (one per line; in a .csv the 'path' column or the first one)",
+    )
+    parser.add_argument("--out", "-o", required=True, metavar="FOLDER",
+                        help=f"output folder: one sub-folder per case and {SUMMARY_NAME}")
+    parser.add_argument("--series", metavar="UID", help="DICOM series to use in folders that hold several")
+
+
+def expand_inputs(inputs: list[str | os.PathLike], series_uid: str | None = None) -> list[Case]:
+    """Turn command-line inputs into cases.
+
+    An image file is a case; a folder holding DICOM files is one case (its series is chosen when
+    the case is read, so a folder with several series fails alone and names them); a folder of
+    image files gives a case per file; a folder of such folders is looked into one level deep; a
+    ``.txt``/``.csv`` file lists paths (relative ones are relative to the list). A path that does
+    not exist, or a folder with no image in it, is an InputError before anything runs.
+    """
+    paths = []
+    for given in inputs:
+        path = Path(given)
+        if not path.exists():
+            raise InputError(f"Input not found: {path}. Check the path and run again.")
+        paths += _read_list(path) if path.is_file() and path.suffix.lower() in LIST_SUFFIXES else [path]
+    cases, seen, names = [], set(), set()
+    for path in paths:
+        for image in _images_in(path) if path.is_dir() else [path]:
+            if image.resolve() in seen:
+                continue
+            seen.add(image.resolve())
+            cases.append(Case(_unique_name(_case_name(image), names), image, series_uid))
+    if not cases:
+        raise InputError("No cases to run: the inputs list no image files or folders.")
+    return cases
+
+
+def _read_list(list_file: Path) -> list[Path]:
+    with open(list_file, newline="", encoding="utf-8-sig") as handle:
+        if list_file.suffix.lower() == ".csv":
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+            column = _path_column(rows[0]) if rows else None
+            if column is not None:
+                rows = rows[1:]  # a header row
+            entries = [row[column or 0].strip() for row in rows if len(row) > (column or 0)]
+        else:
+            entries = [line.strip() for line in handle]
+    entries = [e for e in entries if e and not e.startswith("#")]
+    paths = [Path(e) if Path(e).is_absolute() else list_file.parent / e for e in entries]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise InputError(f"The list {list_file.name} names paths that do not exist: {', '.join(missing[:5])}. "
+                         "Fix the list (relative paths are relative to the list file) and run again.")
+    return paths
+
+
+def _path_column(header: list[str]) -> int | None:
+    """Index of a 'path'/'image'/'input' header column, or None when the first row is already data."""
+    for index, cell in enumerate(header):
+        name = cell.strip().lower()
+        if "path" in name or name in ("image", "input", "file"):
+            return index
+    return None
+
+
+def _images_in(folder: Path, depth: int = 0) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    images = [p for p in files if p.name.lower().endswith(_IMAGE_FILE_SUFFIXES)]
+    others = [p for p in files if p not in images]
+    found = list(images)
+    if others and list_dicom_series(folder):  # DICOM files often have no suffix at all
+        found.insert(0, folder)
+    if not found and depth == 0:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            found += _images_in(sub, depth + 1)
+    if not found and depth == 0:
+        raise InputError(f"No image files or DICOM series found in {folder}; "
+                         "point to image files (NIfTI, NRRD, MHA), DICOM folders or a folder of them.")
+    return found
+
+
+def _case_name(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    unique, number = name, 2
+    while unique.lower() in taken:  # output folders must differ on case-insensitive file systems too
+        unique, number = f"{name}-{number}", number + 1
+    taken.add(unique.lower())
+    return unique
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+def run_cases(args, progress, process_case: Callable[[Case, Path], dict]) -> BatchReport:
+    """What a pipeline command's ``run(args, progress)`` calls: expand inputs, run them, raise on failures."""
+    report = run_batch(expand_inputs(args.inputs, args.series), process_case, args.out, progress)
+    report.raise_for_failures()
+    return report
+
+
+def run_batch(cases: list[Case], process_case: Callable[[Case, Path], dict], out_dir: str | os.PathLike,
+              progress) -> BatchReport:
+    """Run ``process_case`` on each case, keep going past failures, write ``OUT/summary.csv``.
+
+    Each case ends with a ``case`` event (name, status, message) so Slicer can list failures as
+    they happen; the summary table is announced with a ``result`` event of kind ``table``.
+    """
+    out_dir = Path(out_dir)
+    results = []
+    for index, case in enumerate(cases):
+        progress.update("batch", index / len(cases), f"case {index + 1} of {len(cases)}: {case.name}")
+        result = _run_case(case, process_case, out_dir / case.name, progress)
+        results.append(result)
+        progress.emit("case", name=case.name, status="ok" if result.ok else "failed", message=result.message)
+        if not result.ok:
+            progress.log(f"Case {case.name} failed: {result.message}")
+    progress.update("batch", 1.0, f"{len(cases) - sum(not r.ok for r in results)} of {len(cases)} cases done")
+    report = BatchReport(results, _write_summary(results, out_dir / SUMMARY_NAME, out_dir))
+    progress.result(report.summary_path, kind="table")
+    return report
+
+
+def _run_case(case: Case, process_case, case_dir: Path, progress) -> CaseResult:
+    start = time.perf_counter()
+    try:
+        fields = dict(process_case(case, case_dir) or {})
+        return CaseResult(case, True, seconds=time.perf_counter() - start, fields=fields)
+    except (CancelledError, ModelError):
+        raise  # a cancel stops the whole batch; a model problem would fail every case alike
+    except InputError as error:
+        return CaseResult(case, False, str(error), time.perf_counter() - start, bad_input=True)
+    except Exception as error:  # noqa: BLE001 -- one broken case must not stop the others
+        progress.log(traceback.format_exc())
+        return CaseResult(case, False, f"Internal error: {error}", time.perf_counter() - start)
+
+
+def _write_summary(results: list[CaseResult], path: Path, out_dir: Path) -> Path:
+    records, extra = [], {}
+    for result in results:
+        fields = dict(result.fields)
+        outputs = [_relative(p, out_dir) for p in fields.pop("outputs", None) or []]
+        for key, value in fields.items():
+            extra[key] = _column_kind(value, extra.get(key))
+        records.append({
+            **fields, "case": result.case.name, "input": str(result.case.path),
+            "status": "ok" if result.ok else "failed", "message": result.message,
+            "seconds": round(result.seconds, 3), "outputs": ";".join(outputs),
+        })
+    reserved = {c.name for c in SUMMARY_COLUMNS}
+    columns = SUMMARY_COLUMNS + [Column(name, kind or "text") for name, kind in extra.items() if name not in reserved]
+    return write_table(records, columns, path)
+
+
+def _column_kind(value, kind_so_far: str | None) -> str | None:
+    """Column kind fitting this value and the earlier ones (int and float give float; a mix gives text)."""
+    if value is None:
+        return kind_so_far
+    kind = "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else (
+        "float" if isinstance(value, float) else "text")
+    if kind_so_far in (None, kind):
+        return kind
+    return "float" if {kind, kind_so_far} == {"int", "float"} else "text"
+
+
+def _relative(path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)

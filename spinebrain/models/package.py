@@ -1,0 +1,216 @@
+"""Writing and reading model packages: ``<model-id>/model_card.json`` + ``model.safetensors`` (or ``model.pt``).
+
+Reading checks the card, the task and the sha256 of the weights *before* any byte of the weights
+is deserialised, and deserialises the very bytes that were hashed. ``model.pt`` files are read only
+with ``torch.load(weights_only=True)``, which refuses pickles that would run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from .card import CARD_FILE, ModelCard
+
+SAFETENSORS_FILE = "model.safetensors"
+TORCH_FILE = "model.pt"
+#: Weights file names in order of preference; a card may name only one of these.
+WEIGHTS_FILES = (SAFETENSORS_FILE, TORCH_FILE)
+_FORMATS = {"safetensors": SAFETENSORS_FILE, "pt": TORCH_FILE}
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- writing -------------------------------------------------------------------------------------
+def save_model_package(folder: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], card: ModelCard,
+                       weights_format: str = "safetensors", overwrite: bool = False) -> Path:
+    """Write the package ``<folder>/<card.id>/`` and return its path.
+
+    Fills in ``card.sha256`` and ``card.weights_file``. The package is assembled in a hidden
+    temporary folder and renamed into place, so a failure or cancel leaves no half-written package
+    (and, with ``overwrite``, the previous package stays until the new one is complete).
+    """
+    if weights_format not in _FORMATS:
+        raise ModelError(f"Unknown weights format {weights_format!r}; use 'safetensors' or 'pt'.")
+    card.validate()
+    tensors = _plain_tensors(state_dict)
+    folder = Path(folder)
+    target = folder / card.id
+    if target.exists() and not overwrite:
+        raise ModelError(f"A model package already exists at {target}; choose another id or pass overwrite=True.")
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{card.id}-", dir=folder))
+    staging.chmod(0o755)  # mkdtemp makes it private; the package should be readable like any folder
+    try:
+        weights_path = staging / _FORMATS[weights_format]
+        _write_weights(tensors, weights_path, card)
+        card.sha256 = sha256_file(weights_path)
+        card.weights_file = weights_path.name
+        (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+        move_into_place(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _plain_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    if not isinstance(state_dict, Mapping) or not state_dict:
+        raise ModelError("The weights to save must be a non-empty state dict (name -> tensor).")
+    bad = [str(key) for key, value in state_dict.items() if not isinstance(key, str) or not torch.is_tensor(value)]
+    if bad:
+        raise ModelError(
+            f"The state dict entries {', '.join(bad[:5])} are not named tensors; save model.state_dict() only."
+        )
+    # clone: safetensors refuses tensors that share memory (tied weights, views)
+    return {key: value.detach().cpu().contiguous().clone() for key, value in state_dict.items()}
+
+
+def _write_weights(tensors: dict[str, torch.Tensor], path: Path, card: ModelCard) -> None:
+    if path.name == SAFETENSORS_FILE:
+        from safetensors.torch import save_file
+
+        save_file(tensors, str(path), metadata={"model_id": card.id, "task": card.task})
+    else:
+        torch.save(tensors, path)
+
+
+def move_into_place(staging: Path, target: Path) -> None:
+    """Rename a finished folder to ``target``, replacing an existing one only once the new one is there."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    previous = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+    previous.rmdir()
+    os.replace(target, previous)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(previous, target)  # put the old package back
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+# -- reading -------------------------------------------------------------------------------------
+def load_model_package(path_or_id: str | os.PathLike | None = None, task: str | None = None,
+                       registry=None, region: str | None = None) -> tuple[ModelCard, dict[str, torch.Tensor]]:
+    """Return ``(card, state_dict)`` of a verified package, on the CPU.
+
+    ``path_or_id`` is a package folder, or a model id looked up in ``registry`` (default: a
+    :class:`~spinebrain.models.registry.ModelRegistry` with the standard folders); ``None`` takes
+    the registry's choice for ``task`` (and ``region``). ``task``, when given, must match the card.
+    """
+    folder = resolve_package(path_or_id, task, registry, region)
+    card = ModelCard.read(folder)
+    check_task(card, task)
+    weights_path = weights_file_of(folder, card)
+    data = weights_path.read_bytes()
+    if sha256_of(data) != card.sha256:
+        raise ModelError(
+            f"The weights {weights_path} do not match the sha256 in the model card of {card.id!r}: the model is "
+            "tampered or corrupted: re-download/re-train, do not use."
+        )
+    return card, _deserialise(data, weights_path)
+
+
+def resolve_package(path_or_id, task=None, registry=None, region=None) -> Path:
+    """The folder of the package meant by a path, a model id, or (None) the task's default."""
+    from .registry import ModelRegistry
+
+    if path_or_id is not None:
+        path = Path(path_or_id)
+        if path.is_dir():
+            return path
+        if isinstance(path_or_id, os.PathLike) or os.sep in str(path_or_id) or "/" in str(path_or_id):
+            raise ModelError(f"No model package folder at {path}. {ModelRegistry.how_to_get_model(task)}")
+    registry = registry or ModelRegistry()
+    return registry.find(str(path_or_id) if path_or_id is not None else None, task=task, region=region).path
+
+
+def check_task(card: ModelCard, task: str | None) -> None:
+    if task is not None and card.task != task:
+        raise ModelError(
+            f"Model {card.id!r} is for {card.task} but {task} was asked; choose a {task} model "
+            "('spinebrain info' lists the installed ones) or train one."
+        )
+
+
+def weights_file_of(folder: Path, card: ModelCard) -> Path:
+    """The weights file of a package: the one the card names, else the preferred one present."""
+    if card.weights_file:
+        if card.weights_file not in WEIGHTS_FILES:
+            raise ModelError(
+                f"Model {card.id!r} names weights {card.weights_file!r}, an unsupported format; "
+                f"packages hold {' or '.join(WEIGHTS_FILES)} (re-export the weights as a state dict)."
+            )
+        candidates = [folder / card.weights_file]
+    else:
+        candidates = [folder / name for name in WEIGHTS_FILES]
+    for path in candidates:
+        if path.is_file():
+            return path
+    others = sorted(p.name for p in folder.glob("model.*") if p.name != CARD_FILE)
+    if others and not card.weights_file:
+        raise ModelError(
+            f"Model {card.id!r} holds weights in an unsupported format ({', '.join(others)}); "
+            f"packages hold {' or '.join(WEIGHTS_FILES)} (re-export the weights as a state dict)."
+        )
+    raise ModelError(
+        f"The weights file of model {card.id!r} is missing ({candidates[0]}); re-download or re-train the model."
+    )
+
+
+def _deserialise(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    if path.name == SAFETENSORS_FILE:
+        from safetensors import SafetensorError
+        from safetensors.torch import load
+
+        try:
+            tensors = load(data)
+        except (SafetensorError, ValueError, RuntimeError) as error:
+            raise ModelError(
+                f"{path} is not a readable safetensors file ({error}); re-download or re-train the model."
+            ) from None
+    else:
+        tensors = _torch_load_weights_only(data, path)
+    return tensors
+
+
+def _torch_load_weights_only(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    try:
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelError(
+            f"{path} holds more than plain weights (torch.load(weights_only=True) refused it: {first_line}); "
+            "it could run code when loaded, so it was not opened: do not use it, re-export the weights "
+            "as a state dict (preferably model.safetensors)."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ModelError(
+            f"{path} is not a readable PyTorch weights file ({error}); re-download or re-train the model."
+        ) from None
+    if not isinstance(loaded, Mapping) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in loaded.items()):
+        raise ModelError(
+            f"{path} holds a {type(loaded).__name__}, not a state dict of named tensors, an unsupported format; "
+            "re-export it with torch.save(model.state_dict(), ...)."
+        )
+    return dict(loaded)

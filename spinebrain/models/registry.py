@@ -1,0 +1,155 @@
+"""Where model packages are found: bundled defaults and the user's own models.
+
+Search order: the user model folder first, then the bundled folder. A user package with the same
+id as a bundled one replaces it (that is how a re-trained or updated default is installed).
+Nothing is ever downloaded.
+
+* Bundled: ``Resources/Models`` beside the ``spinebrain`` package (the repository root, or the
+  folder the Slicer extension installs its modules into); ``$SPINEBRAIN_BUNDLED_MODELS_DIR``
+  overrides it.
+* User: ``$SPINEBRAIN_MODELS_DIR`` if set, else the platform's data folder:
+  ``~/.local/share/SlicerSpineBrain/models`` (Linux, honouring ``$XDG_DATA_HOME``),
+  ``%APPDATA%\\SlicerSpineBrain\\models`` (Windows),
+  ``~/Library/Application Support/SlicerSpineBrain/models`` (macOS).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+from .card import CARD_FILE, ModelCard
+from .package import load_model_package, move_into_place
+
+USER_DIR_ENV = "SPINEBRAIN_MODELS_DIR"
+BUNDLED_DIR_ENV = "SPINEBRAIN_BUNDLED_MODELS_DIR"
+APP_FOLDER = "SlicerSpineBrain"
+
+
+def default_user_dir() -> Path:
+    if os.environ.get(USER_DIR_ENV):
+        return Path(os.environ[USER_DIR_ENV]).expanduser()
+    home = Path.home()
+    if sys.platform.startswith("win"):
+        base = Path(os.environ.get("APPDATA") or home / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / APP_FOLDER / "models"
+
+
+def default_bundled_dir() -> Path:
+    if os.environ.get(BUNDLED_DIR_ENV):
+        return Path(os.environ[BUNDLED_DIR_ENV]).expanduser()
+    return Path(__file__).resolve().parents[2] / "Resources" / "Models"
+
+
+@dataclass
+class ModelEntry:
+    """One usable package: its card (as read, weights not yet verified) and where it is."""
+
+    card: ModelCard
+    path: Path
+    source: str  # "user" or "bundled"
+    overrides_bundled: bool = False  # a user package hiding a bundled one with the same id
+
+
+class ModelRegistry:
+    """Lists and finds model packages in the user and bundled folders."""
+
+    def __init__(self, bundled_dir: str | os.PathLike | None = None, user_dir: str | os.PathLike | None = None):
+        self.bundled_dir = Path(bundled_dir) if bundled_dir is not None else default_bundled_dir()
+        self.user_dir = Path(user_dir) if user_dir is not None else default_user_dir()
+        self.problems: list[tuple[Path, str]] = []  # unreadable packages seen by the last scan
+
+    # -- listing -------------------------------------------------------------------------------
+    def list_models(self, task: str | None = None, region: str | None = None) -> list[ModelEntry]:
+        """Usable packages (user ones first), optionally only those for ``task`` / ``region``.
+
+        A package without a region serves every region. Unreadable packages are skipped and
+        recorded in :attr:`problems`.
+        """
+        self.problems = []
+        user = self._scan(self.user_dir, "user")
+        bundled = self._scan(self.bundled_dir, "bundled")
+        for entry in user.values():
+            entry.overrides_bundled = entry.card.id in bundled
+        bundled = {key: entry for key, entry in bundled.items() if key not in user}
+        entries = [*user.values(), *bundled.values()]
+        return [e for e in entries if (task is None or e.card.task == task)
+                and (region is None or e.card.region in (None, region))]
+
+    def _scan(self, folder: Path, source: str) -> dict[str, ModelEntry]:
+        found: dict[str, ModelEntry] = {}
+        if not folder.is_dir():
+            return found
+        for package in sorted(folder.iterdir()):
+            if package.name.startswith(".") or not (package / CARD_FILE).is_file():
+                continue  # staging folders of an unfinished save, and unrelated files
+            try:
+                card = ModelCard.read(package)
+            except ModelError as error:
+                self.problems.append((package, str(error)))
+                continue
+            if card.id != package.name:
+                self.problems.append((package, f"folder name differs from the card id {card.id!r}; rename the folder"))
+                continue
+            found[card.id] = ModelEntry(card, package, source)
+        return found
+
+    # -- choosing ------------------------------------------------------------------------------
+    def find(self, model_id: str | None = None, task: str | None = None, region: str | None = None) -> ModelEntry:
+        """The package with ``model_id``, or else the best one for ``task`` (and ``region``).
+
+        For a task, the choice is: an exact region match before a region-less model, a user model
+        before a bundled one, then the most recently created.
+        """
+        if model_id is not None:
+            for entry in self.list_models():
+                if entry.card.id == model_id:
+                    return entry
+            raise ModelError(f"No model {model_id!r} is installed. {self.how_to_get_model(task, self.user_dir)}")
+        if task is None:
+            raise ModelError("Name a model id or a task to choose a model.")
+        candidates = self.list_models(task=task, region=region)
+        if not candidates:
+            where = f" for region {region}" if region else ""
+            raise ModelError(f"No {task} model{where} is installed. {self.how_to_get_model(task, self.user_dir)}")
+
+        def preference(entry: ModelEntry):
+            return (region is not None and entry.card.region == region, entry.source == "user", entry.card.created)
+
+        return max(candidates, key=preference)
+
+    @staticmethod
+    def how_to_get_model(task: str | None = None, user_dir: Path | None = None) -> str:
+        task_option = f"--task {task}" if task else "--task TASK"
+        folder = user_dir or default_user_dir()
+        return (f"Train one with 'spinebrain train {task_option} ...' (or the Training module in Slicer), "
+                f"or import a model package (folder with model_card.json and weights) into {folder}.")
+
+    # -- installing ----------------------------------------------------------------------------
+    def install(self, package_folder: str | os.PathLike, overwrite: bool = False) -> ModelEntry:
+        """Verify a package (card, sha256, safe weights) and copy it into the user folder."""
+        card, _ = load_model_package(Path(package_folder))
+        target = self.user_dir / card.id
+        if target.exists() and not overwrite:
+            raise ModelError(
+                f"A model {card.id!r} is already installed at {target}; pass overwrite=True to replace it."
+            )
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{card.id}-", dir=self.user_dir))
+        try:
+            copied = staging / card.id
+            shutil.copytree(package_folder, copied)
+            load_model_package(copied)  # the copy is what will be used: verify it too
+            move_into_place(copied, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.find(card.id)

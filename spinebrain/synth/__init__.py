@@ -1,0 +1,1 @@
+"""Synthetic training data: generated spine and brain scans with exact labels."""

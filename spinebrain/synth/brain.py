@@ -1,0 +1,487 @@
+"""Synthetic brain MR scans with exact tissue and lesion labels, for training BrainSeg.
+
+Anatomy comes from the MNI152 2009a template (T1 + GM/WM probability maps) shipped in the
+``nilearn`` wheel. Each seed gives a different brain: a random affine plus a smooth elastic
+B-spline deformation, bigger or smaller ventricles, cortical atrophy (sulci widened into CSF),
+optional MS-like or tumour lesions, then per-contrast intensities drawn around realistic values
+(T1, T2, FLAIR, T1c; fully random contrasts on request), a bias field, optional thick slices,
+Rician noise and an optional skull/scalp shell.
+
+Label maps (uint8, same grid as every image):
+
+* tissue: 0 background, 1 CSF, 2 GM, 3 WM (``TISSUE_NAMES``). Lesion voxels keep the tissue
+  they replaced, so GM + WM + CSF is exactly the intracranial volume (the brain mask).
+* lesions, ``lesions="ms"``: 0 none, 1 lesion (``MS_LESION_NAMES``).
+* lesions, ``lesions="tumour"``: 0 none, 1 necrosis, 2 enhancing tumour ("Neoplasm"), 3 oedema
+  (``TUMOUR_NAMES``).
+
+Names are those of ``spinebrain.anatomy`` so segments get the project's codes and colours.
+Volumes are voxel counts times the voxel volume, in mL. A lesion is one connected component
+(face connectivity) of the lesion map; for tumours the whole tumour (all three labels) counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from spinebrain.errors import InputError
+from spinebrain.synth import brain_lesions as bl
+
+CSF, GM, WM = bl.CSF, bl.GM, bl.WM
+TISSUE_NAMES = {CSF: "Cerebrospinal fluid", GM: "Grey matter", WM: "White matter"}
+MS_LESION_NAMES = {bl.MS_LESION: "Lesion"}
+TUMOUR_NAMES = {bl.NECROSIS: "Necrosis", bl.ENHANCING: "Neoplasm", bl.OEDEMA: "Oedema"}
+CONTRASTS = ("t1", "t2", "flair", "t1c")
+LESION_KINDS = (None, "ms", "tumour")
+
+_TEMPLATE_FILES = {name: f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz" for name in ("t1", "gm", "wm")}
+
+# Mean intensity of each class per contrast, relative to the brightest brain tissue, read off
+# typical clinical 1.5/3 T scans (and the B2/B5/B6 reference cases). Each case jitters them.
+_MEANS = {
+    "t1": dict(csf=0.22, gm=0.58, wm=0.85, lesion=0.50, necrosis=0.25, enhancing=0.55, oedema=0.55,
+               bone=0.05, marrow=0.70, scalp=0.80),
+    "t1c": dict(csf=0.22, gm=0.58, wm=0.85, lesion=0.55, necrosis=0.25, enhancing=1.25, oedema=0.55,
+                bone=0.05, marrow=0.70, scalp=0.80),
+    "t2": dict(csf=1.00, gm=0.55, wm=0.40, lesion=0.80, necrosis=0.95, enhancing=0.70, oedema=0.80,
+               bone=0.05, marrow=0.40, scalp=0.55),
+    "flair": dict(csf=0.10, gm=0.62, wm=0.48, lesion=1.00, necrosis=0.40, enhancing=0.80, oedema=0.95,
+                  bone=0.05, marrow=0.45, scalp=0.60),
+}
+_LESION_CLASSES = {"ms": ("lesion",), "tumour": ("necrosis", "enhancing", "oedema")}
+
+
+@dataclass(frozen=True)
+class BrainOptions:
+    """Ranges the generator draws from; defaults give plausible adult clinical scans."""
+
+    rotation_deg: float = 8.0  # max rotation about each axis
+    scale: float = 0.08  # max relative scaling per axis
+    elastic_mm: float = 2.5  # std of the B-spline control point displacements
+    elastic_grid_mm: float = 35.0  # control point spacing of the elastic deformation
+    ventricle_growth_mm: tuple[float, float] = (0.0, 4.0)  # ventricles widened by up to this
+    atrophy: tuple[float, float] = (0.0, 0.6)  # 0 none .. 1 strong widening of sulci
+    ms_count: tuple[int, int] = (3, 25)
+    ms_radius_mm: tuple[float, float] = (1.5, 6.0)
+    tumour_radius_mm: tuple[float, float] = (10.0, 25.0)
+    oedema_mm: tuple[float, float] = (5.0, 20.0)
+    intensity_jitter: float = 0.08  # relative std of each class mean
+    random_contrast_probability: float = 0.0  # chance of fully random class means (domain randomisation)
+    texture: float = 0.03  # relative amplitude of smooth within-tissue variation
+    bias_strength: tuple[float, float] = (0.0, 0.25)  # std of the log bias field
+    noise: tuple[float, float] = (0.01, 0.04)  # Rician sigma relative to the brightest tissue
+    thick_slice_probability: float = 0.3  # chance of thick slices along one random axis
+    slice_thickness_mm: tuple[float, float] = (3.0, 6.0)
+    margin_mm: float = 25.0  # room around the brain for deformation and the skull
+
+
+@dataclass
+class BrainCase:
+    """One generated case. Images and label maps share one grid (sitk, LPS)."""
+
+    images: dict[str, sitk.Image]  # contrast name -> float32 image
+    tissue: sitk.Image  # uint8, TISSUE_NAMES
+    lesions: sitk.Image  # uint8, lesion_names
+    brain_mask: sitk.Image  # uint8, 1 = brain (= tissue > 0)
+    lesion_names: dict[int, str]
+    volumes: dict  # see compute_volumes
+    metadata: dict
+    tissue_names: dict[int, str] = field(default_factory=lambda: dict(TISSUE_NAMES))
+
+
+# ---------------------------------------------------------------- template
+
+
+def template_folder() -> Path:
+    """Folder of the MNI152 files inside the installed nilearn package."""
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("The brain generator needs the MNI152 template from nilearn: run `pip install nilearn`.")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    missing = [name for name in _TEMPLATE_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise InputError(f"The nilearn installation lacks {missing[0]}: reinstall it with `pip install --force-reinstall nilearn`.")
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def load_template() -> sitk.Image:
+    """MNI152 maps as one 5-component float image: GM, WM, CSF, ventricles, brain (all 0..1).
+
+    Cropped to the brain plus a margin. Cached for the life of the process (each DataLoader
+    worker loads it once).
+    """
+    folder = template_folder()
+    raw = {name: sitk.ReadImage(str(folder / file), sitk.sitkFloat32) for name, file in _TEMPLATE_FILES.items()}
+    t1 = sitk.GetArrayFromImage(raw["t1"])
+    gm = sitk.GetArrayFromImage(raw["gm"]) / 255.0
+    wm = sitk.GetArrayFromImage(raw["wm"]) / 255.0
+    brain = ndimage.binary_fill_holes(t1 > 0)
+    brain = ndimage.binary_opening(brain, iterations=1)
+    gm, wm = gm * brain, wm * brain
+    total = gm + wm
+    over = total > 1.0
+    gm[over], wm[over] = gm[over] / total[over], wm[over] / total[over]
+    csf = np.clip(brain - gm - wm, 0.0, 1.0)
+    ventricles = _template_ventricles(csf, brain)
+    maps = [gm, wm, csf, ventricles, brain.astype(np.float32)]
+    image = sitk.Compose([_like(m.astype(np.float32), raw["t1"]) for m in maps])
+    return _crop_to(image, brain, margin_voxels=4)
+
+
+def _template_ventricles(csf: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Ventricle probability: CSF deep inside the brain, in components larger than 1 mL."""
+    depth = ndimage.distance_transform_edt(brain)
+    core = (csf > 0.5) & (depth > 12)
+    labels, count = ndimage.label(core)
+    sizes = ndimage.sum_labels(core, labels, index=np.arange(1, count + 1))
+    keep = np.isin(labels, np.flatnonzero(sizes > 1000) + 1)
+    region = ndimage.binary_dilation(keep, iterations=2)
+    return (csf * region).astype(np.float32)
+
+
+def _like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+def _crop_to(image: sitk.Image, mask: np.ndarray, margin_voxels: int) -> sitk.Image:
+    nonzero = np.nonzero(mask)
+    lower = [max(0, int(n.min()) - margin_voxels) for n in nonzero]  # k, j, i
+    upper = [min(s, int(n.max()) + 1 + margin_voxels) for n, s in zip(nonzero, mask.shape)]
+    return image[lower[2]:upper[2], lower[1]:upper[1], lower[0]:upper[0]]
+
+
+@functools.lru_cache(maxsize=4)
+def _template_at(spacing: float) -> sitk.Image:
+    """Template smoothed against aliasing when sampled at a coarser ``spacing``."""
+    template = load_template()
+    if spacing <= 1.2:
+        return template
+    sigma = 0.4 * spacing
+    return sitk.Compose([sitk.SmoothingRecursiveGaussian(sitk.VectorIndexSelectionCast(template, c), sigma)
+                         for c in range(template.GetNumberOfComponentsPerPixel())])
+
+
+# ---------------------------------------------------------------- public API
+
+
+def generate_brain(seed: int, contrasts=("t1",), lesions: str | None = None, skull: bool = False,
+                   spacing=None, options: BrainOptions = BrainOptions()) -> BrainCase:
+    """Generate one synthetic brain case; the same arguments always give the same case.
+
+    ``spacing``: None (1 mm) or one number = isotropic working grid in mm, with thick slices
+    drawn at random per ``options``; three numbers (x, y, z mm) = the acquired grid itself,
+    simulated from an isotropic grid at the finest of them.
+    """
+    contrasts = _check_contrasts(contrasts)
+    if lesions not in LESION_KINDS:
+        raise InputError(f"Unknown lesion kind {lesions!r}: use None, 'ms' or 'tumour'.")
+    base, acquired = _check_spacing(spacing)
+    rng = np.random.default_rng(seed)
+    acquired = acquired or _random_acquisition(rng, base, options)
+
+    reference = _output_grid(base, options.margin_mm)
+    probs = _deformed_probabilities(rng, reference, base, options)
+    spacing_kji = (base,) * 3
+    _grow_ventricles(rng, probs, spacing_kji, options)
+    _atrophy(rng, probs, spacing_kji, options)
+    tissue = _tissue_labels(probs)
+    ventricles = (probs["ventricles"] > 0.5) & (tissue == CSF)
+
+    lesion_map, lesion_contrast = _insert_lesions(rng, lesions, tissue, ventricles, spacing_kji, options)
+    weights = _class_weights(probs, tissue, lesion_map, lesion_contrast, lesions, base)
+    if skull:
+        weights.update(_skull_weights(rng, tissue > 0, spacing_kji))
+    means = {c: _draw_means(rng, c, options) for c in contrasts}
+    texture = 1.0 + options.texture * bl.smooth_noise(rng, tissue.shape, spacing_kji, 4.0)
+
+    images = {}
+    for contrast in contrasts:
+        clean = _synthesise(weights, means[contrast], texture)
+        clean *= _bias_field(rng, clean.shape, spacing_kji, options)
+        images[contrast] = _like(clean, reference)
+    images, label_images = _acquire(images, tissue, lesion_map, reference, acquired)
+    mask_array = (sitk.GetArrayViewFromImage(label_images["tissue"]) > 0)
+    for contrast in contrasts:
+        array = _rician(rng, sitk.GetArrayFromImage(images[contrast]), options)
+        if not skull:
+            array *= mask_array  # skull-stripped: nothing outside the brain, as after BET
+        images[contrast] = _like(array.astype(np.float32) * 1000.0, images[contrast])
+
+    brain_mask = _like(mask_array.astype(np.uint8), label_images["tissue"])
+    lesion_names = {"ms": MS_LESION_NAMES, "tumour": TUMOUR_NAMES}.get(lesions, {})
+    metadata = dict(seed=int(seed), contrasts=list(contrasts), lesions=lesions, skull=bool(skull),
+                    spacing=tuple(label_images["tissue"].GetSpacing()), working_spacing=base,
+                    class_means={c: {k: round(v, 4) for k, v in m.items()} for c, m in means.items()})
+    return BrainCase(images=images, tissue=label_images["tissue"], lesions=label_images["lesions"],
+                     brain_mask=brain_mask, lesion_names=dict(lesion_names),
+                     volumes=compute_volumes(label_images["tissue"], label_images["lesions"], lesion_names),
+                     metadata=metadata)
+
+
+def compute_volumes(tissue: sitk.Image, lesions: sitk.Image, lesion_names: dict[int, str]) -> dict:
+    """Tissue and lesion volumes in mL from label maps (voxel count x voxel volume).
+
+    Keys: gm_ml, wm_ml, csf_ml, icv_ml (= brain mask), lesion_count, lesion_load_ml,
+    lesion_volumes_ml (one per connected component, largest first) and lesion_label_ml
+    (name -> mL for each lesion label).
+    """
+    voxel_ml = float(np.prod(tissue.GetSpacing())) / 1000.0
+    t = sitk.GetArrayViewFromImage(tissue)
+    les = sitk.GetArrayViewFromImage(lesions)
+    components, count = ndimage.label(les > 0)
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    return {
+        "gm_ml": float(np.count_nonzero(t == GM) * voxel_ml),
+        "wm_ml": float(np.count_nonzero(t == WM) * voxel_ml),
+        "csf_ml": float(np.count_nonzero(t == CSF) * voxel_ml),
+        "icv_ml": float(np.count_nonzero(t > 0) * voxel_ml),
+        "lesion_count": int(count),
+        "lesion_load_ml": float(sizes.sum() * voxel_ml),
+        "lesion_volumes_ml": [float(s * voxel_ml) for s in sorted(sizes, reverse=True)],
+        "lesion_label_ml": {name: float(np.count_nonzero(les == value) * voxel_ml)
+                            for value, name in lesion_names.items()},
+    }
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _check_contrasts(contrasts) -> tuple[str, ...]:
+    if isinstance(contrasts, str):
+        contrasts = (contrasts,)
+    contrasts = tuple(str(c).lower() for c in contrasts)
+    unknown = [c for c in contrasts if c not in CONTRASTS]
+    if not contrasts or unknown:
+        raise InputError(f"Unknown contrast {unknown[0] if unknown else '(none given)'}: choose from {', '.join(CONTRASTS)}.")
+    return tuple(dict.fromkeys(contrasts))
+
+
+def _check_spacing(spacing) -> tuple[float, tuple[float, float, float] | None]:
+    """(isotropic working spacing, fixed acquired spacing or None)."""
+    values = np.atleast_1d(np.asarray(1.0 if spacing is None else spacing, dtype=float))
+    if values.size not in (1, 3) or not np.all(np.isfinite(values)) or np.any(values <= 0) or np.any(values > 10):
+        raise InputError(f"Spacing {spacing!r} is not usable: give one number or three numbers of millimetres between 0 and 10.")
+    if values.size == 1:
+        return float(values[0]), None
+    return float(values.min()), tuple(float(v) for v in values)
+
+
+def _random_acquisition(rng, base: float, options: BrainOptions) -> tuple[float, float, float]:
+    spacing = [base] * 3
+    if rng.random() < options.thick_slice_probability:
+        axis = int(rng.integers(3))
+        spacing[axis] = max(base, float(rng.uniform(*options.slice_thickness_mm)))
+    return tuple(spacing)
+
+
+# ---------------------------------------------------------------- anatomy
+
+
+def _output_grid(base: float, margin_mm: float) -> sitk.Image:
+    """Empty isotropic grid around the template brain, with room for the skull."""
+    template = load_template()
+    extent = np.array(template.GetSize()) * np.array(template.GetSpacing()) + 2 * margin_mm
+    size = [int(np.ceil(e / base)) for e in extent]
+    direction = np.array(template.GetDirection()).reshape(3, 3)
+    centre = template.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in template.GetSize()])
+    origin = np.array(centre) - direction @ (np.array(size, dtype=float) - 1) / 2 * base
+    grid = sitk.Image(size, sitk.sitkUInt8)
+    grid.SetSpacing((base,) * 3)
+    grid.SetDirection(template.GetDirection())
+    grid.SetOrigin(tuple(origin))
+    return grid
+
+
+def _random_transform(rng, reference: sitk.Image, options: BrainOptions) -> sitk.Transform:
+    """Random affine about the brain centre followed by a smooth B-spline deformation."""
+    centre = reference.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in reference.GetSize()])
+    angles = np.deg2rad(rng.uniform(-options.rotation_deg, options.rotation_deg, size=3))
+    rotation = sitk.Euler3DTransform(centre, *angles)
+    matrix = np.array(rotation.GetMatrix()).reshape(3, 3) @ np.diag(1 + rng.uniform(-options.scale, options.scale, 3))
+    affine = sitk.AffineTransform(matrix.ravel().tolist(), rng.uniform(-4, 4, 3).tolist(), centre)
+    extent = np.array(reference.GetSize()) * np.array(reference.GetSpacing())
+    mesh = [max(1, int(round(e / options.elastic_grid_mm))) for e in extent]
+    bspline = sitk.BSplineTransformInitializer(reference, mesh, 3)
+    params = rng.normal(0.0, options.elastic_mm, size=len(bspline.GetParameters()))
+    bspline.SetParameters(params.tolist())
+    composite = sitk.CompositeTransform([affine, bspline])
+    # Sampled on a coarse grid: evaluating the B-spline at every voxel costs ~20x more than
+    # interpolating a field that is smooth over tens of millimetres anyway.
+    step = 6.0
+    size = [int(np.ceil(e / step)) + 2 for e in extent]
+    origin = np.array(reference.GetOrigin()) - np.array(reference.GetDirection()).reshape(3, 3) @ np.full(3, step)
+    field = sitk.TransformToDisplacementField(composite, sitk.sitkVectorFloat64, size, tuple(origin),
+                                              (step,) * 3, reference.GetDirection())
+    return sitk.DisplacementFieldTransform(field)
+
+
+def _deformed_probabilities(rng, reference: sitk.Image, base: float, options: BrainOptions) -> dict:
+    transform = _random_transform(rng, reference, options)
+    warped = sitk.Resample(_template_at(base), reference, transform, sitk.sitkLinear, 0.0)
+    array = sitk.GetArrayFromImage(warped)  # k, j, i, component
+    names = ("gm", "wm", "csf", "ventricles", "brain")
+    return {name: np.ascontiguousarray(array[..., c]) for c, name in enumerate(names)}
+
+
+def _shift_to_csf(probs: dict, new_csf: np.ndarray) -> None:
+    """Raise CSF to ``new_csf`` inside the brain, taking the room from GM and WM proportionally."""
+    brain = probs["brain"]
+    csf = np.minimum(np.maximum(probs["csf"], new_csf), brain)
+    tissue = probs["gm"] + probs["wm"]
+    keep = np.clip(brain - csf, 0.0, None) / np.maximum(tissue, 1e-6)
+    keep = np.minimum(keep, 1.0)
+    probs["gm"] *= keep
+    probs["wm"] *= keep
+    probs["csf"] = csf
+
+
+def _grow_ventricles(rng, probs: dict, spacing_kji, options: BrainOptions) -> None:
+    """Widen (or keep) the ventricles by a random margin, a common sign of ageing and disease."""
+    grow = rng.uniform(*options.ventricle_growth_mm)
+    if grow <= 0.2:
+        return
+    sigma = [grow / s for s in spacing_kji]
+    grown = np.clip(ndimage.gaussian_filter(probs["ventricles"], sigma) * 2.2, 0.0, 1.0)
+    grown = np.maximum(grown, probs["ventricles"])
+    probs["ventricles"] = grown * probs["brain"]
+    _shift_to_csf(probs, probs["ventricles"])
+
+
+def _atrophy(rng, probs: dict, spacing_kji, options: BrainOptions) -> None:
+    """Cortical atrophy: sulcal CSF spreads into the neighbouring grey matter."""
+    strength = rng.uniform(*options.atrophy)
+    if strength <= 0.02:
+        return
+    outer = np.clip(probs["csf"] - probs["ventricles"], 0.0, 1.0)
+    sigma = [1.5 / s for s in spacing_kji]
+    spread = np.clip(ndimage.gaussian_filter(outer, sigma) * (1.0 + 2.0 * strength), 0.0, 1.0)
+    _shift_to_csf(probs, spread * np.clip(probs["gm"] * 2.0, 0.0, 1.0) + probs["csf"])
+
+
+def _tissue_labels(probs: dict) -> np.ndarray:
+    stacked = np.stack([probs["csf"], probs["gm"], probs["wm"]])
+    labels = (np.argmax(stacked, axis=0) + 1).astype(np.uint8)
+    labels[probs["brain"] < 0.5] = 0
+    return labels
+
+
+def _insert_lesions(rng, kind, tissue, ventricles, spacing_kji, options):
+    if kind == "ms":
+        count = int(rng.integers(options.ms_count[0], options.ms_count[1] + 1))
+        return bl.insert_ms_lesions(rng, tissue, ventricles, spacing_kji, count, options.ms_radius_mm)
+    if kind == "tumour":
+        labels = bl.insert_tumour(rng, tissue, ventricles, spacing_kji, options.tumour_radius_mm, options.oedema_mm)
+        return labels, (labels > 0).astype(np.float32)
+    return np.zeros(tissue.shape, np.uint8), np.zeros(tissue.shape, np.float32)
+
+
+# ---------------------------------------------------------------- appearance
+
+
+def _class_weights(probs, tissue, lesion_map, lesion_contrast, kind, base) -> dict:
+    """Soft (partial-volume) weight of each intensity class; they sum to at most 1 per voxel."""
+    sigma = 0.5  # voxels: soft lesion borders like real partial volume
+    weights = {}
+    healthy = probs["brain"].copy()
+    if kind is not None:
+        classes = _LESION_CLASSES[kind]
+        values = range(1, len(classes) + 1)
+        union = ndimage.gaussian_filter((lesion_map > 0).astype(np.float32), sigma)
+        union *= probs["brain"]
+        for name, value in zip(classes, values):
+            part = ndimage.gaussian_filter((lesion_map == value).astype(np.float32), sigma)
+            weights[name] = part * probs["brain"]
+        if kind == "ms":  # per-lesion strength: 0 = looks like WM, 1 = full lesion contrast
+            strength = ndimage.gaussian_filter(lesion_contrast, sigma) / np.maximum(union, 1e-3)
+            weights["wm_in_lesion"] = weights["lesion"] * np.clip(1 - strength, 0, 1)
+            weights["lesion"] = weights["lesion"] * np.clip(strength, 0, 1)
+        healthy = np.clip(healthy - union, 0.0, 1.0)
+    total = np.maximum(probs["gm"] + probs["wm"] + probs["csf"], 1e-6)
+    for name in ("csf", "gm", "wm"):
+        weights[name] = probs[name] / total * healthy
+    if "wm_in_lesion" in weights:
+        weights["wm"] = weights["wm"] + weights.pop("wm_in_lesion")
+    return weights
+
+
+def _skull_weights(rng, brain: np.ndarray, spacing_kji) -> dict:
+    """A simple head shell: CSF gap, inner table, diploe (marrow), outer table, scalp."""
+    distance = bl.distance_mm(brain, spacing_kji)
+    wobble = bl.smooth_noise(rng, brain.shape, spacing_kji, 30.0)
+    d = distance - 1.0 * wobble  # thickness varies smoothly around the head
+    layers = [("csf", rng.uniform(0.5, 2.5)), ("bone", rng.uniform(1.5, 2.5)), ("marrow", rng.uniform(1.5, 4.0)),
+              ("bone", rng.uniform(1.0, 2.0)), ("scalp", rng.uniform(3.0, 7.0))]
+    step = max(spacing_kji)
+    weights: dict[str, np.ndarray] = {}
+    inner = 0.0
+    for name, thickness in layers:
+        outer = inner + thickness
+        layer = np.clip((d - inner) / step + 0.5, 0, 1) - np.clip((d - outer) / step + 0.5, 0, 1)
+        layer[brain] = 0.0
+        weights[f"shell_{name}"] = weights.get(f"shell_{name}", 0.0) + layer.astype(np.float32)
+        inner = outer
+    return weights
+
+
+def _draw_means(rng, contrast: str, options: BrainOptions) -> dict:
+    base = _MEANS[contrast]
+    if rng.random() < options.random_contrast_probability:
+        return {name: float(rng.uniform(0.02, 1.0)) for name in base}
+    return {name: float(value * np.exp(rng.normal(0.0, options.intensity_jitter))) for name, value in base.items()}
+
+
+def _synthesise(weights: dict, means: dict, texture: np.ndarray) -> np.ndarray:
+    image = np.zeros(texture.shape, dtype=np.float32)
+    for name, weight in weights.items():
+        mean = means[name.removeprefix("shell_")]
+        image += weight * mean
+    return image * texture
+
+
+def _bias_field(rng, shape, spacing_kji, options: BrainOptions) -> np.ndarray:
+    strength = rng.uniform(*options.bias_strength)
+    return np.exp(strength * bl.smooth_noise(rng, shape, spacing_kji, 80.0)).astype(np.float32)
+
+
+def _rician(rng, array: np.ndarray, options: BrainOptions) -> np.ndarray:
+    """Magnitude of the image plus complex Gaussian noise (Rician), sigma relative to tissue."""
+    sigma = rng.uniform(*options.noise) * float(np.percentile(array[array > 0], 99)) if np.any(array > 0) else 0.0
+    real = array + rng.normal(0.0, sigma, array.shape).astype(np.float32)
+    imaginary = rng.normal(0.0, sigma, array.shape).astype(np.float32)
+    return np.sqrt(real * real + imaginary * imaginary)
+
+
+def _acquire(images: dict, tissue: np.ndarray, lesions: np.ndarray, reference: sitk.Image, acquired) -> tuple[dict, dict]:
+    """Resample to the acquired grid; thick slices are blurred with their slice profile first."""
+    base = reference.GetSpacing()[0]
+    labels = {"tissue": _like(tissue, reference), "lesions": _like(lesions, reference)}
+    if np.allclose(acquired, base):
+        return images, labels
+    spacing = np.array(acquired, dtype=float)
+    size = [max(1, int(n * base // s)) for n, s in zip(reference.GetSize(), spacing)]
+    direction = np.array(reference.GetDirection()).reshape(3, 3)
+    origin = np.array(reference.GetOrigin()) + direction @ ((spacing - base) / 2)  # slab centres
+    grid = sitk.Image(size, sitk.sitkUInt8)
+    grid.SetSpacing(tuple(spacing))
+    grid.SetOrigin(tuple(origin))
+    grid.SetDirection(reference.GetDirection())
+    out = {}
+    for name, image in images.items():
+        for axis in np.flatnonzero(spacing > base * 1.01):
+            # FWHM of the slice profile = slice thickness
+            sigma = float(np.sqrt(max(spacing[axis] ** 2 - base ** 2, 0.0)) / 2.355)
+            image = sitk.RecursiveGaussian(image, sigma, False, sitk.RecursiveGaussianImageFilter.ZeroOrder, int(axis))
+        out[name] = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    labels = {k: sitk.Resample(v, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0) for k, v in labels.items()}
+    return out, labels
+
