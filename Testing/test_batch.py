@@ -176,7 +176,8 @@ def test_batch_carries_on_past_failures_and_writes_the_summary(tmp_path):
     assert [e["fraction"] for e in events if e["event"] == "progress"] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert [r.case.name for r in report.failed] == ["boom", "broken"]
     assert report.exit_code == EXIT_FAILED
-    with pytest.raises(BatchFailed, match=r"2 of 4 cases failed \(boom: Internal error.*broken: Could not read") as error:
+    expected = r"2 of 4 cases failed \(boom: Internal error.*broken: Could not read"
+    with pytest.raises(BatchFailed, match=expected) as error:
         report.raise_for_failures()
     assert error.value.exit_code == EXIT_FAILED
     assert boom.exists()

@@ -6,8 +6,10 @@ Progress, atomic_path), exactly as a ``spinebrain`` subcommand runs.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import subprocess
 import signal
 import sys
 import textwrap
@@ -219,3 +221,15 @@ def test_run_blocking_real_cli_bad_input_shows_the_message():
     assert "invalid choice: 'no-such-command'" in result.error
     assert [e["event"] for e in events] == ["error", "done"]
     assert json.loads(json.dumps(events))  # every event is plain JSON
+
+
+def test_runner_needs_no_qt_and_the_qt_adapter_only_uses_its_public_api():
+    probe = "import sys, spinebrain_slicer.runner; print(sorted(m for m in ('qt', 'slicer', 'ctk') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"
+    adapter = Path(__file__).resolve().parents[1] / "spinebrain_slicer" / "qt_runner.py"
+    tree = ast.parse(adapter.read_text())  # it imports qt, so it is checked without importing it
+    used = {
+        node.attr for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "runner"
+    }
+    assert used and all(hasattr(ProcessRunner, name) and not name.startswith("_") for name in used), used

@@ -96,6 +96,9 @@ def structure(name: str) -> Structure:
         for key, value in table.items():
             if key.lower() == name.lower():
                 return value
+    if name.lower().startswith("vertebra "):  # unnamed instance "Vertebra 3": generic vertebra code
+        generic = OTHER_STRUCTURES["Vertebra"]
+        return Structure(name, generic.code, generic.meaning, generic.category, generic.color)
     return Structure(name, "", name, CATEGORY_ANATOMY, (0.7, 0.7, 0.7))
 
 
@@ -104,7 +107,7 @@ def vertebra_name(label: int) -> str:
     return VERTEBRA_NAMES_BY_LABEL.get(int(label), f"Vertebra {int(label)}")
 
 
-def vertebra_index(name: str) -> int:
+def vertebra_index(name: str) -> float:
     """Position of a vertebra name along the spine (C1 = 0); transitional names slot in between."""
     if name == "T13":
         return STANDARD_ORDER.index("T12") + 0.5

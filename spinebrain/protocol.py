@@ -4,11 +4,15 @@ With ``--progress-json`` the CLI prints one JSON object per line on stdout::
 
     {"event": "progress", "stage": "inference", "fraction": 0.42, "message": "slice 21 of 50"}
     {"event": "result", "path": "/out/labels.mrk.json", "kind": "markups"}
+    {"event": "log", "message": "Loaded model spine-ct 1.0"}
+    {"event": "case", "name": "sub-01", "status": "failed", "message": "..."}   (batch runs)
     {"event": "error", "code": 2, "message": "The input image is 2D ..."}
     {"event": "done", "code": 0}
 
-Any other stdout line is plain log text. Without the flag, progress is a tqdm bar on stderr.
-Exit codes are in :mod:`spinebrain.errors`. A terminate signal (SIGTERM, or Ctrl+C) raises
+``done`` is always the last event; ``error`` (with ``details``: a traceback or usage text) comes
+just before it on failure. Any other stdout line is plain log text. Without the flag, progress
+is a tqdm bar on stderr. Exit codes are in :mod:`spinebrain.errors`. A terminate signal (SIGTERM,
+Ctrl+C, or CTRL_BREAK_EVENT on Windows) raises
 :class:`~spinebrain.errors.CancelledError` inside the run, so ``finally`` blocks and
 :func:`spinebrain.io.atomic_path` clean up before the process exits with the cancelled code.
 """

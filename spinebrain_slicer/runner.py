@@ -44,7 +44,9 @@ class RunState(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-_STATE_BY_EXIT_CODE = {EXIT_OK: RunState.SUCCEEDED, EXIT_BAD_INPUT: RunState.BAD_INPUT, EXIT_CANCELLED: RunState.CANCELLED}
+_STATE_BY_EXIT_CODE = {
+    EXIT_OK: RunState.SUCCEEDED, EXIT_BAD_INPUT: RunState.BAD_INPUT, EXIT_CANCELLED: RunState.CANCELLED,
+}
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ class BrainOptions:
     elastic_grid_mm: float = 35.0  # control point spacing of the elastic deformation
     ventricle_growth_mm: tuple[float, float] = (0.0, 4.0)  # ventricles widened by up to this
     atrophy: tuple[float, float] = (0.0, 0.6)  # 0 none .. 1 strong widening of sulci
+    sharpen: tuple[float, float] = (1.5, 3.0)  # exponent making template tissue borders crisper
     ms_count: tuple[int, int] = (3, 25)
     ms_radius_mm: tuple[float, float] = (1.5, 6.0)
     tumour_radius_mm: tuple[float, float] = (10.0, 25.0)
@@ -192,6 +193,7 @@ def generate_brain(seed: int, contrasts=("t1",), lesions: str | None = None, sku
     reference = _output_grid(base, options.margin_mm)
     probs = _deformed_probabilities(rng, reference, base, options)
     spacing_kji = (base,) * 3
+    _sharpen(rng, probs, options)
     _grow_ventricles(rng, probs, spacing_kji, options)
     _atrophy(rng, probs, spacing_kji, options)
     tissue = _tissue_labels(probs)
@@ -331,6 +333,15 @@ def _deformed_probabilities(rng, reference: sitk.Image, base: float, options: Br
     array = sitk.GetArrayFromImage(warped)  # k, j, i, component
     names = ("gm", "wm", "csf", "ventricles", "brain")
     return {name: np.ascontiguousarray(array[..., c]) for c, name in enumerate(names)}
+
+
+def _sharpen(rng, probs: dict, options: BrainOptions) -> None:
+    """Crisper tissue borders than the population-average template (p ** gamma, renormalised)."""
+    gamma = rng.uniform(*options.sharpen)
+    powered = {name: np.power(probs[name], gamma) for name in ("csf", "gm", "wm")}
+    total = np.maximum(sum(powered.values()), 1e-6)
+    for name, value in powered.items():
+        probs[name] = value / total * probs["brain"]
 
 
 def _shift_to_csf(probs: dict, new_csf: np.ndarray) -> None:

@@ -98,8 +98,10 @@ def insert_ms_lesions(rng: np.random.Generator, tissue: np.ndarray, ventricles: 
         offsets = _offsets_mm(box, center, spacing_kji)
         rho = np.sqrt(sum((o / a) ** 2 for o, a in zip(offsets, semi_axes)))
         rough = smooth_noise(rng, rho.shape, spacing_kji, max(radius, 2.0))
+        local_center = tuple(c - b.start for c, b in zip(center, box))
         blob = (rho + 0.25 * rough < 1.0) & allowed[box]
-        blob[tuple(c - b.start for c, b in zip(center, box))] = True  # never an empty lesion
+        blob[local_center] = True  # never an empty lesion
+        blob = _component_at(blob, local_center)  # clipping to WM must not leave specks
         labels[box][blob] = MS_LESION
         contrast[box][blob] = rng.uniform(0.5, 1.2)
     return labels, contrast
@@ -137,7 +139,7 @@ def insert_tumour(rng: np.random.Generator, tissue: np.ndarray, ventricles: np.n
     offsets = _offsets_mm(box, center, spacing_kji)
     stretch = rng.uniform(0.8, 1.25, size=3)
     r = np.sqrt(sum((o / a) ** 2 for o, a in zip(offsets, stretch)))
-    r = r + 0.12 * radius * smooth_noise(rng, r.shape, spacing_kji, max(radius, 4.0))
+    r = r + 0.2 * radius * smooth_noise(rng, r.shape, spacing_kji, max(0.7 * radius, 4.0))
     local = tissue[box]
     inside = (local > 0) & (local != CSF)
     spread = oedema_extent * (1.0 + 0.5 * smooth_noise(rng, r.shape, spacing_kji, 8.0))
@@ -146,4 +148,13 @@ def insert_tumour(rng: np.random.Generator, tissue: np.ndarray, ventricles: np.n
     target[(r >= radius) & (r < radius + reach) & inside] = OEDEMA
     target[(r < radius) & (local > 0)] = ENHANCING
     target[(r < core) & (local > 0)] = NECROSIS
+    # oedema following WM can leave islands behind thin cortex: a tumour is one connected lesion
+    target[~_component_at(target > 0, tuple(c - b.start for c, b in zip(center, box)))] = 0
     return labels
+
+
+def _component_at(mask: np.ndarray, index) -> np.ndarray:
+    """The connected component (face connectivity) of ``mask`` containing ``index``."""
+    components, _ = ndimage.label(mask)
+    value = components[index]
+    return components == value if value else np.zeros_like(mask)

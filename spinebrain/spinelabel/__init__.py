@@ -1,0 +1,1 @@
+"""SpineLabel: vertebra detection (CNN detectors on sagittal slices) and labeling (parts-based graphical model)."""

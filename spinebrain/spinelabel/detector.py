@@ -1,0 +1,233 @@
+"""The vertebra detectors of Forsberg 2017, run densely over whole sagittal slices.
+
+Architecture (paper): conv-conv-maxpool-conv-conv-maxpool-FC-FC-output(softmax), 3x3 kernels and
+3x3 pooling windows, leaky ReLU, 50 % dropout on the FC layers, trained on patches with
+categorical cross-entropy and SGD with Nesterov momentum. Here convolutions are unpadded ("valid")
+and the pools have stride 2, so a patch classifies from its own pixels only; the FC layers are
+convolutions (FC1's kernel covers the whole feature map left after the two pools, FC2 and the
+output are 1x1), so the same weights classify one patch or a whole slice.
+
+Dense inference (:func:`detect_dense`) pads the slice by half a patch and runs the network
+*a trous*: the pools keep stride 1 and every later layer is dilated by the stride it has lost
+(2 after the first pool, 4 after the second). The output then has one value per input pixel, and
+the value at pixel p is exactly the patch classifier's output for the patch centred at p
+(rows ``p - patch//2 ... p - patch//2 + patch - 1``, likewise for columns). ``full_resolution=False``
+instead runs the strided network (16x less work) and interpolates its stride-4 map: exact on the
+pixels whose row and column are multiples of 4, bilinear in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from scipy import ndimage
+
+from ..errors import InputError
+from .targets import CENTRE, balanced_sample
+
+ARCHITECTURE = "spinebrain.spinelabel.detector.VertebraDetector"
+#: Paper patch sizes (pixels): lumbar 24 (2 mm pixels), S1 32 (2 mm), cervical and C2 32 (1 mm).
+PATCH_SIZE = {"lumbar": 24, "lumbar-anchor": 32, "cervical": 32, "cervical-anchor": 32}
+#: The anchor vertebra of each region's anchor detector.
+ANCHOR = {"cervical": "C2", "lumbar": "S1"}
+POOL_KERNEL, POOL_STRIDE = 3, 2
+
+
+def _feature_size(patch: int) -> int:
+    """Spatial size left after conv, conv, pool, conv, conv, pool (valid convolutions)."""
+    size = patch
+    for _ in range(2):
+        size = (size - 4 - POOL_KERNEL) // POOL_STRIDE + 1
+    return size
+
+
+class VertebraDetector(torch.nn.Module):
+    """Two-class patch classifier (0 = not a vertebra centre, 1 = vertebra centre), fully convolutional.
+
+    ``forward`` takes (B, in_channels, H, W) with H, W >= ``patch`` and returns logits
+    (B, classes, h, w) on a stride-4 grid (1x1 for a single patch); :meth:`dense_logits` gives
+    one output per pixel (see the module docstring).
+    """
+
+    def __init__(self, patch: int = 24, channels=(32, 64), fc: int = 256, in_channels: int = 1,
+                 classes: int = 2, dropout: float = 0.5, negative_slope: float = 0.01):
+        super().__init__()
+        self.feature_size = _feature_size(int(patch))
+        if self.feature_size < 1:
+            raise ValueError(f"patch {patch} is too small for two 3x3 pools; use at least 20 pixels")
+        if len(channels) != 2:
+            raise ValueError(f"channels must give two filter counts, got {channels!r}")
+        self.kwargs = {"patch": int(patch), "channels": [int(c) for c in channels], "fc": int(fc),
+                       "in_channels": int(in_channels), "classes": int(classes), "dropout": float(dropout),
+                       "negative_slope": float(negative_slope)}
+        act = ("leakyrelu", {"negative_slope": negative_slope})
+
+        def conv(cin, cout, kernel=3, drop=None):
+            return Convolution(2, cin, cout, kernel_size=kernel, padding=0, act=act, norm=None,
+                               dropout=drop, adn_ordering="AD" if drop else "A")
+
+        c1, c2 = channels
+        self.convs = torch.nn.ModuleList([conv(in_channels, c1), conv(c1, c1), conv(c1, c2), conv(c2, c2)])
+        self.fc1 = conv(c2, fc, kernel=self.feature_size, drop=dropout)
+        self.fc2 = conv(fc, fc, kernel=1, drop=dropout)
+        self.output = Convolution(2, fc, classes, kernel_size=1, padding=0, conv_only=True)
+
+    @property
+    def patch(self) -> int:
+        return self.kwargs["patch"]
+
+    @property
+    def config(self) -> dict:
+        """The model card's ``network`` entry: rebuild with ``spinebrain.models.build_network``."""
+        return {"architecture": ARCHITECTURE, "kwargs": dict(self.kwargs, channels=list(self.kwargs["channels"]))}
+
+    def _run(self, x: torch.Tensor, dense: bool) -> torch.Tensor:
+        def apply(block, x, dilation):
+            return block.adn(F.conv2d(x, block.conv.weight, block.conv.bias, dilation=dilation))
+
+        stride = 1 if dense else POOL_STRIDE
+        dilation = 1
+        for index, block in enumerate(self.convs):
+            x = apply(block, x, dilation)
+            if index % 2 == 1:  # a pool after every second convolution
+                x = F.max_pool2d(x, POOL_KERNEL, stride=stride, dilation=dilation)
+                dilation *= POOL_STRIDE if dense else 1
+        x = apply(self.fc1, x, dilation)
+        x = apply(self.fc2, x, 1)
+        return self.output(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, dense=False)
+
+    def dense_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits at every window position: (B, classes, H - E + 1, W - E + 1), E = the used receptive field."""
+        return self._run(x, dense=True)
+
+    def classify_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Logits (N, classes) of N patches (N, in_channels, patch, patch)."""
+        return self.forward(patches)[:, :, 0, 0]
+
+
+# -- patches -------------------------------------------------------------------------------------
+def normalise_intensities(array, low_percentile: float = 1.0, high_percentile: float = 99.0) -> np.ndarray:
+    """Scale to [0, 1] between two percentiles (clipped), the detectors' input range for MR and CT alike.
+
+    Apply it to the whole slab (all slices together) before training and before detection.
+    """
+    array = np.asarray(array, dtype=np.float32)
+    low, high = np.percentile(array, [low_percentile, high_percentile])
+    if high <= low:
+        return np.zeros_like(array)
+    return np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def _pad(array: np.ndarray, patch: int, value: float) -> np.ndarray:
+    """Pad a 2D slice so every pixel has a full patch centred on it (offset ``patch // 2``)."""
+    before = patch // 2
+    return np.pad(array, ((before, patch - 1 - before),) * 2, constant_values=value)
+
+
+def extract_patches(array, rows, cols, patch: int, pad_value: float = 0.0) -> np.ndarray:
+    """(N, patch, patch) patches centred on the integer pixels (rows[n], cols[n]) of a 2D slice.
+
+    Outside the slice the patches hold ``pad_value`` (0 = the low end of :func:`normalise_intensities`),
+    the same padding :func:`detect_dense` uses.
+    """
+    windows = np.lib.stride_tricks.sliding_window_view(_pad(np.asarray(array, np.float32), patch, pad_value),
+                                                       (patch, patch))
+    return np.ascontiguousarray(windows[np.asarray(rows, int), np.asarray(cols, int)])
+
+
+def sample_training_patches(slice_array, classes, patch: int, rng: np.random.Generator,
+                            positive: int = CENTRE) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced training patches of one normalised slice: (patches (N, patch, patch), labels (N,) 1 = positive)."""
+    classes = np.asarray(classes)
+    if np.shape(slice_array) != classes.shape:
+        raise InputError("The slice and its pixel classes differ in shape; compute the classes on the same slice.")
+    indices = balanced_sample(classes, rng, positive)
+    rows, cols = np.unravel_index(indices, classes.shape)
+    labels = (classes.ravel()[indices] == positive).astype(np.int64)
+    return extract_patches(slice_array, rows, cols, patch), labels
+
+
+# -- inference -----------------------------------------------------------------------------------
+@torch.no_grad()
+def detect_dense(model: VertebraDetector, slice_array, full_resolution: bool = True,
+                 device: torch.device | str = "cpu") -> np.ndarray:
+    """Probability of class 1 (vertebra centre) at every pixel of a normalised 2D slice (same shape).
+
+    Pixel p's value is the classifier's output for the patch centred at p (module docstring).
+    """
+    array = np.asarray(slice_array, dtype=np.float32)
+    if array.ndim != 2:
+        raise InputError(f"detect_dense needs one 2D slice, got an array of shape {array.shape}.")
+    model.eval()
+    patch = model.patch
+    padded = torch.from_numpy(_pad(array, patch, 0.0))[None, None].to(device)
+    height, width = array.shape
+    if full_resolution:
+        logits = model.dense_logits(padded)[0]
+        return torch.softmax(logits, 0)[1, :height, :width].cpu().numpy()
+    probability = torch.softmax(model(padded)[0], 0)[1].cpu().numpy()
+    step = POOL_STRIDE**2
+    rows, cols = np.meshgrid(np.arange(height) / step, np.arange(width) / step, indexing="ij")
+    return ndimage.map_coordinates(probability, [rows, cols], order=1, mode="nearest").astype(np.float32)
+
+
+# -- training ------------------------------------------------------------------------------------
+def train_detector(
+    patches,
+    labels,
+    model: VertebraDetector | None = None,
+    epochs: int = 10,
+    batch_size: int = 64,
+    learning_rate: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    callback: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[VertebraDetector, list[float]]:
+    """Train a detector on patches (N, patch, patch) with labels (N,) in {0, 1}; returns (model, loss per epoch).
+
+    Categorical cross-entropy, SGD with Nesterov momentum (the paper). A new
+    :class:`VertebraDetector` of the patches' size is made when ``model`` is None. Seeded; the
+    global torch random state is left untouched. ``callback(epoch, mean_loss)`` runs after every epoch.
+    """
+    patches = torch.as_tensor(np.asarray(patches, dtype=np.float32))
+    if patches.ndim == 3:
+        patches = patches[:, None]
+    targets = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    if patches.ndim != 4 or patches.shape[-1] != patches.shape[-2] or len(patches) != len(targets):
+        raise InputError("Training needs square patches (N, size, size) and one label per patch.")
+    if len(targets) == 0:
+        raise InputError("There are no training patches; check that the annotations lie on the slices.")
+    losses = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if model is None:
+            model = VertebraDetector(patch=patches.shape[-1], in_channels=patches.shape[1])
+        if model.patch != patches.shape[-1]:
+            raise InputError(f"The patches are {patches.shape[-1]} pixels but the model expects {model.patch}.")
+        model.to(device).train()
+        optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum, nesterov=True,
+                                    weight_decay=weight_decay)
+        for epoch in range(epochs):
+            order = torch.randperm(len(targets))
+            total = 0.0
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                logits = model.classify_patches(patches[batch].to(device))
+                loss = F.cross_entropy(logits, targets[batch].to(device))
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                total += float(loss) * len(batch)
+            losses.append(total / len(targets))
+            if callback is not None:
+                callback(epoch, losses[-1])
+    return model.eval(), losses

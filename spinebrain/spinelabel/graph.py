@@ -1,0 +1,429 @@
+"""Parts-based graphical model that names vertebra detections (Forsberg et al. 2017, after Lootus 2014).
+
+Written by hand: no maintained library offers this layered shortest-path labelling, and the whole
+algorithm is a small dynamic programme over ~26 layers.
+
+Model. One *layer* per vertebra level in cranio-caudal order (``SpineShapeModel.levels``). For
+each pair of adjacent levels the model holds the displacement ``y = x_lower - x_upper`` (RAS mm):
+mean ``mu``, covariance ``Sigma`` and an allowed box ``R`` (``PairModel``), fitted from point
+annotations (``fit_shape_model``). Coordinates are 3D; a 2D (sagittal) model is the special case
+where every point has the same R coordinate.
+
+Labelling. A labelling is a path through the layers, one detection per layer. The edge cost from
+candidate i (level l) to candidate j (next level) is the paper's
+
+    d_l(x_i, x_j) = (y - mu_l)^T Sigma_l^-1 (y - mu_l) / (p_i * p_j)    when y lies in R_l,
+
+and there is no edge otherwise. The best path covers as many layers as possible, then has the
+lowest cost. Beyond the paper:
+
+* Transitional anatomy. T13 and L6 are *optional* layers, present only when training saw them.
+  A path may skip an optional layer for free (T12 -> L1 uses the T12/L1 pair model) or pass
+  through it (T12 -> T13 -> L1) at a small ``transitional_penalty``; so a 6-lumbar spine can be
+  labelled L1..L6 when the evidence (more detections between two known levels) asks for it.
+* Missed detections. A path may jump over ``max_gap`` missing levels with the summed model
+  (mu_l + mu_l+1, Sigma_l + Sigma_l+1, summed box) at ``gap_penalty`` per level; the skipped
+  levels are reported in ``LabellingResult.missing``.
+* Constraints. The anchor detection (C2 / S1 detector) must take its layer; a user-set point is
+  a candidate with p = 1 that must take its layer and outranks the anchor detector (when the user
+  has fixed any point the anchor is ignored).
+* Uncertainty. The same chain shifted by +-1..k levels is solved too (``alternatives``). Without
+  an anchor or user point the label certainty is the share of the best path among them (costs
+  read as -2 log likelihood), capped at ``max_unanchored_certainty``, and ``anchored`` is False.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinebrain.anatomy import VERTEBRA_LABELS, vertebra_index
+from spinebrain.errors import InputError, ModelError
+from spinebrain.points import LabelledPoint
+
+#: Every vertebra name in cranio-caudal order, transitional ones included (T12, T13, L1 ... L5, L6, S1).
+FULL_ORDER = sorted(VERTEBRA_LABELS, key=vertebra_index)
+TRANSITIONAL = ("T13", "L6")
+_MIN_PROBABILITY = 1e-3  # keeps 1 / (p_i * p_j) finite for a detection reported with p = 0
+
+
+@dataclass
+class Candidate:
+    """One detection: centroid (RAS mm), detector probability p_i, anchor-detector probability."""
+
+    position: np.ndarray
+    probability: float
+    anchor_probability: float = 0.0
+
+
+@dataclass
+class PairModel:
+    """Displacement x_lower - x_upper between two adjacent levels: Gaussian plus allowed box [lower, upper]."""
+
+    mean: np.ndarray
+    covariance: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    samples: int = 0
+
+    def combined(self, other: PairModel) -> PairModel:
+        """Displacement over two steps (this one, then ``other``), taking the steps as independent."""
+        return PairModel(self.mean + other.mean, self.covariance + other.covariance,
+                         self.lower + other.lower, self.upper + other.upper, min(self.samples, other.samples))
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "covariance": self.covariance.tolist(),
+                "lower": self.lower.tolist(), "upper": self.upper.tolist(), "samples": int(self.samples)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PairModel:
+        return cls(*(np.asarray(data[key], dtype=float) for key in ("mean", "covariance", "lower", "upper")),
+                   int(data.get("samples", 0)))
+
+
+@dataclass
+class SpineShapeModel:
+    """Layers (levels in cranio-caudal order) and a PairModel for each adjacent (upper, lower) pair."""
+
+    levels: list[str]
+    pairs: dict[tuple[str, str], PairModel]
+
+    def __post_init__(self):
+        self.levels = sorted(self.levels, key=vertebra_index)
+        for upper, lower in zip(self.standard_levels, self.standard_levels[1:]):
+            if (upper, lower) not in self.pairs:
+                raise ModelError(f"The spine shape model has no displacement model for {upper}-{lower}; refit it.")
+
+    @property
+    def standard_levels(self) -> list[str]:
+        return [level for level in self.levels if level not in TRANSITIONAL]
+
+    def displacement(self, upper: str, lower: str) -> PairModel | None:
+        """Model of x_lower - x_upper: the fitted pair, else summed along the standard levels between; None if unknown."""
+        if (upper, lower) in self.pairs:
+            return self.pairs[(upper, lower)]
+        start, end = self.levels.index(upper), self.levels.index(lower)
+        chain = [upper] + [lv for lv in self.levels[start + 1:end] if lv not in TRANSITIONAL] + [lower]
+        steps = [self.pairs.get(pair) for pair in zip(chain, chain[1:])]
+        if len(chain) == 2 or any(step is None for step in steps):
+            return None
+        total = steps[0]
+        for step in steps[1:]:
+            total = total.combined(step)
+        return total
+
+    def spine_direction(self) -> np.ndarray:
+        """Unit vector of the summed mean displacements: the overall cranio-caudal direction."""
+        total = sum(pair.mean for pair in self.pairs.values())
+        return total / np.linalg.norm(total)
+
+    def to_dict(self) -> dict:
+        """JSON-able form (for the model card / package)."""
+        return {"levels": list(self.levels),
+                "pairs": [{"upper": u, "lower": lo, **pair.to_dict()} for (u, lo), pair in self.pairs.items()]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SpineShapeModel:
+        try:
+            pairs = {(item["upper"], item["lower"]): PairModel.from_dict(item) for item in data["pairs"]}
+            return cls(list(data["levels"]), pairs)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"The spine shape model is malformed ({error}); use a model written by this version.") from None
+
+
+def fit_shape_model(annotated_cases: list[list[LabelledPoint]], levels: list[str] | None = None,
+                    range_margin: float = 0.25, min_sd_mm: float = 2.0) -> SpineShapeModel:
+    """Fit mu, Sigma and the allowed box R of every adjacent-level displacement from annotated cases.
+
+    ``levels`` restricts the layers (default: every level seen). Two levels are adjacent in a case
+    when only transitional levels (T13, L6) lie between them in the full order, so T12->L1 comes
+    from 12-thoracic cases and T12->T13->L1 from 13-thoracic ones; a transitional level becomes a
+    layer only where training saw it. Sigma gets ``min_sd_mm``^2 added on its diagonal so it stays
+    invertible with one or two samples (or a flat 2D axis); the box is the observed min/max widened
+    on each axis by ``range_margin`` times the mean step length (so it scales from cervical to lumbar).
+    """
+    wanted = set(levels) if levels is not None else None
+    samples: dict[tuple[str, str], list[np.ndarray]] = {}
+    for number, case in enumerate(annotated_cases):
+        points = _case_points(case, number)
+        names = sorted(points, key=vertebra_index)
+        for upper, lower in zip(names, names[1:]):
+            keep = wanted is None or {upper, lower} <= wanted
+            if keep and _adjacent(upper, lower):
+                samples.setdefault((upper, lower), []).append(points[lower] - points[upper])
+    if not samples:
+        raise InputError("The annotations hold no two adjacent vertebrae; give cases with consecutive labels.")
+    pairs = {pair: _fit_pair(np.array(ys), range_margin, min_sd_mm) for pair, ys in samples.items()}
+    seen = {name for pair in pairs for name in pair}
+    if wanted is not None and wanted - seen:
+        raise InputError(f"No training case has {sorted(wanted - seen, key=vertebra_index)} beside a neighbour; "
+                         "drop those levels or add annotations.")
+    layer_levels = sorted(seen, key=vertebra_index)
+    standard = [lv for lv in layer_levels if lv not in TRANSITIONAL]
+    for upper, lower in zip(standard, standard[1:]):
+        if (upper, lower) not in pairs:
+            raise InputError(f"No training case has both {upper} and {lower}; add annotations that include both.")
+    return SpineShapeModel(layer_levels, pairs)
+
+
+def _case_points(case: list[LabelledPoint], number: int) -> dict[str, np.ndarray]:
+    points: dict[str, np.ndarray] = {}
+    for point in case:
+        if point.label not in VERTEBRA_LABELS:
+            raise InputError(f"Training case {number} has an unknown vertebra name {point.label!r}; use C1...S1, T13 or L6.")
+        if point.label in points:
+            raise InputError(f"Training case {number} has {point.label} twice; keep one point per vertebra.")
+        points[point.label] = np.asarray(point.ras, dtype=float)
+    return points
+
+
+def _adjacent(upper: str, lower: str) -> bool:
+    between = FULL_ORDER[FULL_ORDER.index(upper) + 1:FULL_ORDER.index(lower)]
+    return all(name in TRANSITIONAL for name in between)
+
+
+def _fit_pair(ys: np.ndarray, range_margin: float, min_sd_mm: float) -> PairModel:
+    mean = ys.mean(axis=0)
+    sample_cov = np.cov(ys, rowvar=False) if len(ys) > 1 else np.zeros((ys.shape[1], ys.shape[1]))
+    covariance = sample_cov + min_sd_mm**2 * np.eye(ys.shape[1])
+    margin = range_margin * np.linalg.norm(mean)
+    return PairModel(mean, covariance, ys.min(axis=0) - margin, ys.max(axis=0) + margin, len(ys))
+
+
+# --------------------------------------------------------------------------------------------
+# Labelling
+
+
+@dataclass
+class Assignment:
+    level: str
+    candidate: int | None  # index into the candidates given; None for a user-set point
+    position: np.ndarray
+    confidence: float
+    user_set: bool = False
+
+
+@dataclass
+class Alternative:
+    """The best labelling when the chain is moved ``shift`` levels (+ = towards the sacrum)."""
+
+    shift: int
+    cost: float
+    assignments: list[Assignment]
+
+
+@dataclass
+class LabellingResult:
+    assignments: list[Assignment]  # cranio-caudal order
+    cost: float
+    anchored: bool  # an anchor detection or a user-set point fixes the levels
+    certainty: float  # 0..1, how sure the level naming is (per-point confidence = p_i * certainty)
+    missing: list[str] = field(default_factory=list)  # levels jumped over inside the path
+    alternatives: list[Alternative] = field(default_factory=list)
+
+    def to_points(self) -> list[LabelledPoint]:
+        return [LabelledPoint(a.level, tuple(float(v) for v in a.position),
+                              None if a.user_set else round(float(a.confidence), 4), a.user_set)
+                for a in self.assignments]
+
+
+@dataclass
+class _Problem:
+    """Positions, probabilities and per-layer permissions of one labelling run."""
+
+    positions: np.ndarray  # (M, D): detections, then user-set points
+    probabilities: np.ndarray  # (M,)
+    allowed: np.ndarray  # (L, M) bool: candidate m may take layer l
+    constrained: list[int]  # layers that must be in the path
+    user_candidates: set[int]
+
+
+def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor: tuple[str, int] | None = None,
+                     fixed: dict[str, np.ndarray] | None = None, *, max_gap: int = 1, gap_penalty: float = 10.0,
+                     transitional_penalty: float = 5.0, max_shift: int = 3,
+                     max_unanchored_certainty: float = 0.5) -> LabellingResult:
+    """Name the detections: the path covering most layers at least cost, under the anchor / user constraints.
+
+    ``anchor`` is (level, index of the candidate the anchor detector picked); ``fixed`` maps a level
+    to the position of a point the user set (hard constraint). Raises InputError when the
+    constraints cannot lie on one spine (e.g. user points in the wrong order).
+    """
+    fixed = {level: np.asarray(pos, dtype=float) for level, pos in (fixed or {}).items()}
+    for level in fixed:
+        if level not in model.levels:
+            raise InputError(f"The user point {level} is not a level this model labels ({model.levels[0]}...{model.levels[-1]}).")
+    if anchor is not None and not fixed:
+        level, index = anchor
+        if level not in model.levels or not 0 <= index < len(candidates):
+            raise InputError(f"The anchor ({level}, candidate {index}) does not fit this model or the candidate list.")
+    else:
+        anchor = None  # the user's points outrank the anchor detector
+    solver = _Solver(candidates, model, fixed, max_gap, gap_penalty, transitional_penalty)
+    if solver.n_candidates == 0:
+        return LabellingResult([], 0.0, False, 0.0)
+    path, cost = solver.solve(solver.problem(anchor, fixed))
+    if path is None:
+        raise InputError("The fixed points cannot be joined into one spine; check their labels and positions.")
+    alternatives = _shifted_alternatives(solver, path, max_shift)
+    anchored = bool(fixed) or anchor is not None
+    if fixed:
+        certainty = 1.0
+    elif anchor is not None:
+        certainty = candidates[anchor[1]].anchor_probability or 1.0
+    else:
+        certainty = min(_share_of_best(cost, len(path), alternatives, gap_penalty), max_unanchored_certainty)
+    return LabellingResult(solver.assignments(path, certainty), cost, anchored, certainty,
+                           solver.missing_levels(path), alternatives)
+
+
+class _Solver:
+    """Dynamic programme over the layers; edge cost matrices are computed once and reused."""
+
+    def __init__(self, candidates, model, fixed, max_gap, gap_penalty, transitional_penalty):
+        self.model, self.levels = model, model.levels
+        self.max_gap, self.gap_penalty, self.transitional_penalty = max_gap, gap_penalty, transitional_penalty
+        self.n_candidates = len(candidates) + len(fixed)
+        dim = len(model.spine_direction())
+        positions = [np.asarray(c.position, dtype=float) for c in candidates] + list(fixed.values())
+        if any(p.shape != (dim,) for p in positions):
+            raise InputError(f"Every candidate and user point needs {dim} coordinates, like the shape model.")
+        self.positions = np.array(positions, dtype=float).reshape(-1, dim)
+        self.probabilities = np.clip([c.probability for c in candidates] + [1.0] * len(fixed), _MIN_PROBABILITY, 1.0)
+        self.fixed_levels = list(fixed)
+        self.n_detections = len(candidates)
+        self._edges: dict[tuple[int, int], np.ndarray | None] = {}
+        self.direction = model.spine_direction()
+
+    def problem(self, pinned: tuple[str, int] | None, fixed: dict) -> _Problem:
+        """Permissions: a pinned candidate (anchor / shift pivot) and each user point may only take its own layer."""
+        allowed = np.ones((len(self.levels), self.n_candidates), dtype=bool)
+        constraints = [(level, self.n_detections + k) for k, level in enumerate(self.fixed_levels) if level in fixed]
+        if pinned is not None:
+            constraints.append(pinned)
+        for level, index in constraints:
+            layer = self.levels.index(level)
+            allowed[:, index] = False
+            allowed[layer, :] = False
+            allowed[layer, index] = True
+        layers = sorted({self.levels.index(level) for level, _ in constraints})
+        return _Problem(self.positions, self.probabilities, allowed, layers, set(range(self.n_detections, self.n_candidates)))
+
+    def edge(self, a: int, b: int) -> np.ndarray | None:
+        """(M, M) cost of candidate i at layer a followed by j at layer b; inf where there is no edge."""
+        if (a, b) not in self._edges:
+            self._edges[(a, b)] = self._edge_costs(a, b)
+        return self._edges[(a, b)]
+
+    def _edge_costs(self, a: int, b: int) -> np.ndarray | None:
+        pair = self.model.displacement(self.levels[a], self.levels[b])
+        if pair is None:
+            return None
+        y = self.positions[None, :, :] - self.positions[:, None, :]  # y[i, j] = x_j - x_i
+        inside = np.all((y >= pair.lower) & (y <= pair.upper), axis=-1)
+        forward = y @ self.direction > 0  # paths run strictly one way along the spine: no candidate twice
+        diff = y - pair.mean
+        mahalanobis = np.einsum("ijk,kl,ijl->ij", diff, np.linalg.inv(pair.covariance), diff)
+        cost = mahalanobis / np.outer(self.probabilities, self.probabilities)
+        skipped = self.levels[a + 1:b]
+        cost = cost + self.gap_penalty * sum(lv not in TRANSITIONAL for lv in skipped) + self._node_penalty(b)
+        return np.where(inside & forward, cost, np.inf)
+
+    def _node_penalty(self, layer: int) -> float:
+        return self.transitional_penalty if self.levels[layer] in TRANSITIONAL else 0.0
+
+    def _predecessors(self, b: int, constrained: list[int]) -> list[int]:
+        """Layers a < b a path may come from: next layer, or a jump over optional / up to max_gap missing levels."""
+        result = []
+        for a in range(b - 1, -1, -1):
+            if any(a < c < b for c in constrained):
+                break  # never jump over a layer that must be in the path
+            missing = sum(lv not in TRANSITIONAL for lv in self.levels[a + 1:b])
+            if missing > self.max_gap:
+                break
+            result.append(a)
+        return result
+
+    def solve(self, problem: _Problem) -> tuple[list[tuple[int, int]] | None, float]:
+        """Best path as [(layer, candidate)] top to bottom, and its cost: most layers first, then least cost."""
+        n_layers, n = problem.allowed.shape
+        first = problem.constrained[0] if problem.constrained else n_layers - 1
+        last = problem.constrained[-1] if problem.constrained else 0
+        count = np.zeros((n_layers, n), dtype=int)  # layers on the best path ending here (0: unreachable)
+        cost = np.full((n_layers, n), np.inf)
+        back = np.full((n_layers, n, 2), -1, dtype=int)
+        for b in range(n_layers):
+            if b <= first:  # a path may start here only if it can still reach every constrained layer
+                count[b] = problem.allowed[b]
+                cost[b] = np.where(problem.allowed[b], self._node_penalty(b), np.inf)
+            for a in self._predecessors(b, problem.constrained):
+                edge = self.edge(a, b)
+                if edge is None:
+                    continue
+                valid = (count[a][:, None] > 0) & problem.allowed[b][None, :] & np.isfinite(edge)
+                new_count = np.where(valid, count[a][:, None] + 1, 0)
+                new_cost = np.where(valid, cost[a][:, None] + edge, np.inf)
+                best_count = new_count.max(axis=0)
+                best_i = np.argmin(np.where(new_count == best_count, new_cost, np.inf), axis=0)
+                best_cost = new_cost[best_i, np.arange(n)]
+                better = (best_count > count[b]) | ((best_count == count[b]) & (best_cost < cost[b]))
+                better &= best_count > 0
+                count[b, better], cost[b, better] = best_count[better], best_cost[better]
+                back[b, better] = np.stack([np.full(better.sum(), a), best_i[better]], axis=1)
+        ends = np.zeros_like(count)
+        ends[last:] = count[last:]
+        if ends.max() == 0:
+            return None, np.inf
+        layer, index = _best_end(ends, cost)
+        path = [(layer, index)]
+        while back[layer, index, 0] >= 0:
+            layer, index = back[layer, index]
+            path.append((int(layer), int(index)))
+        return path[::-1], float(cost[path[-1]])
+
+    def assignments(self, path, certainty: float) -> list[Assignment]:
+        result = []
+        for layer, index in path:
+            user = index >= self.n_detections
+            confidence = 1.0 if user else float(self.probabilities[index]) * certainty
+            result.append(Assignment(self.levels[layer], None if user else int(index),
+                                     self.positions[index].copy(), confidence, user))
+        return result
+
+    def missing_levels(self, path) -> list[str]:
+        layers = [layer for layer, _ in path]
+        return [lv for a, b in zip(layers, layers[1:]) for lv in self.levels[a + 1:b] if lv not in TRANSITIONAL]
+
+
+def _best_end(count: np.ndarray, cost: np.ndarray) -> tuple[int, int]:
+    masked = np.where(count == count.max(), cost, np.inf)
+    layer, index = np.unravel_index(np.argmin(masked), masked.shape)
+    return int(layer), int(index)
+
+
+def _shifted_alternatives(solver: _Solver, path, max_shift: int) -> list[Alternative]:
+    """Best path with the first standard-level point of ``path`` pinned ``shift`` levels away (no anchor, no user lock)."""
+    standard = solver.model.standard_levels
+    pivot_layer, pivot = next(((lay, idx) for lay, idx in path if solver.levels[lay] not in TRANSITIONAL), path[0])
+    pivot_level = solver.levels[pivot_layer]
+    if pivot_level in TRANSITIONAL:
+        return []
+    alternatives = []
+    for shift in [s for k in range(1, max_shift + 1) for s in (-k, k)]:
+        position = standard.index(pivot_level) + shift
+        if not 0 <= position < len(standard):
+            continue
+        alt_path, alt_cost = solver.solve(solver.problem((standard[position], pivot), {}))
+        if alt_path is not None:
+            alternatives.append(Alternative(shift, alt_cost, solver.assignments(alt_path, 1.0)))
+    return alternatives
+
+
+def _share_of_best(cost: float, count: int, alternatives: list[Alternative], gap_penalty: float) -> float:
+    """Weight of the best path among itself and its shifted versions, weights exp(-cost / 2).
+
+    A shifted path that explains fewer detections pays ``gap_penalty`` per detection left out.
+    """
+    costs = [cost] + [alt.cost + gap_penalty * max(count - len(alt.assignments), 0) for alt in alternatives]
+    weights = np.exp(-(np.array(costs) - min(costs)) / 2.0)
+    return float(weights[0] / weights.sum())

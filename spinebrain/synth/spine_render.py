@@ -1,0 +1,454 @@
+"""Draw the anatomy on a voxel grid: a tissue map, a vertebra instance map and a signal modifier.
+
+Speed comes from three choices:
+* every voxel gets straightened coordinates (s, u, v) -- arc length, right, anterior -- computed on a
+  coarse grid (nearest centreline point + one Newton step) and upsampled trilinearly;
+* smooth soft-tissue level sets (skin, muscle, lungs, canal, ribs' phase) are also evaluated on the
+  coarse grid and only thresholded at full resolution;
+* vertebra shapes (superellipsoids and capsules in the straightened frame) are evaluated only on
+  the voxels of each vertebra's bounding box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from scipy.spatial import cKDTree
+
+from spinebrain.synth.spine_acquisition import Grid
+from spinebrain.synth.spine_anatomy import SpineAnatomy, Vertebra
+
+# Tissue classes of the tissue label map.
+AIR, FAT, MUSCLE, SOFT, LUNG, CORTICAL, CANCELLOUS, DISC, CSF, CORD = range(10)
+TISSUE_NAMES = ("air", "fat", "muscle", "soft_tissue", "lung", "cortical_bone", "cancellous_bone",
+                "disc", "csf", "cord")
+CORTEX_MM = 1.2  # cortical shell thickness of the shapes
+
+
+@dataclass
+class Rendered:
+    tissue: np.ndarray  # uint8 [k', j, i] on the (possibly slice-supersampled) grid
+    labels: np.ndarray  # uint8 [k', j, i]
+    modifier: np.ndarray  # float32 [k', j, i]: per-structure signal factor (disc degeneration, nucleus)
+    texture: np.ndarray  # float32 [k', j, i]: smooth random field in about [-1, 1]
+    bias: np.ndarray  # float32 [k', j, i]: smooth random field in about [-1, 1]
+    n_sub: int  # sub-slices per output slice along k
+
+
+# ----------------------------------------------------------------------------------------------
+# coordinate fields
+
+
+class _Fields:
+    """Fine-grid geometry plus a coarse grid whose smooth fields are upsampled on demand."""
+
+    def __init__(self, grid: Grid, n_sub: int, coarse_mm: float):
+        self.grid, self.n_sub = grid, n_sub
+        ni, nj, nk = grid.size
+        self.shape = (nk * n_sub, nj, ni)  # fine array shape [k', j, i]
+        fine_spacing = np.array([grid.spacing[0], grid.spacing[1], grid.spacing[2] / n_sub])
+        self.step = np.maximum(1, np.round(coarse_mm / fine_spacing)).astype(int)  # (i, j, k')
+        counts = [int(np.ceil((n - 1) / c)) + 1 for n, c in zip((ni, nj, nk * n_sub), self.step)]
+        self.coarse_shape = (counts[2], counts[1], counts[0])
+        kk, jj, ii = np.meshgrid(*(np.arange(c, dtype=float) * st for c, st in
+                                   zip(self.coarse_shape, self.step[::-1])), indexing="ij")
+        k_cont = (kk + 0.5) / n_sub - 0.5
+        ijk = np.stack([ii.ravel(), jj.ravel(), k_cont.ravel()], axis=1)
+        m = grid.ijk_to_ras()
+        self.coarse_ras = ijk @ m[:3, :3].T + m[:3, 3]
+
+    def upsample(self, coarse: np.ndarray) -> np.ndarray:
+        c = torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32).reshape(self.coarse_shape))
+        size = [(n - 1) * st + 1 for n, st in zip(self.coarse_shape, self.step[::-1])]
+        if any(n > 1 for n in self.coarse_shape):
+            c = torch.nn.functional.interpolate(c[None, None], size=size, mode="trilinear", align_corners=True)[0, 0]
+        k, j, i = self.shape
+        return c[:k, :j, :i].numpy()
+
+
+def _straighten(anatomy: SpineAnatomy, ras: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(s, u, v) of RAS points: nearest centreline sample, then Newton steps along the tangent."""
+    _, idx = cKDTree(anatomy.points).query(ras, k=1)
+    s = anatomy.s[idx].astype(float)
+    for _ in range(2):
+        p, t, _, _ = anatomy.frame(s)
+        s = s + np.einsum("nd,nd->n", ras - p, t)
+    p, _, r, a = anatomy.frame(s)
+    d = ras - p
+    return s, np.einsum("nd,nd->n", d, r), np.einsum("nd,nd->n", d, a)
+
+
+# ----------------------------------------------------------------------------------------------
+# per-level parameters as functions of s
+
+
+def _level_table(anatomy: SpineAnatomy) -> dict[str, np.ndarray]:
+    vs = anatomy.vertebrae
+    c2 = anatomy.by_name("C2")
+    body = lambda v: v if v.name != "C1" else c2  # noqa: E731  (C1 has no body: the canal follows C2)
+    return {
+        "s": np.array([v.s for v in vs]),
+        "a": np.array([body(v).size.width / 2 for v in vs]),
+        "b": np.array([body(v).size.depth / 2 for v in vs]),
+        "ca": np.array([body(v).size.canal_width / 2 for v in vs]),
+        "cb": np.array([body(v).size.canal_depth / 2 for v in vs]),
+        "tp": np.array([v.size.transverse_span / 2 for v in vs]),
+        "spl": np.array([v.size.spinous_length for v in vs]),
+    }
+
+
+def _anchor(anatomy: SpineAnatomy, pairs) -> tuple[np.ndarray, np.ndarray]:
+    """(s, value) anchors from (level name, value) pairs, skipping levels this spine lacks."""
+    pts = [(anatomy.by_name(n).s, val) for n, val in pairs if anatomy.by_name(n) is not None]
+    s, val = zip(*pts)
+    return np.array(s), np.array(val, float)
+
+
+def _interp(s, anchors) -> np.ndarray:
+    return np.interp(s, anchors[0], anchors[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# soft tissue (coarse level sets)
+
+
+def _soft_tissue_fields(anatomy: SpineAnatomy, s, u, v, rng) -> dict[str, np.ndarray]:
+    h = anatomy.habitus
+    lv = _level_table(anatomy)
+    a, b = np.interp(s, lv["s"], lv["a"]), np.interp(s, lv["s"], lv["b"])
+    ca, cb = np.interp(s, lv["s"], lv["ca"]), np.interp(s, lv["s"], lv["cb"])
+    vc = -(b + cb)  # canal centre: right behind the body
+    width = _interp(s, _anchor(anatomy, [("C1", 55), ("C4", 52), ("C7", 68), ("T2", 135), ("T6", 150),
+                                         ("T10", 150), ("L1", 145), ("L3", 145), ("L5", 160), ("S1", 170),
+                                         ("S3", 160)])) * h["width"]
+    front = _interp(s, _anchor(anatomy, [("C1", 45), ("C4", 55), ("C7", 60), ("T2", 120), ("T6", 165),
+                                         ("T10", 175), ("L1", 160), ("L3", 150), ("L5", 140), ("S1", 130),
+                                         ("S3", 110)])) * h["depth"]
+    back = _interp(s, _anchor(anatomy, [("C1", 60), ("C4", 62), ("C7", 70), ("T2", 65), ("T6", 62),
+                                        ("T12", 70), ("L3", 80), ("S1", 80), ("S3", 55)])) * h["muscle"]
+    neck = s < anatomy.by_name("C7").s + 15
+    fat = np.where(neck, 0.4, 1.0) * h["fat_mm"]
+    out = {}
+    centre, half = (front - back) / 2, (front + back) / 2
+    out["inner"] = (u / width) ** 2 + ((v - centre) / half) ** 2
+    out["skin"] = (u / (width + fat)) ** 2 + ((v - centre) / (half + fat)) ** 2
+
+    # muscle: posterior compartment, psoas, trunk wall, whole neck except its visceral column
+    posterior = np.maximum((v - vc - 4) / 20, (np.abs(u) - (a + 45 * h["muscle"])) / 20)
+    rp = _interp(s, _anchor(anatomy, [("T12", 0.5), ("L1", 8), ("L3", 16), ("L5", 22), ("S1", 24), ("S3", 18)]))
+    in_lumbar = (s > anatomy.by_name("T12").s if anatomy.by_name("T12") else s > 0)
+    psoas = np.where(in_lumbar, ((np.abs(u) - a - 0.8 * rp) / (rp + 1e-3)) ** 2 + ((v - 0.1 * b) / (0.9 * rp + 1e-3)) ** 2 - 1, 1.0)
+    wall = np.where(neck, 1.0, 0.8 - out["inner"])
+    neck_muscle = np.where(neck, np.maximum(np.minimum((np.abs(u) - 20) / 10, (b + 4 - v) / 10), -1), 1.0)
+    out["muscle"] = np.minimum.reduce([posterior, psoas, wall / 0.2, neck_muscle])
+
+    # rib cage ellipse through the transverse-process tips; lungs inside it above the diaphragm
+    thoracic = [x for x in anatomy.instances() if x.ribs]
+    tp = np.interp(s, lv["s"], lv["tp"])
+    ra = _interp(s, _anchor(anatomy, [("T1", 60), ("T3", 95), ("T6", 120), ("T9", 128), ("T12", 118)])) * h["width"]
+    rc = _interp(s, _anchor(anatomy, [("T1", 25), ("T3", 45), ("T6", 65), ("T9", 70), ("T12", 65)])) * h["depth"]
+    v_tip = vc - 4
+    rb = (rc - v_tip) / np.sqrt(np.clip(1 - (tp / ra) ** 2, 0.2, 1))
+    cage = (u / ra) ** 2 + ((v - rc) / rb) ** 2
+    out["cage"], out["cage_scale"] = cage, np.sqrt(ra * rb)
+    out["cage_ok"] = np.maximum((tp - 6 - np.abs(u)) / 10, (v - rc - 0.45 * rb) / 10)  # <0 where ribs may be
+    rib_s = np.array([x.s - 0.15 * x.size.height for x in thoracic])
+    drop = rng.uniform(0.35, 0.6)
+    shifted = s - drop * np.clip(v - v_tip, 0, None)
+    out["rib_phase"] = np.interp(shifted, rib_s, np.arange(len(rib_s)), left=-9, right=len(rib_s) + 8)
+    spacing = float(np.diff(rib_s).mean()) if len(rib_s) > 1 else 25.0
+    out["rib_spacing"] = spacing
+    top = thoracic[0].s - 30
+    diaphragm = anatomy.by_name("T9").s + h["diaphragm_level"] * spacing if anatomy.by_name("T9") else top + 200
+    base = diaphragm + 45 * np.clip(cage, 0, 1)  # dome: lower towards the periphery
+    mediastinum = np.maximum(np.minimum((35 + 0.3 * (v - vc) - np.abs(u)) / 10, 1), (vc - v) / 10)
+    vertical = np.maximum((top - s) / 10, (s - base) / 10)
+    out["lung"] = np.maximum.reduce([(cage - 0.9) / 0.1, -mediastinum, vertical, (a + 8 - np.abs(u)) / 10])
+    out["trachea"] = np.where((s > anatomy.by_name("C5").s) & (s < anatomy.by_name("T4").s),
+                              (u / 8) ** 2 + ((v - b - 22) / 8) ** 2, 9.0)
+
+    # head above C1: skull shell around a brain-like interior
+    c1 = anatomy.by_name("C1").s
+    out["head"] = (u / (70 * h["width"])) ** 2 + ((v - 15) / 92) ** 2 + ((s - (c1 - 75)) / 85) ** 2
+    out["skull_ok"] = s < c1 - 14
+
+    # spinal canal: dural sac (CSF) down to S2, cord (with conus) down to about L1/L2
+    cord_end = anatomy.by_name("L1").s + rng.uniform(-10, 25) if anatomy.by_name("L1") else anatomy.by_name("S1").s - 60
+    dural_end = anatomy.by_name("S2").s
+    sac_a, sac_b = ca * 0.9, cb * 0.9
+    out["csf"] = np.where(s < dural_end, (u / sac_a) ** 2 + ((v - vc) / sac_b) ** 2, 9.0)
+    out["canal_fat"] = np.where(s < anatomy.by_name("S4").s, (u / ca) ** 2 + ((v - vc) / cb) ** 2, 9.0)
+    cord_r = np.clip((cord_end - s) / 25.0, 0, 1)
+    cord_a = np.where(s < anatomy.by_name("C7").s, 6.5, 4.5) * cord_r + 1e-3
+    cord_b = np.where(s < anatomy.by_name("C7").s, 4.0, 3.8) * cord_r + 1e-3
+    out["cord"] = (u / cord_a) ** 2 + ((v - vc + 0.5) / cord_b) ** 2
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# vertebra shapes in the straightened frame (ds along the spine, u right, v anterior)
+
+
+def _superellipsoid(ds, u, v, centre, a, b, h, p=3.0, q=8.0, cup=0.0):
+    """Normalised implicit value (<1 inside) of a rounded box-like body; ``cup`` = endplate concavity."""
+    r = (np.abs((u - centre[0]) / a) ** p + np.abs((v - centre[1]) / b) ** p) ** (1.0 / p)
+    hz = h - cup * np.clip(1 - r * r, 0, 1)
+    return (r ** q + (np.abs(ds - centre[2]) / np.maximum(hz, 0.5)) ** q) ** (1.0 / q)
+
+
+def _capsule(ds, u, v, p0, p1, radius):
+    """Distance (in radii) from a segment p0->p1 given as (u, v, ds); radius = (r_u, r_v, r_s)."""
+    r = np.asarray(radius, float)
+    a = np.asarray(p0, float) / r
+    d = (np.asarray(p1, float) - np.asarray(p0, float)) / r
+    x = np.stack([u / r[0] - a[0], v / r[1] - a[1], ds / r[2] - a[2]])
+    t = np.clip(np.tensordot(d, x, axes=1) / max(float(d @ d), 1e-9), 0, 1)
+    return np.sqrt(((x - d[:, None] * t) ** 2).sum(0))
+
+
+class _Shape:
+    """Union of primitives, each with its own cortical thickness (in its normalised units)."""
+
+    def __init__(self, ds, u, v):
+        self.ds, self.u, self.v = ds, u, v
+        self.bone = np.zeros(ds.shape, bool)
+        self.core = np.zeros(ds.shape, bool)
+
+    def add(self, f, thickness_units):
+        self.bone |= f < 1
+        self.core |= f < 1 - thickness_units
+
+    def body(self, centre, a, b, h, p=3.0, cup=0.0):
+        f = _superellipsoid(self.ds, self.u, self.v, centre, a, b, h, p=p, cup=cup)
+        self.add(f, CORTEX_MM / min(a, b, h))
+
+    def capsule(self, p0, p1, radius):
+        self.add(_capsule(self.ds, self.u, self.v, p0, p1, radius), CORTEX_MM / min(radius))
+
+
+def _posterior_elements(sh: _Shape, vert: Vertebra, gap_above: float, gap_below: float):
+    z = vert.size
+    h, b = z.height / 2, z.depth / 2
+    ca, cb = z.canal_width / 2, z.canal_depth / 2
+    vc = -(b + cb)
+    pw = max(z.pedicle_width, 3.0)
+    pu = ca + pw / 2
+    ds_p, ds_l = -0.15 * z.height, 0.1 * z.height
+    ph = max(z.pedicle_height / 2, 3.0)
+    lam = {"cervical": 2.5, "C2": 3.5, "thoracic": 3.5, "lumbar": 4.5}.get(vert.region, 4.0)
+    for side in (-1, 1):
+        sh.capsule((side * pu, -b + 2, ds_p), (side * pu, vc, ds_p), (pw / 2, pw / 2, ph))  # pedicle
+        sh.capsule((side * pu, vc - 0.3 * cb, ds_l), (0, vc - cb - lam, ds_l), (lam, lam, 0.38 * z.height))  # lamina
+        # articular processes: the inferior ones reach down to meet the superior ones of the level below
+        sh.capsule((side * pu, vc - 0.3 * cb + 1.5, -h - 0.55 * gap_above), (side * pu, vc - 0.3 * cb + 1.5, -0.1 * h),
+                   (4.0, 4.0, 5.0))
+        sh.capsule((side * pu, vc - 0.3 * cb - 2.0, 0.2 * h), (side * pu, vc - 0.3 * cb - 2.0, h + 0.55 * gap_below),
+                   (4.0, 4.0, 5.0))
+        tip = z.transverse_span / 2 * (1.35 if vert.lstv else 1.0)
+        tr = 6.0 if vert.lstv else {"cervical": 3.5, "C2": 3.5, "thoracic": 5.0}.get(vert.region, 4.5)
+        if vert.region in ("cervical", "C2"):
+            start, end = (side * pu, -b + 3, ds_p), (side * tip, -0.4 * b, ds_p + 2)
+        elif vert.region == "thoracic":
+            start, end = (side * pu, vc - 0.2 * cb, ds_p), (side * tip, vc - cb - 4, ds_p + 2)
+        else:
+            start, end = (side * pu, vc + 0.2 * cb, ds_p), (side * tip, vc - 2, ds_p + 2)
+        sh.capsule(start, end, (tr, tr, tr * (1.8 if vert.lstv else 1.4)))
+    angle = np.deg2rad(z.spinous_angle)
+    root = (0, vc - cb - lam * 0.5, ds_l)
+    tip = (0, root[1] - z.spinous_length * np.cos(angle), ds_l + z.spinous_length * np.sin(angle))
+    thick = {"lumbar": 8.0, "thoracic": 5.0, "C2": 6.0}.get(vert.region, 4.0)
+    sh.capsule(root, tip, (3.0, thick, thick))
+
+
+def _c1(sh: _Shape, vert: Vertebra):
+    z = vert.size
+    tip = z.transverse_span / 2
+    for side in (-1, 1):
+        sh.capsule((side * 16, -1, 0), (side * 16, -2, 0), (7.5, 9.0, 8.0))  # lateral mass
+        sh.capsule((side * 14, 4, 0), (0, 10, 0), (3.5, 3.5, 5.0))  # anterior arch
+        sh.capsule((side * 15, -8, 0), (side * 8, -25, 1), (3.5, 3.5, 4.5))  # posterior arch
+        sh.capsule((side * 8, -25, 1), (0, -27, 2), (3.5, 3.5, 4.5))
+        sh.capsule((side * 20, -1, 0), (side * tip, -3, 1), (4.5, 4.5, 5.0))  # transverse process
+    sh.capsule((0, -28, 2), (0, -30, 3), (4.0, 4.0, 5.5))  # posterior tubercle
+
+
+def _vertebra_shape(vert: Vertebra, ds, u, v, gap_above, gap_below) -> _Shape:
+    sh = _Shape(ds, u, v)
+    z = vert.size
+    if vert.name == "C1":
+        _c1(sh, vert)
+        return sh
+    h, a, b = z.height / 2, z.width / 2, z.depth / 2
+    cup = {"lumbar": 1.5, "thoracic": 1.0, "sacral": 0.3}.get(vert.region, 0.6) if vert.name != "S1" else 0.3
+    sh.body((0, 0, 0), a, b, h, p=2.6, cup=cup)
+    if vert.name == "C2":
+        sh.capsule((0, 0.5, -h + 2), (0, 0.5, -h - 12), (5.0, 5.0, 5.0))  # dens
+        for side in (-1, 1):
+            sh.capsule((side * (z.canal_width / 2 + 1), -2, -h - 2), (side * (z.canal_width / 2 + 1), -2, -h / 2),
+                       (5.5, 6.0, 4.0))  # broad superior facets carrying C1's lateral masses
+    if vert.region == "sacral":
+        _sacral(sh, vert, gap_above)
+    else:
+        _posterior_elements(sh, vert, gap_above, gap_below)
+    return sh
+
+
+def _sacral(sh: _Shape, vert: Vertebra, gap_above):
+    z = vert.size
+    h, b = z.height / 2, z.depth / 2
+    cb = z.canal_depth / 2
+    vc = -(b + cb)
+    sh.body((0, -0.35 * b, 0), vert.ala_half_span, 0.85 * b, 0.97 * h, p=4.0)  # alae / lateral parts
+    sh.body((0, vc - 0.2 * cb, 0), z.canal_width / 2 + 8, cb + 6, 0.97 * h, p=3.0)  # dorsal wall
+    sh.capsule((0, vc - cb - 5, -h + 3), (0, vc - cb - 7, h - 3), (3.0, 5.0, 5.0))  # median crest
+    if vert.name == "S1":
+        pu = z.canal_width / 2 + 4
+        for side in (-1, 1):
+            sh.capsule((side * pu, vc - 0.3 * cb + 1.5, -h - 0.55 * gap_above), (side * pu, vc, -0.2 * h), (4.5, 4.5, 5.0))
+
+
+def _extent(vert: Vertebra, gap_above, gap_below) -> tuple[np.ndarray, np.ndarray]:
+    """Loose (ds, u, v) box of a vertebra's shapes."""
+    z = vert.size
+    b, cb = z.depth / 2, z.canal_depth / 2
+    lat = max(z.transverse_span / 2 * (1.4 if vert.lstv else 1.0), z.width / 2, vert.ala_half_span) + 10
+    drop = z.spinous_length * np.sin(np.deg2rad(max(z.spinous_angle, 0))) + 12
+    lo = np.array([-z.height / 2 - gap_above - 18, -lat, -(b + 2 * cb + z.spinous_length + 14)])
+    hi = np.array([z.height / 2 + max(gap_below + 8, 0.1 * z.height + drop), lat, max(b, 12) + 8])
+    return lo, hi
+
+
+def _gaps(anatomy: SpineAnatomy) -> list[tuple[float, float]]:
+    """Gap (mm) between each vertebra's body and its neighbours' bodies, above and below."""
+    vs = anatomy.vertebrae
+    out = []
+    for i, v in enumerate(vs):
+        above = vs[i - 1].size.disc if i > 0 and v.name != "C2" else 6.0
+        out.append((above, v.size.disc))
+    return out
+
+
+def _box_indices(fields: _Fields, anatomy: SpineAnatomy, s0, lo, hi):
+    """Fine-array slices covering a straightened box (corners and edge midpoints mapped to voxels)."""
+    corners = np.array(np.meshgrid(*[np.linspace(l, h, 3) for l, h in zip(lo, hi)], indexing="ij")).reshape(3, -1).T
+    ras = anatomy.to_ras(s0 + corners[:, 0], corners[:, 1], corners[:, 2])
+    ijk = fields.grid.ras_to_ijk(ras)
+    ijk[:, 2] = (ijk[:, 2] + 0.5) * fields.n_sub - 0.5
+    lo_i = np.floor(ijk.min(0)).astype(int) - 2
+    hi_i = np.ceil(ijk.max(0)).astype(int) + 3
+    k, j, i = fields.shape
+    sl = tuple(slice(max(0, l), min(n, h)) for l, h, n in zip(lo_i[::-1], hi_i[::-1], (k, j, i)))
+    if any(s.stop <= s.start for s in sl):
+        return None
+    return sl
+
+
+def vertebra_mask_points(vert: Vertebra, ds, u, v, gap_above, gap_below) -> np.ndarray:
+    """Bone mask of one vertebra at straightened points (used for completeness sampling)."""
+    return _vertebra_shape(vert, ds, u, v, gap_above, gap_below).bone
+
+
+# ----------------------------------------------------------------------------------------------
+# main entry
+
+
+def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_mm: float = 4.0,
+           n_sub: int = 1) -> Rendered:
+    f = _Fields(grid, n_sub, coarse_mm)
+    s_c, u_c, v_c = _straighten(anatomy, f.coarse_ras)
+    s, u, v = f.upsample(s_c), f.upsample(u_c), f.upsample(v_c)
+    soft = _soft_tissue_fields(anatomy, s_c, u_c, v_c, rng)
+    up = lambda key: f.upsample(soft[key])  # noqa: E731
+    noise = gaussian_filter(rng.standard_normal(f.coarse_shape).astype(np.float32), 1.5)
+    noise /= max(float(noise.std()), 1e-6)
+    bias = gaussian_filter(rng.standard_normal(f.coarse_shape).astype(np.float32), 4.0)
+    bias /= max(float(np.abs(bias).max()), 1e-6)
+
+    tissue = np.zeros(f.shape, np.uint8)
+    inner = up("inner")
+    tissue[up("skin") < 1] = FAT
+    tissue[inner < 1] = SOFT
+    texture = f.upsample(noise)
+    abdomen = (s > (anatomy.by_name("T11") or anatomy.vertebrae[18]).s) & (inner < 0.8)
+    tissue[abdomen & (texture > 1.6 - 2 * anatomy.habitus["visceral_fat"])] = FAT
+    tissue[(up("muscle") < 0) & (inner < 1)] = MUSCLE
+    tissue[(up("lung") < 0) & (inner < 1)] = LUNG
+    tissue[up("trachea") < 1] = AIR
+    head = up("head")
+    tissue[head < 1.12] = FAT
+    tissue[head < 1.06] = SOFT
+    skull = (head < 1) & (head > 0.86) & (up("skull_ok") > 0.5) & (up("canal_fat") > 2.0)
+    tissue[skull] = CORTICAL
+    tissue[skull & (head > 0.9) & (head < 0.96)] = CANCELLOUS
+    del inner, head, skull
+    _draw_ribs(tissue, up, anatomy, float(soft.pop("rib_spacing")))
+
+    labels = np.zeros(f.shape, np.uint8)
+    modifier = np.ones(f.shape, np.float32)
+    gaps = _gaps(anatomy)
+    vs = anatomy.vertebrae
+    for i in range(len(vs) - 1):
+        if vs[i].name != "C1" and vs[i].region != "sacral":
+            _draw_disc(f, anatomy, vs[i], vs[i + 1], s, u, v, tissue, modifier)
+    for vert, (g_above, g_below) in zip(vs, gaps):
+        lo, hi = _extent(vert, g_above, g_below)
+        sl = _box_indices(f, anatomy, vert.s, lo, hi)
+        if sl is None:
+            continue
+        ds, uu, vv = s[sl] - vert.s, u[sl], v[sl]
+        inside = np.nonzero((ds > lo[0]) & (ds < hi[0]) & (uu > lo[1]) & (uu < hi[1]) & (vv > lo[2]) & (vv < hi[2]))
+        if inside[0].size == 0:
+            continue
+        sh = _vertebra_shape(vert, ds[inside], uu[inside], vv[inside], g_above, g_below)
+        t_sub, l_sub = tissue[sl], labels[sl]
+        idx = tuple(x[sh.bone] for x in inside)
+        t_sub[idx] = np.where(sh.core[sh.bone], CANCELLOUS, CORTICAL)
+        free = l_sub[idx] == 0  # the first (upper) vertebra keeps overlapping processes
+        l_sub[tuple(x[free] for x in idx)] = vert.label
+        modifier[sl][idx] = 1.0
+    # the canal last, so it stays open through every level
+    canal_fat = up("canal_fat") < 1
+    tissue[canal_fat] = FAT
+    csf = up("csf") < 1
+    tissue[csf] = CSF
+    cord = (up("cord") < 1) & csf
+    tissue[cord] = CORD
+    labels[canal_fat | csf] = 0
+    return Rendered(tissue, labels, modifier, texture, f.upsample(bias), n_sub)
+
+
+def _draw_ribs(tissue, up, anatomy, rib_spacing: float):
+    cage = up("cage")
+    ok = up("cage_ok") < 0
+    phase = up("rib_phase")
+    scale = up("cage_scale")
+    n_ribs = sum(1 for v in anatomy.instances() if v.ribs)
+    nearest = np.round(phase)
+    radial = (np.sqrt(np.maximum(cage, 0)) - 1) * scale / 3.5
+    along = (phase - nearest) * rib_spacing / 5.5
+    r2 = radial ** 2 + along ** 2
+    rib = ok & (r2 < 1) & (nearest >= 0) & (nearest < n_ribs)
+    tissue[rib] = CORTICAL
+    tissue[rib & (r2 < 0.3)] = CANCELLOUS
+
+
+def _draw_disc(f: _Fields, anatomy, upper: Vertebra, lower: Vertebra, s, u, v, tissue, modifier):
+    top = upper.s + upper.size.height / 2 - 2.0
+    bottom = lower.s - lower.size.height / 2 + 2.0
+    if bottom <= top:
+        return
+    a = max(min(upper.size.width, lower.size.width) / 2, 5.0) * 1.02
+    b = max(min(upper.size.depth, lower.size.depth) / 2, 5.0) * 1.02
+    lo, hi = np.array([0.0, -a - 3, -b - 3]), np.array([bottom - top, a + 3, b + 3])
+    sl = _box_indices(f, anatomy, top, lo, hi)
+    if sl is None:
+        return
+    ss, uu, vv = s[sl], u[sl], v[sl]
+    r = (np.abs(uu / a) ** 2.6 + np.abs(vv / b) ** 2.6) ** (1 / 2.6)
+    inside = (ss > top) & (ss < bottom) & (r < 1)
+    t_sub, m_sub = tissue[sl], modifier[sl]
+    t_sub[inside] = DISC
+    m_sub[inside] = np.where(r[inside] < 0.6, 1.0, 0.55) * np.where(r[inside] < 0.6, upper.disc_brightness, 1.0)
