@@ -23,6 +23,11 @@ from .protocol import Progress, cancel_on_terminate
 COMMAND_MODULES = [
     "spinebrain.commands.info",
     "spinebrain.commands.demo",
+    "spinebrain.commands.phantom",
+    "spinebrain.commands.realism",
+    "spinebrain.commands.spine_label",
+    "spinebrain.commands.train",
+    "spinebrain.commands.evaluate",
 ]
 
 

@@ -27,7 +27,8 @@ from monai.networks.blocks import Convolution
 from scipy import ndimage
 
 from ..errors import InputError
-from .targets import CENTRE, balanced_sample
+from .slices import SagittalSlab
+from .targets import CENTRE, balanced_sample, pixel_classes, points_on_slice
 
 ARCHITECTURE = "spinebrain.spinelabel.detector.VertebraDetector"
 #: Paper patch sizes (pixels): lumbar 24 (2 mm pixels), S1 32 (2 mm), cervical and C2 32 (1 mm).
@@ -75,6 +76,15 @@ class VertebraDetector(torch.nn.Module):
         self.fc1 = conv(c2, fc, kernel=self.feature_size, drop=dropout)
         self.fc2 = conv(fc, fc, kernel=1, drop=dropout)
         self.output = Convolution(2, fc, classes, kernel_size=1, padding=0, conv_only=True)
+        self._initialise(negative_slope)
+
+    def _initialise(self, negative_slope: float) -> None:
+        """He initialisation for leaky ReLU: with PyTorch's default (a third of the variance) the
+        signal fades through the stack and training sits on the class-prior plateau for long."""
+        for module in self.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, a=negative_slope, nonlinearity="leaky_relu")
+                torch.nn.init.zeros_(module.bias)
 
     @property
     def patch(self) -> int:
@@ -154,6 +164,41 @@ def sample_training_patches(slice_array, classes, patch: int, rng: np.random.Gen
     return extract_patches(slice_array, rows, cols, patch), labels
 
 
+def training_patches_from_slab(slab: SagittalSlab, points_ras, patch: int, rng: np.random.Generator,
+                               anchor_ras=None, **class_options) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced patches and labels from every slice of a slab, given the case's annotated centres (RAS).
+
+    The slab is normalised as a whole (:func:`normalise_intensities`). Each slice uses the points
+    lying on it; the vertebra spacing comes from all points (adjacent in S order) so a slice with
+    one point still gets the right radii. With ``anchor_ras`` (the C2 / S1 point) the targets are
+    the anchor detector's, and slices the anchor does not lie on give no patches.
+    ``class_options`` go to :func:`~spinebrain.spinelabel.targets.pixel_classes`.
+    """
+    points = np.asarray(points_ras, dtype=float).reshape(-1, 3)
+    if len(points) < 2 and "spacing_mm" not in class_options:
+        raise InputError("A training case needs at least two annotated vertebrae (or an explicit spacing_mm).")
+    by_height = points[np.argsort(-points[:, 2])]
+    class_options.setdefault("spacing_mm", float(np.median(np.linalg.norm(np.diff(by_height, axis=0), axis=1))))
+    arrays = normalise_intensities(slab.arrays)
+    patches, labels = [np.zeros((0, patch, patch), np.float32)], [np.zeros(0, np.int64)]
+    for index in range(len(slab)):
+        on_slice = points_on_slice(slab, points, index)
+        if len(on_slice) == 0:
+            continue
+        anchor_index = None
+        if anchor_ras is not None:
+            anchor_px = points_on_slice(slab, anchor_ras, index)
+            if len(anchor_px) == 0:
+                continue
+            anchor_index = int(np.argmin(np.linalg.norm(on_slice - anchor_px[0], axis=1)))
+        classes = pixel_classes(arrays[index].shape, on_slice, slab.pixel_mm, anchor_index=anchor_index,
+                                **class_options)
+        slice_patches, slice_labels = sample_training_patches(arrays[index], classes, patch, rng)
+        patches.append(slice_patches)
+        labels.append(slice_labels)
+    return np.concatenate(patches), np.concatenate(labels)
+
+
 # -- inference -----------------------------------------------------------------------------------
 @torch.no_grad()
 def detect_dense(model: VertebraDetector, slice_array, full_resolution: bool = True,
@@ -176,6 +221,13 @@ def detect_dense(model: VertebraDetector, slice_array, full_resolution: bool = T
     step = POOL_STRIDE**2
     rows, cols = np.meshgrid(np.arange(height) / step, np.arange(width) / step, indexing="ij")
     return ndimage.map_coordinates(probability, [rows, cols], order=1, mode="nearest").astype(np.float32)
+
+
+def detect_slab(model: VertebraDetector, slab: SagittalSlab, full_resolution: bool = True,
+                device: torch.device | str = "cpu") -> np.ndarray:
+    """Detection maps (slices, rows, cols) of every slice of a slab, normalised as in training."""
+    arrays = normalise_intensities(slab.arrays)
+    return np.stack([detect_dense(model, plane, full_resolution, device) for plane in arrays])
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -226,7 +278,7 @@ def train_detector(
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-                total += float(loss) * len(batch)
+                total += loss.item() * len(batch)
             losses.append(total / len(targets))
             if callback is not None:
                 callback(epoch, losses[-1])

@@ -24,9 +24,9 @@ lowest cost. Beyond the paper:
 * Missed detections. A path may jump over ``max_gap`` missing levels with the summed model
   (mu_l + mu_l+1, Sigma_l + Sigma_l+1, summed box) at ``gap_penalty`` per level; the skipped
   levels are reported in ``LabellingResult.missing``.
-* Constraints. The anchor detection (C2 / S1 detector) must take its layer; a user-set point is
-  a candidate with p = 1 that must take its layer and outranks the anchor detector (when the user
-  has fixed any point the anchor is ignored).
+* Constraints. The anchor detection (C2 / S1 detector) must take its layer (its p is the better
+  of its two detectors'); a user-set point is a candidate with p = 1 that must take its layer and
+  outranks the anchor detector (when the user has fixed any point the anchor is ignored).
 * Uncertainty. The same chain shifted by +-1..k levels is solved too (``alternatives``). Without
   an anchor or user point the label certainty is the share of the best path among them (costs
   read as -2 log likelihood), capped at ``max_unanchored_certainty``, and ``anchored`` is False.
@@ -100,7 +100,10 @@ class SpineShapeModel:
         return [level for level in self.levels if level not in TRANSITIONAL]
 
     def displacement(self, upper: str, lower: str) -> PairModel | None:
-        """Model of x_lower - x_upper: the fitted pair, else summed along the standard levels between; None if unknown."""
+        """Model of x_lower - x_upper: the fitted pair, else the sum along the standard levels between.
+
+        None where no chain of fitted pairs joins the two levels.
+        """
         if (upper, lower) in self.pairs:
             return self.pairs[(upper, lower)]
         start, end = self.levels.index(upper), self.levels.index(lower)
@@ -121,15 +124,16 @@ class SpineShapeModel:
     def to_dict(self) -> dict:
         """JSON-able form (for the model card / package)."""
         return {"levels": list(self.levels),
-                "pairs": [{"upper": u, "lower": lo, **pair.to_dict()} for (u, lo), pair in self.pairs.items()]}
+                "pairs": [{"levels": list(key), **pair.to_dict()} for key, pair in self.pairs.items()]}
 
     @classmethod
     def from_dict(cls, data: dict) -> SpineShapeModel:
         try:
-            pairs = {(item["upper"], item["lower"]): PairModel.from_dict(item) for item in data["pairs"]}
+            pairs = {tuple(item["levels"]): PairModel.from_dict(item) for item in data["pairs"]}
             return cls(list(data["levels"]), pairs)
         except (KeyError, TypeError, ValueError) as error:
-            raise ModelError(f"The spine shape model is malformed ({error}); use a model written by this version.") from None
+            raise ModelError(f"The spine shape model is malformed ({error}); "
+                             "use a model written by this version.") from None
 
 
 def fit_shape_model(annotated_cases: list[list[LabelledPoint]], levels: list[str] | None = None,
@@ -159,8 +163,10 @@ def fit_shape_model(annotated_cases: list[list[LabelledPoint]], levels: list[str
     if wanted is not None and wanted - seen:
         raise InputError(f"No training case has {sorted(wanted - seen, key=vertebra_index)} beside a neighbour; "
                          "drop those levels or add annotations.")
-    layer_levels = sorted(seen, key=vertebra_index)
-    standard = [lv for lv in layer_levels if lv not in TRANSITIONAL]
+    span = sorted(seen, key=vertebra_index)
+    first, last = FULL_ORDER.index(span[0]), FULL_ORDER.index(span[-1])
+    standard = [lv for lv in FULL_ORDER[first:last + 1] if lv not in TRANSITIONAL]  # no holes in between
+    layer_levels = sorted(set(standard) | seen, key=vertebra_index)
     for upper, lower in zip(standard, standard[1:]):
         if (upper, lower) not in pairs:
             raise InputError(f"No training case has both {upper} and {lower}; add annotations that include both.")
@@ -171,7 +177,8 @@ def _case_points(case: list[LabelledPoint], number: int) -> dict[str, np.ndarray
     points: dict[str, np.ndarray] = {}
     for point in case:
         if point.label not in VERTEBRA_LABELS:
-            raise InputError(f"Training case {number} has an unknown vertebra name {point.label!r}; use C1...S1, T13 or L6.")
+            raise InputError(f"Training case {number} has an unknown vertebra name {point.label!r}; "
+                             "use C1...S1, T13 or L6.")
         if point.label in points:
             raise InputError(f"Training case {number} has {point.label} twice; keep one point per vertebra.")
         points[point.label] = np.asarray(point.ras, dtype=float)
@@ -230,13 +237,10 @@ class LabellingResult:
 
 @dataclass
 class _Problem:
-    """Positions, probabilities and per-layer permissions of one labelling run."""
+    """Constraints of one labelling run over the solver's candidates (detections, then user points)."""
 
-    positions: np.ndarray  # (M, D): detections, then user-set points
-    probabilities: np.ndarray  # (M,)
     allowed: np.ndarray  # (L, M) bool: candidate m may take layer l
     constrained: list[int]  # layers that must be in the path
-    user_candidates: set[int]
 
 
 def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor: tuple[str, int] | None = None,
@@ -252,17 +256,19 @@ def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor
     fixed = {level: np.asarray(pos, dtype=float) for level, pos in (fixed or {}).items()}
     for level in fixed:
         if level not in model.levels:
-            raise InputError(f"The user point {level} is not a level this model labels ({model.levels[0]}...{model.levels[-1]}).")
+            raise InputError(f"The user point {level} is not a level this model labels "
+                             f"({model.levels[0]}...{model.levels[-1]}).")
     if anchor is not None and not fixed:
         level, index = anchor
         if level not in model.levels or not 0 <= index < len(candidates):
-            raise InputError(f"The anchor ({level}, candidate {index}) does not fit this model or the candidate list.")
+            raise InputError(f"The anchor ({level}, candidate {index}) does not fit this model "
+                             "or the candidate list.")
     else:
         anchor = None  # the user's points outrank the anchor detector
     solver = _Solver(candidates, model, fixed, max_gap, gap_penalty, transitional_penalty)
     if solver.n_candidates == 0:
         return LabellingResult([], 0.0, False, 0.0)
-    path, cost = solver.solve(solver.problem(anchor, fixed))
+    path, cost = solver.solve(solver.problem(anchor))
     if path is None:
         raise InputError("The fixed points cannot be joined into one spine; check their labels and positions.")
     alternatives = _shifted_alternatives(solver, path, max_shift)
@@ -272,7 +278,7 @@ def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor
     elif anchor is not None:
         certainty = candidates[anchor[1]].anchor_probability or 1.0
     else:
-        certainty = min(_share_of_best(cost, len(path), alternatives, gap_penalty), max_unanchored_certainty)
+        certainty = min(_share_of_best(cost, alternatives), max_unanchored_certainty)
     return LabellingResult(solver.assignments(path, certainty), cost, anchored, certainty,
                            solver.missing_levels(path), alternatives)
 
@@ -289,16 +295,23 @@ class _Solver:
         if any(p.shape != (dim,) for p in positions):
             raise InputError(f"Every candidate and user point needs {dim} coordinates, like the shape model.")
         self.positions = np.array(positions, dtype=float).reshape(-1, dim)
-        self.probabilities = np.clip([c.probability for c in candidates] + [1.0] * len(fixed), _MIN_PROBABILITY, 1.0)
+        # an anchor detection counts with the better of its two detectors' probabilities
+        detected = [max(c.probability, c.anchor_probability) for c in candidates]
+        self.probabilities = np.clip(detected + [1.0] * len(fixed), _MIN_PROBABILITY, 1.0)
         self.fixed_levels = list(fixed)
         self.n_detections = len(candidates)
         self._edges: dict[tuple[int, int], np.ndarray | None] = {}
         self.direction = model.spine_direction()
 
-    def problem(self, pinned: tuple[str, int] | None, fixed: dict) -> _Problem:
-        """Permissions: a pinned candidate (anchor / shift pivot) and each user point may only take its own layer."""
+    def problem(self, pinned: tuple[str, int] | None, user_points_fixed: bool = True) -> _Problem:
+        """Permissions: a pinned candidate (anchor / shift pivot) and each user point may only take its own layer.
+
+        With ``user_points_fixed`` False the user points are ordinary candidates with p = 1.
+        """
         allowed = np.ones((len(self.levels), self.n_candidates), dtype=bool)
-        constraints = [(level, self.n_detections + k) for k, level in enumerate(self.fixed_levels) if level in fixed]
+        constraints = []
+        if user_points_fixed:
+            constraints = [(level, self.n_detections + k) for k, level in enumerate(self.fixed_levels)]
         if pinned is not None:
             constraints.append(pinned)
         for level, index in constraints:
@@ -307,7 +320,7 @@ class _Solver:
             allowed[layer, :] = False
             allowed[layer, index] = True
         layers = sorted({self.levels.index(level) for level, _ in constraints})
-        return _Problem(self.positions, self.probabilities, allowed, layers, set(range(self.n_detections, self.n_candidates)))
+        return _Problem(allowed, layers)
 
     def edge(self, a: int, b: int) -> np.ndarray | None:
         """(M, M) cost of candidate i at layer a followed by j at layer b; inf where there is no edge."""
@@ -375,11 +388,12 @@ class _Solver:
         if ends.max() == 0:
             return None, np.inf
         layer, index = _best_end(ends, cost)
+        total = float(cost[layer, index])
         path = [(layer, index)]
         while back[layer, index, 0] >= 0:
             layer, index = back[layer, index]
             path.append((int(layer), int(index)))
-        return path[::-1], float(cost[path[-1]])
+        return path[::-1], total
 
     def assignments(self, path, certainty: float) -> list[Assignment]:
         result = []
@@ -402,7 +416,11 @@ def _best_end(count: np.ndarray, cost: np.ndarray) -> tuple[int, int]:
 
 
 def _shifted_alternatives(solver: _Solver, path, max_shift: int) -> list[Alternative]:
-    """Best path with the first standard-level point of ``path`` pinned ``shift`` levels away (no anchor, no user lock)."""
+    """Best path with the first standard-level point of ``path`` pinned ``shift`` levels away (no anchor, no user lock).
+
+    An alternative that explains fewer detections than ``path`` (it ran off the model's end) pays
+    ``gap_penalty`` per detection left out, so its cost compares directly with the best path's.
+    """
     standard = solver.model.standard_levels
     pivot_layer, pivot = next(((lay, idx) for lay, idx in path if solver.levels[lay] not in TRANSITIONAL), path[0])
     pivot_level = solver.levels[pivot_layer]
@@ -413,17 +431,16 @@ def _shifted_alternatives(solver: _Solver, path, max_shift: int) -> list[Alterna
         position = standard.index(pivot_level) + shift
         if not 0 <= position < len(standard):
             continue
-        alt_path, alt_cost = solver.solve(solver.problem((standard[position], pivot), {}))
+        alt_path, alt_cost = solver.solve(solver.problem((standard[position], pivot), user_points_fixed=False))
         if alt_path is not None:
-            alternatives.append(Alternative(shift, alt_cost, solver.assignments(alt_path, 1.0)))
+            left_out = max(len(path) - len(alt_path), 0)
+            alternatives.append(Alternative(shift, alt_cost + solver.gap_penalty * left_out,
+                                            solver.assignments(alt_path, 1.0)))
     return alternatives
 
 
-def _share_of_best(cost: float, count: int, alternatives: list[Alternative], gap_penalty: float) -> float:
-    """Weight of the best path among itself and its shifted versions, weights exp(-cost / 2).
-
-    A shifted path that explains fewer detections pays ``gap_penalty`` per detection left out.
-    """
-    costs = [cost] + [alt.cost + gap_penalty * max(count - len(alt.assignments), 0) for alt in alternatives]
-    weights = np.exp(-(np.array(costs) - min(costs)) / 2.0)
+def _share_of_best(cost: float, alternatives: list[Alternative]) -> float:
+    """Weight of the best path among itself and its shifted versions, weights exp(-cost / 2)."""
+    costs = np.array([cost] + [alt.cost for alt in alternatives])
+    weights = np.exp(-(costs - costs.min()) / 2.0)
     return float(weights[0] / weights.sum())

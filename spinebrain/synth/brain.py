@@ -31,6 +31,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from torch.utils.data import Dataset
+
 from spinebrain.errors import InputError
 from spinebrain.synth import brain_lesions as bl
 
@@ -62,9 +64,10 @@ _LESION_CLASSES = {"ms": ("lesion",), "tumour": ("necrosis", "enhancing", "oedem
 class BrainOptions:
     """Ranges the generator draws from; defaults give plausible adult clinical scans."""
 
-    rotation_deg: float = 8.0  # max rotation about each axis
-    scale: float = 0.08  # max relative scaling per axis
-    elastic_mm: float = 2.5  # std of the B-spline control point displacements
+    # Anatomical variety only; pose (large rotations, flips) is the training augmentation's job.
+    rotation_deg: float = 3.0  # max rotation about each axis
+    scale: float = 0.05  # max relative scaling per axis
+    elastic_mm: float = 2.0  # std of the B-spline control point displacements
     elastic_grid_mm: float = 35.0  # control point spacing of the elastic deformation
     ventricle_growth_mm: tuple[float, float] = (0.0, 4.0)  # ventricles widened by up to this
     atrophy: tuple[float, float] = (0.0, 0.6)  # 0 none .. 1 strong widening of sulci
@@ -255,6 +258,76 @@ def compute_volumes(tissue: sitk.Image, lesions: sitk.Image, lesion_names: dict[
     }
 
 
+class SyntheticBrainDataset(Dataset):
+    """An endless-looking stream of generated cases for training (torch ``Dataset``).
+
+    Item ``i`` is always the same case (its seed derives from ``seed`` and ``i``), so DataLoader
+    workers need no shared state. ``lesions`` may be a sequence of kinds to draw from per item.
+    Each item is a dict of tensors in ``[channel, k, j, i]`` order: ``image`` (one channel per
+    contrast, float32, z-scored inside the brain when ``normalize``), ``tissue``, ``lesions``
+    and ``brain_mask`` (int64, one channel), plus the int ``seed``. ``crop`` (k, j, i voxels)
+    takes a random patch that contains brain, padding with zeros where the grid is smaller.
+    """
+
+    def __init__(self, length: int, seed: int = 0, contrasts=("t1",), lesions=None, skull: bool = False,
+                 spacing=2.0, options: BrainOptions = BrainOptions(), crop=None, normalize: bool = True):
+        if length < 1:
+            raise InputError(f"Dataset length must be at least 1, not {length}.")
+        kinds = lesions if isinstance(lesions, (list, tuple)) else (lesions,)
+        for kind in kinds:
+            if kind not in LESION_KINDS:
+                raise InputError(f"Unknown lesion kind {kind!r}: use None, 'ms' or 'tumour'.")
+        self.length, self.seed, self.kinds = int(length), int(seed), tuple(kinds)
+        self.contrasts = _check_contrasts(contrasts)
+        _check_spacing(spacing)
+        self.skull, self.spacing, self.options, self.normalize = skull, spacing, options, normalize
+        self.crop = None if crop is None else tuple(int(c) for c in crop)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def seed_for(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.seed, int(index)]).generate_state(1)[0])
+
+    def __getitem__(self, index: int) -> dict:
+        import torch
+
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        seed = self.seed_for(index)
+        rng = np.random.default_rng([seed, 1])  # item-level choices, independent of the anatomy
+        kind = self.kinds[int(rng.integers(len(self.kinds)))]
+        case = generate_brain(seed, self.contrasts, kind, self.skull, self.spacing, self.options)
+        mask = sitk.GetArrayFromImage(case.brain_mask)
+        image = np.stack([sitk.GetArrayFromImage(case.images[c]) for c in self.contrasts])
+        if self.normalize:
+            inside = image[:, mask > 0]
+            image = (image - inside.mean(axis=1)[:, None, None, None]) / (inside.std(axis=1)[:, None, None, None] + 1e-6)
+            if not self.skull:
+                image *= mask  # keep the background at exactly 0, as in skull-stripped scans
+        arrays = {"image": image.astype(np.float32), "tissue": sitk.GetArrayFromImage(case.tissue)[None],
+                  "lesions": sitk.GetArrayFromImage(case.lesions)[None], "brain_mask": mask[None]}
+        if self.crop is not None:
+            arrays = _random_crop(rng, arrays, self.crop)
+        item = {key: torch.from_numpy(np.ascontiguousarray(value if key == "image" else value.astype(np.int64)))
+                for key, value in arrays.items()}
+        item["seed"] = seed
+        return item
+
+
+def _random_crop(rng, arrays: dict, size) -> dict:
+    """Same random patch of every array, centred on a random brain voxel (zero-padded)."""
+    shape = arrays["brain_mask"].shape[1:]
+    pad = [(0, 0)] + [(max(0, (n - s + 1) // 2), max(0, (n - s) // 2)) for n, s in zip(size, shape)]
+    arrays = {key: np.pad(value, pad) for key, value in arrays.items()}
+    shape = arrays["brain_mask"].shape[1:]
+    brain = np.argwhere(arrays["brain_mask"][0] > 0)
+    centre = brain[rng.integers(len(brain))] if len(brain) else np.array(shape) // 2
+    start = [int(np.clip(c - n // 2, 0, s - n)) for c, n, s in zip(centre, size, shape)]
+    box = (slice(None),) + tuple(slice(b, b + n) for b, n in zip(start, size))
+    return {key: value[box] for key, value in arrays.items()}
+
+
 # ---------------------------------------------------------------- argument checks
 
 
@@ -310,7 +383,7 @@ def _random_transform(rng, reference: sitk.Image, options: BrainOptions) -> sitk
     angles = np.deg2rad(rng.uniform(-options.rotation_deg, options.rotation_deg, size=3))
     rotation = sitk.Euler3DTransform(centre, *angles)
     matrix = np.array(rotation.GetMatrix()).reshape(3, 3) @ np.diag(1 + rng.uniform(-options.scale, options.scale, 3))
-    affine = sitk.AffineTransform(matrix.ravel().tolist(), rng.uniform(-4, 4, 3).tolist(), centre)
+    affine = sitk.AffineTransform(matrix.ravel().tolist(), rng.uniform(-2, 2, 3).tolist(), centre)
     extent = np.array(reference.GetSize()) * np.array(reference.GetSpacing())
     mesh = [max(1, int(round(e / options.elastic_grid_mm))) for e in extent]
     bspline = sitk.BSplineTransformInitializer(reference, mesh, 3)
@@ -332,7 +405,8 @@ def _deformed_probabilities(rng, reference: sitk.Image, base: float, options: Br
     warped = sitk.Resample(_template_at(base), reference, transform, sitk.sitkLinear, 0.0)
     array = sitk.GetArrayFromImage(warped)  # k, j, i, component
     names = ("gm", "wm", "csf", "ventricles", "brain")
-    return {name: np.ascontiguousarray(array[..., c]) for c, name in enumerate(names)}
+    # clip: the anti-aliasing blur rings slightly below 0, and p ** gamma needs p >= 0
+    return {name: np.clip(array[..., c], 0.0, 1.0) for c, name in enumerate(names)}
 
 
 def _sharpen(rng, probs: dict, options: BrainOptions) -> None:
@@ -430,8 +504,8 @@ def _skull_weights(rng, brain: np.ndarray, spacing_kji) -> dict:
     distance = bl.distance_mm(brain, spacing_kji)
     wobble = bl.smooth_noise(rng, brain.shape, spacing_kji, 30.0)
     d = distance - 1.0 * wobble  # thickness varies smoothly around the head
-    layers = [("csf", rng.uniform(0.5, 2.5)), ("bone", rng.uniform(1.5, 2.5)), ("marrow", rng.uniform(1.5, 4.0)),
-              ("bone", rng.uniform(1.0, 2.0)), ("scalp", rng.uniform(3.0, 7.0))]
+    layers = [("csf", rng.uniform(0.5, 2.5)), ("bone", rng.uniform(1.5, 3.0)), ("marrow", rng.uniform(1.5, 4.0)),
+              ("bone", rng.uniform(1.5, 3.0)), ("scalp", rng.uniform(3.0, 7.0))]
     step = max(spacing_kji)
     weights: dict[str, np.ndarray] = {}
     inner = 0.0

@@ -85,20 +85,21 @@ def _contrast(tissue, modifier, texture, bias, spacing_fine, n_sub, modality, rn
     if modality != "ct":
         img *= modifier  # disc nucleus / degeneration show on MR
     img += tex[tissue] * rng.standard_normal(tissue.shape, dtype=np.float32)
-    img += tex[tissue] * 0.8 * texture  # smooth organ-scale variation
+    if texture is not None:
+        img += tex[tissue] * 0.8 * texture  # smooth organ-scale variation
     psf_mm = rng.uniform(0.3, 0.9)
     sigma = [psf_mm / sp for sp in spacing_fine[::-1]]  # array order k, j, i
     img = ndimage.gaussian_filter(img, sigma, truncate=2.5)
     if n_sub > 1:  # slice profile: average the sub-slices of each output slice
         img = img.reshape(-1, n_sub, *img.shape[1:]).mean(axis=1)
-        bias = bias[n_sub // 2::n_sub]
+        bias = None if bias is None else bias[n_sub // 2::n_sub]
     if modality == "ct":
-        img += rng.uniform(5, 30) * rng.standard_normal(img.shape, dtype=np.float32)
+        img += rng.uniform(10, 60) * rng.standard_normal(img.shape, dtype=np.float32)
         return np.clip(img, -1024, 3071)
     img *= np.exp(rng.uniform(0.1, 0.5) * bias)
     if modality == "random":
         img = np.clip(img, 0, None) ** np.float32(np.exp(rng.normal(0, 0.3)))
-    sd = rng.uniform(0.01, 0.05) * float(np.percentile(img, 99) or 1.0)
+    sd = rng.uniform(0.02, 0.08) * float(np.percentile(img, 99) or 1.0)
     img = np.sqrt((img + sd * rng.standard_normal(img.shape, dtype=np.float32)) ** 2
                   + (sd * rng.standard_normal(img.shape, dtype=np.float32)) ** 2)  # Rician magnitude
     scale = 1.0 / max(float(img.max()), 1e-6) if modality == "random" else rng.uniform(300, 3000) / max(
@@ -126,6 +127,9 @@ def _body_centre(anatomy: SpineAnatomy, vert) -> np.ndarray:
 def fraction_outside(anatomy: SpineAnatomy, vert, gaps, grid: Grid, step_mm: float = 1.5) -> tuple[float, float]:
     """(fraction of the vertebra's bone outside ``grid``, full volume mm³) by sampling its shapes."""
     lo, hi = rnd._extent(vert, *gaps)
+    box = np.array(np.meshgrid(*[np.linspace(l, h, 3) for l, h in zip(lo, hi)], indexing="ij")).reshape(3, -1)
+    if grid.contains(anatomy.to_ras(vert.s + box[0], box[1], box[2])).all():
+        return 0.0, float("nan")  # the whole (loose) box is in view: nothing can be outside
     axes = [np.arange(l, h, step_mm) for l, h in zip(lo, hi)]
     ds, u, v = (x.ravel() for x in np.meshgrid(*axes, indexing="ij"))
     bone = rnd.vertebra_mask_points(vert, ds, u, v, *gaps)
@@ -198,8 +202,10 @@ def generate_spine(seed: int, modality: str = "ct", view: str = "lumbar", spacin
     draw_grid, offset = enlarge_to_spine(grid, anatomy) if options.render_full_spine else (grid, (0, 0, 0))
     n_sub = 1
     if options.supersample_thick_slices:
-        n_sub = int(min(5, max(1, 2 * round((grid.spacing[2] / min(grid.spacing[:2]) - 1) / 2) + 1)))
-    r = rnd.render(anatomy, draw_grid, rng, options.coarse_mm, n_sub)
+        # sub-slices about 1.2 mm apart (odd count, so the label map takes the middle one)
+        ratio = grid.spacing[2] / max(min(grid.spacing[:2]), 1.2)
+        n_sub = int(min(5, max(1, 2 * round((ratio - 1) / 2) + 1)))
+    r = rnd.render(anatomy, draw_grid, rng, options.coarse_mm, n_sub, smooth_fields=modality != "ct")
     fine_spacing = (grid.spacing[0], grid.spacing[1], grid.spacing[2] / n_sub)
     img = _contrast(r.tissue, r.modifier, r.texture, r.bias, fine_spacing, n_sub, modality, rng)
     centre = slice(n_sub // 2, None, n_sub)

@@ -118,16 +118,17 @@ def plan_grid(anatomy: SpineAnatomy, s_range, direction: np.ndarray, spacing, rn
     half_width = rng.uniform(25.0, 60.0) if short else rng.uniform(35.0, 180.0)
     posterior = rng.uniform(55.0, 110.0)
     anterior = rng.uniform(30.0, 60.0) if short else rng.uniform(40.0, 200.0)
-    corners = [anatomy.to_ras(s, np.full_like(s, u), np.full_like(s, v))
-               for u in (-half_width, half_width) for v in (-posterior, anterior)]
+    # margins along the mid-range axes: the straightened frame fans out far from a curved spine
+    centre, _, right, front = (x[0] for x in anatomy.frame([np.mean(s_range)]))
+    line = anatomy.frame(s)[0]
+    corners = [line + u * right + v * front for u in (-half_width, half_width) for v in (-posterior, anterior)]
     pts = np.concatenate(corners) @ direction  # coordinates along the grid axes
     lo, hi = pts.min(0), pts.max(0)
     if short:  # along the axis closest to the spine keep exactly the chosen span (no oblique creep)
         tangent = anatomy.frame([np.mean(s_range)])[1][0] @ direction
         axis = int(np.argmax(np.abs(tangent)))
-        centre = anatomy.frame([np.mean(s_range)])[0][0] @ direction
         half = (s_range[1] - s_range[0]) / 2
-        lo[axis], hi[axis] = centre[axis] - half, centre[axis] + half
+        lo[axis], hi[axis] = centre @ direction[:, axis] - half, centre @ direction[:, axis] + half
     spacing = np.asarray(spacing, float)
     size = np.maximum(np.ceil((hi - lo) / spacing).astype(int) + 1, 4)
     while np.prod(size.astype(float)) > options.max_voxels:

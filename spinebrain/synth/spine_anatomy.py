@@ -73,9 +73,12 @@ class SpineAnatomy:
         Beyond the ends the centreline continues straight along its end tangent.
         """
         s = np.asarray(s, dtype=float)
-        s_clamped = np.clip(s, self.s[0], self.s[-1])
-        out = [np.stack([np.interp(s_clamped, self.s, arr[:, c]) for c in range(3)], axis=-1)
+        position = np.clip((s - self.s[0]) / (self.s[1] - self.s[0]), 0, len(self.s) - 1.000001)
+        index = position.astype(np.int64)  # the samples are evenly spaced: no search needed
+        w = (position - index)[..., None]
+        out = [arr[index] * (1 - w) + arr[index + 1] * w
                for arr in (self.points, self.tangent, self.right, self.anterior)]
+        s_clamped = np.clip(s, self.s[0], self.s[-1])
         out[0] = out[0] + (s - s_clamped)[..., None] * out[1]
         return tuple(out)
 

@@ -33,8 +33,8 @@ class Rendered:
     tissue: np.ndarray  # uint8 [k', j, i] on the (possibly slice-supersampled) grid
     labels: np.ndarray  # uint8 [k', j, i]
     modifier: np.ndarray  # float32 [k', j, i]: per-structure signal factor (disc degeneration, nucleus)
-    texture: np.ndarray  # float32 [k', j, i]: smooth random field in about [-1, 1]
-    bias: np.ndarray  # float32 [k', j, i]: smooth random field in about [-1, 1]
+    texture: np.ndarray | None  # float32 [k', j, i]: smooth random field, SD 1 (None if not asked for)
+    bias: np.ndarray | None  # float32 [k', j, i]: smooth random field in [-1, 1] (None if not asked for)
     n_sub: int  # sub-slices per output slice along k
 
 
@@ -50,7 +50,8 @@ class _Fields:
         ni, nj, nk = grid.size
         self.shape = (nk * n_sub, nj, ni)  # fine array shape [k', j, i]
         fine_spacing = np.array([grid.spacing[0], grid.spacing[1], grid.spacing[2] / n_sub])
-        self.step = np.maximum(1, np.round(coarse_mm / fine_spacing)).astype(int)  # (i, j, k')
+        # coarse step >= about coarse_mm even for coarse voxels (the projection costs ~1 us per point)
+        self.step = np.maximum(1, np.ceil(coarse_mm / fine_spacing - 0.25)).astype(int)  # (i, j, k')
         counts = [int(np.ceil((n - 1) / c)) + 1 for n, c in zip((ni, nj, nk * n_sub), self.step)]
         self.coarse_shape = (counts[2], counts[1], counts[0])
         kk, jj, ii = np.meshgrid(*(np.arange(c, dtype=float) * st for c, st in
@@ -60,13 +61,32 @@ class _Fields:
         m = grid.ijk_to_ras()
         self.coarse_ras = ijk @ m[:3, :3].T + m[:3, 3]
 
-    def upsample(self, coarse: np.ndarray) -> np.ndarray:
-        c = torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32).reshape(self.coarse_shape))
-        size = [(n - 1) * st + 1 for n, st in zip(self.coarse_shape, self.step[::-1])]
-        if any(n > 1 for n in self.coarse_shape):
-            c = torch.nn.functional.interpolate(c[None, None], size=size, mode="trilinear", align_corners=True)[0, 0]
-        k, j, i = self.shape
-        return c[:k, :j, :i].numpy()
+    def upsample(self, coarse: np.ndarray, block=None) -> np.ndarray:
+        """Trilinear upsampling of a coarse field to the fine grid, or to the fine ``block`` slices only."""
+        c = np.ascontiguousarray(coarse, dtype=np.float32).reshape(self.coarse_shape)
+        block = block or tuple(slice(0, n) for n in self.shape)
+        steps = self.step[::-1]
+        c0 = [b.start // st for b, st in zip(block, steps)]
+        c1 = [min(n, -(-(b.stop - 1) // st) + 1) for b, st, n in zip(block, steps, self.coarse_shape)]
+        sub = torch.from_numpy(np.ascontiguousarray(c[c0[0]:c1[0], c0[1]:c1[1], c0[2]:c1[2]]))
+        size = [(b - a - 1) * st + 1 for a, b, st in zip(c0, c1, steps)]
+        if any(n > 1 for n in sub.shape):
+            sub = torch.nn.functional.interpolate(sub[None, None], size=size, mode="trilinear", align_corners=True)[0, 0]
+        off = [b.start - a * st for b, a, st in zip(block, c0, steps)]
+        return sub[off[0]:off[0] + block[0].stop - block[0].start, off[1]:off[1] + block[1].stop - block[1].start,
+                   off[2]:off[2] + block[2].stop - block[2].start].numpy()
+
+    def below(self, coarse: np.ndarray, level: float):
+        """(fine block, upsampled values) around the coarse cells where ``coarse`` may fall below ``level``;
+        None when it nowhere does. Saves upsampling where a structure is absent."""
+        c = np.asarray(coarse).reshape(self.coarse_shape)
+        hit = c < level
+        if not hit.any():
+            return None
+        idx = [np.nonzero(hit.any(axis=tuple(a for a in range(3) if a != ax)))[0] for ax in range(3)]
+        block = tuple(slice(max(0, (i[0] - 1) * st), min(n, (i[-1] + 1) * st + 1))
+                      for i, st, n in zip(idx, self.step[::-1], self.shape))
+        return block, self.upsample(c, block)
 
 
 def _straighten(anatomy: SpineAnatomy, ras: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,9 +224,18 @@ def _capsule(ds, u, v, p0, p1, radius):
     r = np.asarray(radius, float)
     a = np.asarray(p0, float) / r
     d = (np.asarray(p1, float) - np.asarray(p0, float)) / r
-    x = np.stack([u / r[0] - a[0], v / r[1] - a[1], ds / r[2] - a[2]])
-    t = np.clip(np.tensordot(d, x, axes=1) / max(float(d @ d), 1e-9), 0, 1)
-    return np.sqrt(((x - d[:, None] * t) ** 2).sum(0))
+    x0 = u * np.float32(1 / r[0]) - np.float32(a[0])
+    x1 = v * np.float32(1 / r[1]) - np.float32(a[1])
+    x2 = ds * np.float32(1 / r[2]) - np.float32(a[2])
+    dd = float(d @ d)
+    if dd < 1e-9:
+        return np.sqrt(x0 * x0 + x1 * x1 + x2 * x2)
+    d = (d / dd).astype(np.float32), d.astype(np.float32)
+    t = np.clip(x0 * d[0][0] + x1 * d[0][1] + x2 * d[0][2], 0, 1)
+    x0 -= d[1][0] * t
+    x1 -= d[1][1] * t
+    x2 -= d[1][2] * t
+    return np.sqrt(x0 * x0 + x1 * x1 + x2 * x2)
 
 
 class _Shape:
@@ -282,6 +311,8 @@ def _vertebra_shape(vert: Vertebra, ds, u, v, gap_above, gap_below) -> _Shape:
         _c1(sh, vert)
         return sh
     h, a, b = z.height / 2, z.width / 2, z.depth / 2
+    if vert.region == "sacral" and vert.name != "S1":
+        h += (z.disc + gap_above) / 4 + 0.5  # fused segments: bone bridges the remnant discs
     cup = {"lumbar": 1.5, "thoracic": 1.0, "sacral": 0.3}.get(vert.region, 0.6) if vert.name != "S1" else 0.3
     sh.body((0, 0, 0), a, b, h, p=2.6, cup=cup)
     if vert.name == "C2":
@@ -356,35 +387,43 @@ def vertebra_mask_points(vert: Vertebra, ds, u, v, gap_above, gap_below) -> np.n
 
 
 def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_mm: float = 4.0,
-           n_sub: int = 1) -> Rendered:
+           n_sub: int = 1, smooth_fields: bool = True) -> Rendered:
+    """Tissue, labels and modifier on ``grid`` (k sub-sampled ``n_sub`` times); ``smooth_fields``
+    also upsamples the texture and bias fields (MR needs them, CT can skip the cost)."""
     f = _Fields(grid, n_sub, coarse_mm)
-    s_c, u_c, v_c = _straighten(anatomy, f.coarse_ras)
-    s, u, v = f.upsample(s_c), f.upsample(u_c), f.upsample(v_c)
-    soft = _soft_tissue_fields(anatomy, s_c, u_c, v_c, rng)
-    up = lambda key: f.upsample(soft[key])  # noqa: E731
-    noise = gaussian_filter(rng.standard_normal(f.coarse_shape).astype(np.float32), 1.5)
+    coords = _straighten(anatomy, f.coarse_ras)
+    soft = _soft_tissue_fields(anatomy, *coords, rng)
+    rib_spacing = float(soft.pop("rib_spacing"))
+    noise = gaussian_filter(rng.standard_normal(f.coarse_shape).astype(np.float32), 1.0)
     noise /= max(float(noise.std()), 1e-6)
     bias = gaussian_filter(rng.standard_normal(f.coarse_shape).astype(np.float32), 4.0)
     bias /= max(float(np.abs(bias).max()), 1e-6)
 
     tissue = np.zeros(f.shape, np.uint8)
-    inner = up("inner")
-    tissue[up("skin") < 1] = FAT
-    tissue[inner < 1] = SOFT
-    texture = f.upsample(noise)
-    abdomen = (s > (anatomy.by_name("T11") or anatomy.vertebrae[18]).s) & (inner < 0.8)
-    tissue[abdomen & (texture > 1.6 - 2 * anatomy.habitus["visceral_fat"])] = FAT
-    tissue[(up("muscle") < 0) & (inner < 1)] = MUSCLE
-    tissue[(up("lung") < 0) & (inner < 1)] = LUNG
-    tissue[up("trachea") < 1] = AIR
-    head = up("head")
-    tissue[head < 1.12] = FAT
-    tissue[head < 1.06] = SOFT
-    skull = (head < 1) & (head > 0.86) & (up("skull_ok") > 0.5) & (up("canal_fat") > 2.0)
-    tissue[skull] = CORTICAL
-    tissue[skull & (head > 0.9) & (head < 0.96)] = CANCELLOUS
-    del inner, head, skull
-    _draw_ribs(tissue, up, anatomy, float(soft.pop("rib_spacing")))
+
+    def paint(key, level, value):
+        found = f.below(soft[key], level + 0.3)
+        if found is not None:
+            block, values = found
+            tissue[block][values < level] = value
+
+    paint("skin", 1, FAT)
+    paint("inner", 1, SOFT)
+    abdomen_start = (anatomy.by_name("T11") or anatomy.vertebrae[18]).s
+    soft["visceral"] = np.where((coords[0] > abdomen_start) & (soft["inner"] < 0.8),
+                                1.6 - 2 * anatomy.habitus["visceral_fat"] - noise.ravel(), 9.0)
+    paint("visceral", 0, FAT)  # fat between the organs
+    soft["muscle"] = np.maximum(soft["muscle"], soft["inner"] - 1)
+    paint("muscle", 0, MUSCLE)
+    soft["lung"] = np.maximum(soft["lung"], soft["inner"] - 1)
+    paint("lung", 0, LUNG)
+    paint("trachea", 1, AIR)
+    paint("head", 1.12, FAT)
+    paint("head", 1.06, SOFT)
+    soft["skull"] = np.where(soft["skull_ok"] & (soft["canal_fat"] > 2.0), np.abs(soft["head"] - 0.93) / 0.07, 9.0)
+    paint("skull", 1, CORTICAL)
+    paint("skull", 0.45, CANCELLOUS)
+    _draw_ribs(tissue, f, soft, anatomy, rib_spacing)
 
     labels = np.zeros(f.shape, np.uint8)
     modifier = np.ones(f.shape, np.float32)
@@ -392,13 +431,14 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     vs = anatomy.vertebrae
     for i in range(len(vs) - 1):
         if vs[i].name != "C1" and vs[i].region != "sacral":
-            _draw_disc(f, anatomy, vs[i], vs[i + 1], s, u, v, tissue, modifier)
+            _draw_disc(f, anatomy, coords, vs[i], vs[i + 1], tissue, modifier)
     for vert, (g_above, g_below) in zip(vs, gaps):
         lo, hi = _extent(vert, g_above, g_below)
         sl = _box_indices(f, anatomy, vert.s, lo, hi)
         if sl is None:
             continue
-        ds, uu, vv = s[sl] - vert.s, u[sl], v[sl]
+        ds, uu, vv = (f.upsample(c, sl) for c in coords)
+        ds -= vert.s
         inside = np.nonzero((ds > lo[0]) & (ds < hi[0]) & (uu > lo[1]) & (uu < hi[1]) & (vv > lo[2]) & (vv < hi[2]))
         if inside[0].size == 0:
             continue
@@ -410,32 +450,38 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
         l_sub[tuple(x[free] for x in idx)] = vert.label
         modifier[sl][idx] = 1.0
     # the canal last, so it stays open through every level
-    canal_fat = up("canal_fat") < 1
-    tissue[canal_fat] = FAT
-    csf = up("csf") < 1
-    tissue[csf] = CSF
-    cord = (up("cord") < 1) & csf
-    tissue[cord] = CORD
-    labels[canal_fat | csf] = 0
-    return Rendered(tissue, labels, modifier, texture, f.upsample(bias), n_sub)
+    for key, value in (("canal_fat", FAT), ("csf", CSF)):
+        found = f.below(soft[key], 1.3)
+        if found is not None:
+            block, values = found
+            tissue[block][values < 1] = value
+            labels[block][values < 1] = 0
+    soft["cord"] = np.maximum(soft["cord"], soft["csf"])
+    paint("cord", 1, CORD)
+    smooth = (f.upsample(noise), f.upsample(bias)) if smooth_fields else (None, None)
+    return Rendered(tissue, labels, modifier, *smooth, n_sub)
 
 
-def _draw_ribs(tissue, up, anatomy, rib_spacing: float):
-    cage = up("cage")
-    ok = up("cage_ok") < 0
-    phase = up("rib_phase")
-    scale = up("cage_scale")
+def _draw_ribs(tissue, f: _Fields, soft, anatomy, rib_spacing: float):
     n_ribs = sum(1 for v in anatomy.instances() if v.ribs)
+    valid = (soft["cage_ok"] < 0.5) & (soft["rib_phase"] > -0.6) & (soft["rib_phase"] < n_ribs - 0.4)
+    soft["rib_gate"] = np.where(valid, np.abs(soft["cage"] - 1), 9.0)
+    found = f.below(soft["rib_gate"], 0.25)
+    if found is None:
+        return
+    block = found[0]
+    cage, ok, phase, scale = (f.upsample(soft[k], block) for k in ("cage", "cage_ok", "rib_phase", "cage_scale"))
     nearest = np.round(phase)
     radial = (np.sqrt(np.maximum(cage, 0)) - 1) * scale / 3.5
     along = (phase - nearest) * rib_spacing / 5.5
     r2 = radial ** 2 + along ** 2
-    rib = ok & (r2 < 1) & (nearest >= 0) & (nearest < n_ribs)
-    tissue[rib] = CORTICAL
-    tissue[rib & (r2 < 0.3)] = CANCELLOUS
+    rib = (ok < 0) & (r2 < 1) & (nearest >= 0) & (nearest < n_ribs)
+    sub = tissue[block]
+    sub[rib] = CORTICAL
+    sub[rib & (r2 < 0.3)] = CANCELLOUS
 
 
-def _draw_disc(f: _Fields, anatomy, upper: Vertebra, lower: Vertebra, s, u, v, tissue, modifier):
+def _draw_disc(f: _Fields, anatomy, coords, upper: Vertebra, lower: Vertebra, tissue, modifier):
     top = upper.s + upper.size.height / 2 - 2.0
     bottom = lower.s - lower.size.height / 2 + 2.0
     if bottom <= top:
@@ -446,9 +492,9 @@ def _draw_disc(f: _Fields, anatomy, upper: Vertebra, lower: Vertebra, s, u, v, t
     sl = _box_indices(f, anatomy, top, lo, hi)
     if sl is None:
         return
-    ss, uu, vv = s[sl], u[sl], v[sl]
+    ss, uu, vv = (f.upsample(c, sl) for c in coords)
     r = (np.abs(uu / a) ** 2.6 + np.abs(vv / b) ** 2.6) ** (1 / 2.6)
     inside = (ss > top) & (ss < bottom) & (r < 1)
     t_sub, m_sub = tissue[sl], modifier[sl]
     t_sub[inside] = DISC
-    m_sub[inside] = np.where(r[inside] < 0.6, 1.0, 0.55) * np.where(r[inside] < 0.6, upper.disc_brightness, 1.0)
+    m_sub[inside] = np.where(r[inside] < 0.6, upper.disc_brightness, 0.55)

@@ -1,0 +1,66 @@
+"""``spinebrain train TASK``: train a model and write it as a model package.
+
+One sub-subcommand per task (``spine-label`` now; ``spine-segment`` and ``brain`` register the
+same way): each adds its parser in a ``_register_<task>`` function listed in :data:`TASKS`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from .. import RESEARCH_NOTICE
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a model and write a model package",
+        description="Train a model and write it as a model package (model_card.json + weights) that the "
+        "pipelines and the Slicer modules can use. " + RESEARCH_NOTICE,
+    )
+    tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
+    for add in TASKS:
+        add(tasks)
+
+
+def _register_spine_label(tasks) -> None:
+    parser = tasks.add_parser(
+        "spine-label", help="train the SpineLabel vertebra and anchor detectors and shape model for one region",
+        description="Generate synthetic spines (CT, T1, T2 and random contrast; region views plus some whole and "
+        "short views), train the vertebra and anchor (C2 / S1) detectors from body-centre points, fit the shape "
+        "model, measure the pipeline on held-out synthetic cases and write the package to --out/<id>/.",
+    )
+    parser.add_argument("--region", required=True, choices=("lumbar", "cervical"), help="spine region")
+    parser.add_argument("--cases", type=int, default=150, help="synthetic training cases (default 150)")
+    parser.add_argument("--validation-cases", type=int, default=30, help="held-out synthetic cases (default 30)")
+    parser.add_argument("--out", required=True, help="folder to write the model package into")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of the vertebra detector (anchor: +2)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    parser.add_argument("--real-data", metavar="DIR", help="also train on real scans: image + <stem>.mrk.json pairs")
+    parser.add_argument("--id", dest="model_id", help="model id (default spine-label-<region>)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.set_defaults(run=run_spine_label)
+
+
+def run_spine_label(args, progress) -> None:
+    from ..device import select_device
+    from ..spinelabel.training import TrainingOptions, train_spine_label
+
+    options = TrainingOptions(
+        region=args.region, cases=args.cases, validation_cases=args.validation_cases, epochs=args.epochs,
+        seed=args.seed, device=str(select_device(args.device)), real_data=args.real_data,
+        command=command_line(), model_id=args.model_id, threads=args.threads,
+    )
+    path = train_spine_label(options, args.out, progress)
+    progress.result(path, kind="model")
+    progress.log(f"Model package written to {path}")
+
+
+def command_line() -> str:
+    """The command as typed (``spinebrain ...``), for the model card."""
+    return "spinebrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+#: Registration functions of the trainable tasks (later: spine-segment, brain).
+TASKS = [_register_spine_label]

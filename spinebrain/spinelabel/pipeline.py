@@ -1,0 +1,284 @@
+"""SpineLabel end to end: scan -> sagittal slab -> two CNN detectors -> candidates -> graph -> named RAS points.
+
+One model package per spine region holds both detectors in one :class:`DetectorPair` (one state
+dict, one sha256) and, in its card, everything the pipeline needs besides the weights: the pixel
+size (``card.spacing``), the slab (``extra["slab"]``), the detection thresholds
+(``extra["detection"]``), the anchor level, the limits of what the model can name
+(``extra["max_slice_thickness_mm"]``, ``extra["min_spine_extent_mm"]``) and the fitted shape model
+(``extra["shape_model"]``, see :class:`~spinebrain.spinelabel.graph.SpineShapeModel`).
+
+``label_spine`` validates first (nothing runs on an image it cannot name), so a scan showing too
+little spine fails with a message offering detection only; ``relabel`` re-solves the graph from
+the kept candidates without running the networks again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..device import select_device
+from ..errors import InputError, ModelError
+from ..geometry import index_to_ras
+from ..models import ModelCard, ModelRegistry, load_network
+from ..points import LabelledPoint
+from ..validate import check_volume
+from .candidates import attach_anchor, detections_from_maps
+from .detector import VertebraDetector, detect_slab
+from .graph import Candidate, LabellingResult, SpineShapeModel, label_candidates
+from .slices import extract_sagittal_slab
+
+TASK = "spine-label"
+REGIONS = ("cervical", "lumbar", "whole")
+ARCHITECTURE = "spinebrain.spinelabel.pipeline.DetectorPair"
+
+#: Card defaults where a (user-made) card leaves a setting out.
+DEFAULT_SLAB = {"slices_each_side": 2, "step_mm": 4.0}
+DEFAULT_DETECTION = {"threshold": 0.5, "min_area_px": 3, "merge_distance_mm": 6.0, "anchor_threshold": 0.7}
+DEFAULT_MIN_EXTENT_MM = 60.0
+DEFAULT_MAX_THICKNESS_MM = 6.5
+#: A detection this close (in units of the mean vertebra step) to a user point is that vertebra.
+_SAME_VERTEBRA_FRACTION = 0.4
+
+
+class DetectorPair(torch.nn.Module):
+    """The general vertebra detector and the end-vertebra (C2 / S1) anchor detector, saved together."""
+
+    def __init__(self, vertebra: dict, anchor: dict):
+        super().__init__()
+        self.vertebra = VertebraDetector(**vertebra)
+        self.anchor = VertebraDetector(**anchor)
+
+    @classmethod
+    def from_detectors(cls, vertebra: VertebraDetector, anchor: VertebraDetector) -> DetectorPair:
+        pair = cls(vertebra.kwargs, anchor.kwargs)
+        pair.vertebra.load_state_dict(vertebra.state_dict())
+        pair.anchor.load_state_dict(anchor.state_dict())
+        return pair.eval()
+
+    @property
+    def config(self) -> dict:
+        """The card's ``network`` entry (rebuilt by :func:`spinebrain.models.build_network`)."""
+        return {"architecture": ARCHITECTURE,
+                "kwargs": {"vertebra": self.vertebra.config["kwargs"], "anchor": self.anchor.config["kwargs"]}}
+
+
+@dataclass
+class SpineLabelModel:
+    card: ModelCard
+    networks: DetectorPair
+    shape_model: SpineShapeModel
+    anchor_level: str
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def region(self) -> str:
+        return self.card.region or "whole"
+
+    @property
+    def pixel_mm(self) -> float:
+        return float(self.card.spacing[0])
+
+    def setting(self, group: str, key: str):
+        defaults = {"slab": DEFAULT_SLAB, "detection": DEFAULT_DETECTION}[group]
+        return self.card.extra.get(group, {}).get(key, defaults[key])
+
+
+@dataclass
+class SpineLabelResult:
+    points: list[LabelledPoint]
+    candidates: list[Candidate]
+    labelling: LabellingResult
+    warnings: list[str]
+    region: str
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------- loading
+
+
+def load_spine_label_model(region: str = "lumbar", model=None, registry: ModelRegistry | None = None,
+                           device=None) -> SpineLabelModel:
+    """The spine-label model for ``region`` (the installed default), or the package ``model`` (id or folder).
+
+    ModelError when none is installed, the package is for another task, or it serves another region.
+    """
+    if region not in REGIONS:
+        raise InputError(f"Unknown spine region {region!r}; use one of {', '.join(REGIONS)} (or auto).")
+    torch_device = select_device(device)
+    card, networks = load_network(model, task=TASK, registry=registry, region=region, device=torch_device)
+    if card.region not in (None, region):
+        raise ModelError(f"Model {card.id!r} labels the {card.region} spine, not the {region} spine; "
+                         f"choose a {region} model or the region {card.region}.")
+    if not isinstance(networks, DetectorPair):
+        raise ModelError(f"Model {card.id!r} is not a SpineLabel detector pair; use a spine-label package "
+                         "made by 'spinebrain train spine-label'.")
+    if "shape_model" not in card.extra or "anchor_level" not in card.extra:
+        raise ModelError(f"Model {card.id!r} has no shape model or anchor level in its card; re-train it with "
+                         "'spinebrain train spine-label'.")
+    shape_model = SpineShapeModel.from_dict(card.extra["shape_model"])
+    return SpineLabelModel(card, networks, shape_model, str(card.extra["anchor_level"]), torch_device)
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+
+def _extent_ras(image: sitk.Image) -> np.ndarray:
+    """Extent (mm) of the voxel centres along R, A and S."""
+    size = np.array(image.GetSize()) - 1
+    corners = np.array([[i, j, k] for i in (0, size[0]) for j in (0, size[1]) for k in (0, size[2])], float)
+    ras = index_to_ras(image, corners)
+    return ras.max(axis=0) - ras.min(axis=0)
+
+
+def sagittal_thickness_mm(image: sitk.Image) -> float:
+    """How thick the voxels are across the sagittal plane (along R): the slice thickness of a sagittal scan."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)  # columns: LPS directions of i, j, k
+    return float(max(s * abs(direction[0, axis]) for axis, s in enumerate(image.GetSpacing())))
+
+
+def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool = False) -> None:
+    """InputError (one sentence) when the model cannot name the vertebrae of ``image``."""
+    check_volume(image, "image")
+    if detection_only:
+        return
+    offer = "or run with detection only (--detection-only / detection_only=True) to get unnamed vertebra points"
+    extent_s = float(_extent_ras(image)[2])
+    minimum = float(model.card.extra.get("min_spine_extent_mm", DEFAULT_MIN_EXTENT_MM))
+    if extent_s < minimum:
+        raise InputError(f"The image covers only {extent_s:.0f} mm along the spine, too little spine for the "
+                         f"{model.region} model to name vertebrae (it needs at least {minimum:.0f} mm); use a "
+                         f"scan with a longer field of view, {offer}.")
+    thickness = sagittal_thickness_mm(image)
+    maximum = float(model.card.extra.get("max_slice_thickness_mm", DEFAULT_MAX_THICKNESS_MM))
+    if thickness > maximum:
+        raise InputError(f"The slices are {thickness:.1f} mm thick across the sagittal plane, more than the "
+                         f"{maximum:.1f} mm the {model.region} model allows; use a scan with thinner sagittal "
+                         f"slices, {offer}.")
+
+
+# -------------------------------------------------------------------------------------- the pipeline
+
+
+def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) -> tuple[list[Candidate], int | None]:
+    """Run both detectors on the sagittal slab: (3D candidates, index of the accepted anchor or None)."""
+    slab = extract_sagittal_slab(image, model.pixel_mm, int(model.setting("slab", "slices_each_side")),
+                                 float(model.setting("slab", "step_mm")))
+    _update(progress, 0.2, f"vertebra detector on {len(slab)} sagittal slices")
+    options = {"threshold": float(model.setting("detection", "threshold")),
+               "merge_distance_mm": float(model.setting("detection", "merge_distance_mm")),
+               "min_area_px": int(model.setting("detection", "min_area_px"))}
+    with torch.inference_mode():
+        vertebra_maps = detect_slab(model.networks.vertebra, slab, full_resolution=False, device=model.device)
+        _update(progress, 0.5, f"anchor ({model.anchor_level}) detector")
+        anchor_maps = detect_slab(model.networks.anchor, slab, full_resolution=False, device=model.device)
+    detections = detections_from_maps(vertebra_maps, slab, **options)
+    anchor_threshold = float(model.setting("detection", "anchor_threshold"))
+    anchors = [d for d in detections_from_maps(anchor_maps, slab, **options) if d.mean_probability >= anchor_threshold]
+    return attach_anchor([d.to_candidate() for d in detections], anchors)
+
+
+def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequence[LabelledPoint] = (),
+                device=None, progress=None, detection_only: bool = False) -> SpineLabelResult:
+    """Detect and name the vertebrae of a 3D scan; ``fixed_points`` (RAS, named) are held fixed.
+
+    ``device`` overrides the model's device for this run. With ``detection_only`` the points are
+    the unnamed detections ("Vertebra 1" ... top to bottom) and the too-little-spine checks are skipped.
+    """
+    start = time.perf_counter()
+    check_image(image, model, detection_only)
+    if device is not None and select_device(device) != model.device:
+        model.device = select_device(device)
+        model.networks.to(model.device)
+    _update(progress, 0.05, f"{model.region} model {model.card.id}: sagittal slab")
+    candidates, anchor = detect_candidates(image, model, progress)
+    if not candidates:
+        raise InputError("No vertebrae were detected in the image; check that it shows the spine (CT, T1 or T2 MR) "
+                         "and that the chosen region or model fits it.")
+    if detection_only:
+        result = _detections_only(candidates, model.region)
+    else:
+        _update(progress, 0.8, "naming the vertebrae (graphical model)")
+        result = _solve(candidates, model, fixed_points, anchor)
+    result.seconds = time.perf_counter() - start
+    _update(progress, 1.0, f"{len(result.points)} vertebrae in {result.seconds:.1f} s")
+    return result
+
+
+def relabel(result_or_candidates, model: SpineLabelModel, fixed_points: Sequence[LabelledPoint] = ()) -> SpineLabelResult:
+    """Re-solve the labels from kept candidates (a result or a candidate list) with ``fixed_points`` fixed; no CNN."""
+    start = time.perf_counter()
+    candidates = (result_or_candidates.candidates if isinstance(result_or_candidates, SpineLabelResult)
+                  else list(result_or_candidates))
+    scores = [c.anchor_probability for c in candidates]
+    anchor = int(np.argmax(scores)) if scores and max(scores) > 0 else None
+    result = _solve(candidates, model, fixed_points, anchor)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _solve(candidates: list[Candidate], model: SpineLabelModel, fixed_points, anchor: int | None) -> SpineLabelResult:
+    fixed = _fixed_positions(fixed_points)
+    kept = _without_fixed_vertebrae(candidates, fixed, model.shape_model)
+    usable = [candidates[k] for k in kept]
+    anchor_arg = None
+    if anchor is not None and anchor in kept and model.anchor_level in model.shape_model.levels:
+        anchor_arg = (model.anchor_level, kept.index(anchor))
+    labelling = label_candidates(usable, model.shape_model, anchor=anchor_arg, fixed=fixed)
+    points = labelling.to_points()
+    by_label = {p.label: p for p in fixed_points}
+    points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)
+              if p.user_set and p.label in by_label else p for p in points]
+    return SpineLabelResult(points, list(candidates), labelling, _warnings(labelling, model, bool(fixed)),
+                            model.region, 0.0)
+
+
+def _fixed_positions(fixed_points) -> dict[str, np.ndarray]:
+    fixed: dict[str, np.ndarray] = {}
+    for point in fixed_points:
+        if point.label in fixed:
+            raise InputError(f"Two fixed points are named {point.label}; keep one point per vertebra.")
+        fixed[point.label] = np.asarray(point.ras, dtype=float)
+    return fixed
+
+
+def _without_fixed_vertebrae(candidates, fixed, shape_model: SpineShapeModel) -> list[int]:
+    """Indices of the detections that are not the vertebrae the user fixed (so none is named twice)."""
+    if not fixed:
+        return list(range(len(candidates)))
+    step = float(np.mean([np.linalg.norm(p.mean) for p in shape_model.pairs.values()]))
+    radius = _SAME_VERTEBRA_FRACTION * step
+    return [k for k, c in enumerate(candidates)
+            if all(np.linalg.norm(np.asarray(c.position) - position) > radius for position in fixed.values())]
+
+
+def _warnings(labelling: LabellingResult, model: SpineLabelModel, user_fixed: bool) -> list[str]:
+    warnings = []
+    if not labelling.anchored:
+        warnings.append(f"No anchor ({model.anchor_level}) visible: labels are uncertain; "
+                        "set one label to anchor the rest.")
+    if labelling.missing:
+        warnings.append(f"No detection for {', '.join(labelling.missing)} between the labelled vertebrae; "
+                        "check those levels.")
+    if not labelling.assignments and not user_fixed:
+        warnings.append("The detections could not be joined into a spine; check the region and the image.")
+    return warnings
+
+
+def _detections_only(candidates: list[Candidate], region: str) -> SpineLabelResult:
+    ordered = sorted(candidates, key=lambda c: -float(c.position[2]))  # head to feet
+    points = [LabelledPoint(f"Vertebra {n}", tuple(float(v) for v in c.position), round(float(c.probability), 4))
+              for n, c in enumerate(ordered, start=1)]
+    labelling = LabellingResult([], 0.0, False, 0.0)
+    return SpineLabelResult(points, list(candidates), labelling,
+                            ["Detection only: the points are not named."], region, 0.0)
+
+
+def _update(progress, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress.update("spine-label", fraction, message)

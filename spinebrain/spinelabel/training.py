@@ -1,0 +1,315 @@
+"""Training a SpineLabel model from point annotations only (Forsberg 2017), on synthetic spines.
+
+``train_spine_label`` generates cases with :func:`spinebrain.synth.spine.generate_spine` (views of
+the region plus some whole-spine and short views; CT, T1, T2 and randomised contrast so one model
+serves them all; random orientation and spacing), takes each case's sagittal slice at the region's
+pixel size, turns the body-centre points into balanced patches, trains the vertebra and anchor
+detectors (SGD with Nesterov momentum), fits the shape model from the 3D points, measures the
+whole pipeline on held-out synthetic cases (:mod:`.metrics`) and writes the model package.
+
+Real annotated scans (``real_data``: ``*.nii.gz`` beside ``*.mrk.json`` with the same stem) are
+added to the training cases when given.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import RESEARCH_NOTICE, __version__
+from ..anatomy import VERTEBRA_NAMES_BY_LABEL
+from ..errors import InputError
+from ..models import ModelCard, save_model_package
+from ..points import LabelledPoint
+from .detector import ANCHOR, PATCH_SIZE, VertebraDetector, train_detector, training_patches_from_slab
+from .graph import FULL_ORDER, fit_shape_model
+from .metrics import aggregate, evaluate_points
+from .pipeline import ARCHITECTURE, TASK, DetectorPair, SpineLabelModel, label_spine
+from .slices import MODEL_PIXEL_MM, extract_sagittal_slab
+
+TRAINABLE_REGIONS = ("cervical", "lumbar")
+#: Levels each region's graph labels (the shape model's layers), T13 / L6 where training sees them.
+REGION_LEVELS = {"cervical": ("C1", "T3"), "lumbar": ("T8", "S1")}
+#: Share of each view among the generated cases: mostly the region, some whole spines and short views.
+VIEW_MIX = {"cervical": {"cervical": 0.8, "whole": 0.1, "short": 0.1},
+            "lumbar": {"lumbar": 0.75, "whole": 0.1, "short": 0.15}}
+MODALITY_MIX = ("ct", "t1", "t2", "random")
+#: Limits written into the card: what the model can name (see pipeline.check_image).
+MAX_SLICE_THICKNESS_MM = {"cervical": 5.0, "lumbar": 6.5}
+MIN_SPINE_EXTENT_MM = {"cervical": 40.0, "lumbar": 60.0}
+SLAB = {"cervical": {"slices_each_side": 2, "step_mm": 3.0}, "lumbar": {"slices_each_side": 2, "step_mm": 4.0}}
+#: Body centres within this distance (mm) of a training slice count as on it (half a small body width).
+ON_SLICE_MM = {"cervical": 4.0, "lumbar": 6.0}
+MAX_VOXELS = {"cervical": 2_500_000, "lumbar": 1_500_000}  # coarse grids keep CPU training feasible
+NETWORK = {"channels": (16, 32), "fc": 128}
+
+
+@dataclass
+class TrainingOptions:
+    region: str = "lumbar"
+    cases: int = 150
+    validation_cases: int = 30
+    epochs: int = 4
+    seed: int = 0
+    device: str = "cpu"
+    patches_per_slice: int = 240
+    slices_per_case: int = 2
+    batch_size: int = 64
+    learning_rate: float = 0.01
+    real_data: str | None = None
+    command: str = ""
+    model_id: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self):
+        if self.region not in TRAINABLE_REGIONS:
+            raise InputError(f"Training covers the regions {', '.join(TRAINABLE_REGIONS)}, not {self.region!r}.")
+        if self.cases < 2 or self.epochs < 1 or self.validation_cases < 1:
+            raise InputError("Train on at least 2 cases for at least 1 epoch, with at least 1 validation case.")
+
+
+@dataclass
+class _Case:
+    image: object
+    points: list[LabelledPoint]
+    labels: object = None  # reference label map (synthetic cases)
+    partial: set = field(default_factory=set)  # reference vertebrae not fully in view
+    description: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def _views(region: str, count: int, rng: np.random.Generator) -> list[str]:
+    mix = VIEW_MIX[region]
+    return [str(v) for v in rng.choice(list(mix), size=count, p=list(mix.values()))]
+
+
+def generate_cases(region: str, count: int, first_seed: int, progress=None, what: str = "training") -> list[_Case]:
+    """``count`` synthetic cases with seeds ``first_seed`` ... (views, modalities drawn from the same seed)."""
+    from ..synth.spine import generate_spine
+    from ..synth.spine_anatomy import SpineOptions
+
+    rng = np.random.default_rng(first_seed)
+    views = _views(region, count, rng)
+    modalities = rng.choice(MODALITY_MIX, size=count)
+    options = SpineOptions(max_voxels=MAX_VOXELS[region])
+    cases = []
+    for number, (view, modality) in enumerate(zip(views, modalities)):
+        seed = first_seed + number
+        spine = generate_spine(seed, modality=str(modality), view=view, orientation="random", options=options)
+        partial = {r.name for r in spine.vertebrae if not r.complete}
+        cases.append(_Case(spine.image, spine.points, spine.labels, partial,
+                           {"seed": seed, "view": view, "modality": spine.metadata["modality"],
+                            "orientation": spine.metadata["orientation"]}))
+        _report(progress, "generate", (number + 1) / count, f"{what} case {number + 1} of {count} ({view}, {modality})")
+    return cases
+
+
+def read_real_cases(folder: str | Path) -> list[_Case]:
+    """Annotated real scans: every image with a ``<stem>.mrk.json`` of named body centres beside it."""
+    from ..io import load_volume
+    from ..outputs import read_markups
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"The real-data folder {folder} does not exist; give a folder of scans with .mrk.json points.")
+    cases = []
+    for markups in sorted(folder.glob("*.mrk.json")):
+        stem = markups.name[: -len(".mrk.json")]
+        images = [p for p in folder.iterdir() if p.name.startswith(stem + ".") and p != markups
+                  and p.name.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha"))]
+        if images:
+            cases.append(_Case(load_volume(images[0]), read_markups(markups), description={"real": images[0].name}))
+    if not cases:
+        raise InputError(f"No scan with a matching .mrk.json was found in {folder}; name them scan.nii.gz + scan.mrk.json.")
+    return cases
+
+
+def region_levels(region: str) -> list[str]:
+    first, last = REGION_LEVELS[region]
+    return FULL_ORDER[FULL_ORDER.index(first):FULL_ORDER.index(last) + 1]
+
+
+def _region_points(points: list[LabelledPoint], region: str) -> list[LabelledPoint]:
+    levels = set(region_levels(region))
+    return [p for p in points if p.label in levels]
+
+
+def case_patches(case: _Case, region: str, rng: np.random.Generator, options: TrainingOptions):
+    """(vertebra patches, labels, anchor patches, labels) of one case, from slices around its spine."""
+    pixel_mm = MODEL_PIXEL_MM[region]
+    sizes = PATCH_SIZE[region], PATCH_SIZE[f"{region}-anchor"]
+    out = [[np.zeros((0, sizes[0], sizes[0]), np.float32)], [np.zeros(0, np.int64)],
+           [np.zeros((0, sizes[1], sizes[1]), np.float32)], [np.zeros(0, np.int64)]]
+    points = np.array([p.ras for p in case.points], float).reshape(-1, 3)
+    if len(points) < 2:
+        return [np.concatenate(part) for part in out]
+    anchor = [p.ras for p in case.points if p.label == ANCHOR[region]]
+    for _ in range(options.slices_per_case):
+        centre_r = float(np.median(points[:, 0]) + rng.uniform(-0.5, 0.5) * ON_SLICE_MM[region])
+        near = np.abs(points[:, 0] - centre_r) <= ON_SLICE_MM[region]
+        if near.sum() < 2:
+            continue
+        on_slice = points[near].copy()
+        on_slice[:, 0] = centre_r  # a body centre a few mm off the slice still shows its body there
+        slab = extract_sagittal_slab(case.image, pixel_mm, 0, 1.0, center_r=centre_r)
+        spacing = float(np.median(np.linalg.norm(np.diff(points[np.argsort(-points[:, 2])], axis=0), axis=1)))
+        v_patches, v_labels = training_patches_from_slab(slab, on_slice, sizes[0], rng, spacing_mm=spacing)
+        _append(out[0], out[1], v_patches, v_labels, options.patches_per_slice, rng)
+        anchor_near = [a for a in anchor if abs(a[0] - centre_r) <= ON_SLICE_MM[region]]
+        if anchor_near:
+            anchor_ras = np.array([[centre_r, *anchor_near[0][1:]]])
+            a_patches, a_labels = training_patches_from_slab(slab, on_slice, sizes[1], rng, anchor_ras=anchor_ras,
+                                                             spacing_mm=spacing)
+            _append(out[2], out[3], a_patches, a_labels, options.patches_per_slice, rng)
+        elif not anchor:  # no anchor in view: its vertebrae are all negatives of the anchor detector
+            a_patches, _ = training_patches_from_slab(slab, on_slice, sizes[1], rng, spacing_mm=spacing)
+            _append(out[2], out[3], a_patches, np.zeros(len(a_patches), np.int64), options.patches_per_slice // 2, rng)
+    return [np.concatenate(part) for part in out]
+
+
+def _append(patches: list, labels: list, new_patches, new_labels, limit: int, rng) -> None:
+    if len(new_patches) > limit:
+        keep = rng.choice(len(new_patches), size=limit, replace=False)
+        new_patches, new_labels = new_patches[keep], new_labels[keep]
+    patches.append(new_patches.astype(np.float32))
+    labels.append(new_labels.astype(np.int64))
+
+
+# --------------------------------------------------------------------------------------- training
+
+
+def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=None) -> Path:
+    """Generate data, train both detectors, fit the shape model, validate, write ``out_dir/<id>/``."""
+    started = time.perf_counter()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    region, rng = options.region, np.random.default_rng(options.seed)
+    train_seed, validation_seed = options.seed * 100_000 + 1, options.seed * 100_000 + 50_001
+    cases = generate_cases(region, options.cases, train_seed, progress)
+    if options.real_data:
+        cases += read_real_cases(options.real_data)
+    _report(progress, "patches", 0.0, "sampling balanced patches")
+    parts = [case_patches(case, region, rng, options) for case in cases]
+    v_patches, v_labels, a_patches, a_labels = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    if not v_labels.any() or not a_labels.any():
+        raise InputError("The training cases gave no positive patches; use more cases (at least a few with "
+                         f"the {ANCHOR[region]} vertebra in view).")
+    _report(progress, "patches", 1.0, f"{len(v_labels)} vertebra and {len(a_labels)} anchor patches")
+    vertebra = _train(v_patches, v_labels, "vertebra", options, progress)
+    anchor = _train(a_patches, a_labels, "anchor", options, progress, epochs=options.epochs + 2)
+    networks = DetectorPair.from_detectors(vertebra, anchor)
+    levels = region_levels(region)
+    shape_model = fit_shape_model([_region_points(c.points, region) for c in cases if len(c.points) > 1],
+                                  levels=[lv for lv in levels if _seen(lv, cases, region)])
+    card = _card(options, networks, shape_model, cases)
+    model = SpineLabelModel(card, networks, shape_model, ANCHOR[region])
+    validation = generate_cases(region, options.validation_cases, validation_seed, progress, "validation")
+    card.metrics = validate(model, validation, progress)
+    card.metrics["training_seconds"] = round(time.perf_counter() - started, 1)
+    path = save_model_package(out_dir, networks.state_dict(), card, overwrite=True)
+    _report(progress, "save", 1.0, f"model package written to {path}")
+    return path
+
+
+def _seen(level: str, cases: list[_Case], region: str) -> bool:
+    return any(p.label == level for c in cases for p in _region_points(c.points, region))
+
+
+def _train(patches, labels, name: str, options: TrainingOptions, progress, epochs: int | None = None) -> VertebraDetector:
+    epochs = epochs or options.epochs
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(options.seed)
+        model = VertebraDetector(patch=patches.shape[-1], **NETWORK)
+
+    def callback(epoch: int, loss: float) -> None:
+        _report(progress, f"train {name}", (epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {loss:.4f}")
+        if progress is not None and hasattr(progress, "emit"):
+            progress.emit("epoch", detector=name, epoch=epoch + 1, epochs=epochs, loss=round(loss, 5))
+
+    model, _ = train_detector(patches, labels, model, epochs=epochs, batch_size=options.batch_size,
+                              learning_rate=options.learning_rate, seed=options.seed, callback=callback,
+                              device=options.device)
+    return model.cpu().eval()
+
+
+def validate(model: SpineLabelModel, cases: list[_Case], progress=None) -> dict:
+    """Paper metrics of the whole pipeline on held-out cases (references limited to the model's levels)."""
+    levels = set(model.shape_model.levels)
+    results, anchored, seconds = [], 0, []
+    for number, case in enumerate(cases):
+        reference = [p for p in case.points if p.label in levels]
+        if len(reference) < 2:
+            continue
+        try:
+            result = label_spine(case.image, model)
+            predicted, seconds = result.points, seconds + [result.seconds]
+            anchored += result.labelling.anchored
+        except InputError:
+            predicted = []  # nothing detected or too little spine: every reference vertebra is missed
+        outside = {n for n in VERTEBRA_NAMES_BY_LABEL.values() if n not in levels}
+        results.append(evaluate_points(predicted, reference, case.labels, case.partial | outside))
+        _report(progress, "validate", (number + 1) / len(cases), f"validation case {number + 1} of {len(cases)}")
+    pooled = aggregate(results)
+    keys = ("sensitivity", "precision", "accuracy", "localisation_mean_mm", "localisation_sd_mm",
+            "labeling_accuracy", "labeling_accuracy_strict", "identification_rate", "tp", "fp", "fn", "cases")
+    metrics = {key: (round(float(pooled[key]), 4) if isinstance(pooled[key], float) else pooled[key]) for key in keys}
+    metrics["anchored_cases"] = int(anchored)
+    metrics["seconds_per_case_mean"] = round(float(np.mean(seconds)), 3) if seconds else None
+    metrics["measured_on"] = (f"{len(results)} held-out synthetic cases (seeds never used in training), "
+                              "pooled per vertebra as in Forsberg 2017 Table 1")
+    return metrics
+
+
+def _card(options: TrainingOptions, networks: DetectorPair, shape_model, cases: list[_Case]) -> ModelCard:
+    region = options.region
+    pixel = MODEL_PIXEL_MM[region]
+    synthetic = [c.description for c in cases if "seed" in c.description]
+    count = lambda key: {v: sum(d[key] == v for d in synthetic) for v in sorted({d[key] for d in synthetic})}  # noqa: E731
+    seeds = [d["seed"] for d in synthetic]
+    data = (f"{len(synthetic)} synthetic {region} spine cases from spinebrain.synth.spine.generate_spine, seeds "
+            f"{min(seeds)}-{max(seeds)}; views {count('view')}; modalities {count('modality')}; orientations "
+            f"{count('orientation')}; random spacing (grids coarsened to at most {MAX_VOXELS[region]} voxels)")
+    real = len(cases) - len(synthetic)
+    if real:
+        data += f"; plus {real} real annotated scans from {options.real_data}"
+    return ModelCard(
+        id=options.model_id or f"spine-label-{region}", task=TASK, version="1.0",
+        labels={"0": "background", "1": "vertebra centre"}, modalities=["CT", "T1", "T2"],
+        spacing=[pixel, pixel, float(SLAB[region]["step_mm"])],
+        patch_size=[PATCH_SIZE[region], PATCH_SIZE[region], 1],
+        normalisation={"method": "percentile", "low": 1.0, "high": 99.0, "over": "slab"},
+        network=networks.config, region=region, validated_modalities=["CT (synthetic)", "T1 (synthetic)",
+                                                                      "T2 (synthetic)"],
+        training_data=data, training_command=options.command, software_version=__version__,
+        research_notice=RESEARCH_NOTICE,
+        extra={
+            "anchor_level": ANCHOR[region],
+            "shape_model": shape_model.to_dict(),
+            "levels": list(shape_model.levels),
+            "slab": dict(SLAB[region]),
+            "detection": {"threshold": 0.5, "min_area_px": 3, "merge_distance_mm": 6.0, "anchor_threshold": 0.7},
+            "max_slice_thickness_mm": MAX_SLICE_THICKNESS_MM[region],
+            "min_spine_extent_mm": MIN_SPINE_EXTENT_MM[region],
+            "pixel_mm": pixel,
+            "training": {"cases": options.cases, "validation_cases": options.validation_cases,
+                         "epochs": options.epochs, "anchor_epochs": options.epochs + 2, "seed": options.seed,
+                         "optimiser": "SGD, Nesterov momentum 0.9", "learning_rate": options.learning_rate,
+                         "batch_size": options.batch_size, "patches_per_slice": options.patches_per_slice,
+                         "anchor_patch_size": PATCH_SIZE[f"{region}-anchor"], "architecture": ARCHITECTURE},
+        },
+    )
+
+
+def _report(progress, stage: str, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress.update(stage, fraction, message)
+
+
+__all__ = ["TrainingOptions", "train_spine_label", "generate_cases", "read_real_cases", "validate", "region_levels",
+           "case_patches"]
