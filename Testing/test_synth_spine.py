@@ -200,3 +200,71 @@ def test_synthesis_from_a_real_verse_mask(real_case):
     for record in case.vertebrae:  # real references: complete = the mask does not touch the border
         assert record.complete == (record.label not in set(border.tolist())), record.name
         assert record.fraction_outside is None
+
+
+def _height_profile(name: str, region: str):
+    """(rim height near the anterior wall, centre height) of a mean-sized body drawn alone, in mm."""
+    from spinebrain.synth import morphometry
+    from spinebrain.synth.spine_anatomy import Vertebra
+
+    size = morphometry.LEVEL_SIZES[name]
+    vert = Vertebra(name, VERTEBRA_LABELS[name], region, 0.0, size)
+    ds = np.arange(-size.height, size.height, 0.1)
+    column = lambda v: ds[rnd.vertebra_mask_points(vert, ds, np.zeros_like(ds), np.full_like(ds, v), 5.0, 5.0)]  # noqa: E731
+    rim, centre = column(0.88 * size.depth / 2), column(0.0)
+    return np.ptp(rim) + 0.1, np.ptp(centre) + 0.1
+
+
+@pytest.mark.parametrize("name,region", [("C5", "cervical"), ("T8", "thoracic"), ("L3", "lumbar")])
+def test_body_rims_reach_the_published_height_and_endplates_are_concave(name, region):
+    from spinebrain.synth import morphometry
+    from spinebrain.synth.spine_anatomy import Vertebra, endplate_cup
+
+    table = morphometry.LEVEL_SIZES[name].height
+    rim, centre = _height_profile(name, region)
+    cup = endplate_cup(Vertebra(name, 1, region, 0.0, morphometry.LEVEL_SIZES[name]))
+    assert abs(rim - table) < 0.6, (rim, table)  # VBHa / VBHp are rim heights
+    assert abs((rim - centre) - 2 * cup) < 0.8, (rim, centre, cup)
+
+
+def test_bodies_stack_with_the_middle_disc_height_between_endplate_centres():
+    from spinebrain.synth.spine_anatomy import endplate_cup
+
+    anatomy = sample_anatomy(np.random.default_rng(7), STRAIGHT)
+    pairs = list(zip(anatomy.vertebrae[2:], anatomy.vertebrae[3:]))  # C3 down to the sacrum
+    for upper, lower in pairs:
+        if lower.region == "sacral" and lower.name != "S1":
+            continue
+        centre_gap = (lower.s - upper.s) - (upper.size.height + lower.size.height) / 2
+        middle = centre_gap + endplate_cup(upper) + endplate_cup(lower)
+        assert abs(middle - upper.size.disc) < 1e-6 or centre_gap == pytest.approx(1.0), (upper.name, middle)
+    lumbar = [(u, lo) for u, lo in pairs if u.region == "lumbar" and lo.region == "lumbar"]
+    assert all(5.0 < lo.s - u.s - (u.size.height + lo.size.height) / 2 < 10.0 for u, lo in lumbar)
+
+
+def test_ct_bone_density_falls_with_age_within_published_ranges():
+    from spinebrain.synth.spine import _contrast
+
+    tissue = np.full((24, 24, 24), rnd.CANCELLOUS, np.uint8)
+    ones = np.ones(tissue.shape, np.float32)
+    median = lambda age, seed: float(np.median(_contrast(tissue, ones, None, None, (1.0, 1.0, 1.0), 1, "ct",  # noqa: E731
+                                                         np.random.default_rng(seed), age=age)))
+    young = [median(25, seed) for seed in range(8)]
+    old = [median(80, seed) for seed in range(8)]
+    assert 150 < np.mean(young) < 320 and 40 <= np.mean(old) < 180, (young, old)
+    assert np.mean(young) > np.mean(old) + 80
+
+
+def test_mr_tissue_order_matches_t1_and_t2_spine_imaging():
+    def medians(modality, seed):
+        case = generate_spine(seed, modality, "lumbar", spacing=(2.0, 2.0, 2.0), orientation="axial")
+        image, tissue = _array(case.image), _array(case.tissue)
+        core = lambda code: ndimage.binary_erosion(tissue == code, iterations=1)  # noqa: E731
+        return {code: float(np.median(image[core(code)])) for code in (rnd.FAT, rnd.MUSCLE, rnd.CANCELLOUS, rnd.CSF)}
+
+    from scipy import ndimage
+
+    t2 = medians("t2", 51)
+    assert t2[rnd.CSF] > t2[rnd.CANCELLOUS] > t2[rnd.MUSCLE] and t2[rnd.FAT] > t2[rnd.CANCELLOUS]
+    t1 = medians("t1", 52)
+    assert t1[rnd.FAT] > t1[rnd.CANCELLOUS] > t1[rnd.CSF] and t1[rnd.CANCELLOUS] > t1[rnd.MUSCLE]

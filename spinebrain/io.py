@@ -164,10 +164,17 @@ def atomic_path(path: str | os.PathLike):
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, _default_file_mode())  # mkstemp creates 0600; results should read like any file
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:

@@ -73,14 +73,15 @@ def save_montage_png(panels: list[Panel], path: str | os.PathLike, columns: int 
     rows = int(np.ceil(len(panels) / columns))
     slices = [_panel_slice(panel) for panel in panels]
     aspect = max(s.image.shape[0] / s.image.shape[1] for s in slices)  # height / width of the tallest
-    figure = Figure(figsize=(4.0 * columns, 4.0 * rows * min(max(aspect, 0.5), 2.0) + 0.5), dpi=100)
+    figure = Figure(figsize=(4.0 * columns, 4.0 * rows * min(max(aspect, 0.5), 2.0) + 0.5), dpi=100,
+                    layout="constrained")  # unlike tight_layout, keeps each title clear of the row above
     FigureCanvasAgg(figure)
+    figure.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))  # room for the footer
     for index, (panel, plane_slice) in enumerate(zip(panels, slices)):
         _draw(figure.add_subplot(rows, columns, index + 1), panel, plane_slice)
     if title:
         figure.suptitle(title)
     figure.text(0.5, 0.005, RESEARCH_NOTICE, ha="center", va="bottom", fontsize=7, color="0.35")
-    figure.tight_layout(rect=(0, 0.03, 1, 1))
     path = Path(path)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", facecolor="white")

@@ -53,13 +53,12 @@ class Progress:
     def _update_bar(self, stage: str, fraction: float, message: str) -> None:
         from tqdm import tqdm
 
-        if self._bar is None or stage != self._stage:
-            self.close()
-            self._bar = tqdm(total=1000, desc=stage, file=sys.stderr, leave=False,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-            self._stage = stage
+        if self._bar is None:  # one bar for the whole run; the stage and message go in its label
+            self._bar = tqdm(total=1000, file=sys.stderr, leave=False, dynamic_ncols=True,
+                             bar_format="{percentage:3.0f}%|{bar:20}| {desc}")
+        self._stage = stage
         self._bar.n = int(fraction * 1000)
-        self._bar.set_postfix_str(message, refresh=True)
+        self._bar.set_description_str(f"{stage}: {message}" if message else stage, refresh=True)
 
     def result(self, path, kind: str) -> None:
         """Announce a written output file (after it is complete on disk)."""

@@ -40,6 +40,8 @@ ARCHITECTURE = "spinebrain.spinelabel.pipeline.DetectorPair"
 #: Card defaults where a (user-made) card leaves a setting out.
 DEFAULT_SLAB = {"slices_each_side": 2, "step_mm": 4.0}
 DEFAULT_DETECTION = {"threshold": 0.5, "min_area_px": 3, "merge_distance_mm": 6.0, "anchor_threshold": 0.7}
+#: Options of graph.label_candidates (card extra "labelling").
+DEFAULT_LABELLING = {"transitional_penalty": 5.0, "gap_penalty": 10.0}
 DEFAULT_MIN_EXTENT_MM = 60.0
 DEFAULT_MAX_THICKNESS_MM = 6.5
 #: A detection this close (in units of the mean vertebra step) to a user point is that vertebra.
@@ -85,7 +87,7 @@ class SpineLabelModel:
         return float(self.card.spacing[0])
 
     def setting(self, group: str, key: str):
-        defaults = {"slab": DEFAULT_SLAB, "detection": DEFAULT_DETECTION}[group]
+        defaults = {"slab": DEFAULT_SLAB, "detection": DEFAULT_DETECTION, "labelling": DEFAULT_LABELLING}[group]
         return self.card.extra.get(group, {}).get(key, defaults[key])
 
 
@@ -123,6 +125,37 @@ def load_spine_label_model(region: str = "lumbar", model=None, registry: ModelRe
                          "'spinebrain train spine-label'.")
     shape_model = SpineShapeModel.from_dict(card.extra["shape_model"])
     return SpineLabelModel(card, networks, shape_model, str(card.extra["anchor_level"]), torch_device)
+
+
+def load_spine_label_models(region: str = "auto", model=None, registry: ModelRegistry | None = None,
+                            device=None) -> list[SpineLabelModel]:
+    """The models a run uses: one for a region, or every installed region's model for ``"auto"``."""
+    if region != "auto":
+        return [load_spine_label_model(region, model, registry, device)]
+    models = []
+    for name in REGIONS:
+        try:
+            models.append(load_spine_label_model(name, model, registry, device))
+        except ModelError:
+            continue  # no model for this region (or --model serves another one)
+    if not models:
+        raise ModelError("No SpineLabel model is installed; train one with 'spinebrain train spine-label "
+                         "--region lumbar --out DIR' and install it, or reinstall the bundled models.")
+    return models
+
+
+def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed_points=(), device=None,
+                     progress=None, detection_only: bool = False) -> SpineLabelResult:
+    """Run every model ("auto" region) and keep the most certain labelling, then the longest."""
+    results, errors = [], []
+    for model in models:
+        try:
+            results.append(label_spine(image, model, fixed_points, device, progress, detection_only))
+        except InputError as error:  # too little spine at this region's scale, nothing detected...
+            errors.append(error)
+    if not results:
+        raise errors[0]
+    return max(results, key=lambda r: (r.labelling.anchored, r.labelling.certainty, len(r.points)))
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -180,7 +213,27 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
     detections = detections_from_maps(vertebra_maps, slab, **options)
     anchor_threshold = float(model.setting("detection", "anchor_threshold"))
     anchors = [d for d in detections_from_maps(anchor_maps, slab, **options) if d.mean_probability >= anchor_threshold]
-    return attach_anchor([d.to_candidate() for d in detections], anchors)
+    candidates, anchor = attach_anchor([d.to_candidate() for d in detections], anchors)
+    return _end_anchor(candidates, anchor, model)
+
+
+def _end_anchor(candidates: list[Candidate], anchor: int | None, model: SpineLabelModel):
+    """Keep only the anchor detection at the end of the spine (the lowest for S1, the highest for C2).
+
+    The anchor detector also answers, more weakly, on the neighbours of its vertebra; the anchor
+    vertebra is the end one, so of several answers the outermost is taken. The others keep their
+    vertebra probability but lose their anchor probability (relabels then find the same anchor).
+    """
+    if anchor is None:
+        return candidates, None
+    direction = model.shape_model.spine_direction()  # head -> feet
+    sign = 1.0 if model.anchor_level == model.shape_model.levels[-1] else -1.0
+    flagged = [k for k, c in enumerate(candidates) if c.anchor_probability > 0]
+    chosen = max(flagged, key=lambda k: sign * float(np.dot(candidates[k].position, direction)))
+    for k in flagged:
+        if k != chosen:
+            candidates[k].anchor_probability = 0.0
+    return candidates, chosen
 
 
 def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequence[LabelledPoint] = (),
@@ -229,7 +282,8 @@ def _solve(candidates: list[Candidate], model: SpineLabelModel, fixed_points, an
     anchor_arg = None
     if anchor is not None and anchor in kept and model.anchor_level in model.shape_model.levels:
         anchor_arg = (model.anchor_level, kept.index(anchor))
-    labelling = label_candidates(usable, model.shape_model, anchor=anchor_arg, fixed=fixed)
+    options = {key: float(model.setting("labelling", key)) for key in DEFAULT_LABELLING}
+    labelling = label_candidates(usable, model.shape_model, anchor=anchor_arg, fixed=fixed, **options)
     points = labelling.to_points()
     by_label = {p.label: p for p in fixed_points}
     points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)

@@ -82,6 +82,14 @@ LEVEL_SIZES: dict[str, LevelSize] = {
     "S1": LevelSize(28.0, 44.0, 34.0, 2.0, 14.0, 28.0, 20.0, 20.7, 15.0, 100.0, 10.0),
 }
 
+# Central concavity (mm) of each endplate. The table's heights are rim heights (VBHa / VBHp are
+# measured at the rims) and its disc heights are middle heights, measured at the endplate centres:
+# the rim-to-rim gap between two bodies is the middle height less both concavities. Lumbar: middle
+# vs mean rim disc heights ([BUS], about 11.8 vs 9.5) give about 1.2 per endplate, and the VerSe case
+# A8 reads centre body heights 1-3 mm under its rim heights; cervical: middle 4.1 vs rims 2.6 / 1.8
+# [CDSH]; thoracic: middle about 23 % above the rims [KUN11]. S1's superior endplate is mostly flat.
+ENDPLATE_CUP = {"C2": 0.9, "cervical": 0.9, "thoracic": 0.7, "lumbar": 1.2, "S1": 0.3, "sacral": 0.0}
+
 # Transitional levels copy their neighbour: T13 is a thirteenth rib-bearing thoracic vertebra
 # shaped like T12, and L6 a sixth lumbar vertebra shaped like L5 (MORPHOMETRY.md section 6).
 LEVEL_SIZES["T13"] = LEVEL_SIZES["T12"]

@@ -59,36 +59,77 @@ TISSUE_NAMES = rnd.TISSUE_NAMES
 # contrast
 
 
-def _tissue_table(modality: str, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Mean signal and texture SD per tissue class (index = tissue code)."""
+def _marrow(modality: str, age: float, rng) -> float:
+    """Cancellous bone signal for an age: CT density falls and MR marrow fat (T1 and TSE-T2 signal)
+    rises with age. CT: about 230-280 HU in young adults, 100-150 past 70, under 100 when osteoporotic."""
+    years = age - 20.0
+    if modality == "ct":
+        return float(np.clip(265.0 - 2.4 * years + rng.normal(0, 40), 40, 340))
+    if modality == "t1":  # relative to fat
+        return float(np.clip(0.45 + 0.006 * years + rng.normal(0, 0.07), 0.3, 0.95))
+    return float(np.clip(0.3 + 0.004 * years + rng.normal(0, 0.06), 0.18, 0.7))  # T2 TSE, relative to CSF
+
+
+def _tissue_table(modality: str, rng, age: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean signal and texture SD per tissue class (index = tissue code), one person and scanner.
+
+    The drawn cortex (``CORTEX_MM`` thick) is thicker than a real vertebral shell (0.3-1 mm), so its
+    signal is that of cortex mixed with marrow at the voxel scale: 500-1200 HU on CT (real masks read
+    p95 of 680-900 HU), a darkened marrow signal on MR rather than black.
+    """
     j = lambda x, sd=0.12: x * (1 + sd * rng.standard_normal())  # noqa: E731
+    u = rng.uniform
     if modality == "ct":
         mean = [-1000, rng.normal(-100, 12), rng.normal(50, 8), rng.normal(38, 10), rng.normal(-840, 40),
-                rng.uniform(700, 1400), rng.uniform(90, 300), rng.normal(85, 10), rng.normal(8, 4), rng.normal(35, 5)]
-        tex = [5, 15, 12, 15, 40, 120, 60, 10, 5, 5]
-    elif modality == "t1":
-        mean = [0, j(1.0, 0.05), j(0.35), j(0.45), 0.03, j(0.05, 0.3), j(0.7), j(0.4), j(0.12, 0.3), j(0.45)]
-        tex = [0.0, 0.04, 0.03, 0.05, 0.01, 0.01, 0.08, 0.03, 0.02, 0.02]
-    elif modality == "t2":
-        mean = [0, j(0.75), j(0.18), j(0.35), 0.02, j(0.04, 0.3), j(0.45), j(0.75), j(1.0, 0.05), j(0.4)]
-        tex = [0.0, 0.04, 0.02, 0.05, 0.01, 0.01, 0.06, 0.04, 0.02, 0.02]
+                u(500, 1200), _marrow("ct", age, rng), rng.normal(85, 10), rng.normal(8, 4), rng.normal(35, 5)]
+        tex = [5, 15, 12, 15, 40, 80, 30, 10, 5, 5]
+    elif modality == "t1":  # fat bright, marrow bright-ish (fatty), disc intermediate, CSF dark
+        marrow = _marrow("t1", age, rng)
+        mean = [0, j(1.0, 0.05), u(0.25, 0.4), u(0.35, 0.55), 0.03, marrow * u(0.15, 0.4), marrow, u(0.3, 0.45),
+                u(0.08, 0.2), u(0.4, 0.55)]
+        tex = [0.0, 0.04, 0.03, 0.05, 0.01, 0.02, 0.05, 0.03, 0.02, 0.02]
+    elif modality == "t2":  # TSE: CSF very bright, fat bright, marrow intermediate, muscle dark
+        marrow = _marrow("t2", age, rng)
+        mean = [0, u(0.55, 0.9), u(0.08, 0.2), u(0.2, 0.45), 0.02, marrow * u(0.15, 0.4), marrow, u(0.6, 0.95),
+                1.0, u(0.3, 0.5)]
+        tex = [0.0, 0.04, 0.02, 0.05, 0.01, 0.01, 0.04, 0.04, 0.02, 0.02]
     else:  # domain randomisation (SynthSeg-style): any contrast, one draw per tissue
         mean = rng.uniform(0, 1, 10)
         tex = rng.uniform(0, 0.08, 10)
     return np.asarray(mean, np.float32), np.asarray(tex, np.float32)
 
 
-def _contrast(tissue, modifier, texture, bias, spacing_fine, n_sub, modality, rng) -> np.ndarray:
-    """Signal of a tissue map: table lookup, texture, blur (PSF + slice profile), bias, noise."""
-    mean, tex = _tissue_table(modality, rng)
+def _trabecular(img, tissue, spacing_fine, amplitude: float, rng) -> None:
+    """Add a coarse (about 1.5 mm grain) random texture to cancellous bone, in place: trabecular
+    structure at CT / MR resolution. Drawn on a coarse grid and gathered at the bone voxels only."""
+    where = np.nonzero(tissue == rnd.CANCELLOUS)
+    if where[0].size == 0 or amplitude == 0:
+        return
+    step = [max(1, int(round(1.5 / sp))) for sp in spacing_fine[::-1]]  # array order k, j, i
+    shape = [n // st + 1 for n, st in zip(tissue.shape, step)]
+    field = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 0.7, truncate=2.0)
+    field *= np.float32(amplitude / max(float(field.std()), 1e-6))
+    img[where] += field[tuple(w // st for w, st in zip(where, step))]
+
+
+def _contrast(tissue, modifier, texture, bias, spacing_fine, n_sub, modality, rng, age: float | None = None) -> np.ndarray:
+    """Signal of a tissue map: table lookup, texture, blur (PSF + slice profile), bias, noise.
+    ``age`` (years) sets bone density, marrow fat and so on; drawn when None."""
+    age = float(18.0 + 70.0 * rng.beta(2.2, 1.6)) if age is None else age
+    mean, tex = _tissue_table(modality, rng, age)
     img = mean[tissue]
-    if modality != "ct":
-        img *= modifier  # disc nucleus / degeneration show on MR
+    if modality == "t1":
+        img *= 1 + 0.25 * (modifier - 1)  # disc nucleus / degeneration show weakly on T1
+    elif modality != "ct":
+        img *= modifier  # and strongly on T2
     img += tex[tissue] * rng.standard_normal(tissue.shape, dtype=np.float32)
     if texture is not None:
         img += tex[tissue] * 0.8 * texture  # smooth organ-scale variation
-    psf_mm = rng.uniform(0.3, 0.9)
-    sigma = [psf_mm / sp for sp in spacing_fine[::-1]]  # array order k, j, i
+    _trabecular(img, tissue, spacing_fine, rng.uniform(20, 60) if modality == "ct" else
+                float(mean[rnd.CANCELLOUS]) * rng.uniform(0.04, 0.12), rng)
+    psf_mm = rng.uniform(0.3, 0.9) if modality == "ct" else rng.uniform(0.4, 1.2)
+    # PSF plus the voxel's own extent (a box of width sp has SD 0.29 sp): partial volume at edges
+    sigma = [np.hypot(psf_mm, 0.29 * sp) / sp for sp in spacing_fine[::-1]]  # array order k, j, i
     img = ndimage.gaussian_filter(img, sigma, truncate=2.5)
     if n_sub > 1:  # slice profile: average the sub-slices of each output slice
         img = img.reshape(-1, n_sub, *img.shape[1:]).mean(axis=1)
@@ -207,7 +248,8 @@ def generate_spine(seed: int, modality: str = "ct", view: str = "lumbar", spacin
         n_sub = int(min(5, max(1, 2 * round((ratio - 1) / 2) + 1)))
     r = rnd.render(anatomy, draw_grid, rng, options.coarse_mm, n_sub, smooth_fields=modality != "ct")
     fine_spacing = (grid.spacing[0], grid.spacing[1], grid.spacing[2] / n_sub)
-    img = _contrast(r.tissue, r.modifier, r.texture, r.bias, fine_spacing, n_sub, modality, rng)
+    img = _contrast(r.tissue, r.modifier, r.texture, r.bias, fine_spacing, n_sub, modality, rng,
+                    age=anatomy.habitus["age"])
     centre = slice(n_sub // 2, None, n_sub)
     labels = _image(r.labels[centre], draw_grid, sitk.sitkUInt8)
     tissue = _image(r.tissue[centre], draw_grid, sitk.sitkUInt8)

@@ -108,6 +108,30 @@ def _region(name: str) -> str:
     return {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}[name[0]]
 
 
+def endplate_cup(vert: "Vertebra") -> float:
+    """Central concavity (mm) of this vertebra's endplates (MORPHOMETRY-based, see morphometry.ENDPLATE_CUP)."""
+    if vert.name == "S1":
+        return mm.ENDPLATE_CUP["S1"]
+    return mm.ENDPLATE_CUP.get(vert.region, 0.0)
+
+
+def rim_gap(upper: "Vertebra", lower: "Vertebra") -> float:
+    """Rim-to-rim gap (mm) between two bodies: the disc's middle height less both endplate concavities.
+    Fused sacral segments keep their remnant disc as it is."""
+    if lower.region == "sacral" and lower.name != "S1":
+        return upper.size.disc
+    return max(1.0, upper.size.disc - endplate_cup(upper) - endplate_cup(lower))
+
+
+def _disc_brightness(name: str, region: str, index: int, count: int, age: float, rng) -> float:
+    """Relative T2 signal of the disc below a level: degeneration grows with age, most at the lower
+    lumbar and lower cervical discs (bright young nucleus about 1, dark degenerated disc 0.2-0.6)."""
+    risk = np.clip((age - 20.0) / 60.0, 0.0, 0.9)
+    if (region == "lumbar" and index >= count - 3) or name in ("C4", "C5", "C6"):
+        risk = min(1.0, 1.4 * risk)
+    return float(rng.uniform(0.2, 0.6) if rng.random() < risk else rng.uniform(0.8, 1.1))
+
+
 def _scaled(size: mm.LevelSize, factor: float, rng: np.random.Generator) -> mm.LevelSize:
     """One person's version of a level: overall factor plus a little per-level jitter."""
     jitter = lambda sd=0.03: factor * (1.0 + sd * rng.standard_normal())  # noqa: E731
@@ -122,8 +146,8 @@ def _scaled(size: mm.LevelSize, factor: float, rng: np.random.Generator) -> mm.L
     )
 
 
-def _stack_vertebrae(names, variants, rng, options) -> list[Vertebra]:
-    """Place each body centre along the arc length: half heights plus the disc between."""
+def _stack_vertebrae(names, variants, rng, options, age: float = 50.0) -> list[Vertebra]:
+    """Place each body centre along the arc length: half (rim) heights plus the rim-to-rim gap between."""
     factor = float(np.clip(1.0 + options.size_sd * rng.standard_normal(), 0.8, 1.2))
     vertebrae: list[Vertebra] = []
     s = 0.0
@@ -134,16 +158,14 @@ def _stack_vertebrae(names, variants, rng, options) -> list[Vertebra]:
             s = 12.0  # C1 ring centre; the skull base sits above s = 0
         elif name == "C2":
             s = vertebrae[-1].s + 6.0 + size.height / 2  # dens rises through the C1 ring
-        else:
+        vert = Vertebra(name, VERTEBRA_LABELS[name], region, 0.0, size, ribs=region == "thoracic",
+                        disc_brightness=_disc_brightness(name, region, index, len(names) - 1, age, rng),
+                        ala_half_span=size.transverse_span / 2 if name == "S1" else 0.0)
+        if name not in ("C1", "C2"):
             above = vertebrae[-1]
-            s = above.s + above.size.height / 2 + above.size.disc + size.height / 2
-        lower_lumbar = region == "lumbar" and index >= len(names) - 3
-        brightness = float(rng.uniform(0.3, 1.0) if lower_lumbar and rng.random() < 0.5 else rng.uniform(0.8, 1.1))
-        vertebrae.append(Vertebra(
-            name, VERTEBRA_LABELS[name], region, s, size,
-            ribs=region == "thoracic", disc_brightness=brightness,
-            ala_half_span=size.transverse_span / 2 if name == "S1" else 0.0,
-        ))
+            s = above.s + above.size.height / 2 + rim_gap(above, vert) + size.height / 2
+        vert.s = s
+        vertebrae.append(vert)
     lumbar = [v for v in vertebrae if v.region == "lumbar"]
     if variants["lstv"] and lumbar:
         lumbar[-1].lstv = True
@@ -154,8 +176,9 @@ def _stack_vertebrae(names, variants, rng, options) -> list[Vertebra]:
                        depth=mm.LEVEL_SIZES["S1"].depth * factor * (1 - 0.12 * (k - 1)),
                        disc=1.5, canal_depth=max(4.0, 14.0 - 3.0 * (k - 1)), canal_width=max(8.0, 28.0 - 5.0 * (k - 1)),
                        spinous_length=10.0, transverse_span=2 * ala * factor)
-        s = above.s + above.size.height / 2 + above.size.disc + size.height / 2
-        vertebrae.append(Vertebra(f"S{k}", 0, "sacral", s, size, ala_half_span=ala * factor))
+        vert = Vertebra(f"S{k}", 0, "sacral", 0.0, size, ala_half_span=ala * factor)
+        vert.s = above.s + above.size.height / 2 + rim_gap(above, vert) + size.height / 2
+        vertebrae.append(vert)
     return vertebrae
 
 
@@ -216,7 +239,10 @@ def _frames(points: np.ndarray, rotation: np.ndarray):
 
 def sample_anatomy(rng: np.random.Generator, options: SpineOptions) -> SpineAnatomy:
     names, variants = sample_level_names(rng, options)
-    vertebrae = _stack_vertebrae(names, variants, rng, options)
+    # age 18-88, mean about 58 (spine imaging is mostly of older adults): drives disc degeneration here
+    # and bone density / marrow fat in the contrast
+    age = float(18.0 + 70.0 * rng.beta(2.2, 1.6))
+    vertebrae = _stack_vertebrae(names, variants, rng, options, age)
     last = vertebrae[-1]
     s = np.arange(-60.0, last.s + last.size.height / 2 + 40.0, 1.0)
     kappa, angles = _curvature(s, vertebrae, rng, options)
@@ -237,6 +263,7 @@ def sample_anatomy(rng: np.random.Generator, options: SpineOptions) -> SpineAnat
         "width": float(rng.uniform(0.85, 1.2)), "depth": float(rng.uniform(0.85, 1.3)),
         "fat_mm": float(rng.uniform(4.0, 35.0)), "muscle": float(rng.uniform(0.8, 1.2)),
         "diaphragm_level": float(rng.uniform(-0.5, 1.5)), "visceral_fat": float(rng.uniform(0.1, 0.5)),
+        "age": age,
     }
     variants.update(scoliosis)
     variants["curvature_deg"] = angles

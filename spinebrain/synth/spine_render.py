@@ -19,13 +19,18 @@ from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
 from spinebrain.synth.spine_acquisition import Grid
-from spinebrain.synth.spine_anatomy import SpineAnatomy, Vertebra
+from spinebrain.synth.spine_anatomy import SpineAnatomy, Vertebra, endplate_cup, rim_gap
 
 # Tissue classes of the tissue label map.
 AIR, FAT, MUSCLE, SOFT, LUNG, CORTICAL, CANCELLOUS, DISC, CSF, CORD = range(10)
 TISSUE_NAMES = ("air", "fat", "muscle", "soft_tissue", "lung", "cortical_bone", "cancellous_bone",
                 "disc", "csf", "cord")
 CORTEX_MM = 1.2  # cortical shell thickness of the shapes
+BODY_Q = 14.0  # exponent along the spine axis of the bodies' superellipsoid (higher = sharper rims)
+CUP_RADIUS = 0.75  # the endplate concavity covers the inner 75 % of the endplate; the rim outside is flat
+# height scale so the body is as tall as the table's (rim) height at 90 % of its radius, near the
+# anterior and posterior walls where VBHa / VBHp are measured, despite the rounded edges
+_RIM_SCALE = float((1.0 - 0.9 ** BODY_Q) ** (-1.0 / BODY_Q))
 
 
 @dataclass
@@ -212,11 +217,18 @@ def _soft_tissue_fields(anatomy: SpineAnatomy, s, u, v, rng) -> dict[str, np.nda
 # vertebra shapes in the straightened frame (ds along the spine, u right, v anterior)
 
 
-def _superellipsoid(ds, u, v, centre, a, b, h, p=3.0, q=8.0, cup=0.0):
-    """Normalised implicit value (<1 inside) of a rounded box-like body; ``cup`` = endplate concavity."""
+def _superellipsoid(ds, u, v, centre, a, b, h, p=3.0, q=BODY_Q, cup=0.0, waist=0.0):
+    """Normalised implicit value (<1 inside) of a rounded box-like body of half height ``h`` at its rim.
+
+    ``cup``: central endplate concavity (mm); ``waist``: the sides' inward curve at mid-height
+    (fraction of the radius), as in real bodies whose mid-height section is smaller than the endplates.
+    """
+    z = np.abs(ds - centre[2])
     r = (np.abs((u - centre[0]) / a) ** p + np.abs((v - centre[1]) / b) ** p) ** (1.0 / p)
-    hz = h - cup * np.clip(1 - r * r, 0, 1)
-    return (r ** q + (np.abs(ds - centre[2]) / np.maximum(hz, 0.5)) ** q) ** (1.0 / q)
+    if waist:
+        r = r / (1.0 - waist * np.clip(1.0 - (z / h) ** 2, 0.0, 1.0))
+    hz = h * _RIM_SCALE - cup * np.clip(1.0 - (r / CUP_RADIUS) ** 2, 0.0, 1.0)
+    return (r ** q + (z / np.maximum(hz, 0.5)) ** q) ** (1.0 / q)
 
 
 def _capsule(ds, u, v, p0, p1, radius):
@@ -250,8 +262,8 @@ class _Shape:
         self.bone |= f < 1
         self.core |= f < 1 - thickness_units
 
-    def body(self, centre, a, b, h, p=3.0, cup=0.0):
-        f = _superellipsoid(self.ds, self.u, self.v, centre, a, b, h, p=p, cup=cup)
+    def body(self, centre, a, b, h, p=3.0, cup=0.0, waist=0.0):
+        f = _superellipsoid(self.ds, self.u, self.v, centre, a, b, h, p=p, cup=cup, waist=waist)
         self.add(f, CORTEX_MM / min(a, b, h))
 
     def capsule(self, p0, p1, radius):
@@ -313,8 +325,9 @@ def _vertebra_shape(vert: Vertebra, ds, u, v, gap_above, gap_below) -> _Shape:
     h, a, b = z.height / 2, z.width / 2, z.depth / 2
     if vert.region == "sacral" and vert.name != "S1":
         h += (z.disc + gap_above) / 4 + 0.5  # fused segments: bone bridges the remnant discs
-    cup = {"lumbar": 1.5, "thoracic": 1.0, "sacral": 0.3}.get(vert.region, 0.6) if vert.name != "S1" else 0.3
-    sh.body((0, 0, 0), a, b, h, p=2.6, cup=cup)
+    # p 3.6 and a 5 % waist: a real L3 body fills about 84 % (mid-height) to 95 % (endplates) of its
+    # width x depth box (TPTBox sample CT, corpus sub-regions)
+    sh.body((0, 0, 0), a, b, h, p=3.6, cup=endplate_cup(vert), waist=0.05 if vert.region != "sacral" else 0.0)
     if vert.name == "C2":
         sh.capsule((0, 0.5, -h + 2), (0, 0.5, -h - 12), (5.0, 5.0, 5.0))  # dens
         for side in (-1, 1):
@@ -357,8 +370,9 @@ def _gaps(anatomy: SpineAnatomy) -> list[tuple[float, float]]:
     vs = anatomy.vertebrae
     out = []
     for i, v in enumerate(vs):
-        above = vs[i - 1].size.disc if i > 0 and v.name != "C2" else 6.0
-        out.append((above, v.size.disc))
+        above = rim_gap(vs[i - 1], v) if i > 0 and v.name != "C2" else 6.0
+        below = rim_gap(v, vs[i + 1]) if i + 1 < len(vs) else v.size.disc
+        out.append((above, below))
     return out
 
 
@@ -497,4 +511,4 @@ def _draw_disc(f: _Fields, anatomy, coords, upper: Vertebra, lower: Vertebra, ti
     inside = (ss > top) & (ss < bottom) & (r < 1)
     t_sub, m_sub = tissue[sl], modifier[sl]
     t_sub[inside] = DISC
-    m_sub[inside] = np.where(r[inside] < 0.6, upper.disc_brightness, 0.55)
+    m_sub[inside] = np.where(r[inside] < 0.6, upper.disc_brightness, 0.45)  # nucleus vs darker annulus

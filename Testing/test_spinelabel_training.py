@@ -1,0 +1,69 @@
+"""SpineLabel training: patches from generated cases, card contents, and a tiny end-to-end run (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spinebrain.errors import InputError
+from spinebrain.models import ModelRegistry
+from spinebrain.spinelabel import training
+from spinebrain.spinelabel.detector import PATCH_SIZE
+from spinebrain.spinelabel.pipeline import DetectorPair, load_spine_label_model
+
+METRIC_KEYS = {"sensitivity", "precision", "accuracy", "localisation_mean_mm", "localisation_sd_mm",
+               "labeling_accuracy", "identification_rate", "measured_on"}
+
+
+@pytest.fixture(scope="module")
+def lumbar_cases():
+    return training.generate_cases("lumbar", 2, first_seed=11)
+
+
+def test_region_levels_run_in_order():
+    assert training.region_levels("lumbar")[0] == "T8" and training.region_levels("lumbar")[-1] == "S1"
+    assert "T13" in training.region_levels("lumbar") and "L6" in training.region_levels("lumbar")
+    assert training.region_levels("cervical")[:2] == ["C1", "C2"]
+
+
+def test_options_reject_unusable_settings():
+    with pytest.raises(InputError, match="regions"):
+        training.TrainingOptions(region="thoracic")
+    with pytest.raises(InputError, match="at least 2 cases"):
+        training.TrainingOptions(cases=1)
+
+
+def test_case_patches_are_balanced_and_sized(lumbar_cases):
+    rng = np.random.default_rng(0)
+    options = training.TrainingOptions(region="lumbar", cases=2, patches_per_slice=10_000)
+    v_patches, v_labels, a_patches, a_labels = training.case_patches(lumbar_cases[0], "lumbar", rng, options)
+    assert v_patches.shape[1:] == (PATCH_SIZE["lumbar"],) * 2
+    assert a_patches.shape[1:] == (PATCH_SIZE["lumbar-anchor"],) * 2
+    positives = int(v_labels.sum())
+    assert positives > 0
+    # every centre pixel plus at most as many of each of the three other classes
+    assert positives < len(v_labels) <= 4 * positives
+    assert np.all((v_patches >= 0) & (v_patches <= 1))
+
+
+def test_case_patches_respect_the_cap(lumbar_cases):
+    options = training.TrainingOptions(region="lumbar", cases=2, patches_per_slice=50, slices_per_case=2)
+    v_patches, _, _, _ = training.case_patches(lumbar_cases[1], "lumbar", np.random.default_rng(1), options)
+    assert 0 < len(v_patches) <= 100
+
+
+@pytest.mark.slow
+def test_tiny_training_run_writes_a_loadable_package(tmp_path):
+    options = training.TrainingOptions(region="lumbar", cases=3, validation_cases=1, epochs=1, seed=3,
+                                       command="pytest tiny run", patches_per_slice=60, model_id="tiny-lumbar")
+    path = training.train_spine_label(options, tmp_path)
+    card = json.loads((path / "model_card.json").read_text())
+    assert card["task"] == "spine-label" and card["region"] == "lumbar" and card["anchor_level"] == "S1"
+    assert METRIC_KEYS <= set(card["metrics"])
+    assert card["training_command"] == "pytest tiny run" and "synthetic" in card["training_data"]
+    assert card["max_slice_thickness_mm"] > 0 and card["spacing"][0] == 2.0
+    model = load_spine_label_model("lumbar", "tiny-lumbar", registry=ModelRegistry(tmp_path, tmp_path / "none"))
+    assert isinstance(model.networks, DetectorPair) and model.anchor_level == "S1"
+    assert "S1" in model.shape_model.levels and "L3" in model.shape_model.levels

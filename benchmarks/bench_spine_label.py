@@ -1,0 +1,77 @@
+"""Speed of a full SpineLabel run on the CPU: warm (in-process, model loaded) and cold (CLI wall time).
+
+Usage: python benchmarks/bench_spine_label.py [--region lumbar] [--scans A.nii.gz ...] [--repeats 3] [--threads 2]
+
+Without ``--scans`` a generated lumbar CT (seed 5) and cervical T2 (seed 6) are used. Warm: the
+model is loaded once, then ``label_spine`` runs ``--repeats`` times per scan (median reported;
+reading the file is not timed). Cold: ``python -m spinebrain spine-label SCAN --out X.mrk.json``
+in a fresh interpreter, timed from start to exit (imports, model loading, reading, writing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def generated_scans(folder: Path) -> list[tuple[str, Path]]:
+    from spinebrain.io import write_image
+    from spinebrain.synth.spine import generate_spine
+
+    scans = []
+    for region, modality, seed in (("lumbar", "ct", 5), ("cervical", "t2", 6)):
+        case = generate_spine(seed, modality=modality, view=region)
+        scans.append((region, write_image(case.image, folder / f"{region}_{modality}.nii.gz")))
+    return scans
+
+
+def warm_seconds(path: Path, region: str, repeats: int) -> tuple[float, int]:
+    from spinebrain.io import load_volume
+    from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
+
+    model = load_spine_label_model(region, device="cpu")
+    image = load_volume(path)
+    label_spine(image, model)  # first call warms torch's kernels
+    times, count = [], 0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        count = len(label_spine(image, model).points)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), count
+
+
+def cold_seconds(path: Path, region: str, out: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "spinebrain", "--quiet", "spine-label", str(path), "--region", region,
+                    "--device", "cpu", "--out", str(out)], check=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scans", nargs="*", type=Path, help="scans to time (default: two generated ones)")
+    parser.add_argument("--region", default="lumbar", help="region of --scans (default lumbar)")
+    parser.add_argument("--repeats", type=int, default=3, help="warm runs per scan (median reported)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        scans = [(args.region, p) for p in args.scans] if args.scans else generated_scans(folder)
+        print(f"{'scan':<28} {'region':<9} {'points':>6} {'warm (s)':>9} {'cold CLI (s)':>13}")
+        for region, path in scans:
+            warm, count = warm_seconds(path, region, args.repeats)
+            cold = cold_seconds(path, region, folder / f"{path.name}.mrk.json")
+            print(f"{path.name:<28} {region:<9} {count:>6} {warm:>9.3f} {cold:>13.2f}")
+    print(f"torch threads: {args.threads}; CPU only")
+
+
+if __name__ == "__main__":
+    main()
