@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_spine_label.py [--region lumbar] [--scans A.nii.gz ...] [--repeats 3] [--threads 2]
 
-Without ``--scans`` a generated lumbar CT (seed 5) and cervical T2 (seed 6) are used. Warm: the
+Without ``--scans`` a generated lumbar CT (seed 5, 1x1x2 mm) and cervical T2 (seed 6, 0.8x0.8x3 mm) are used. Warm: the
 model is loaded once, then ``label_spine`` runs ``--repeats`` times per scan (median reported;
 reading the file is not timed). Cold: ``python -m spinebrain spine-label SCAN --out X.mrk.json``
 in a fresh interpreter, timed from start to exit (imports, model loading, reading, writing).
@@ -26,8 +26,8 @@ def generated_scans(folder: Path) -> list[tuple[str, Path]]:
     from spinebrain.synth.spine import generate_spine
 
     scans = []
-    for region, modality, seed in (("lumbar", "ct", 5), ("cervical", "t2", 6)):
-        case = generate_spine(seed, modality=modality, view=region)
+    for region, modality, seed, spacing in (("lumbar", "ct", 5, (1.0, 1.0, 2.0)), ("cervical", "t2", 6, (0.8, 0.8, 3.0))):
+        case = generate_spine(seed, modality=modality, view=region, spacing=spacing)
         scans.append((region, write_image(case.image, folder / f"{region}_{modality}.nii.gz")))
     return scans
 

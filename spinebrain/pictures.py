@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -169,7 +170,8 @@ def _draw_points(axes, points: list[LabelledPoint], grid: sitk.Image) -> None:
         color = "yellow" if point.user_set else "cyan"
         axes.plot(column, row, marker="o", markersize=5, markeredgecolor="black", markerfacecolor=color)
         axes.annotate(point.label, (column, row), xytext=(6, 0), textcoords="offset points", va="center",
-                      fontsize=8, color=color, fontweight="bold")
+                      fontsize=8, color=color, fontweight="bold",
+                      path_effects=[patheffects.withStroke(linewidth=2.5, foreground="black")])  # legible on any overlay
 
 
 def _draw_letters(axes, plane: str, shape) -> None:

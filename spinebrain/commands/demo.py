@@ -1,9 +1,10 @@
 """``spinebrain demo``: the README's first command, runnable on a fresh machine with no data.
 
-Generates a synthetic lumbar CT (or reads the user's scan with ``--input``), reads it back the
-way a user's file is read, resamples it to 1 mm, and writes what 3D Slicer opens: the volumes,
-the reference vertebra segmentation (.seg.nrrd), the vertebra centres (.mrk.json), a table with
-units (.csv) and an overview picture (.png).
+Generates a synthetic lumbar CT with known vertebrae (or reads the user's scan with ``--input``),
+reads it back the way a user's file is read, resamples it to 1 mm, runs SpineLabel with the
+bundled model, and writes what 3D Slicer opens: the volumes, the labelled vertebra centres
+(.mrk.json), a labelled overview picture (.png) and -- for the generated scan -- the reference
+files and a table scoring the labels against them.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ DEMO_SPACING_MM = (1.0, 1.0, 1.0)
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the demo on a generated scan (no data needed) and write Slicer-format outputs",
-        description="Generate a synthetic lumbar CT with known vertebrae (or read your own scan with "
-        "--input), resample it to 1 mm and write Slicer-format outputs and an overview PNG into --out. "
+        help="label the vertebrae of a generated lumbar CT (no data needed) and write Slicer-format outputs",
+        description="Generate a synthetic lumbar CT with known vertebrae (or read your own scan with --input), "
+        "resample it to 1 mm, label its vertebrae with the bundled SpineLabel model and write Slicer-format "
+        "outputs, an overview PNG and (for the generated scan) a score against the reference into --out. "
         + RESEARCH_NOTICE,
     )
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
@@ -35,70 +37,79 @@ def register(subparsers) -> None:
 def run(args, progress) -> None:
     out = Path(args.out)
     if args.input:
-        progress.update("read", 0.1, f"reading {args.input}")
-        image, case = load_volume(args.input, args.series), None
+        progress.update("read", 0.05, f"reading {args.input}")
+        image, case, written = load_volume(args.input, args.series), None, []
     else:
-        image, case = _generated_scan(args.seed, out, progress)
-    progress.update("resample", 0.4, "resampling to 1 mm isotropic")
-    resampled = resample_to_spacing(image, DEMO_SPACING_MM)
-    written = [write_image(resampled, out / "scan_1mm.nrrd")]
+        image, case, written = _generated_scan(args.seed, out, progress)
+    progress.update("resample", 0.3, "resampling to 1 mm isotropic")
+    written.append(write_image(resample_to_spacing(image, DEMO_SPACING_MM), out / "scan_1mm.nrrd"))
+    result = _label(image, region="auto" if case is None else "lumbar", progress=progress)
+    written += _write_labels(image, case, result, out)
     if case is not None:
-        written += _write_reference(case, out, progress)
-    progress.update("picture", 0.9, "drawing the overview picture")
-    written.append(_overview(image, case, out / "overview.png"))
+        written.append(_score(case, result, out, progress))
     for path in written:
         progress.result(path, kind=_kind(path))
-    progress.update("done", 1.0, f"wrote {len(written)} files to {out}")
-    progress.log("\n".join(["Demo outputs (open them in 3D Slicer with drag and drop):", *[f"  {p}" for p in written]]))
+    progress.update("done", 1.0, f"wrote the outputs to {out}")
+    progress.log("\n".join(["Demo outputs (drag and drop them into 3D Slicer):", *[f"  {p}" for p in written]]))
 
 
 def _generated_scan(seed: int, out: Path, progress):
+    from ..synth.cases import write_spine_case
     from ..synth.spine import generate_spine
 
-    progress.update("generate", 0.05, "generating a synthetic lumbar CT")
+    progress.update("generate", 0.02, "generating a synthetic lumbar CT")
     case = generate_spine(seed=seed, modality="ct", view="lumbar", orientation="sagittal")
-    source = write_image(case.image, out / "scan.nrrd")
-    progress.update("read", 0.3, f"reading {source.name} back")
-    return load_volume(source), case
+    reference_files = write_spine_case(case, out / "reference")
+    progress.update("read", 0.2, f"reading {reference_files[0].name} back")
+    return load_volume(reference_files[0]), case, reference_files
 
 
-def _write_reference(case, out: Path, progress) -> list[Path]:
-    from ..anatomy import vertebra_name
-    from ..outputs import write_markups, write_segmentation, write_table
-    from ..tables import Column
+def _label(image, region: str, progress):
+    from ..spinelabel.pipeline import label_spine_best, load_spine_label_models
 
-    progress.update("write", 0.6, "writing reference vertebrae")
-    names = {v.label: vertebra_name(v.label) for v in case.vertebrae}
-    columns = [
-        Column("name", "text"), Column("complete", "bool"), Column("volume", "float", "mm³"),
-        Column("R", "float", "mm"), Column("A", "float", "mm"), Column("S", "float", "mm"),
-    ]
-    records = [
-        {"name": v.name, "complete": v.complete, "volume": v.volume_mm3,
-         "R": v.centroid_ras[0], "A": v.centroid_ras[1], "S": v.centroid_ras[2]}
-        for v in case.vertebrae
-    ]
-    return [
-        write_segmentation(case.labels, names, out / "vertebrae.seg.nrrd"),
-        write_markups(case.points, out / "vertebra_centres.mrk.json", name="Vertebra centres"),
-        write_table(records, columns, out / "vertebrae.csv"),
-    ]
+    progress.update("label", 0.4, "labelling the vertebrae")
+    result = label_spine_best(image, load_spine_label_models(region), progress=progress)
+    for warning in result.warnings:
+        progress.log(warning)
+    return result
 
 
-def _overview(image, case, path: Path) -> Path:
+def _write_labels(image, case, result, out: Path) -> list[Path]:
+    from ..outputs import write_markups
     from ..pictures import save_overview_png
 
-    if case is None:
-        return save_overview_png(image, path, title="Input scan")
-    names = {v.label: v.name for v in case.vertebrae}
-    return save_overview_png(image, path, points=case.points, label_image=case.labels, names=names,
-                             title="Synthetic lumbar CT with reference vertebrae")
+    state = "anchored" if result.labelling.anchored else "not anchored: labels uncertain"
+    title = f"SpineLabel: {len(result.points)} vertebrae ({state})"
+    overlay = {} if case is None else {"label_image": case.labels, "names": case.label_names()}
+    return [
+        write_markups(result.points, out / "labels.mrk.json", name="Vertebrae"),
+        save_overview_png(image, out / "labels_overview.png", points=result.points, title=title, **overlay),
+    ]
+
+
+def _score(case, result, out: Path, progress) -> Path:
+    """Score the labels against the generated reference with the paper's metrics (a table with units)."""
+    from ..outputs import write_table
+    from ..spinelabel.metrics import evaluate_points
+    from ..tables import Column
+
+    partial = {v.name for v in case.vertebrae if not v.complete}
+    scores = evaluate_points(result.points, ref_points=case.points, ref_labels=case.labels,
+                             ref_partial=partial, ref_names=case.label_names())
+    rows = [
+        {"metric": "detection sensitivity", "value": 100 * scores["sensitivity"], "unit": "%"},
+        {"metric": "detection precision", "value": 100 * scores["precision"], "unit": "%"},
+        {"metric": "localisation error (mean)", "value": scores["localisation_mean_mm"], "unit": "mm"},
+        {"metric": "labeling accuracy", "value": 100 * scores["labeling_accuracy"], "unit": "%"},
+    ]
+    progress.log("Against the reference: " + ", ".join(f"{r['metric']} {r['value']:.1f} {r['unit']}" for r in rows))
+    columns = [Column("metric", "text"), Column("value", "float"), Column("unit", "text")]
+    return write_table(rows, columns, out / "labels_score.csv")
 
 
 def _kind(path: Path) -> str:
-    name = path.name
     for suffix, kind in ((".seg.nrrd", "segmentation"), (".mrk.json", "markups"), (".csv", "table"),
                          (".png", "picture")):
-        if name.endswith(suffix):
+        if path.name.endswith(suffix):
             return kind
     return "volume"

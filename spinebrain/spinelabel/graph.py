@@ -374,9 +374,7 @@ class _Solver:
                 if edge is None:
                     continue
                 valid = (count[a][:, None] > 0) & problem.allowed[b][None, :] & np.isfinite(edge)
-                # an optional T13 / L6 layer adds no coverage: it must earn its place by a lower cost
-                step = 0 if self.levels[b] in TRANSITIONAL else 1
-                new_count = np.where(valid, count[a][:, None] + step, 0)
+                new_count = np.where(valid, count[a][:, None] + 1, 0)
                 new_cost = np.where(valid, cost[a][:, None] + edge, np.inf)
                 best_count = new_count.max(axis=0)
                 best_i = np.argmin(np.where(new_count == best_count, new_cost, np.inf), axis=0)

@@ -1,11 +1,17 @@
 """Synthetic brain MR scans with exact tissue and lesion labels, for training BrainSeg.
 
 Anatomy comes from the MNI152 2009a template (T1 + GM/WM probability maps) shipped in the
-``nilearn`` wheel. Each seed gives a different brain: a random affine plus a smooth elastic
-B-spline deformation, bigger or smaller ventricles, cortical atrophy (sulci widened into CSF),
-optional MS-like or tumour lesions, then per-contrast intensities drawn around realistic values
-(T1, T2, FLAIR, T1c; fully random contrasts on request), a bias field, optional thick slices,
-Rician noise and an optional skull/scalp shell.
+``nilearn`` wheel. Each seed gives a different subject: an atrophy level (young adult .. elderly)
+that sets the tissue fractions and ventricle size, an intracranial volume drawn from the adult
+range (the template brain, 1.9 L, is scaled down to it), a random affine plus a smooth elastic
+B-spline deformation, and its own cortical folding. The template is a population average whose
+cortex is a blur, so the folds are made per case: the zero set of a random field forms sheets
+(sulci); CSF fills them, grey matter lines them and white matter runs into the gyral cores.
+Labels are then cut from these scores by rank, so each tissue gets exactly its drawn volume.
+Then optional MS-like or tumour lesions, per-contrast intensities drawn around realistic values
+(T1, T2, FLAIR, T1c; fully random contrasts on request) with a partial-volume border of about
+one voxel, deep grey matter between GM and WM in brightness, fine and coarse texture, a bias
+field, optional thick slices, Rician noise and an optional skull/scalp shell.
 
 Label maps (uint8, same grid as every image):
 
@@ -44,6 +50,7 @@ CONTRASTS = ("t1", "t2", "flair", "t1c")
 LESION_KINDS = (None, "ms", "tumour")
 
 _TEMPLATE_FILES = {name: f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz" for name in ("t1", "gm", "wm")}
+_MAP_NAMES = ("gm", "wm", "csf", "ventricles", "brain", "deep")  # components of load_template()
 
 # Mean intensity of each class per contrast, relative to the brightest brain tissue, read off
 # typical clinical 1.5/3 T scans (and the B2/B5/B6 reference cases). Each case jitters them.
@@ -69,16 +76,25 @@ class BrainOptions:
     scale: float = 0.05  # max relative scaling per axis
     elastic_mm: float = 2.0  # std of the B-spline control point displacements
     elastic_grid_mm: float = 35.0  # control point spacing of the elastic deformation
-    ventricle_growth_mm: tuple[float, float] = (0.0, 4.0)  # ventricles widened by up to this
-    atrophy: tuple[float, float] = (0.0, 0.6)  # 0 none .. 1 strong widening of sulci
-    sharpen: tuple[float, float] = (1.5, 3.0)  # exponent making template tissue borders crisper
+    ventricle_growth_mm: tuple[float, float] = (0.0, 4.0)  # ventricles widened by up to this (x atrophy)
+    # 0 young adult .. 1 elderly: less GM and WM, more CSF (tissue fractions below), wider ventricles
+    atrophy: tuple[float, float] = (0.0, 1.0)
+    icv_ml: tuple[float, float] = (1450.0, 130.0)  # mean, std of the intracranial (brain mask) volume
+    # fraction of the intracranial volume at atrophy 0 and at atrophy 1; each case adds a little jitter.
+    # Adult references: GM 550-750 mL, WM 450-550 mL, CSF growing from ~15 % to ~25 % with age.
+    gm_fraction: tuple[float, float] = (0.475, 0.39)
+    wm_fraction: tuple[float, float] = (0.385, 0.345)
+    folding_mm: tuple[float, float] = (5.0, 7.0)  # size scale of the random gyri and sulci
+    folding: float = 0.45  # how strongly the folds override the blurred template in the cortex
     ms_count: tuple[int, int] = (3, 25)
     ms_radius_mm: tuple[float, float] = (1.5, 6.0)
     tumour_radius_mm: tuple[float, float] = (10.0, 25.0)
     oedema_mm: tuple[float, float] = (5.0, 20.0)
     intensity_jitter: float = 0.08  # relative std of each class mean
     random_contrast_probability: float = 0.0  # chance of fully random class means (domain randomisation)
-    texture: float = 0.03  # relative amplitude of smooth within-tissue variation
+    texture: float = 0.03  # relative amplitude of smooth within-tissue variation (~1 cm)
+    fine_texture: float = 0.03  # relative amplitude of fine within-tissue variation (~2 mm)
+    deep_gm_shift: tuple[float, float] = (0.25, 0.5)  # deep GM brightness, 0 = GM .. 1 = WM
     bias_strength: tuple[float, float] = (0.0, 0.25)  # std of the log bias field
     noise: tuple[float, float] = (0.01, 0.04)  # Rician sigma relative to the brightest tissue
     thick_slice_probability: float = 0.3  # chance of thick slices along one random axis
@@ -117,38 +133,51 @@ def template_folder() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def load_template() -> sitk.Image:
-    """MNI152 maps as one 5-component float image: GM, WM, CSF, ventricles, brain (all 0..1).
+    """MNI152 maps as one 6-component float image: GM, WM, CSF, ventricles, brain, deep (0..1).
 
-    Cropped to the brain plus a margin. Cached for the life of the process (each DataLoader
-    worker loads it once).
+    ``deep`` rises from 0 at 20 mm to 1 at 30 mm inside the brain, where grey matter is the basal
+    ganglia and thalamus rather than folded cortex. Cropped to the brain plus a margin. Cached
+    for the life of the process (each DataLoader worker loads it once).
     """
     folder = template_folder()
     raw = {name: sitk.ReadImage(str(folder / file), sitk.sitkFloat32) for name, file in _TEMPLATE_FILES.items()}
-    t1 = sitk.GetArrayFromImage(raw["t1"])
-    gm = sitk.GetArrayFromImage(raw["gm"]) / 255.0
-    wm = sitk.GetArrayFromImage(raw["wm"]) / 255.0
-    brain = ndimage.binary_fill_holes(t1 > 0)
-    brain = ndimage.binary_opening(brain, iterations=1)
-    gm, wm = gm * brain, wm * brain
+    brain_image = sitk.BinaryFillhole(sitk.Cast(raw["t1"] > 0, sitk.sitkUInt8))
+    brain_image = sitk.BinaryMorphologicalOpening(brain_image, [1, 1, 1], sitk.sitkCross)
+    brain = sitk.GetArrayFromImage(brain_image).astype(bool)
+    gm = sitk.GetArrayFromImage(raw["gm"]) / 255.0 * brain
+    wm = sitk.GetArrayFromImage(raw["wm"]) / 255.0 * brain
     total = gm + wm
     over = total > 1.0
     gm[over], wm[over] = gm[over] / total[over], wm[over] / total[over]
     csf = np.clip(brain - gm - wm, 0.0, 1.0)
-    ventricles = _template_ventricles(csf, brain)
-    maps = [gm, wm, csf, ventricles, brain.astype(np.float32)]
+    depth = _inside_depth_mm(brain_image)
+    ventricles = _template_ventricles(csf, depth)
+    deep = np.clip((depth - 20.0) / 10.0, 0.0, 1.0)
+    maps = [gm, wm, csf, ventricles, brain.astype(np.float32), deep]
     image = sitk.Compose([_like(m.astype(np.float32), raw["t1"]) for m in maps])
     return _crop_to(image, brain, margin_voxels=4)
 
 
-def _template_ventricles(csf: np.ndarray, brain: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def template_icv_ml() -> float:
+    """Brain mask volume of the template (mL): the reference for scaling each case's size."""
+    template = load_template()
+    brain = sitk.GetArrayViewFromImage(sitk.VectorIndexSelectionCast(template, _MAP_NAMES.index("brain")))
+    return float(np.count_nonzero(brain > 0.5) * np.prod(template.GetSpacing()) / 1000.0)
+
+
+def _inside_depth_mm(mask: sitk.Image) -> np.ndarray:
+    """Distance (mm) of every voxel inside ``mask`` to its border; 0 outside."""
+    distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=True, squaredDistance=False, useImageSpacing=True)
+    return np.maximum(sitk.GetArrayFromImage(distance), 0.0).astype(np.float32)
+
+
+def _template_ventricles(csf: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Ventricle probability: CSF deep inside the brain, in components larger than 1 mL."""
-    depth = ndimage.distance_transform_edt(brain)
-    core = (csf > 0.5) & (depth > 12)
-    labels, count = ndimage.label(core)
-    sizes = ndimage.sum_labels(core, labels, index=np.arange(1, count + 1))
-    keep = np.isin(labels, np.flatnonzero(sizes > 1000) + 1)
-    region = ndimage.binary_dilation(keep, iterations=2)
-    return (csf * region).astype(np.float32)
+    core = sitk.GetImageFromArray(((csf > 0.5) & (depth > 12)).astype(np.uint8))
+    components = sitk.RelabelComponent(sitk.ConnectedComponent(core), minimumObjectSize=1000)
+    region = sitk.BinaryDilate(components > 0, [2, 2, 2], sitk.sitkBall)
+    return (csf * sitk.GetArrayViewFromImage(region)).astype(np.float32)
 
 
 def _like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -193,21 +222,21 @@ def generate_brain(seed: int, contrasts=("t1",), lesions: str | None = None, sku
     rng = np.random.default_rng(seed)
     acquired = acquired or _random_acquisition(rng, base, options)
 
+    subject = _draw_subject(rng, options)
     reference = _output_grid(base, options.margin_mm)
-    probs = _deformed_probabilities(rng, reference, base, options)
+    probs = _deformed_probabilities(rng, reference, base, options, subject)
     spacing_kji = (base,) * 3
-    _sharpen(rng, probs, options)
-    _grow_ventricles(rng, probs, spacing_kji, options)
-    _atrophy(rng, probs, spacing_kji, options)
-    tissue = _tissue_labels(probs)
+    _grow_ventricles(rng, probs, spacing_kji, options, subject)
+    tissue = _tissue_labels(rng, probs, spacing_kji, options, subject)
     ventricles = (probs["ventricles"] > 0.5) & (tissue == CSF)
 
     lesion_map, lesion_contrast = _insert_lesions(rng, lesions, tissue, ventricles, spacing_kji, options)
-    weights = _class_weights(probs, tissue, lesion_map, lesion_contrast, lesions, base)
+    weights = _class_weights(rng, probs, tissue, lesion_map, lesion_contrast, lesions, options)
     if skull:
         weights.update(_skull_weights(rng, tissue > 0, spacing_kji))
     means = {c: _draw_means(rng, c, options) for c in contrasts}
-    texture = 1.0 + options.texture * bl.smooth_noise(rng, tissue.shape, spacing_kji, 4.0)
+    texture = (1.0 + options.texture * bl.smooth_noise(rng, tissue.shape, spacing_kji, 10.0)
+               + options.fine_texture * bl.smooth_noise(rng, tissue.shape, spacing_kji, 2.0))
 
     images = {}
     for contrast in contrasts:
@@ -226,6 +255,7 @@ def generate_brain(seed: int, contrasts=("t1",), lesions: str | None = None, sku
     lesion_names = {"ms": MS_LESION_NAMES, "tumour": TUMOUR_NAMES}.get(lesions, {})
     metadata = dict(seed=int(seed), contrasts=list(contrasts), lesions=lesions, skull=bool(skull),
                     spacing=tuple(label_images["tissue"].GetSpacing()), working_spacing=base,
+                    atrophy=round(subject.atrophy, 4),
                     class_means={c: {k: round(v, 4) for k, v in m.items()} for c, m in means.items()})
     return BrainCase(images=images, tissue=label_images["tissue"], lesions=label_images["lesions"],
                      brain_mask=brain_mask, lesion_names=dict(lesion_names),
@@ -377,12 +407,38 @@ def _output_grid(base: float, margin_mm: float) -> sitk.Image:
     return grid
 
 
-def _random_transform(rng, reference: sitk.Image, options: BrainOptions) -> sitk.Transform:
-    """Random affine about the brain centre followed by a smooth B-spline deformation."""
+@dataclass(frozen=True)
+class _Subject:
+    """Who the case is: atrophy level, head size and tissue fractions of the brain mask."""
+
+    atrophy: float
+    icv_ml: float
+    gm_fraction: float
+    wm_fraction: float
+
+
+def _draw_subject(rng, options: BrainOptions) -> _Subject:
+    atrophy = float(rng.uniform(*options.atrophy))
+    mean, std = options.icv_ml
+    icv = float(np.clip(rng.normal(mean, std), mean - 2.5 * std, mean + 2.5 * std))
+    gm = np.interp(atrophy, (0.0, 1.0), options.gm_fraction) + rng.normal(0.0, 0.012)
+    wm = np.interp(atrophy, (0.0, 1.0), options.wm_fraction) + rng.normal(0.0, 0.012)
+    return _Subject(atrophy, icv, float(gm), float(wm))
+
+
+def _random_transform(rng, reference: sitk.Image, options: BrainOptions, subject: _Subject) -> sitk.Transform:
+    """Random affine about the brain centre followed by a smooth B-spline deformation.
+
+    The transform maps output points into the template, so shrinking the brain to the
+    subject's intracranial volume divides the matrix by the linear scale.
+    """
     centre = reference.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in reference.GetSize()])
     angles = np.deg2rad(rng.uniform(-options.rotation_deg, options.rotation_deg, size=3))
     rotation = sitk.Euler3DTransform(centre, *angles)
-    matrix = np.array(rotation.GetMatrix()).reshape(3, 3) @ np.diag(1 + rng.uniform(-options.scale, options.scale, 3))
+    size_scale = (subject.icv_ml / template_icv_ml()) ** (1.0 / 3.0)
+    jitter = 1 + rng.uniform(-options.scale, options.scale, 3)
+    jitter /= np.prod(jitter) ** (1.0 / 3.0)  # shape only: the volume is the subject's
+    matrix = np.array(rotation.GetMatrix()).reshape(3, 3) @ np.diag(jitter) / size_scale
     affine = sitk.AffineTransform(matrix.ravel().tolist(), rng.uniform(-2, 2, 3).tolist(), centre)
     extent = np.array(reference.GetSize()) * np.array(reference.GetSpacing())
     mesh = [max(1, int(round(e / options.elastic_grid_mm))) for e in extent]
@@ -400,64 +456,58 @@ def _random_transform(rng, reference: sitk.Image, options: BrainOptions) -> sitk
     return sitk.DisplacementFieldTransform(field)
 
 
-def _deformed_probabilities(rng, reference: sitk.Image, base: float, options: BrainOptions) -> dict:
-    transform = _random_transform(rng, reference, options)
+def _deformed_probabilities(rng, reference: sitk.Image, base: float, options: BrainOptions, subject: _Subject) -> dict:
+    transform = _random_transform(rng, reference, options, subject)
     warped = sitk.Resample(_template_at(base), reference, transform, sitk.sitkLinear, 0.0)
     array = sitk.GetArrayFromImage(warped)  # k, j, i, component
-    names = ("gm", "wm", "csf", "ventricles", "brain")
-    # clip: the anti-aliasing blur rings slightly below 0, and p ** gamma needs p >= 0
-    return {name: np.clip(array[..., c], 0.0, 1.0) for c, name in enumerate(names)}
+    # clip: the anti-aliasing blur rings slightly below 0
+    return {name: np.clip(array[..., c], 0.0, 1.0) for c, name in enumerate(_MAP_NAMES)}
 
 
-def _sharpen(rng, probs: dict, options: BrainOptions) -> None:
-    """Crisper tissue borders than the population-average template (p ** gamma, renormalised)."""
-    gamma = rng.uniform(*options.sharpen)
-    powered = {name: np.power(probs[name], gamma) for name in ("csf", "gm", "wm")}
-    total = np.maximum(sum(powered.values()), 1e-6)
-    for name, value in powered.items():
-        probs[name] = value / total * probs["brain"]
-
-
-def _shift_to_csf(probs: dict, new_csf: np.ndarray) -> None:
-    """Raise CSF to ``new_csf`` inside the brain, taking the room from GM and WM proportionally."""
-    brain = probs["brain"]
-    csf = np.minimum(np.maximum(probs["csf"], new_csf), brain)
-    tissue = probs["gm"] + probs["wm"]
-    keep = np.clip(brain - csf, 0.0, None) / np.maximum(tissue, 1e-6)
-    keep = np.minimum(keep, 1.0)
-    probs["gm"] *= keep
-    probs["wm"] *= keep
-    probs["csf"] = csf
-
-
-def _grow_ventricles(rng, probs: dict, spacing_kji, options: BrainOptions) -> None:
-    """Widen (or keep) the ventricles by a random margin, a common sign of ageing and disease."""
-    grow = rng.uniform(*options.ventricle_growth_mm)
+def _grow_ventricles(rng, probs: dict, spacing_kji, options: BrainOptions, subject: _Subject) -> None:
+    """Widen the ventricles by a random margin that grows with atrophy, as with ageing and disease."""
+    grow = rng.uniform(*options.ventricle_growth_mm) * (0.25 + 0.75 * subject.atrophy)
     if grow <= 0.2:
         return
     sigma = [grow / s for s in spacing_kji]
     grown = np.clip(ndimage.gaussian_filter(probs["ventricles"], sigma) * 2.2, 0.0, 1.0)
-    grown = np.maximum(grown, probs["ventricles"])
-    probs["ventricles"] = grown * probs["brain"]
-    _shift_to_csf(probs, probs["ventricles"])
+    probs["ventricles"] = np.maximum(grown, probs["ventricles"]) * probs["brain"]
 
 
-def _atrophy(rng, probs: dict, spacing_kji, options: BrainOptions) -> None:
-    """Cortical atrophy: sulcal CSF spreads into the neighbouring grey matter."""
-    strength = rng.uniform(*options.atrophy)
-    if strength <= 0.02:
-        return
-    outer = np.clip(probs["csf"] - probs["ventricles"], 0.0, 1.0)
-    sigma = [1.5 / s for s in spacing_kji]
-    spread = np.clip(ndimage.gaussian_filter(outer, sigma) * (1.0 + 2.0 * strength), 0.0, 1.0)
-    _shift_to_csf(probs, spread * np.clip(probs["gm"] * 2.0, 0.0, 1.0) + probs["csf"])
+def _tissue_labels(rng, probs: dict, spacing_kji, options: BrainOptions, subject: _Subject) -> np.ndarray:
+    """CSF / GM / WM labels with the subject's tissue fractions and its own cortical folds.
+
+    ``folds`` = |random field|: 0 on the field's zero set, a network of sheets that become the
+    sulci, and large in between (gyral cores). Outside the deep grey matter it pushes WM into
+    the gyral cores and CSF into the sulci; the blurred template still decides where cortex,
+    white matter and the ventricles lie. Each tissue then takes the voxels that score highest
+    for it, as many as its fraction of the brain mask asks.
+    """
+    brain = probs["brain"] > 0.5
+    ventricles = brain & (probs["ventricles"] > 0.5)
+    scale = rng.uniform(*options.folding_mm)
+    folds = np.abs(bl.smooth_noise(rng, brain.shape, spacing_kji, scale)) - 0.8  # mean |N(0, 1)| ~ 0.8
+    folds *= options.folding * (1.0 - probs["deep"])
+    count = int(np.count_nonzero(brain))
+    pool = brain & ~ventricles
+    wm = _highest(probs["wm"] + folds, pool, round(subject.wm_fraction * count))
+    gm = _highest(probs["gm"] - probs["csf"] + folds, pool & ~wm, round(subject.gm_fraction * count))
+    tissue = np.zeros(brain.shape, np.uint8)
+    tissue[brain] = CSF
+    tissue[gm] = GM
+    tissue[wm] = WM
+    return tissue
 
 
-def _tissue_labels(probs: dict) -> np.ndarray:
-    stacked = np.stack([probs["csf"], probs["gm"], probs["wm"]])
-    labels = (np.argmax(stacked, axis=0) + 1).astype(np.uint8)
-    labels[probs["brain"] < 0.5] = 0
-    return labels
+def _highest(score: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` voxels of ``mask`` with the highest ``score`` (ties may add a few)."""
+    values = score[mask]
+    if count >= values.size:
+        return mask.copy()
+    if count <= 0:
+        return np.zeros_like(mask)
+    threshold = np.partition(values, values.size - count)[values.size - count]
+    return mask & (score >= threshold)
 
 
 def _insert_lesions(rng, kind, tissue, ventricles, spacing_kji, options):
@@ -473,30 +523,42 @@ def _insert_lesions(rng, kind, tissue, ventricles, spacing_kji, options):
 # ---------------------------------------------------------------- appearance
 
 
-def _class_weights(probs, tissue, lesion_map, lesion_contrast, kind, base) -> dict:
-    """Soft (partial-volume) weight of each intensity class; they sum to at most 1 per voxel."""
-    sigma = 0.5  # voxels: soft lesion borders like real partial volume
-    weights = {}
-    healthy = probs["brain"].copy()
-    if kind is not None:
-        classes = _LESION_CLASSES[kind]
-        values = range(1, len(classes) + 1)
-        union = ndimage.gaussian_filter((lesion_map > 0).astype(np.float32), sigma)
-        union *= probs["brain"]
-        for name, value in zip(classes, values):
-            part = ndimage.gaussian_filter((lesion_map == value).astype(np.float32), sigma)
-            weights[name] = part * probs["brain"]
-        if kind == "ms":  # per-lesion strength: 0 = looks like WM, 1 = full lesion contrast
-            strength = ndimage.gaussian_filter(lesion_contrast, sigma) / np.maximum(union, 1e-3)
-            weights["wm_in_lesion"] = weights["lesion"] * np.clip(1 - strength, 0, 1)
-            weights["lesion"] = weights["lesion"] * np.clip(strength, 0, 1)
-        healthy = np.clip(healthy - union, 0.0, 1.0)
-    total = np.maximum(probs["gm"] + probs["wm"] + probs["csf"], 1e-6)
+def _class_weights(rng, probs, tissue, lesion_map, lesion_contrast, kind, options: BrainOptions) -> dict:
+    """Soft (partial-volume) weight of each intensity class; they sum to at most 1 per voxel.
+
+    The labels blurred by half a voxel: the partial volume of a real acquisition, so each voxel
+    looks like the tissue it is labelled (its weight stays above one half) and borders are as
+    sharp as the grid allows.
+    """
+    sigma = 0.5  # voxels
+    weights = {name: _soft(tissue == value, sigma) for name, value in (("csf", CSF), ("gm", GM), ("wm", WM))}
+    # basal ganglia and thalamus: between cortical GM and WM in brightness on every contrast
+    deep = weights["gm"] * probs["deep"] * rng.uniform(*options.deep_gm_shift)
+    weights["gm"] -= deep
+    weights["wm"] += deep
+    if kind is None:
+        return weights
+    union = _soft(lesion_map > 0, sigma)
+    healthy = 1.0 - union
     for name in ("csf", "gm", "wm"):
-        weights[name] = probs[name] / total * healthy
-    if "wm_in_lesion" in weights:
-        weights["wm"] = weights["wm"] + weights.pop("wm_in_lesion")
+        weights[name] *= healthy
+    brain = _soft(tissue > 0, sigma)
+    classes = _LESION_CLASSES[kind]
+    for value, name in enumerate(classes, start=1):
+        weights[name] = _soft(lesion_map == value, sigma) * brain
+    if kind == "ms":  # per-lesion strength: 0 = looks like WM, 1 = full lesion contrast
+        strength = np.clip(_soft_values(lesion_contrast, sigma) / np.maximum(union, 1e-3), 0.0, 1.0)
+        weights["wm"] += weights["lesion"] * (1.0 - strength)
+        weights["lesion"] *= strength
     return weights
+
+
+def _soft(mask: np.ndarray, sigma: float) -> np.ndarray:
+    return _soft_values(mask.astype(np.float32), sigma)
+
+
+def _soft_values(array: np.ndarray, sigma: float) -> np.ndarray:
+    return ndimage.gaussian_filter(array, sigma, truncate=3.0)
 
 
 def _skull_weights(rng, brain: np.ndarray, spacing_kji) -> dict:
