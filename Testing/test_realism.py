@@ -18,7 +18,9 @@ from spinebrain.synth.realism import (
     BRAIN_VOLUME_COLUMNS,
     INTENSITY_COLUMNS,
     SIZE_COLUMNS,
+    border_sharpness,
     brain_report,
+    histogram_overlap,
     vertebra_sizes,
 )
 
@@ -53,6 +55,20 @@ def test_vertebra_sizes_of_a_box():
     touching = sitk.GetImageFromArray(array)
     touching.CopyInformation(image)
     assert not vertebra_sizes(touching)[0]["complete"]
+
+
+def test_histogram_overlap_and_border_sharpness():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 20000), rng.normal(0, 1, 20000)
+    assert histogram_overlap(a, b) > 0.9 and histogram_overlap(a, b + 10) < 0.05
+    assert 0.3 < histogram_overlap(a, b + 1) < 0.8
+    step = np.zeros((20, 20, 20), np.float32)
+    step[:, :, 10:] = 1.0  # GM (0) | WM (1) along i
+    gm, wm = step == 0, step == 1
+    step += 0.5
+    sharp = sitk.GetImageFromArray(step)
+    blurred = sitk.SmoothingRecursiveGaussian(sharp, 2.0)
+    assert border_sharpness(sharp, gm, wm) > 1.5 * border_sharpness(blurred, gm, wm) > 0
 
 
 def test_spine_report_without_real_data(tmp_path):

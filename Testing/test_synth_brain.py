@@ -129,6 +129,17 @@ def test_different_seeds_give_different_but_plausible_brains():
     assert 0.6 < dice < 0.98
 
 
+def test_tissue_volumes_are_adult_and_follow_atrophy():
+    young = dataclasses.replace(CLEAN, atrophy=(0.0, 0.0), ventricle_growth_mm=(0.0, 0.0))
+    old = dataclasses.replace(CLEAN, atrophy=(1.0, 1.0), ventricle_growth_mm=(4.0, 4.0))
+    a, b = (generate_brain(33, ("t1",), spacing=FAST, options=o).volumes for o in (young, old))
+    for v in (a, b):  # published adult ranges (mL), with room for the per-case jitter
+        assert 500 < v["gm_ml"] < 800 and 400 < v["wm_ml"] < 650 and 1100 < v["icv_ml"] < 1850, v
+        assert 0.1 < v["csf_ml"] / v["icv_ml"] < 0.35, v
+    assert b["gm_ml"] < a["gm_ml"] and b["csf_ml"] > a["csf_ml"]  # same head, older brain
+    assert b["icv_ml"] == pytest.approx(a["icv_ml"], rel=0.02)
+
+
 def test_skull_adds_a_shell_outside_the_brain():
     spacing = 2.0  # the bone layers are a few mm thick: coarser grids blur them away
     off = generate_brain(41, ("t1",), spacing=spacing, options=CLEAN)

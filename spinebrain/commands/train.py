@@ -35,10 +35,13 @@ def _register_spine_label(tasks) -> None:
     parser.add_argument("--validation-cases", type=int, default=30, help="held-out synthetic cases (default 30)")
     parser.add_argument("--out", required=True, help="folder to write the model package into")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the vertebra detector (anchor: +2)")
+    parser.add_argument("--anchor-epochs", type=int, help="epochs of the anchor detector (default: --epochs + 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--real-data", metavar="DIR", help="also train on real scans: image + <stem>.mrk.json pairs")
     parser.add_argument("--id", dest="model_id", help="model id (default spine-label-<region>)")
+    parser.add_argument("--patches-per-slice", type=int, default=240,
+                        help="most training patches per sagittal slice and detector (default 240)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     parser.set_defaults(run=run_spine_label)
 
@@ -51,6 +54,7 @@ def run_spine_label(args, progress) -> None:
         region=args.region, cases=args.cases, validation_cases=args.validation_cases, epochs=args.epochs,
         seed=args.seed, device=str(select_device(args.device)), real_data=args.real_data,
         command=command_line(), model_id=args.model_id, threads=args.threads,
+        patches_per_slice=args.patches_per_slice, anchor_epochs=args.anchor_epochs,
     )
     path = train_spine_label(options, args.out, progress)
     progress.result(path, kind="model")

@@ -14,8 +14,8 @@ candidate i (level l) to candidate j (next level) is the paper's
 
     d_l(x_i, x_j) = (y - mu_l)^T Sigma_l^-1 (y - mu_l) / (p_i * p_j)    when y lies in R_l,
 
-and there is no edge otherwise. The best path covers as many layers as possible, then has the
-lowest cost. Beyond the paper:
+and there is no edge otherwise. The best path covers as many standard layers as possible (T13 / L6
+do not count), then has the lowest cost. Beyond the paper:
 
 * Transitional anatomy. T13 and L6 are *optional* layers, present only when training saw them.
   A path may skip an optional layer for free (T12 -> L1 uses the T12/L1 pair model) or pass
@@ -26,7 +26,7 @@ lowest cost. Beyond the paper:
   levels are reported in ``LabellingResult.missing``.
 * Constraints. The anchor detection (C2 / S1 detector) must take its layer (its p is the better
   of its two detectors'); a user-set point is a candidate with p = 1 that must take its layer and
-  outranks the anchor detector (when the user has fixed any point the anchor is ignored).
+  outranks the anchor detector (with user points the anchor is kept only where it agrees with them).
 * Uncertainty. The same chain shifted by +-1..k levels is solved too (``alternatives``). Without
   an anchor or user point the label certainty is the share of the best path among them (costs
   read as -2 log likelihood), capped at ``max_unanchored_certainty``, and ``anchored`` is False.
@@ -191,11 +191,16 @@ def _adjacent(upper: str, lower: str) -> bool:
 
 
 def _fit_pair(ys: np.ndarray, range_margin: float, min_sd_mm: float) -> PairModel:
+    """Gaussian and box of one pair. The box is at least mean +- max(3 SD, ``range_margin`` x step) on
+    every axis, so a pair seen in few training cases (a narrow observed min/max) still admits normal spines."""
     mean = ys.mean(axis=0)
     sample_cov = np.cov(ys, rowvar=False) if len(ys) > 1 else np.zeros((ys.shape[1], ys.shape[1]))
     covariance = sample_cov + min_sd_mm**2 * np.eye(ys.shape[1])
     margin = range_margin * np.linalg.norm(mean)
-    return PairModel(mean, covariance, ys.min(axis=0) - margin, ys.max(axis=0) + margin, len(ys))
+    floor = np.maximum(3.0 * np.sqrt(np.diag(covariance)), margin)
+    lower = np.minimum(ys.min(axis=0) - margin, mean - floor)
+    upper = np.maximum(ys.max(axis=0) + margin, mean + floor)
+    return PairModel(mean, covariance, lower, upper, len(ys))
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,19 +263,21 @@ def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor
         if level not in model.levels:
             raise InputError(f"The user point {level} is not a level this model labels "
                              f"({model.levels[0]}...{model.levels[-1]}).")
-    if anchor is not None and not fixed:
+    if anchor is not None:
         level, index = anchor
         if level not in model.levels or not 0 <= index < len(candidates):
             raise InputError(f"The anchor ({level}, candidate {index}) does not fit this model "
                              "or the candidate list.")
-    else:
-        anchor = None  # the user's points outrank the anchor detector
     solver = _Solver(candidates, model, fixed, max_gap, gap_penalty, transitional_penalty)
     if solver.n_candidates == 0:
         return LabellingResult([], 0.0, False, 0.0)
-    path, cost = solver.solve(solver.problem(anchor))
+    path, cost = solver.solve(solver.problem(None if fixed else anchor))
     if path is None:
         raise InputError("The fixed points cannot be joined into one spine; check their labels and positions.")
+    if fixed and anchor is not None:
+        path, cost, anchor = _with_agreeing_anchor(solver, path, cost, anchor)
+    elif fixed:
+        anchor = None
     alternatives = _shifted_alternatives(solver, path, max_shift)
     anchored = bool(fixed) or anchor is not None
     if fixed:
@@ -342,6 +349,17 @@ class _Solver:
         cost = cost + self.gap_penalty * sum(lv not in TRANSITIONAL for lv in skipped) + self._node_penalty(b)
         return np.where(inside & forward, cost, np.inf)
 
+    def _coverage(self, layer: int) -> int:
+        """What a layer adds to a path's coverage: 1 for a standard level, 0 for an optional T13 / L6.
+
+        So a transitional layer never wins by coverage; it is used only where the detections need it
+        (e.g. six lumbar-like detections between a fixed L1 and S1), else it would shift every name.
+        """
+        return 0 if self.levels[layer] in TRANSITIONAL else 1
+
+    def coverage(self, path) -> int:
+        return sum(self._coverage(layer) for layer, _ in path)
+
     def _node_penalty(self, layer: int) -> float:
         return self.transitional_penalty if self.levels[layer] in TRANSITIONAL else 0.0
 
@@ -362,19 +380,19 @@ class _Solver:
         n_layers, n = problem.allowed.shape
         first = problem.constrained[0] if problem.constrained else n_layers - 1
         last = problem.constrained[-1] if problem.constrained else 0
-        count = np.zeros((n_layers, n), dtype=int)  # layers on the best path ending here (0: unreachable)
+        count = np.zeros((n_layers, n), dtype=int)  # 1 + standard layers on the best path ending here (0: unreachable)
         cost = np.full((n_layers, n), np.inf)
         back = np.full((n_layers, n, 2), -1, dtype=int)
         for b in range(n_layers):
             if b <= first:  # a path may start here only if it can still reach every constrained layer
-                count[b] = problem.allowed[b]
+                count[b] = problem.allowed[b] * (1 + self._coverage(b))
                 cost[b] = np.where(problem.allowed[b], self._node_penalty(b), np.inf)
             for a in self._predecessors(b, problem.constrained):
                 edge = self.edge(a, b)
                 if edge is None:
                     continue
                 valid = (count[a][:, None] > 0) & problem.allowed[b][None, :] & np.isfinite(edge)
-                new_count = np.where(valid, count[a][:, None] + 1, 0)
+                new_count = np.where(valid, count[a][:, None] + self._coverage(b), 0)
                 new_cost = np.where(valid, cost[a][:, None] + edge, np.inf)
                 best_count = new_count.max(axis=0)
                 best_i = np.argmin(np.where(new_count == best_count, new_cost, np.inf), axis=0)
@@ -407,6 +425,20 @@ class _Solver:
     def missing_levels(self, path) -> list[str]:
         layers = [layer for layer, _ in path]
         return [lv for a, b in zip(layers, layers[1:]) for lv in self.levels[a + 1:b] if lv not in TRANSITIONAL]
+
+
+def _with_agreeing_anchor(solver: _Solver, path, cost: float, anchor: tuple[str, int]):
+    """The user's points outrank the anchor detector, but an anchor that agrees with them is kept.
+
+    It agrees when the path through both covers as many standard levels and costs at most one
+    ``gap_penalty`` more; e.g. a user L1 and a detected S1 with seven vertebrae between need L6.
+    Returns (path, cost, anchor or None).
+    """
+    both, both_cost = solver.solve(solver.problem(anchor))
+    if both is not None and (solver.coverage(both) >= solver.coverage(path)
+                             and both_cost <= cost + solver.gap_penalty):
+        return both, both_cost, anchor
+    return path, cost, None
 
 
 def _best_end(count: np.ndarray, cost: np.ndarray) -> tuple[int, int]:

@@ -31,14 +31,14 @@ from ..validate import check_volume
 from .candidates import attach_anchor, detections_from_maps
 from .detector import VertebraDetector, detect_slab
 from .graph import Candidate, LabellingResult, SpineShapeModel, label_candidates
-from .slices import extract_sagittal_slab
+from .slices import SagittalSlab, extract_sagittal_slab
 
 TASK = "spine-label"
 REGIONS = ("cervical", "lumbar", "whole")
 ARCHITECTURE = "spinebrain.spinelabel.pipeline.DetectorPair"
 
 #: Card defaults where a (user-made) card leaves a setting out.
-DEFAULT_SLAB = {"slices_each_side": 2, "step_mm": 4.0}
+DEFAULT_SLAB = {"slices_each_side": 2, "step_mm": 4.0, "search_slices_each_side": 4}
 DEFAULT_DETECTION = {"threshold": 0.5, "min_area_px": 3, "merge_distance_mm": 6.0, "anchor_threshold": 0.7}
 #: Options of graph.label_candidates (card extra "labelling").
 DEFAULT_LABELLING = {"transitional_penalty": 5.0, "gap_penalty": 10.0}
@@ -199,15 +199,23 @@ def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool 
 
 
 def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) -> tuple[list[Candidate], int | None]:
-    """Run both detectors on the sagittal slab: (3D candidates, index of the accepted anchor or None)."""
-    slab = extract_sagittal_slab(image, model.pixel_mm, int(model.setting("slab", "slices_each_side")),
-                                 float(model.setting("slab", "step_mm")))
-    _update(progress, 0.2, f"vertebra detector on {len(slab)} sagittal slices")
+    """Run both detectors on the sagittal slab: (3D candidates, index of the accepted anchor or None).
+
+    The spine need not lie in the middle of the volume's left-right extent, so the vertebra
+    detector first runs on a wider slab (``search_slices_each_side``); the slab used is the window
+    of ``2 * slices_each_side + 1`` slices with the most detection there.
+    """
+    each = int(model.setting("slab", "slices_each_side"))
+    search = max(int(model.setting("slab", "search_slices_each_side")), each)
+    wide = extract_sagittal_slab(image, model.pixel_mm, search, float(model.setting("slab", "step_mm")))
+    _update(progress, 0.2, f"vertebra detector on {len(wide)} sagittal slices")
     options = {"threshold": float(model.setting("detection", "threshold")),
                "merge_distance_mm": float(model.setting("detection", "merge_distance_mm")),
                "min_area_px": int(model.setting("detection", "min_area_px"))}
     with torch.inference_mode():
-        vertebra_maps = detect_slab(model.networks.vertebra, slab, full_resolution=False, device=model.device)
+        wide_maps = detect_slab(model.networks.vertebra, wide, full_resolution=False, device=model.device)
+        window = _spine_window(wide_maps, options["threshold"], 2 * each + 1)
+        slab, vertebra_maps = _sub_slab(wide, window), wide_maps[window]
         _update(progress, 0.5, f"anchor ({model.anchor_level}) detector")
         anchor_maps = detect_slab(model.networks.anchor, slab, full_resolution=False, device=model.device)
     detections = detections_from_maps(vertebra_maps, slab, **options)
@@ -215,6 +223,25 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
     anchors = [d for d in detections_from_maps(anchor_maps, slab, **options) if d.mean_probability >= anchor_threshold]
     candidates, anchor = attach_anchor([d.to_candidate() for d in detections], anchors)
     return _end_anchor(candidates, anchor, model)
+
+
+def _spine_window(maps: np.ndarray, threshold: float, width: int) -> slice:
+    """The ``width`` consecutive slices holding the most detection mass (ties: the one nearest the middle)."""
+    if len(maps) <= width:
+        return slice(0, len(maps))
+    mass = np.where(maps > threshold, maps, 0.0).sum(axis=(1, 2))
+    totals = np.convolve(mass, np.ones(width), mode="valid")
+    middle = (len(totals) - 1) / 2.0
+    start = min(np.flatnonzero(totals >= totals.max() - 1e-9), key=lambda k: abs(k - middle))
+    return slice(int(start), int(start) + width)
+
+
+def _sub_slab(slab: SagittalSlab, window: slice) -> SagittalSlab:
+    """The slices ``window`` of a slab, with the grid moved so pixel_to_ras stays exact."""
+    matrix = slab.ijk_to_ras.copy()
+    matrix[:3, 3] = slab.ijk_to_ras[:3, :3] @ np.array([0.0, 0.0, window.start]) + slab.ijk_to_ras[:3, 3]
+    mid = min(max(slab.mid_index - window.start, 0), window.stop - window.start - 1)
+    return SagittalSlab(slab.arrays[window], slab.r_positions[window], slab.pixel_mm, matrix, int(mid))
 
 
 def _end_anchor(candidates: list[Candidate], anchor: int | None, model: SpineLabelModel):

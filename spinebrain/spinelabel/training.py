@@ -43,7 +43,8 @@ MODALITY_MIX = ("ct", "t1", "t2", "random")
 #: Limits written into the card: what the model can name (see pipeline.check_image).
 MAX_SLICE_THICKNESS_MM = {"cervical": 5.0, "lumbar": 6.5}
 MIN_SPINE_EXTENT_MM = {"cervical": 40.0, "lumbar": 60.0}
-SLAB = {"cervical": {"slices_each_side": 2, "step_mm": 3.0}, "lumbar": {"slices_each_side": 2, "step_mm": 4.0}}
+SLAB = {"cervical": {"slices_each_side": 2, "step_mm": 3.0, "search_slices_each_side": 4},
+        "lumbar": {"slices_each_side": 2, "step_mm": 4.0, "search_slices_each_side": 4}}
 #: Body centres within this distance (mm) of a training slice count as on it (half a small body width).
 ON_SLICE_MM = {"cervical": 4.0, "lumbar": 6.0}
 #: Coarse grids keep CPU training feasible: only a sagittal slab at the model pixel size is used.
@@ -62,13 +63,14 @@ class TrainingOptions:
     cases: int = 150
     validation_cases: int = 30
     epochs: int = 4
+    anchor_epochs: int | None = None  # default: epochs + 2
     seed: int = 0
     device: str = "cpu"
     patches_per_slice: int = 240
     slices_per_case: int = 3
     augment: bool = True  # random gamma, contrast, bias field, blur and noise on every training slab
-    batch_size: int = 64
-    learning_rate: float = 0.01
+    batch_size: int = 256  # large batches run several times faster per patch on CPU
+    learning_rate: float = 0.03  # scaled with the batch size
     real_data: str | None = None
     command: str = ""
     model_id: str | None = None
@@ -236,7 +238,7 @@ def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=No
                          f"the {ANCHOR[region]} vertebra in view).")
     _report(progress, "patches", 1.0, f"{len(v_labels)} vertebra and {len(a_labels)} anchor patches")
     vertebra = _train(v_patches, v_labels, "vertebra", options, progress)
-    anchor = _train(a_patches, a_labels, "anchor", options, progress, epochs=options.epochs + 2)
+    anchor = _train(a_patches, a_labels, "anchor", options, progress, epochs=_anchor_epochs(options))
     networks = DetectorPair.from_detectors(vertebra, anchor)
     levels = region_levels(region)
     shape_model = fit_shape_model([_region_points(c.points, region) for c in cases if len(c.points) > 1],
@@ -249,6 +251,10 @@ def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=No
     path = save_model_package(out_dir, networks.state_dict(), card, overwrite=True)
     _report(progress, "save", 1.0, f"model package written to {path}")
     return path
+
+
+def _anchor_epochs(options: TrainingOptions) -> int:
+    return options.anchor_epochs or options.epochs + 2
 
 
 def _seen(level: str, cases: list[_Case], region: str) -> bool:
@@ -362,7 +368,7 @@ def _card(options: TrainingOptions, networks: DetectorPair, shape_model, cases: 
             "min_spine_extent_mm": MIN_SPINE_EXTENT_MM[region],
             "pixel_mm": pixel,
             "training": {"cases": options.cases, "validation_cases": options.validation_cases,
-                         "epochs": options.epochs, "anchor_epochs": options.epochs + 2, "seed": options.seed,
+                         "epochs": options.epochs, "anchor_epochs": _anchor_epochs(options), "seed": options.seed,
                          "optimiser": "SGD, Nesterov momentum 0.9", "learning_rate": options.learning_rate,
                          "batch_size": options.batch_size, "patches_per_slice": options.patches_per_slice,
                          "slices_per_case": options.slices_per_case, "augment": options.augment,

@@ -53,15 +53,17 @@ _TEMPLATE_FILES = {name: f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz"
 _MAP_NAMES = ("gm", "wm", "csf", "ventricles", "brain", "deep")  # components of load_template()
 
 # Mean intensity of each class per contrast, relative to the brightest brain tissue, read off
-# typical clinical 1.5/3 T scans (and the B2/B5/B6 reference cases). Each case jitters them.
+# typical clinical 1.5/3 T scans and checked against the B2/B5/B6 reference cases with the
+# realism report (T1 GM/WM ~0.63 and CSF/WM ~0.33 in B5; T2 tissue ~0.3 of CSF and oedema about
+# twice WM in B6; FLAIR MS lesions ~1.3x the brain in B2). Each case jitters them.
 _MEANS = {
-    "t1": dict(csf=0.22, gm=0.58, wm=0.85, lesion=0.50, necrosis=0.25, enhancing=0.55, oedema=0.55,
+    "t1": dict(csf=0.25, gm=0.52, wm=0.85, lesion=0.50, necrosis=0.25, enhancing=0.55, oedema=0.55,
                bone=0.05, marrow=0.70, scalp=0.80),
-    "t1c": dict(csf=0.22, gm=0.58, wm=0.85, lesion=0.55, necrosis=0.25, enhancing=1.25, oedema=0.55,
+    "t1c": dict(csf=0.25, gm=0.52, wm=0.85, lesion=0.55, necrosis=0.25, enhancing=1.25, oedema=0.55,
                 bone=0.05, marrow=0.70, scalp=0.80),
-    "t2": dict(csf=1.00, gm=0.55, wm=0.40, lesion=0.80, necrosis=0.95, enhancing=0.70, oedema=0.80,
+    "t2": dict(csf=1.00, gm=0.42, wm=0.32, lesion=0.65, necrosis=0.90, enhancing=0.55, oedema=0.62,
                bone=0.05, marrow=0.40, scalp=0.55),
-    "flair": dict(csf=0.10, gm=0.62, wm=0.48, lesion=1.00, necrosis=0.40, enhancing=0.80, oedema=0.95,
+    "flair": dict(csf=0.10, gm=0.62, wm=0.48, lesion=0.85, necrosis=0.40, enhancing=0.80, oedema=0.95,
                   bone=0.05, marrow=0.45, scalp=0.60),
 }
 _LESION_CLASSES = {"ms": ("lesion",), "tumour": ("necrosis", "enhancing", "oedema")}
@@ -92,8 +94,8 @@ class BrainOptions:
     oedema_mm: tuple[float, float] = (5.0, 20.0)
     intensity_jitter: float = 0.08  # relative std of each class mean
     random_contrast_probability: float = 0.0  # chance of fully random class means (domain randomisation)
-    texture: float = 0.03  # relative amplitude of smooth within-tissue variation (~1 cm)
-    fine_texture: float = 0.03  # relative amplitude of fine within-tissue variation (~2 mm)
+    texture: float = 0.05  # relative amplitude of smooth within-tissue variation (~1 cm)
+    fine_texture: float = 0.02  # relative amplitude of fine within-tissue variation (~2 mm)
     deep_gm_shift: tuple[float, float] = (0.25, 0.5)  # deep GM brightness, 0 = GM .. 1 = WM
     bias_strength: tuple[float, float] = (0.0, 0.25)  # std of the log bias field
     noise: tuple[float, float] = (0.01, 0.04)  # Rician sigma relative to the brightest tissue
@@ -457,11 +459,34 @@ def _random_transform(rng, reference: sitk.Image, options: BrainOptions, subject
 
 
 def _deformed_probabilities(rng, reference: sitk.Image, base: float, options: BrainOptions, subject: _Subject) -> dict:
+    """Template maps warped into the case, as arrays on the working grid.
+
+    Fine grids warp on a grid twice as coarse and interpolate up: the deformation is the
+    costly part, and the folds, not the blurred template, carry the fine detail.
+    """
     transform = _random_transform(rng, reference, options, subject)
-    warped = sitk.Resample(_template_at(base), reference, transform, sitk.sitkLinear, 0.0)
+    step = 2.0 * base if base < 2.0 else base
+    grid = _coarser_grid(reference, step) if step > base else reference
+    warped = sitk.Resample(_template_at(step), grid, transform, sitk.sitkLinear, 0.0)
+    if step > base:
+        warped = sitk.Resample(warped, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
     array = sitk.GetArrayFromImage(warped)  # k, j, i, component
     # clip: the anti-aliasing blur rings slightly below 0
     return {name: np.clip(array[..., c], 0.0, 1.0) for c, name in enumerate(_MAP_NAMES)}
+
+
+def _coarser_grid(reference: sitk.Image, step: float) -> sitk.Image:
+    """A grid of spacing ``step`` covering ``reference`` (one voxel beyond each side)."""
+    base = np.array(reference.GetSpacing())
+    extent = np.array(reference.GetSize()) * base
+    size = [int(np.ceil(e / step)) + 2 for e in extent]
+    direction = np.array(reference.GetDirection()).reshape(3, 3)
+    first = np.array(reference.GetOrigin()) - direction @ (base / 2)  # corner of the first voxel
+    grid = sitk.Image(size, sitk.sitkUInt8)
+    grid.SetSpacing((step,) * 3)
+    grid.SetDirection(reference.GetDirection())
+    grid.SetOrigin(tuple(first + direction @ np.full(3, step / 2 - step)))
+    return grid
 
 
 def _grow_ventricles(rng, probs: dict, spacing_kji, options: BrainOptions, subject: _Subject) -> None:
@@ -478,20 +503,30 @@ def _tissue_labels(rng, probs: dict, spacing_kji, options: BrainOptions, subject
     """CSF / GM / WM labels with the subject's tissue fractions and its own cortical folds.
 
     ``folds`` = |random field|: 0 on the field's zero set, a network of sheets that become the
-    sulci, and large in between (gyral cores). Outside the deep grey matter it pushes WM into
-    the gyral cores and CSF into the sulci; the blurred template still decides where cortex,
-    white matter and the ventricles lie. Each tissue then takes the voxels that score highest
-    for it, as many as its fraction of the brain mask asks.
+    sulci, and large in between (the gyral cores). In the cortical mantle (outside deep white
+    and deep grey matter) it pushes white matter into the gyral cores; grey matter then forms
+    a ribbon around the white matter (scored by the distance to it), and CSF takes what is far
+    from white matter, the sulcal sheets and what the template calls CSF. Each tissue takes
+    the voxels that score highest for it, as many as its fraction of the brain mask asks.
     """
     brain = probs["brain"] > 0.5
     ventricles = brain & (probs["ventricles"] > 0.5)
+    cortex = 1.0 - probs["deep"]
     scale = rng.uniform(*options.folding_mm)
     folds = np.abs(bl.smooth_noise(rng, brain.shape, spacing_kji, scale)) - 0.8  # mean |N(0, 1)| ~ 0.8
-    folds *= options.folding * (1.0 - probs["deep"])
     count = int(np.count_nonzero(brain))
     pool = brain & ~ventricles
-    wm = _highest(probs["wm"] + folds, pool, round(subject.wm_fraction * count))
-    gm = _highest(probs["gm"] - probs["csf"] + folds, pool & ~wm, round(subject.gm_fraction * count))
+    # strongest where the template is unsure (w ~ 0.5): gyral cores reach out only where the
+    # template has some white matter, and deep white matter keeps no grey holes
+    w = probs["wm"]
+    wm_score = w + 4.0 * options.folding * cortex * w * (1.0 - w) * folds
+    wm = _highest(wm_score, pool, round(subject.wm_fraction * count))
+    ribbon = bl.distance_mm(wm, spacing_kji)
+    ribbon_mm = rng.uniform(2.3, 3.0)  # cortical thickness scale
+    # the ribbon term is +1 next to WM and falls to 0 one thickness away, so that the cortex
+    # competes on equal terms with the deep grey matter, where the template alone decides
+    gm_score = probs["gm"] - probs["csf"] + cortex * (1.0 + options.folding * folds - ribbon / ribbon_mm)
+    gm = _highest(gm_score, pool & ~wm, round(subject.gm_fraction * count))
     tissue = np.zeros(brain.shape, np.uint8)
     tissue[brain] = CSF
     tissue[gm] = GM

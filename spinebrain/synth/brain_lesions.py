@@ -29,17 +29,20 @@ def distance_mm(mask: np.ndarray, spacing_kji) -> np.ndarray:
 
 
 def smooth_noise(rng: np.random.Generator, shape, spacing_kji, scale_mm: float) -> np.ndarray:
-    """Zero-mean, unit-variance random field varying smoothly over about ``scale_mm``."""
-    # smoothed white noise on a grid 4x finer than the scale, then trilinear upsampling: the
-    # coarse field is well sampled, so the linear interpolation shows no creases, and the cost
-    # is a few operations per output voxel whatever the scale
-    step = scale_mm / 4.0
+    """Zero-mean, unit-variance (float32) random field varying smoothly over about ``scale_mm``."""
+    # smoothed white noise on a grid 4x finer than the scale (but never finer than the output),
+    # then trilinear upsampling: the coarse field is well sampled, so the linear interpolation
+    # shows no creases, and the cost is a few operations per output voxel whatever the scale
+    step = max(scale_mm / 4.0, min(spacing_kji))
     coarse = [max(4, int(np.ceil(n * s / step)) + 1) for n, s in zip(shape, spacing_kji)]
-    field = ndimage.gaussian_filter(rng.standard_normal(coarse).astype(np.float32), 2.0, mode="wrap")
+    field = ndimage.gaussian_filter(rng.standard_normal(coarse, dtype=np.float32), scale_mm / 2.0 / step, mode="wrap")
+    field -= field.mean()
+    field /= max(float(field.std()), 1e-6)
+    if all(c - n <= 1 for n, c in zip(shape, coarse)):  # already at the output spacing
+        return _fit_shape(field, shape)
     out = ndimage.zoom(field, [n / c for n, c in zip(shape, coarse)], order=1, grid_mode=True,
                        mode="grid-mirror")
-    out = _fit_shape(out, shape)
-    return (out - out.mean()) / max(float(out.std()), 1e-6)
+    return _fit_shape(out, shape)
 
 
 def _fit_shape(array: np.ndarray, shape) -> np.ndarray:
