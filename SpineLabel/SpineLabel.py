@@ -6,6 +6,14 @@ Qt and is tested on slicer-core); the work itself is in the `spinebrain` core.
 
 import importlib.util
 import logging
+import os
+import sys
+
+# From a source checkout (this folder added to Slicer's module paths) the core packages sit one
+# folder up; in the built extension they are installed next to this file and already importable.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_CHECKOUT, "spinebrain_slicer")) and _CHECKOUT not in sys.path:
+    sys.path.append(_CHECKOUT)
 
 import slicer
 from slicer.ScriptedLoadableModule import (

@@ -28,7 +28,7 @@ def make_card(model_id="tiny-seg", task="spine-segment", region=None, **changes)
         id=model_id, task=task, version="1.0", labels={"0": "background", "1": "vertebra"}, modalities=["CT"],
         spacing=[1.0, 1.0, 1.0], patch_size=[16, 16, 16], normalisation={"method": "zscore"},
         network=json.loads(json.dumps(NETWORK)), region=region, validated_modalities=["CT"],
-        training_data="synthetic spines", training_command="spinebrain train --task spine-segment",
+        training_data="synthetic spines", training_command="spinebrain train spine-segment",
         metrics={"dice": 0.9, "measured_on": "synthetic test set"},
     )
     fields.update(changes)
@@ -123,7 +123,7 @@ def test_missing_model_says_how_to_get_one(tmp_path):
     registry = ModelRegistry(bundled_dir=tmp_path / "bundled", user_dir=tmp_path / "user")
     with pytest.raises(ModelError, match=r"No model 'nope' is installed.*spinebrain train.*import a model package"):
         load_model_package("nope", registry=registry)
-    with pytest.raises(ModelError, match=r"No brain-lesion model.*spinebrain train --task brain-lesion"):
+    with pytest.raises(ModelError, match=r"No brain-lesion model.*spinebrain train brain-lesion"):
         load_model_package(None, task="brain-lesion", registry=registry)
     with pytest.raises(ModelError, match="No model package folder at"):
         load_model_package(tmp_path / "absent")

@@ -8,7 +8,7 @@ from scipy import ndimage
 from spinebrain.errors import InputError
 from spinebrain.models import ModelCard, build_network, load_network, save_model_package
 from spinebrain.spinelabel.candidates import (
-    Candidate, Detection, attach_anchor, candidates_from_maps, detections_from_maps, slice_components,
+    Candidate, Detection, attach_anchor, candidates_from_maps, detections_from_maps, merge_nearby, slice_components,
 )
 from spinebrain.spinelabel.detector import (
     ARCHITECTURE, VertebraDetector, detect_dense, detect_slab, extract_patches, normalise_intensities,
@@ -235,3 +235,20 @@ def test_anchor_detections_mark_the_nearest_candidate_or_add_one():
     assert candidates[1].anchor_probability == 0.0  # the input list is left as it was
     unchanged, none = attach_anchor(candidates, [])
     assert none is None and [c.probability for c in unchanged] == [1.0, 0.8]
+
+
+def test_stray_anchor_answers_can_be_dropped():
+    candidates = [Candidate(np.array([0.0, 0.0, 0.0]), 1.0)]
+    far = Detection(np.array([0.0, 80.0, -90.0]), 0.5, 0.9, 20, (1,))
+    result, anchor = attach_anchor(candidates, [far], distance_mm=10.0, add_unmatched=False)
+    assert anchor is None and len(result) == 1 and result[0].anchor_probability == 0.0
+
+
+def test_close_detections_merge_into_one_body():
+    big = Detection(np.array([0.0, 0.0, 0.0]), 1.0, 0.9, 30, (1,))
+    split = Detection(np.array([0.0, 0.0, -6.0]), 0.33, 0.8, 10, (2,))
+    other = Detection(np.array([0.0, 0.0, -35.0]), 0.5, 0.7, 15, (1,))
+    merged = merge_nearby([split, other, big], distance_mm=12.0)
+    assert len(merged) == 2
+    assert np.allclose(merged[0].position, [0.0, 0.0, -1.5]) and merged[0].area_px == 40 and merged[0].slices == (1, 2)
+    assert merged[0].probability == 1.0 and np.isclose(merged[1].probability, 15 / 40)

@@ -33,7 +33,8 @@ def main() -> None:
     card = json.loads(card_path.read_text())
     registry = ModelRegistry(args.package.parent, args.package.parent / "__none__")
     model = load_spine_label_model(card["region"], card["id"], registry=registry, device="cpu")
-    cases = training.generate_cases(card["region"], args.cases, args.seed * 100_000 + 50_001, what="validation")
+    cases = training.generate_cases(card["region"], args.cases, args.seed * 100_000 + 50_001, what="validation",
+                                    max_voxels=training.VALIDATION_MAX_VOXELS[card["region"]])
     metrics = training.validate(model, cases)
     print(json.dumps(metrics, indent=1))
     if args.update_card:

@@ -97,7 +97,7 @@ def format_info(info: dict) -> str:
     lines.append(f"  used by default: {chosen} (set ${info['device_env']} to change)")
     lines += ["", "Models:"]
     if not info["models"]:
-        lines.append("  none installed -- train one with 'spinebrain train --task TASK ...' or import a package")
+        lines.append("  none installed -- train one with 'spinebrain train TASK ...' or import a package")
     for model in info["models"]:
         region = f", region {model['region']}" if model["region"] else ""
         note = " (replaces the bundled one)" if model["overrides_bundled"] else ""

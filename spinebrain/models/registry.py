@@ -129,7 +129,7 @@ class ModelRegistry:
 
     @staticmethod
     def how_to_get_model(task: str | None = None, user_dir: Path | None = None) -> str:
-        task_option = f"--task {task}" if task else "--task TASK"
+        task_option = task or "TASK"  # the subcommand is named after the task: spinebrain train spine-label
         folder = user_dir or default_user_dir()
         return (f"Train one with 'spinebrain train {task_option} ...' (or the Training module in Slicer), "
                 f"or import a model package (folder with model_card.json and weights) into {folder}.")

@@ -101,12 +101,13 @@ def candidates_from_maps(maps, slab: SagittalSlab, threshold: float = 0.5, merge
 
 
 def attach_anchor(candidates: list[Candidate], anchor_detections: list[Detection],
-                  distance_mm: float = 10.0) -> tuple[list[Candidate], int | None]:
+                  distance_mm: float = 10.0, add_unmatched: bool = True) -> tuple[list[Candidate], int | None]:
     """Give candidates the anchor detector's (C2 / S1) confidence; return (candidates, anchor index or None).
 
     Each anchor detection sets ``anchor_probability`` -- its mean detector probability, since its
     area-normalised p is 1 for the largest component whatever its strength -- on the nearest
-    candidate within ``distance_mm``; one with no candidate near is added as a new candidate. The
+    candidate within ``distance_mm``; one with no candidate near is added as a new candidate (or, with
+    ``add_unmatched`` False, dropped: the anchor detector's stray answers off the spine are no vertebrae). The
     anchor index is the candidate with the highest anchor probability (None without anchor
     detections); it is what :func:`spinebrain.spinelabel.graph.label_candidates` takes as anchor.
     """
@@ -118,8 +119,35 @@ def attach_anchor(candidates: list[Candidate], anchor_detections: list[Detection
         nearest = int(np.argmin(distances)) if distances else -1
         if nearest >= 0 and distances[nearest] <= distance_mm:
             result[nearest].anchor_probability = max(result[nearest].anchor_probability, confidence)
-        else:
+        elif add_unmatched:
             result.append(detection.to_candidate(anchor_probability=confidence))
     scores = [c.anchor_probability for c in result]
     anchor = int(np.argmax(scores)) if scores and max(scores) > 0 else None
     return result, anchor
+
+
+def merge_nearby(detections: list[Detection], distance_mm: float) -> list[Detection]:
+    """Merge detections closer than ``distance_mm`` in 3D (one vertebra body split into two components).
+
+    Greedy from the largest: each detection absorbs the smaller ones near it (area-weighted position
+    and mean probability); probabilities are normalised by the largest area again. Strongest first.
+    """
+    remaining = sorted(detections, key=lambda d: -d.area_px)
+    merged = []
+    while remaining:
+        seed, rest = remaining[0], remaining[1:]
+        near = [d for d in rest if np.linalg.norm(d.position - seed.position) < distance_mm]
+        group = [seed] + near
+        areas = np.array([d.area_px for d in group], float)
+        merged.append(Detection(
+            position=np.average([d.position for d in group], axis=0, weights=areas),
+            probability=float(areas.sum()),
+            mean_probability=float(np.average([d.mean_probability for d in group], weights=areas)),
+            area_px=int(areas.sum()),
+            slices=tuple(sorted({s for d in group for s in d.slices})),
+        ))
+        remaining = [d for d in rest if not any(d is n for n in near)]
+    largest = max((d.probability for d in merged), default=1.0)
+    for detection in merged:
+        detection.probability /= largest
+    return sorted(merged, key=lambda d: -d.probability)

@@ -28,9 +28,9 @@ from ..geometry import index_to_ras
 from ..models import ModelCard, ModelRegistry, load_network
 from ..points import LabelledPoint
 from ..validate import check_volume
-from .candidates import attach_anchor, detections_from_maps
+from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
-from .graph import Candidate, LabellingResult, SpineShapeModel, label_candidates
+from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
 from .slices import SagittalSlab, extract_sagittal_slab
 
 TASK = "spine-label"
@@ -39,7 +39,8 @@ ARCHITECTURE = "spinebrain.spinelabel.pipeline.DetectorPair"
 
 #: Card defaults where a (user-made) card leaves a setting out.
 DEFAULT_SLAB = {"slices_each_side": 2, "step_mm": 4.0, "search_slices_each_side": 4}
-DEFAULT_DETECTION = {"threshold": 0.5, "min_area_px": 3, "merge_distance_mm": 6.0, "anchor_threshold": 0.7}
+DEFAULT_DETECTION = {"threshold": 0.5, "min_area_px": 3, "merge_distance_mm": 6.0, "anchor_threshold": 0.7,
+                     "merge_fraction": 0.4}
 #: Options of graph.label_candidates (card extra "labelling").
 DEFAULT_LABELLING = {"transitional_penalty": 5.0, "gap_penalty": 10.0}
 DEFAULT_MIN_EXTENT_MM = 60.0
@@ -218,11 +219,18 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
         slab, vertebra_maps = _sub_slab(wide, window), wide_maps[window]
         _update(progress, 0.5, f"anchor ({model.anchor_level}) detector")
         anchor_maps = detect_slab(model.networks.anchor, slab, full_resolution=False, device=model.device)
-    detections = detections_from_maps(vertebra_maps, slab, **options)
+    detections = merge_nearby(detections_from_maps(vertebra_maps, slab, **options), _merge_radius_mm(model))
     anchor_threshold = float(model.setting("detection", "anchor_threshold"))
     anchors = [d for d in detections_from_maps(anchor_maps, slab, **options) if d.mean_probability >= anchor_threshold]
-    candidates, anchor = attach_anchor([d.to_candidate() for d in detections], anchors)
-    return _end_anchor(candidates, anchor, model)
+    for answer in anchors:  # rank by strength and size: the true anchor gives the largest confident answer
+        answer.mean_probability *= answer.probability
+    return attach_anchor([d.to_candidate() for d in detections], anchors, _merge_radius_mm(model), add_unmatched=False)
+
+
+def _merge_radius_mm(model: SpineLabelModel) -> float:
+    """Detections closer than this are one vertebra: a fraction (card ``detection.merge_fraction``) of the median step."""
+    steps = [float(np.linalg.norm(pair.mean)) for pair in model.shape_model.pairs.values()]
+    return float(model.setting("detection", "merge_fraction")) * float(np.median(steps))
 
 
 def _spine_window(maps: np.ndarray, threshold: float, width: int) -> slice:
@@ -242,25 +250,6 @@ def _sub_slab(slab: SagittalSlab, window: slice) -> SagittalSlab:
     matrix[:3, 3] = slab.ijk_to_ras[:3, :3] @ np.array([0.0, 0.0, window.start]) + slab.ijk_to_ras[:3, 3]
     mid = min(max(slab.mid_index - window.start, 0), window.stop - window.start - 1)
     return SagittalSlab(slab.arrays[window], slab.r_positions[window], slab.pixel_mm, matrix, int(mid))
-
-
-def _end_anchor(candidates: list[Candidate], anchor: int | None, model: SpineLabelModel):
-    """Keep only the anchor detection at the end of the spine (the lowest for S1, the highest for C2).
-
-    The anchor detector also answers, more weakly, on the neighbours of its vertebra; the anchor
-    vertebra is the end one, so of several answers the outermost is taken. The others keep their
-    vertebra probability but lose their anchor probability (relabels then find the same anchor).
-    """
-    if anchor is None:
-        return candidates, None
-    direction = model.shape_model.spine_direction()  # head -> feet
-    sign = 1.0 if model.anchor_level == model.shape_model.levels[-1] else -1.0
-    flagged = [k for k, c in enumerate(candidates) if c.anchor_probability > 0]
-    chosen = max(flagged, key=lambda k: sign * float(np.dot(candidates[k].position, direction)))
-    for k in flagged:
-        if k != chosen:
-            candidates[k].anchor_probability = 0.0
-    return candidates, chosen
 
 
 def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequence[LabelledPoint] = (),
@@ -284,7 +273,7 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
         result = _detections_only(candidates, model.region)
     else:
         _update(progress, 0.8, "naming the vertebrae (graphical model)")
-        result = _solve(candidates, model, fixed_points, anchor)
+        result = _solve(candidates, model, fixed_points)
     result.seconds = time.perf_counter() - start
     _update(progress, 1.0, f"{len(result.points)} vertebrae in {result.seconds:.1f} s")
     return result
@@ -295,28 +284,67 @@ def relabel(result_or_candidates, model: SpineLabelModel, fixed_points: Sequence
     start = time.perf_counter()
     candidates = (result_or_candidates.candidates if isinstance(result_or_candidates, SpineLabelResult)
                   else list(result_or_candidates))
-    scores = [c.anchor_probability for c in candidates]
-    anchor = int(np.argmax(scores)) if scores and max(scores) > 0 else None
-    result = _solve(candidates, model, fixed_points, anchor)
+    result = _solve(candidates, model, fixed_points)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _solve(candidates: list[Candidate], model: SpineLabelModel, fixed_points, anchor: int | None) -> SpineLabelResult:
+def _solve(candidates: list[Candidate], model: SpineLabelModel, fixed_points) -> SpineLabelResult:
     fixed = _fixed_positions(fixed_points)
     kept = _without_fixed_vertebrae(candidates, fixed, model.shape_model)
     usable = [candidates[k] for k in kept]
-    anchor_arg = None
-    if anchor is not None and anchor in kept and model.anchor_level in model.shape_model.levels:
-        anchor_arg = (model.anchor_level, kept.index(anchor))
     options = {key: float(model.setting("labelling", key)) for key in DEFAULT_LABELLING}
-    labelling = label_candidates(usable, model.shape_model, anchor=anchor_arg, fixed=fixed, **options)
+    labelling = label_candidates(usable, model.shape_model, fixed=fixed, **options)
+    if model.anchor_level in model.shape_model.levels:
+        labelling = _anchored(usable, model, fixed, options, labelling)
     points = labelling.to_points()
     by_label = {p.label: p for p in fixed_points}
     points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)
               if p.user_set and p.label in by_label else p for p in points]
     return SpineLabelResult(points, list(candidates), labelling, _warnings(labelling, model, bool(fixed)),
                             model.region, 0.0)
+
+
+#: Anchor answers tried, strongest first, and the share of the free path's standard levels an anchored
+#: path must cover, else its anchor is taken for a false answer (false detections beyond the true end
+#: vertebra lengthen the free path, so the share is well below 1).
+_ANCHORS_TRIED, _COVERAGE_SHARE = 3, 0.6
+#: Anchor answers at least this share of the strongest one's score (mean probability x relative area) are strong.
+_STRONG_SHARE = 0.5
+
+
+def _anchored(usable: list[Candidate], model: SpineLabelModel, fixed, options, free: LabellingResult):
+    """The labelling with the strongest anchor answer that fits the spine the detections show.
+
+    The anchor detector also answers on other vertebrae (L4 / L5 or S2, C3, now and then one far away
+    on a whole-spine view). Of the strong answers (score mean probability x relative area) the
+    outermost is tried first (a weaker S2 answer stays below the strong share), then the others by
+    score. A true anchor leaves the path about as long as without it; pinning a false one cuts the
+    spine short (an "S1" in the neck leaves nothing below it), so such an answer is passed over for
+    the next; with none left the labelling stays unanchored.
+    """
+    ranked = sorted((k for k, c in enumerate(usable) if c.anchor_probability > 0),
+                    key=lambda k: -usable[k].anchor_probability)[:_ANCHORS_TRIED]
+    if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
+        strong = [k for k in ranked if usable[k].anchor_probability >= _STRONG_SHARE * usable[ranked[0]].anchor_probability]
+        direction = model.shape_model.spine_direction()  # head -> feet
+        sign = 1.0 if model.anchor_level == model.shape_model.levels[-1] else -1.0
+        outer = max(strong, key=lambda k: sign * float(np.dot(usable[k].position, direction)))
+        ranked = [outer] + [k for k in ranked if k != outer]
+    free_coverage = _coverage(free)
+    for index in ranked:
+        try:
+            anchored = label_candidates(usable, model.shape_model, anchor=(model.anchor_level, index), fixed=fixed,
+                                        **options)
+        except InputError:
+            continue  # this anchor cannot sit on one spine with the user's points
+        if _coverage(anchored) >= _COVERAGE_SHARE * free_coverage:
+            return anchored
+    return free
+
+
+def _coverage(labelling: LabellingResult) -> int:
+    return sum(a.level not in TRANSITIONAL for a in labelling.assignments)
 
 
 def _fixed_positions(fixed_points) -> dict[str, np.ndarray]:
