@@ -47,6 +47,10 @@ class Progress:
         fraction = min(max(float(fraction), 0.0), 1.0)
         if self.json_lines:
             self.emit("progress", stage=stage, fraction=round(fraction, 4), message=message)
+        elif not self.quiet and not _is_terminal(sys.stderr):  # a log file: one line per stage, no bar
+            if stage != self._stage:
+                print(f"[{stage}] {message}".rstrip(), file=sys.stderr)
+            self._stage = stage
         elif not self.quiet:
             self._update_bar(stage, fraction, message)
 
@@ -81,6 +85,13 @@ class Progress:
 CANCEL_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGBREAK") if hasattr(signal, name)
 )
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 @contextmanager
