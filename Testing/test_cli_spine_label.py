@@ -22,17 +22,6 @@ def lumbar_scan(tmp_path_factory):
     return write_image(case.image, tmp_path_factory.mktemp("scan") / "lumbar.nii.gz"), case
 
 
-def read_with_slicer(scene, path):
-    import slicer
-
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
-    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node) == 1
-    return node
-
-
 def test_single_scan_writes_exactly_the_named_file_and_picture(lumbar_scan, tmp_path, scene):
     scan, case = lumbar_scan
     out = tmp_path / "labels.mrk.json"
@@ -40,7 +29,9 @@ def test_single_scan_writes_exactly_the_named_file_and_picture(lumbar_scan, tmp_
                  "--device", "cpu"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.mrk.json", "labels.png"]
     assert (tmp_path / "labels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    node = read_with_slicer(scene, out)
+    from spinebrain_slicer.bridge import load_node  # reads with Slicer's own storage node
+
+    node = load_node(scene, out, "vtkMRMLMarkupsFiducialNode")
     points = read_markups(out)
     assert node.GetNumberOfControlPoints() == len(points) >= 3
     for index, point in enumerate(points):

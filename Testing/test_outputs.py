@@ -44,20 +44,11 @@ def files_in(folder) -> list[str]:
 # ------------------------------------------------------------------------------------------- markups
 
 
-def read_with_slicer(scene, path):
-    import slicer
-
-    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")
-    storage = slicer.vtkMRMLMarkupsJsonStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node) == 1
-    return node
-
-
 def test_markups_read_by_slicer(scene, tmp_path):
     path = outputs.write_markups(POINTS, tmp_path / "labels.mrk.json")
-    node = read_with_slicer(scene, path)
+    from spinebrain_slicer.bridge import load_node  # reads with Slicer's own storage node
+
+    node = load_node(scene, path, "vtkMRMLMarkupsFiducialNode")
     assert node.GetName() == "SpineLabel"
     assert node.GetNumberOfControlPoints() == len(POINTS)
     for index, point in enumerate(POINTS):

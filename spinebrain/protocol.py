@@ -87,6 +87,16 @@ CANCEL_SIGNALS = tuple(
 )
 
 
+_OUTPUT_KINDS = ((".seg.nrrd", "segmentation"), (".mrk.json", "markups"), (".csv", "table"), (".tsv", "table"),
+                 (".png", "picture"), (".json", "metadata"))
+
+
+def output_kind(path) -> str:
+    """The ``kind`` of a result event for an output file, from its name (anything else is a volume)."""
+    name = str(path)
+    return next((kind for suffix, kind in _OUTPUT_KINDS if name.endswith(suffix)), "volume")
+
+
 def _is_terminal(stream) -> bool:
     try:
         return stream.isatty()

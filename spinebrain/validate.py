@@ -32,7 +32,7 @@ def _check_dimension(image: sitk.Image, name: str) -> None:
             f"The {name} has {image.GetNumberOfComponentsPerPixel()} components per voxel (a colour or "
             "vector image); load a single-channel grayscale scan instead."
         )
-    if image.GetDimension() == 4 or (image.GetDimension() > 3):
+    if image.GetDimension() > 3:
         raise InputError(
             f"The {name} is {image.GetDimension()}D (size {size}); extract a single 3D volume "
             "(one time point or one echo) and run again."

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from .. import RESEARCH_NOTICE
 from ..io import load_volume, write_image
+from ..protocol import output_kind
 from ..resample import resample_to_spacing
+from .spine_label import write_labels
 
 DEMO_SPACING_MM = (1.0, 1.0, 1.0)
 
@@ -44,11 +46,12 @@ def run(args, progress) -> None:
     progress.update("resample", 0.3, "resampling to 1 mm isotropic")
     written.append(write_image(resample_to_spacing(image, DEMO_SPACING_MM), out / "scan_1mm.nrrd"))
     result = _label(image, region="auto" if case is None else "lumbar", progress=progress)
-    written += _write_labels(image, case, result, out)
+    overlay = {} if case is None else {"label_image": case.labels, "names": case.label_names()}
+    written += write_labels(image, result, out / "labels.mrk.json", out / "labels_overview.png", **overlay)
     if case is not None:
         written.append(_score(case, result, out, progress))
     for path in written:
-        progress.result(path, kind=_kind(path))
+        progress.result(path, kind=output_kind(path))
     progress.update("done", 1.0, f"wrote the outputs to {out}")
     progress.log("\n".join(["Demo outputs (drag and drop them into 3D Slicer):", *[f"  {p}" for p in written]]))
 
@@ -74,19 +77,6 @@ def _label(image, region: str, progress):
     return result
 
 
-def _write_labels(image, case, result, out: Path) -> list[Path]:
-    from ..outputs import write_markups
-    from ..pictures import save_overview_png
-
-    state = "anchored" if result.labelling.anchored else "not anchored: labels uncertain"
-    title = f"SpineLabel: {len(result.points)} vertebrae ({state})"
-    overlay = {} if case is None else {"label_image": case.labels, "names": case.label_names()}
-    return [
-        write_markups(result.points, out / "labels.mrk.json", name="Vertebrae"),
-        save_overview_png(image, out / "labels_overview.png", points=result.points, title=title, **overlay),
-    ]
-
-
 def _score(case, result, out: Path, progress) -> Path:
     """Score the labels against the generated reference with the paper's metrics (a table with units)."""
     from ..outputs import write_table
@@ -105,11 +95,3 @@ def _score(case, result, out: Path, progress) -> Path:
     progress.log("Against the reference: " + ", ".join(f"{r['metric']} {r['value']:.1f} {r['unit']}" for r in rows))
     columns = [Column("metric", "text"), Column("value", "float"), Column("unit", "text")]
     return write_table(rows, columns, out / "labels_score.csv")
-
-
-def _kind(path: Path) -> str:
-    for suffix, kind in ((".seg.nrrd", "segmentation"), (".mrk.json", "markups"), (".csv", "table"),
-                         (".png", "picture")):
-        if path.name.endswith(suffix):
-            return kind
-    return "volume"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import RESEARCH_NOTICE
 from ..errors import InputError
+from ..protocol import output_kind
 
 SPINE_MODALITIES = ("ct", "t1", "t2", "random")
 SPINE_VIEWS = ("lumbar", "cervical", "thoracic", "whole", "short", "random")
@@ -96,15 +97,6 @@ def _output_folder(text: str) -> Path:
 
 def _announce(paths: list[Path], progress) -> None:
     for path in paths:
-        progress.result(path, kind=file_kind(path))
+        progress.result(path, kind=output_kind(path))
     progress.update("done", 1.0, f"wrote {len(paths)} files to {paths[0].parent}")
     progress.log("\n".join(["Phantom files (open them in 3D Slicer with drag and drop):", *[f"  {p}" for p in paths]]))
-
-
-def file_kind(path: Path) -> str:
-    """Result kind of an output file, from its name (the runner's result event ``kind``)."""
-    for suffix, kind in ((".seg.nrrd", "segmentation"), (".mrk.json", "markups"), (".csv", "table"),
-                         (".png", "picture"), (".json", "metadata")):
-        if path.name.endswith(suffix):
-            return kind
-    return "volume"

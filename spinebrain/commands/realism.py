@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .. import RESEARCH_NOTICE
 from ..errors import InputError
+from ..protocol import output_kind
 
 
 def register(subparsers) -> None:
@@ -49,7 +50,7 @@ def run(args, progress) -> None:
     for note in report.notes:
         progress.log(note)
     for path in report.files:
-        progress.result(path, kind="picture" if path.suffix == ".png" else "table")
+        progress.result(path, kind=output_kind(path))
     text = "\n".join([*report.summary, *(f"Note: {n}" for n in report.notes[:1]), f"Report written to {out}"])
     if progress.json_lines:
         progress.log(text)

@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import RESEARCH_NOTICE
 from ..batch import add_batch_arguments, run_cases
 from ..errors import InputError
+from ..protocol import output_kind
 
 MARKUPS_SUFFIX = ".mrk.json"
 
@@ -66,18 +67,16 @@ def _is_dicom(path) -> bool:
 def _label_one(path, series_uid, markups_path: Path, models, fixed, args, progress) -> dict:
     """Label one scan and write its point list (and picture); returns the batch summary fields."""
     from ..io import load_volume
-    from ..outputs import write_markups
     from ..spinelabel.pipeline import label_spine_best
 
     image = load_volume(path, series_uid)
     result = label_spine_best(image, models, fixed, progress=progress, detection_only=args.detection_only)
     for warning in result.warnings:
         progress.log(f"{Path(path).name}: {warning}")
-    written = [write_markups(result.points, markups_path, name="Vertebrae")]
-    progress.result(written[0], kind="markups")
-    if args.png:
-        written.append(_picture(image, result, markups_path))
-        progress.result(written[-1], kind="picture")
+    png = markups_path.with_name(markups_path.name[: -len(MARKUPS_SUFFIX)] + ".png") if args.png else None
+    written = write_labels(image, result, markups_path, png)
+    for path in written:
+        progress.result(path, kind=output_kind(path))
     return {
         "region": result.region, "vertebrae": len(result.points),
         "labels": " ".join(p.label for p in result.points), "anchored": bool(result.labelling.anchored),
@@ -86,10 +85,16 @@ def _label_one(path, series_uid, markups_path: Path, models, fixed, args, progre
     }
 
 
-def _picture(image, result, markups_path: Path) -> Path:
+def write_labels(image, result, markups_path: Path, png_path: Path | None = None, label_image=None,
+                 names=None) -> list[Path]:
+    """Write a labelling as a Slicer point list and, given ``png_path``, its overview picture (mid-sagittal)."""
+    from ..outputs import write_markups
     from ..pictures import save_overview_png
 
-    png = markups_path.with_name(markups_path.name[: -len(MARKUPS_SUFFIX)] + ".png")
-    state = "anchored" if result.labelling.anchored else "not anchored"
-    title = f"SpineLabel ({result.region}): {len(result.points)} vertebrae, {state}"
-    return save_overview_png(image, png, points=result.points, plane="sagittal", title=title)
+    written = [write_markups(result.points, markups_path, name="Vertebrae")]
+    if png_path is not None:
+        state = "anchored" if result.labelling.anchored else "not anchored"
+        title = f"SpineLabel ({result.region}): {len(result.points)} vertebrae, {state}"
+        written.append(save_overview_png(image, png_path, points=result.points, label_image=label_image,
+                                         names=names, plane="sagittal", title=title))
+    return written
