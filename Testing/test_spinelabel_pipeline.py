@@ -176,7 +176,7 @@ def test_points_lie_in_the_scan(lumbar_case, lumbar_result):
 
 
 def test_spine_window_follows_an_off_centre_spine():
-    from spinebrain.spinelabel.pipeline import _spine_window, _sub_slab
+    from spinebrain.spinelabel.pipeline import _spine_window
     from spinebrain.spinelabel.slices import extract_sagittal_slab
 
     image = sitk.Image(40, 30, 20, sitk.sitkFloat32)
@@ -187,6 +187,6 @@ def test_spine_window_follows_an_off_centre_spine():
     window = _spine_window(maps, 0.5, 3)
     assert (window.start, window.stop) == (6, 9)
     assert _spine_window(np.zeros_like(maps), 0.5, 5) == slice(2, 7)  # nothing found: stay in the middle
-    sub = _sub_slab(slab, window)
+    sub = slab.crop(window)
     assert np.allclose(sub.r_positions, slab.r_positions[6:9])
     assert np.allclose(sub.pixel_to_ras(0, 3, 4), slab.pixel_to_ras(6, 3, 4))  # same grid, fewer slices

@@ -71,6 +71,17 @@ def test_slab_axes_point_inferior_posterior_right_at_the_model_pixel_size():
     assert np.allclose(index_to_ras(slab.image(), pixels[:, ::-1]), ras)  # the slab image carries the geometry
 
 
+def test_a_crop_keeps_the_grid_and_refuses_empty_blocks():
+    slab = extract_sagittal_slab(oblique_volume(), 2.0, slices_each_side=2, step_mm=3.0)
+    crop = slab.crop(slice(1, 4), slice(3, 9), slice(2, 12))
+    assert crop.arrays.shape == (3, 6, 10) and np.array_equal(crop.arrays, slab.arrays[1:4, 3:9, 2:12])
+    assert np.allclose(crop.pixel_to_ras(0, 0, 0), slab.pixel_to_ras(1, 3, 2))
+    assert np.allclose(crop.ras_to_pixel(slab.pixel_to_ras(2, 5.5, 7.0)), [1, 2.5, 5.0])
+    assert np.allclose(crop.r_positions, slab.r_positions[1:4]) and crop.mid_index == 1
+    with pytest.raises(InputError, match="non-empty"):
+        slab.crop(rows=slice(5, 5))
+
+
 def test_mid_sagittal_slice_is_the_middle_of_the_left_right_extent_and_outside_slices_are_dropped():
     spacing = (1.0, 1.0, 2.0)
     image = sitk.Image(20, 30, 9, sitk.sitkInt16)  # LPS axes; k is superior, i is left: R extent 19 mm

@@ -12,6 +12,7 @@ from spinebrain.models import ModelRegistry
 from spinebrain.spinelabel import training
 from spinebrain.spinelabel.detector import PATCH_SIZE
 from spinebrain.spinelabel.pipeline import DetectorPair, load_spine_label_model
+from spinebrain.spinelabel.slices import extract_sagittal_slab
 
 METRIC_KEYS = {"sensitivity", "precision", "accuracy", "localisation_mean_mm", "localisation_sd_mm",
                "labeling_accuracy", "identification_rate", "measured_on"}
@@ -52,6 +53,43 @@ def test_case_patches_respect_the_cap(lumbar_cases):
     options = training.TrainingOptions(region="lumbar", cases=2, patches_per_slice=50, slices_per_case=2)
     v_patches, _, _, _ = training.case_patches(lumbar_cases[1], "lumbar", np.random.default_rng(1), options)
     assert 0 < len(v_patches) <= 100
+
+
+def _lumbar_slice(case):
+    points = np.array([p.ras for p in case.points])
+    r = float(np.median(points[:, 0]))
+    s1 = next(p.ras for p in case.points if p.label == "S1")
+    slab = extract_sagittal_slab(case.image, 2.0, 0, 1.0, center_r=r)
+    step_px = float(np.median(np.abs(np.diff(np.sort(points[:, 2]))))) / 2.0
+    return slab, points, np.array([[r, *s1[1:]]]), step_px
+
+
+def test_crops_cut_away_the_anchor_in_some_views_and_keep_the_grid(lumbar_cases):
+    case = next(c for c in lumbar_cases if any(p.label == "S1" for p in c.points))
+    slab, points, s1, step_px = _lumbar_slice(case)
+    rng = np.random.default_rng(5)
+    views = []
+    for _ in range(40):
+        crop = training.crop_like_real(slab, points, s1, True, step_px, rng)
+        assert crop.arrays.shape[1] >= 8 and crop.arrays.shape[1] <= slab.arrays.shape[1]
+        row, col = crop.ras_to_pixel(points[0])[1:]
+        assert np.allclose(crop.pixel_to_ras(0, row, col), slab.pixel_to_ras(0, *slab.ras_to_pixel(points[0])[1:]))
+        views.append(training._anchor_in_view(crop, s1, step_px))
+        if views[-1] == "cropped away":  # the hard negative still shows vertebrae next to the anchor
+            rows = crop.ras_to_pixel(points)[:, 1]
+            assert np.any((rows >= 0) & (rows < crop.arrays.shape[1]))
+    assert {"inside", "cropped away"} <= set(views)
+
+
+def test_anchor_view_states_on_a_hand_built_slab(lumbar_cases):
+    slab, _, s1, step_px = _lumbar_slice(lumbar_cases[0] if any(p.label == "S1" for p in lumbar_cases[0].points)
+                                         else lumbar_cases[1])
+    row = int(round(slab.ras_to_pixel(s1)[0, 1]))
+    assert training._anchor_in_view(slab, s1, step_px) == "inside"
+    assert training._anchor_in_view(slab.crop(rows=slice(0, row)), s1, step_px) == "at the border"
+    assert training._anchor_in_view(slab.crop(rows=slice(0, max(row - int(step_px), 1))), s1, step_px) \
+        == "cropped away"
+    assert training._anchor_in_view(slab, None, step_px) == "off this slice"
 
 
 @pytest.mark.slow

@@ -112,22 +112,34 @@ def main(data: Path) -> None:
 
 
 def a9_case(image, cord, model) -> dict:
-    """Levels along S from the labelled cord; each point is right when its name is the cord level at its height."""
+    """Levels along S from the labelled cord; each point is right when its name is the cord level at its height.
+
+    One-point correction as a user would do it: the detection at the height of cord level C3 is named
+    C3 (kept where it is, user-set), the rest re-solved and judged by the cord levels again.
+    """
     cord_array = np.rint(sitk.GetArrayFromImage(cord)).astype(int)
     kji = np.argwhere(cord_array > 0)
     heights = index_to_ras(cord, kji[:, ::-1].astype(float))[:, 2]
     values = cord_array[tuple(kji.T)]
     spans = {f"C{v}": (heights[values == v].min(), heights[values == v].max()) for v in np.unique(values)}
+
+    def judge(points):
+        pairs = [(p.label, next((n for n, (lo, hi) in spans.items() if lo <= p.ras[2] <= hi), None)) for p in points]
+        return [pair for pair in pairs if pair[1] is not None]
+
     result = label_spine(image, model)
-    judged = []
-    for point in result.points:
-        level = next((name for name, (low, high) in spans.items() if low <= point.ras[2] <= high), None)
-        if level is not None:
-            judged.append((point.label, level))
-    return {"case": "A9 T2 C2-C5 (cord levels)", "region": "cervical", "points": [p.label for p in result.points],
-            "anchored": result.labelling.anchored, "judged": judged,
-            "labeling_accuracy": (sum(a == b for a, b in judged) / len(judged)) if judged else None,
-            "warnings": result.warnings, "seconds": round(result.seconds, 3)}
+    judged = judge(result.points)
+    row = {"case": "A9 T2 C2-C5 (cord levels)", "region": "cervical", "points": [p.label for p in result.points],
+           "anchored": result.labelling.anchored, "judged": judged,
+           "labeling_accuracy": (sum(a == b for a, b in judged) / len(judged)) if judged else None,
+           "warnings": result.warnings, "seconds": round(result.seconds, 3)}
+    at_c3 = [p for p in result.points if spans["C3"][0] <= p.ras[2] <= spans["C3"][1]]
+    if at_c3:
+        fixed = LabelledPoint("C3", tuple(at_c3[0].ras), None, True)
+        after = judge([p for p in label_spine(image, model, [fixed]).points if not p.user_set])
+        row.update(judged_after_one_point=after, labeled_correct_after_one_point=
+                   f"{sum(a == b for a, b in after)}/{len(after)}")
+    return row
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from ..validate import check_volume
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
-from .slices import SagittalSlab, extract_sagittal_slab
+from .slices import extract_sagittal_slab
 
 TASK = "spine-label"
 REGIONS = ("cervical", "lumbar", "whole")
@@ -216,7 +216,7 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
     with torch.inference_mode():
         wide_maps = detect_slab(model.networks.vertebra, wide, full_resolution=False, device=model.device)
         window = _spine_window(wide_maps, options["threshold"], 2 * each + 1)
-        slab, vertebra_maps = _sub_slab(wide, window), wide_maps[window]
+        slab, vertebra_maps = wide.crop(window), wide_maps[window]
         _update(progress, 0.5, f"anchor ({model.anchor_level}) detector")
         anchor_maps = detect_slab(model.networks.anchor, slab, full_resolution=False, device=model.device)
     detections = merge_nearby(detections_from_maps(vertebra_maps, slab, **options), _merge_radius_mm(model))
@@ -242,14 +242,6 @@ def _spine_window(maps: np.ndarray, threshold: float, width: int) -> slice:
     middle = (len(totals) - 1) / 2.0
     start = min(np.flatnonzero(totals >= totals.max() - 1e-9), key=lambda k: abs(k - middle))
     return slice(int(start), int(start) + width)
-
-
-def _sub_slab(slab: SagittalSlab, window: slice) -> SagittalSlab:
-    """The slices ``window`` of a slab, with the grid moved so pixel_to_ras stays exact."""
-    matrix = slab.ijk_to_ras.copy()
-    matrix[:3, 3] = slab.ijk_to_ras[:3, :3] @ np.array([0.0, 0.0, window.start]) + slab.ijk_to_ras[:3, 3]
-    mid = min(max(slab.mid_index - window.start, 0), window.stop - window.start - 1)
-    return SagittalSlab(slab.arrays[window], slab.r_positions[window], slab.pixel_mm, matrix, int(mid))
 
 
 def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequence[LabelledPoint] = (),

@@ -58,6 +58,19 @@ class SagittalSlab:
         """Continuous (slice, row, col) of RAS points: (3,) gives (3,), (N, 3) gives (N, 3)."""
         return ras_to_index(self._geometry(), ras)[..., ::-1]
 
+    def crop(self, slices: slice = slice(None), rows: slice = slice(None), cols: slice = slice(None)) -> SagittalSlab:
+        """A sub-block of the slab (plain, positive-step slices), with the grid moved so pixel_to_ras stays exact."""
+        windows = [range(n)[w] for n, w in zip(self.arrays.shape, (slices, rows, cols))]
+        if any(len(w) == 0 or w.step != 1 for w in windows):
+            raise InputError("A slab crop needs a non-empty, contiguous block of slices, rows and columns.")
+        start = np.array([windows[2].start, windows[1].start, windows[0].start], float)  # (col, row, slice)
+        matrix = self.ijk_to_ras.copy()
+        matrix[:3, 3] = self.ijk_to_ras[:3, :3] @ start + self.ijk_to_ras[:3, 3]
+        mid = min(max(self.mid_index - windows[0].start, 0), len(windows[0]) - 1)
+        arrays = self.arrays[windows[0].start:windows[0].stop, windows[1].start:windows[1].stop,
+                             windows[2].start:windows[2].stop]
+        return SagittalSlab(arrays, self.r_positions[windows[0].start:windows[0].stop], self.pixel_mm, matrix, int(mid))
+
     def _geometry(self) -> sitk.Image:
         """A one-voxel image carrying only the slab's geometry, for the :mod:`spinebrain.geometry` helpers."""
         return set_geometry_from_ijk_to_ras(sitk.Image(1, 1, 1, sitk.sitkUInt8), self.ijk_to_ras)

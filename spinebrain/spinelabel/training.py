@@ -31,7 +31,7 @@ from .detector import (ANCHOR, PATCH_SIZE, VertebraDetector, normalise_intensiti
 from .graph import FULL_ORDER, fit_shape_model
 from .metrics import aggregate, evaluate_points
 from .pipeline import ARCHITECTURE, TASK, DetectorPair, SpineLabelModel, label_spine
-from .slices import MODEL_PIXEL_MM, extract_sagittal_slab
+from .slices import MODEL_PIXEL_MM, SagittalSlab, extract_sagittal_slab
 
 TRAINABLE_REGIONS = ("cervical", "lumbar")
 #: Levels each region's graph labels (the shape model's layers), T13 / L6 where training sees them.
@@ -51,6 +51,8 @@ ON_SLICE_MM = {"cervical": 4.0, "lumbar": 6.0}
 MAX_VOXELS = {"cervical": 1_500_000, "lumbar": 900_000}
 #: Validation grids are finer (as before this change), so fewer held-out scans have slices too thick to name.
 VALIDATION_MAX_VOXELS = {"cervical": 2_500_000, "lumbar": 1_500_000}
+#: Share of training slices cropped tightly (see :func:`crop_like_real`).
+CROP_PROBABILITY = 0.4
 NETWORK = {"channels": (16, 32), "fc": 128}
 #: Candidate and graph settings written into the card; chosen on development seeds 50001-50014 of the
 #: lumbar model (the metrics in the card are measured on other seeds): a vertebra threshold of 0.7
@@ -168,6 +170,7 @@ def case_patches(case: _Case, region: str, rng: np.random.Generator, options: Tr
     if len(points) < 2:
         return [np.concatenate(part) for part in out]
     anchor = [p.ras for p in case.points if p.label == ANCHOR[region]]
+    spacing = float(np.median(np.linalg.norm(np.diff(points[np.argsort(-points[:, 2])], axis=0), axis=1)))
     for _ in range(options.slices_per_case):
         centre_r = float(np.median(points[:, 0]) + rng.uniform(-0.5, 0.5) * ON_SLICE_MM[region])
         near = np.abs(points[:, 0] - centre_r) <= ON_SLICE_MM[region]
@@ -175,22 +178,70 @@ def case_patches(case: _Case, region: str, rng: np.random.Generator, options: Tr
             continue
         on_slice = points[near].copy()
         on_slice[:, 0] = centre_r  # a body centre a few mm off the slice still shows its body there
+        anchor_near = [a for a in anchor if abs(a[0] - centre_r) <= ON_SLICE_MM[region]]
+        anchor_ras = np.array([[centre_r, *anchor_near[0][1:]]]) if anchor_near else None
         slab = extract_sagittal_slab(case.image, pixel_mm, 0, 1.0, center_r=centre_r)
+        if options.augment and rng.random() < CROP_PROBABILITY:
+            slab = crop_like_real(slab, on_slice, anchor_ras, ANCHOR[region] == "S1", spacing / pixel_mm, rng)
         if options.augment:
             slab = replace(slab, arrays=augment_intensities(slab.arrays, rng))
-        spacing = float(np.median(np.linalg.norm(np.diff(points[np.argsort(-points[:, 2])], axis=0), axis=1)))
         v_patches, v_labels = training_patches_from_slab(slab, on_slice, sizes[0], rng, spacing_mm=spacing)
         _append(out[0], out[1], v_patches, v_labels, options.patches_per_slice, rng)
-        anchor_near = [a for a in anchor if abs(a[0] - centre_r) <= ON_SLICE_MM[region]]
-        if anchor_near:
-            anchor_ras = np.array([[centre_r, *anchor_near[0][1:]]])
+        view = _anchor_in_view(slab, anchor_ras, spacing / pixel_mm) if anchor else "not in the scan"
+        if view == "inside":
             a_patches, a_labels = training_patches_from_slab(slab, on_slice, sizes[1], rng, anchor_ras=anchor_ras,
                                                              spacing_mm=spacing)
             _append(out[2], out[3], a_patches, a_labels, options.patches_per_slice, rng)
-        elif not anchor:  # no anchor in view: its vertebrae are all negatives of the anchor detector
+        elif view in ("not in the scan", "cropped away"):  # no anchor in view: its vertebrae are all negatives
             a_patches, _ = training_patches_from_slab(slab, on_slice, sizes[1], rng, spacing_mm=spacing)
             _append(out[2], out[3], a_patches, np.zeros(len(a_patches), np.int64), options.patches_per_slice // 2, rng)
     return [np.concatenate(part) for part in out]
+
+
+def crop_like_real(slab: SagittalSlab, points_ras, anchor_ras, anchor_below: bool, step_px: float,
+                   rng: np.random.Generator) -> SagittalSlab:
+    """A tight crop of a one-slice training slab, like the real crops the detectors meet.
+
+    Generated scans always show soft tissue around the spine, so without crops the anchor detector
+    learns "the last vertebra before the image border" and answers S1 (C2) on any crop. Half of the
+    crops of a slab with the anchor therefore cut just past one of the four vertebrae next to it,
+    leaving the anchor out of view (a hard negative); the others are random windows along the spine.
+    Anterior and posterior margins are cut too, to one to three vertebra steps around the bodies.
+    """
+    rows, cols = slab.arrays.shape[1:]
+    pixels = slab.ras_to_pixel(np.asarray(points_ras, float).reshape(-1, 3))[:, 1:]
+    length = int(rng.uniform(1.8, 5.0) * step_px)
+    top_rows, bottom_rows = int(np.floor(pixels[:, 0].min())), int(np.ceil(pixels[:, 0].max()))
+    first = int(rng.uniform(top_rows, bottom_rows) - length / 2)  # a random window centred on the spine
+    if anchor_ras is not None and rng.random() < 0.5:
+        anchor_row = float(slab.ras_to_pixel(anchor_ras)[0, 1])
+        levels = (anchor_row - pixels[:, 0]) / step_px * (1 if anchor_below else -1)  # > 0: away from the anchor
+        neighbours = pixels[(levels > 0.5) & (levels < 4.5), 0]
+        if len(neighbours):
+            cut = float(rng.choice(neighbours)) + (1 if anchor_below else -1) * rng.uniform(0.35, 1.0) * step_px
+            first = int(cut) - length if anchor_below else int(cut)
+    first = int(np.clip(first, 0, max(rows - length, 0)))
+    row_window = slice(first, min(first + max(length, 8), rows))
+    col_window = slice(0, cols)
+    if rng.random() < 0.6:
+        front = int(pixels[:, 1].min() - rng.uniform(0.6, 2.5) * step_px)
+        back = int(pixels[:, 1].max() + rng.uniform(1.0, 3.0) * step_px)
+        col_window = slice(max(front, 0), min(max(back, max(front, 0) + 8), cols))
+    return slab.crop(rows=row_window, cols=col_window)
+
+
+def _anchor_in_view(slab: SagittalSlab, anchor_ras, step_px: float) -> str:
+    """"inside", "cropped away" (its body out of view), "off this slice" or "at the border" (ambiguous)."""
+    if anchor_ras is None:
+        return "off this slice"
+    row = float(slab.ras_to_pixel(anchor_ras)[0, 1])
+    margin = 0.25 * step_px  # a body cut through its centre is neither clearly there nor clearly gone
+    rows = slab.arrays.shape[1]
+    if margin <= row <= rows - 1 - margin:
+        return "inside"
+    if row < -0.5 * step_px or row > rows - 1 + 0.5 * step_px:
+        return "cropped away"
+    return "at the border"
 
 
 def augment_intensities(arrays: np.ndarray, rng: np.random.Generator) -> np.ndarray:
