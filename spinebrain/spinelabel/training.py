@@ -3,7 +3,8 @@
 ``train_spine_label`` generates cases with :func:`spinebrain.synth.spine.generate_spine` (views of
 the region plus some whole-spine and short views; CT, T1, T2 and randomised contrast so one model
 serves them all; random orientation and spacing), takes each case's sagittal slice at the region's
-pixel size, turns the body-centre points into balanced patches, trains the vertebra and anchor
+pixel size (some of them cropped tightly, like real crops: :func:`crop_like_real`), turns the
+body-centre points into balanced patches, trains the vertebra and anchor
 detectors (SGD with Nesterov momentum), fits the shape model from the 3D points, measures the
 whole pipeline on held-out synthetic cases (:mod:`.metrics`) and writes the model package.
 
