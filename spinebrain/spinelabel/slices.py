@@ -67,9 +67,7 @@ class SagittalSlab:
         matrix = self.ijk_to_ras.copy()
         matrix[:3, 3] = self.ijk_to_ras[:3, :3] @ start + self.ijk_to_ras[:3, 3]
         mid = min(max(self.mid_index - windows[0].start, 0), len(windows[0]) - 1)
-        arrays = self.arrays[windows[0].start:windows[0].stop, windows[1].start:windows[1].stop,
-                             windows[2].start:windows[2].stop]
-        return SagittalSlab(arrays, self.r_positions[windows[0].start:windows[0].stop], self.pixel_mm, matrix, int(mid))
+        return SagittalSlab(self.arrays[slices, rows, cols], self.r_positions[slices], self.pixel_mm, matrix, int(mid))
 
     def _geometry(self) -> sitk.Image:
         """A one-voxel image carrying only the slab's geometry, for the :mod:`spinebrain.geometry` helpers."""

@@ -172,6 +172,7 @@ def case_patches(case: _Case, region: str, rng: np.random.Generator, options: Tr
         return [np.concatenate(part) for part in out]
     anchor = [p.ras for p in case.points if p.label == ANCHOR[region]]
     spacing = float(np.median(np.linalg.norm(np.diff(points[np.argsort(-points[:, 2])], axis=0), axis=1)))
+    step_px = spacing / pixel_mm
     for _ in range(options.slices_per_case):
         centre_r = float(np.median(points[:, 0]) + rng.uniform(-0.5, 0.5) * ON_SLICE_MM[region])
         near = np.abs(points[:, 0] - centre_r) <= ON_SLICE_MM[region]
@@ -183,12 +184,12 @@ def case_patches(case: _Case, region: str, rng: np.random.Generator, options: Tr
         anchor_ras = np.array([[centre_r, *anchor_near[0][1:]]]) if anchor_near else None
         slab = extract_sagittal_slab(case.image, pixel_mm, 0, 1.0, center_r=centre_r)
         if options.augment and rng.random() < CROP_PROBABILITY:
-            slab = crop_like_real(slab, on_slice, anchor_ras, ANCHOR[region] == "S1", spacing / pixel_mm, rng)
+            slab = crop_like_real(slab, on_slice, anchor_ras, ANCHOR[region] == "S1", step_px, rng)
         if options.augment:
             slab = replace(slab, arrays=augment_intensities(slab.arrays, rng))
         v_patches, v_labels = training_patches_from_slab(slab, on_slice, sizes[0], rng, spacing_mm=spacing)
         _append(out[0], out[1], v_patches, v_labels, options.patches_per_slice, rng)
-        view = _anchor_in_view(slab, anchor_ras, spacing / pixel_mm) if anchor else "not in the scan"
+        view = _anchor_in_view(slab, anchor_ras, step_px) if anchor else "not in the scan"
         if view == "inside":
             a_patches, a_labels = training_patches_from_slab(slab, on_slice, sizes[1], rng, anchor_ras=anchor_ras,
                                                              spacing_mm=spacing)
@@ -215,11 +216,12 @@ def crop_like_real(slab: SagittalSlab, points_ras, anchor_ras, anchor_below: boo
     top_rows, bottom_rows = int(np.floor(pixels[:, 0].min())), int(np.ceil(pixels[:, 0].max()))
     first = int(rng.uniform(top_rows, bottom_rows) - length / 2)  # a random window centred on the spine
     if anchor_ras is not None and rng.random() < 0.5:
+        towards_anchor = 1 if anchor_below else -1  # rows grow inferiorly
         anchor_row = float(slab.ras_to_pixel(anchor_ras)[0, 1])
-        levels = (anchor_row - pixels[:, 0]) / step_px * (1 if anchor_below else -1)  # > 0: away from the anchor
+        levels = (anchor_row - pixels[:, 0]) / step_px * towards_anchor  # > 0: away from the anchor
         neighbours = pixels[(levels > 0.5) & (levels < 4.5), 0]
         if len(neighbours):
-            cut = float(rng.choice(neighbours)) + (1 if anchor_below else -1) * rng.uniform(0.35, 1.0) * step_px
+            cut = float(rng.choice(neighbours)) + towards_anchor * rng.uniform(0.35, 1.0) * step_px
             first = int(cut) - length if anchor_below else int(cut)
     first = int(np.clip(first, 0, max(rows - length, 0)))
     row_window = slice(first, min(first + max(length, 8), rows))
