@@ -39,8 +39,15 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = ("A10_vb3_lumbar_mr", "A11_vb2_t2_lumbar", "A12_vb1_thoracolumbar_pathology")
 
 
-def validation_cases(data: Path) -> list[Path]:
+#: Train-split patients the heatmap recipe holds out to choose its epoch and settings (never trained on).
+SELECT = ("vb3_27", "vb3_29", "vb2_20")
+
+
+def validation_cases(data: Path, split: str = "validation") -> list[Path]:
+    """The splits.json 'validation' scans, or with ``split="select"`` the recipe's selection scans."""
     splits = json.loads((data / "splits.json").read_text())
+    if split == "select":
+        return [data / name / case for name in SETS for case in splits[name]["train"] if case in SELECT]
     return [data / name / case for name in SETS for case in splits[name]["validation"]]
 
 
@@ -143,11 +150,12 @@ def summary(rows: list[dict]) -> dict:
             "tp": pooled["tp"], "fp": pooled["fp"], "fn": pooled["fn"]}
 
 
-def evaluate_model(model_ref: str, data: Path, with_ct: bool = True) -> dict:
+def evaluate_model(model_ref: str, data: Path, with_ct: bool = True, split: str = "validation",
+                   settings: dict | None = None) -> dict:
     model = load_spine_label_model("lumbar", model_ref, device="cpu")
-    rows = [score_mr_case(folder, model) for folder in validation_cases(data)]
-    for row in rows:
-        row.pop("metrics_full", None)
+    if settings:  # trying heatmap settings (on the selection split only)
+        model.card.extra["heatmap"] = {**model.card.extra.get("heatmap", {}), **settings}
+    rows = [score_mr_case(folder, model) for folder in validation_cases(data, split)]
     report = {"model": model.card.id, "detector": model.card.extra.get("detector", "paper patch CNN pair"),
               "summary": summary(rows), "cases": [{k: v for k, v in r.items() if k != "metrics"} for r in rows]}
     if with_ct:
@@ -161,9 +169,11 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="*", help="model ids or package folders (default: installed lumbar models)")
     parser.add_argument("--json", type=Path, help="also write the full report here")
     parser.add_argument("--no-ct", action="store_true", help="skip the CT crops")
+    parser.add_argument("--split", choices=("validation", "select"), default="validation")
+    parser.add_argument("--settings", default="{}", help="JSON overrides of a heatmap card's settings")
     args = parser.parse_args(argv)
     models = args.models or [e.id for e in ModelRegistry().list_models(task=TASK, region="lumbar")]
-    reports = [evaluate_model(m, args.data, not args.no_ct) for m in models]
+    reports = [evaluate_model(m, args.data, not args.no_ct, args.split, json.loads(args.settings)) for m in models]
     for report in reports:
         print(f"\n== {report['model']} ({report['detector']})")
         for row in report["cases"]:

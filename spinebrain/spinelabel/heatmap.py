@@ -33,7 +33,7 @@ ARCHITECTURE = "spinebrain.spinelabel.heatmap.HeatmapDetector"
 OUTPUTS = ("vertebra", "anchor")
 #: Card ``extra["heatmap"]`` defaults: slice step and band half-width (mm), peak thresholds, peak window (mm).
 DEFAULT_HEATMAP = {"slice_step_mm": 2.0, "band_mm": 40.0, "threshold": 0.3, "anchor_threshold": 0.5,
-                   "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "batch": 8}
+                   "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "nms_r_scale": 0.4, "batch": 8}
 #: CT is scaled with a fixed HU window (bone to fat), MR between robust percentiles.
 CT_WINDOW_HU = (-250.0, 1250.0)
 MR_PERCENTILES = (0.5, 99.5)
@@ -147,8 +147,26 @@ def find_peaks(volume: np.ndarray, threshold: float, window_px) -> list[tuple[np
         values = np.clip(volume[box] - 0.5 * height, 0.0, None)
         grid = np.stack(np.meshgrid(*[np.arange(b.start, b.start + n) for b, n in zip(box, values.shape)],
                                     indexing="ij"), -1)
-        peaks.append(((grid * values[..., None]).sum(axis=(0, 1, 2)) / values.sum(), height))
+        position = (grid * values[..., None]).sum(axis=(0, 1, 2)) / values.sum()
+        position[0] = _run_centre(volume[:, index[1], index[2]], int(index[0]), 0.5 * height)
+        peaks.append((position, height))
     return peaks
+
+
+def _run_centre(profile: np.ndarray, index: int, level: float) -> float:
+    """Weighted centre of the run of ``profile`` above ``level`` that holds ``index``.
+
+    Across R the heatmap of a body is often flat-topped (a body is 40 mm wide and its middle
+    slices look alike), so the 3-voxel centroid would stick to one side of the plateau.
+    """
+    low = index
+    while low > 0 and profile[low - 1] > level:
+        low -= 1
+    high = index
+    while high < len(profile) - 1 and profile[high + 1] > level:
+        high += 1
+    weights = profile[low:high + 1] - level
+    return float(np.dot(np.arange(low, high + 1), weights) / weights.sum()) if weights.sum() > 0 else float(index)
 
 
 def peak_points(slab: SagittalSlab, volume: np.ndarray, threshold: float, options: dict) -> list[tuple[np.ndarray, float]]:
@@ -161,11 +179,17 @@ def peak_points(slab: SagittalSlab, volume: np.ndarray, threshold: float, option
     return sorted(peaks, key=lambda p: -p[1])
 
 
-def suppress_near(points: list[tuple[np.ndarray, float]], distance_mm: float) -> list[tuple[np.ndarray, float]]:
-    """Greedy non-maximum suppression (strongest first): one body gives one point."""
+def suppress_near(points: list[tuple[np.ndarray, float]], distance_mm: float,
+                  r_scale: float = 1.0) -> list[tuple[np.ndarray, float]]:
+    """Greedy non-maximum suppression (strongest first): one body gives one point.
+
+    Left-right (R) differences count ``r_scale`` times: a body is wider than it is tall, so a weaker
+    answer beside a body centre, at its height, is the same body seen on its lateral slices.
+    """
+    scale = np.array([r_scale, 1.0, 1.0])
     kept: list[tuple[np.ndarray, float]] = []
     for position, height in points:
-        if all(np.linalg.norm(position - other) >= distance_mm for other, _ in kept):
+        if all(np.linalg.norm((position - other) * scale) >= distance_mm for other, _ in kept):
             kept.append((position, height))
     return kept
 
@@ -178,7 +202,8 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     slab, maps = predict_band(model.networks, image, model.pixel_mm, options, model.device)
     steps = [float(np.linalg.norm(pair.mean)) for pair in model.shape_model.pairs.values()]
     nms_mm = float(options["nms_fraction"]) * float(np.median(steps))
-    vertebrae = suppress_near(peak_points(slab, maps[0], float(options["threshold"]), options), nms_mm)
+    vertebrae = suppress_near(peak_points(slab, maps[0], float(options["threshold"]), options), nms_mm,
+                              float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
     anchors = peak_points(slab, maps[1], float(options["anchor_threshold"]), options)[:1]  # one anchor at most
     answers = [Detection(p, h, h, 1, ()) for p, h in anchors]

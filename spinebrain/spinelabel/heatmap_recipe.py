@@ -158,7 +158,7 @@ def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: in
 
 def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40, generated: int = 120,
                   samples_per_epoch: int = 1600, batch: int = 8, learning_rate: float = 2e-3, seed: int = 0,
-                  select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128) -> Path:
+                  select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128, device: str = "cpu") -> Path:
     """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,19 +169,25 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
     else:
         cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed)
         cache.write_bytes(pickle.dumps((cases, chosen)))
+    write_shape_points(cases, out)
     print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
           f"{len(chosen)} selection cases", flush=True)
     train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed)
     select_set = HeatmapSamples(chosen, 96, size=size, seed=seed + 1, augment=False, real_share=1.0)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=False, num_workers=0)
     select_loader = torch.utils.data.DataLoader(select_set, batch_size=batch, num_workers=0)
-    network = HeatmapDetector()
-    trainer, _, scheduler = build_engines(network, loader, select_loader, out, epochs, learning_rate, deadline)
+    network = HeatmapDetector().to(device)
+    trainer, _, scheduler = build_engines(network, loader, select_loader, out, epochs, learning_rate, deadline,
+                                          device=device)
     resume(trainer, network, scheduler, out)
     trainer.run()
+    return out
+
+
+def write_shape_points(cases, out: Path) -> None:
+    """The training cases' body centres (RAS mm), from which the export fits the graph's shape model."""
     (out / "shape_points.json").write_text(json.dumps(
         {c.name: {k: list(map(float, v)) for k, v in c.info["points"].items()} for c in cases}))
-    return out
 
 
 def best_checkpoint(out_dir: str | Path) -> Path:
@@ -199,7 +205,8 @@ def shape_model_from(out_dir: str | Path):
 
     saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
     annotated = [[LabelledPoint(name, tuple(ras)) for name, ras in points.items()] for points in saved.values()]
-    return fit_shape_model(annotated, levels=region_levels("lumbar"))
+    seen = [level for level in region_levels("lumbar") if sum(level in points for points in saved.values()) >= 2]
+    return fit_shape_model(annotated, levels=seen)  # T13 / L6 only where training cases had them
 
 
 def load_checkpoint(checkpoint: str | Path, network: HeatmapDetector | None = None) -> HeatmapDetector:
@@ -228,6 +235,22 @@ def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model
     return save_model_package(models_dir, network.state_dict(), card, overwrite=True)
 
 
+def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str) -> Path:
+    """Package the best checkpoint of a run: shape model from its cases, measured metrics, heatmap settings."""
+    saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
+    generated = sum(name.startswith("synthetic") for name in saved)
+    data = (f"{len(saved) - generated} real MR scans of the splits.json 'train' patients of ../shared/data A10-A12 "
+            f"(their images, contrast-randomised: random intensity curve, per-body offset, bias field, gamma, blur, "
+            f"noise, thick-slice blur; rotations, scaling, tight crops); {generated} generated scans "
+            "(spinebrain.synth.spine: CT, T1, T2, random contrast; lumbar, whole, thoracic, short and cervical views). "
+            f"Train patients {', '.join(DEFAULT_SELECT)} held out to choose the epoch; the splits.json 'validation' "
+            "patients were never used in training or selection.")
+    metrics = json.loads(metrics_file.read_text()) if metrics_file else {}
+    network = load_checkpoint(best_checkpoint(out_dir))
+    extra = {"heatmap": {**DEFAULT_HEATMAP, **settings}}
+    return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, extra=extra)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data")
@@ -241,8 +264,16 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--export", metavar="MODELS_DIR",
+                        help="instead of training: write the best checkpoint of --out as a package into MODELS_DIR")
+    parser.add_argument("--metrics", type=Path, help="with --export: a JSON object of measured metrics for the card")
+    parser.add_argument("--settings", default="{}", help="with --export: JSON overrides of the card's heatmap settings")
+    parser.add_argument("--command", default="", help="with --export: the training command to record in the card")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.export:
+        print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command))
+        return
     deadline = time.time() + 60.0 * args.minutes
     if args.until:
         hours, minutes = (int(v) for v in args.until.split(":"))
