@@ -205,7 +205,9 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     vertebrae = suppress_near(peak_points(slab, maps[0], float(options["threshold"]), options), nms_mm,
                               float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
-    anchors = peak_points(slab, maps[1], float(options["anchor_threshold"]), options)[:1]  # one anchor at most
+    # the strongest few anchor answers: the graph step tries the lowest strong one first (L4 answers too)
+    anchors = suppress_near(peak_points(slab, maps[1], float(options["anchor_threshold"]), options), nms_mm,
+                            float(options["nms_r_scale"]))[:3]
     answers = [Detection(p, h, h, 1, ()) for p, h in anchors]
     return attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
 
