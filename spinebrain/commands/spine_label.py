@@ -13,20 +13,21 @@ from .. import RESEARCH_NOTICE
 from ..batch import add_batch_arguments, run_cases
 from ..errors import InputError
 from ..protocol import output_kind
+from ..tasks import SPINE_LABEL
 
-MARKUPS_SUFFIX = ".mrk.json"
+MARKUPS_SUFFIX = SPINE_LABEL.output_suffix
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "spine-label", help="detect and label vertebrae (C1...S1) on CT or MR; writes .mrk.json points",
-        description="Detect the vertebrae of each scan with two CNN detectors on sagittal slices and name them "
+def add_arguments(parser) -> None:
+    """Fill ``spinebrain spine-label``'s parser (the task registry creates it, see :mod:`spinebrain.tasks`)."""
+    parser.description = (
+        "Detect the vertebrae of each scan with two CNN detectors on sagittal slices and name them "
         "with a graphical shape model (Forsberg 2017). Writes one Slicer point list (.mrk.json) per scan, each "
-        "point at the centre of a vertebral body (RAS) with its confidence. " + RESEARCH_NOTICE,
-    )
+        "point at the centre of a vertebral body with its confidence. " + RESEARCH_NOTICE)
     add_batch_arguments(parser)
-    parser.add_argument("--region", default="auto", choices=("auto", "cervical", "lumbar", "whole"),
-                        help="spine region; auto runs every installed region model and keeps the most certain")
+    parser.add_argument("--region", default="auto", choices=("auto", *SPINE_LABEL.regions),
+                        help="spine region; auto runs every installed region model and keeps the one the evidence favours "
+                        "(anchor, vertebra spacing that fits the region, levels named, certainty)")
     parser.add_argument("--model", help="model package id or folder (default: the installed one for the region)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--png", action="store_true", help="also write an overview picture (mid-sagittal slice)")

@@ -19,11 +19,13 @@ from typing import Any
 
 from .. import RESEARCH_NOTICE, __version__
 from ..errors import ModelError
+from ..tasks import card_tasks
 
 CARD_FILE = "model_card.json"
 
-#: Tasks the pipelines ask for. Other names are accepted (a card may serve a newer pipeline).
-KNOWN_TASKS = ("spine-label", "spine-segment", "spine-segment-2d", "brain-tissue", "brain-lesion")
+#: Card tasks of the task registry (:mod:`spinebrain.tasks`). Other well-formed names are accepted
+#: (a card may serve a newer version's task); :func:`spinebrain.tasks.task_for_card` says which serve none.
+KNOWN_TASKS = card_tasks()
 
 #: Keys a card file must have; the others have defaults.
 REQUIRED_KEYS = (
