@@ -51,12 +51,23 @@ def run(args, progress) -> None:
         raise InputError("--fixed points belong to one scan; run one scan at a time with --fixed.")
     progress.update("load", 0.0, "loading the SpineLabel model(s)")
     models = load_spine_label_models(args.region, args.model, device=args.device)
+    _log_model_problems(progress)
     progress.log("Model(s): " + ", ".join(f"{m.card.id} ({m.region})" for m in models))
     if single_file:
         _label_one(args.inputs[0], args.series, Path(args.out), models, fixed, args, progress)
         return
     run_cases(args, progress, lambda case, folder: _label_one(
         case.path, case.series_uid, folder / f"{case.name}{MARKUPS_SUFFIX}", models, fixed, args, progress))
+
+
+def _log_model_problems(progress) -> None:
+    """Say which model packages were skipped and why (a malformed user card is not passed over silently)."""
+    from ..models import ModelRegistry
+
+    registry = ModelRegistry()
+    registry.list_models()
+    for line in registry.problem_lines():
+        progress.log(f"Warning: {line}")
 
 
 def _is_dicom(path) -> bool:
@@ -72,6 +83,8 @@ def _label_one(path, series_uid, markups_path: Path, models, fixed, args, progre
 
     image = load_volume(path, series_uid)
     result = label_spine_best(image, models, fixed, progress=progress, detection_only=args.detection_only)
+    if len(models) > 1:
+        progress.log(f"{Path(path).name}: region auto {result.choice}")
     for warning in result.warnings:
         progress.log(f"{Path(path).name}: {warning}")
     png = markups_path.with_name(markups_path.name[: -len(MARKUPS_SUFFIX)] + ".png") if args.png else None
