@@ -27,6 +27,7 @@ from ..errors import InputError, ModelError
 from ..geometry import extent_ras
 from ..models import ModelCard, ModelRegistry, load_network, resolve_package
 from ..points import LabelledPoint
+from ..protocol import Progress, as_progress
 from ..validate import check_volume
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
@@ -250,6 +251,7 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     the unnamed detections ("Vertebra 1" ... top to bottom) and the too-little-spine checks are skipped.
     """
     start = time.perf_counter()
+    progress = as_progress(progress)
     check_image(image, model, detection_only)
     if device is not None and select_device(device) != model.device:
         model.device = select_device(device)
@@ -298,6 +300,5 @@ def _detections_only(candidates: list[Candidate], model: SpineLabelModel) -> Spi
                             ["Detection only: the points are not named."], model.region, 0.0, model.setup)
 
 
-def _update(progress, fraction: float, message: str) -> None:
-    if progress is not None:
-        progress.update("spine-label", fraction, message)
+def _update(progress: Progress, fraction: float, message: str) -> None:
+    progress.update("spine-label", fraction, message)
