@@ -51,7 +51,7 @@ def _real_data_found(data: Path, folders: tuple[str, ...], notes: list[str]) -> 
 
 def default_data_dir() -> Path:
     """$SPINEBRAIN_TEST_DATA, else ``../shared/data`` beside the repository (the test fixtures' rule)."""
-    repository = Path(__file__).resolve().parents[2]
+    repository = Path(__file__).resolve().parents[3]  # spinebrain/synth/realism/common.py
     return Path(os.environ.get("SPINEBRAIN_TEST_DATA", repository.parent / "shared" / "data"))
 
 
