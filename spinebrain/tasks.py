@@ -126,6 +126,12 @@ def card_tasks() -> tuple[str, ...]:
     return tuple(card_task for task in TASKS for card_task in task.card_tasks)
 
 
+def card_tasks_for(name: str | None) -> tuple[str, ...]:
+    """The card tasks a name stands for: a task's accepted card tasks (``brain-seg``), else the name itself."""
+    owner = next((task for task in TASKS if task.name == name), None)
+    return owner.card_tasks if owner is not None else (name,)
+
+
 def task_for_card(card_task: str) -> Task | None:
     """The task a model card's ``task`` serves, or None for a name no task knows (a newer version's)."""
     return next((task for task in TASKS if card_task in task.card_tasks), None)

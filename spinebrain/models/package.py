@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
+from ..tasks import card_tasks_for
 from .card import CARD_FILE, ModelCard
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -141,7 +142,8 @@ def _check_sha256(digest: str, card: ModelCard, weights_path: Path) -> None:
 
 
 def check_task(card: ModelCard, task: str | None) -> None:
-    if task is not None and card.task != task:
+    """ModelError unless the card serves ``task`` (a card task, or a task of :mod:`spinebrain.tasks`)."""
+    if task is not None and card.task not in card_tasks_for(task):
         raise ModelError(
             f"Model {card.id!r} is for {card.task} but {task} was asked; choose a {task} model "
             "('spinebrain info' lists the installed ones) or train one."

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..errors import ModelError
 import torch
 
+from ..tasks import card_tasks_for, task_for_card
 from .card import CARD_FILE, ModelCard
 from .package import move_into_place, read_package
 
@@ -79,7 +80,8 @@ class ModelRegistry:
     def list_models(self, task: str | None = None, region: str | None = None) -> list[ModelEntry]:
         """Usable packages (user ones first), optionally only those for ``task`` / ``region``.
 
-        A package without a region serves every region. Unreadable packages are skipped and
+        ``task`` is a card task (``spine-segment-2d``) or a task of :mod:`spinebrain.tasks`
+        (``brain-seg``: every card task it accepts). A package without a region serves every region. Unreadable packages are skipped and
         recorded in :attr:`problems`.
         """
         self.problems = []
@@ -94,7 +96,8 @@ class ModelRegistry:
                     f"model {hidden.card.id!r} and hides it; rename or remove the user package")))
         bundled = {key: entry for key, entry in bundled.items() if key not in user}
         entries = [*user.values(), *bundled.values()]
-        return [e for e in entries if (task is None or e.card.task == task)
+        card_tasks = card_tasks_for(task)
+        return [e for e in entries if (task is None or e.card.task in card_tasks)
                 and (region is None or e.card.region in (None, region))]
 
     def _scan(self, folder: Path, source: str) -> dict[str, ModelEntry]:
@@ -152,8 +155,6 @@ class ModelRegistry:
     @staticmethod
     def how_to_get_model(task: str | None = None, user_dir: Path | None = None) -> str:
         """What to do when no model is found: train one (the task's command) or import a package."""
-        from ..tasks import task_for_card
-
         folder = user_dir or default_user_dir()
         owner = task_for_card(task) if task else None
         importing = f"import a model package (folder with model_card.json and weights) into {folder}"
