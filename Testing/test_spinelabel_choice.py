@@ -49,7 +49,15 @@ def test_no_fitting_region_is_kept_with_a_warning(models):
     cervical = made_up_result(models["cervical"], ["C2", "C3", "C4"], 40.0)
     lumbar = made_up_result(models["lumbar"], ["L3", "L4", "L5"], 8.0)
     chosen = choose_labelling([cervical, lumbar])
-    assert any("No region model's vertebra size fits" in w for w in chosen.warnings)
+    assert any("No region model's labelling fits" in w for w in chosen.warnings)
+
+
+def test_a_labelling_that_jumps_levels_does_not_fit(models):
+    jumping = made_up_result(models["cervical"], ["C1", "C2", "C3", "C5", "C7", "T1", "T2"], 18.0, certainty=0.9,
+                             missing=["C4", "C6"])
+    lumbar = made_up_result(models["lumbar"], ["L4", "L5", "S1"], 36.0, certainty=0.5)
+    assert assess(jumping).step_ratio < 1.45 and not assess(jumping).fits
+    assert choose_labelling([jumping, lumbar]) is lumbar
 
 
 def test_fixed_level_only_one_model_names_selects_that_model(models):
@@ -88,3 +96,16 @@ def test_relabel_reuses_the_run_options_and_changes_nothing(models):
     assert [(p.label, p.ras) for p in relabel(result).points] == [(p.label, p.ras) for p in result.points]
     again = relabel_points(result.points, result.candidates, result.setup)
     assert [(p.label, p.ras) for p in again] == [(p.label, p.ras) for p in result.points]
+
+
+# ------------------------------------------------------------------------------ real lumbar MR (../shared/data)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", ["A12_vb1_thoracolumbar_pathology/vb1_07", "A10_vb3_lumbar_mr/vb3_11"])
+def test_real_lumbar_mr_is_not_called_cervical(models, real_case, case):
+    """vb1_07: the cervical model names 7 levels there (jumping 2) while the lumbar one names L4-S1."""
+    from spinebrain.io import load_volume
+
+    result = label_spine_best(load_volume(real_case(f"{case}/image.nii.gz")), list(models.values()))
+    assert result.region == "lumbar", result.choice

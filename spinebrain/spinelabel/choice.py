@@ -7,8 +7,12 @@ Each region model labels the scan; its solved labelling is then judged on what i
   names lumbar-sized steps C2, C4, C6 (skipping every other level) or cervical-sized ones L2, L3
   does not fit, so a long lumbar scan is never called cervical, whatever its certainty.
 * **Gaps.** A labelling that jumps over many levels names a spine the detections do not show.
-* **Anchor, levels, certainty.** Among the labellings that fit: anchored before unanchored, then
-  the most levels named, then the most certain.
+* **Anchor, certainty, levels.** Among the labellings that fit: anchored before unanchored, then
+  the most certain, then the most levels named.
+
+Measured on 21 real lumbar / thoracolumbar MR scans (A10-A12) and generated lumbar CT, cervical MR
+and whole-spine CT: the cervical model's labellings of lumbar scans either have the wrong step size
+or jump levels (17-44 %), or, where they pass both, are far less certain (0.05 against 0.86).
 
 Why written here: this is the project's own decision rule over its own graph results.
 :func:`choose_labelling` is the public entry; the Slicer Logic reaches it through
@@ -29,8 +33,9 @@ from .labelling import SpineLabelResult
 
 #: Observed / expected median step outside this range: the vertebrae are the wrong size for the model.
 STEP_RATIO_RANGE = (0.7, 1.45)
-#: Most of the named span that may be jumped-over levels.
-MAX_GAP_SHARE = 0.3
+#: Largest share of jumped-over levels in the named span: one missed level in seven still fits; a model
+#: skipping every other level (lumbar-sized steps named C2, C4, C6) does not.
+MAX_GAP_SHARE = 0.15
 
 
 @dataclass
@@ -57,7 +62,7 @@ class RegionEvidence:
         return bool(size_fits and self.gap_share <= MAX_GAP_SHARE)
 
     def rank(self) -> tuple:
-        return (self.fits, self.anchored, self.levels, self.certainty)
+        return (self.fits, self.anchored, self.certainty, self.levels)
 
     def describe(self) -> str:
         state = "anchored" if self.anchored else "not anchored"
@@ -116,8 +121,8 @@ def choose_labelling(results: Sequence[SpineLabelResult], image=None) -> SpineLa
     length = f"scan {float(extent_ras(image)[2]):.0f} mm long; " if image is not None else ""
     chosen.choice = f"kept {evidence[best].region}: {length}" + "; ".join(e.describe() for e in evidence)
     if len(results) > 1 and not evidence[best].fits:
-        chosen.warnings.append(f"No region model's vertebra size fits this scan ({evidence[best].describe()}); "
-                               "check the labels or choose the region.")
+        chosen.warnings.append(f"No region model's labelling fits this scan's vertebra size and levels "
+                               f"({evidence[best].describe()}); check the labels or choose the region.")
     return chosen
 
 
