@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import RESEARCH_NOTICE
 from ..errors import InputError
 from ..tables import Column
-from ..tasks import available_tasks
+from .task import add_task_subcommands
 
 MARKUPS_SUFFIX = ".mrk.json"
 LABEL_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
@@ -42,10 +42,7 @@ def register(subparsers) -> None:
         description="Compare pipeline results with reference annotations and print the metrics table. "
         + RESEARCH_NOTICE,
     )
-    tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
-    for task in available_tasks():
-        if task.evaluate:
-            task.entry("evaluate")(tasks.add_parser(task.name, help=f"score {task.title} results"))
+    add_task_subcommands(parser, "evaluate", "score {title} results")
 
 
 def add_spine_label_arguments(spine) -> None:

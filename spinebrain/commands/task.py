@@ -16,6 +16,17 @@ def register(subparsers) -> None:
         describe_out(parser, task)
 
 
+def add_task_subcommands(parser, entry: str, help_text: str) -> None:
+    """``spinebrain train|evaluate TASK``: one subcommand per available task that declares ``entry``.
+
+    ``help_text`` may name the task's ``{title}``.
+    """
+    tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
+    for task in available_tasks():
+        if getattr(task, entry):
+            task.entry(entry)(tasks.add_parser(task.name, help=help_text.format(title=task.title)))
+
+
 def describe_out(parser, task: Task) -> None:
     """Give ``--out`` the registry's wording (the batch arguments are shared by every task)."""
     for action in parser._actions:  # argparse offers no public way to edit an added option's help

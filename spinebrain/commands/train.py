@@ -10,7 +10,7 @@ import shlex
 import sys
 
 from .. import RESEARCH_NOTICE
-from ..tasks import available_tasks
+from .task import add_task_subcommands
 
 
 def register(subparsers) -> None:
@@ -19,10 +19,7 @@ def register(subparsers) -> None:
         description="Train a model and write it as a model package (model_card.json + weights) that the "
         "pipelines and the Slicer modules can use. " + RESEARCH_NOTICE,
     )
-    tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
-    for task in available_tasks():
-        if task.train:
-            task.entry("train")(tasks.add_parser(task.name, help=f"train a {task.title} model"))
+    add_task_subcommands(parser, "train", "train a {title} model")
 
 
 def add_spine_label_arguments(parser) -> None:
