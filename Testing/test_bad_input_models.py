@@ -110,8 +110,8 @@ def test_user_package_of_another_task_hiding_the_bundled_model_is_named(capsys, 
         assert "hides it" in err and "spine-label-lumbar" in err
         return
     code, err = run_cli(capsys, *args)
-    assert_refused(code, err, out_dir, before, "No spine-label model for region lumbar",
-                   "has the id of the bundled spine-label model 'spine-label-lumbar' and hides it")
+    assert_refused(code, err, out_dir, before, "No spine-label model for region lumbar is usable: the user package",
+                   "(task brain-tissue) has the id of the bundled spine-label model 'spine-label-lumbar' and hides it")
 
 
 def test_malformed_user_card_is_reported_not_skipped(capsys, user_dir, lumbar_scan, out_dir):
@@ -122,9 +122,10 @@ def test_malformed_user_card_is_reported_not_skipped(capsys, user_dir, lumbar_sc
                         "--out", str(out_dir / "labels.mrk.json"), quiet=False)
     assert code == EXIT_OK, err  # the bundled model serves the run...
     assert f"Model package {broken} is not used" in err and "not valid JSON" in err  # ...and the user hears why
+    before = snapshot(out_dir)
     code, err = run_cli(capsys, "spine-label", str(lumbar_scan[0]), "--model", "my-lumbar",
                         "--out", str(out_dir / "again.mrk.json"))
-    assert code == EXIT_BAD_INPUT and "not valid JSON" in err
+    assert_refused(code, err, out_dir, before, "Model 'my-lumbar' cannot be used: The model card", "not valid JSON")
 
 
 def test_info_marks_weights_failing_their_sha256_unusable(capsys, user_dir, lumbar_scan, out_dir):

@@ -130,7 +130,7 @@ def format_info(info: dict) -> str:
         lines.append(f"      inputs {', '.join(model['modalities'])}; validated on {validated}; "
                      f"metrics: {model['metrics_summary']}")
     for problem in info["model_problems"]:
-        lines.append(f"  unusable package {problem['path']}: {problem['message']}")
+        lines.append(f"  not used: {problem['path']}: {problem['message']}")
     lines += ["", f"User model folder:    {info['user_models_dir']} (set ${info['user_models_env']} to change)",
               f"Bundled model folder: {info['bundled_models_dir']}"]
     return "\n".join(lines)

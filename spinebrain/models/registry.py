@@ -75,25 +75,25 @@ class ModelRegistry:
         self.bundled_dir = Path(bundled_dir) if bundled_dir is not None else default_bundled_dir()
         self.user_dir = Path(user_dir) if user_dir is not None else default_user_dir()
         self.problems: list[tuple[Path, str]] = []  # packages the last scan could not use, and why
+        self.hidden: list[tuple[ModelEntry, ModelEntry]] = []  # (user package, bundled one of another task it hides)
 
     # -- listing -------------------------------------------------------------------------------
     def list_models(self, task: str | None = None, region: str | None = None) -> list[ModelEntry]:
         """Usable packages (user ones first), optionally only those for ``task`` / ``region``.
 
         ``task`` is a card task (``spine-segment-2d``) or a task of :mod:`spinebrain.tasks`
-        (``brain-seg``: every card task it accepts). A package without a region serves every region. Unreadable packages are skipped and
-        recorded in :attr:`problems`.
+        (``brain-seg``: every card task it accepts). A package without a region serves every region.
+        Unreadable packages are skipped and recorded in :attr:`problems`.
         """
-        self.problems = []
+        self.problems, self.hidden = [], []
         user = self._scan(self.user_dir, "user")
         bundled = self._scan(self.bundled_dir, "bundled")
         for entry in user.values():
             hidden = bundled.get(entry.card.id)
             entry.overrides_bundled = hidden is not None
             if hidden is not None and hidden.card.task != entry.card.task:
-                self.problems.append((entry.path, (
-                    f"this user package (task {entry.card.task}) has the id of the bundled {hidden.card.task} "
-                    f"model {hidden.card.id!r} and hides it; rename or remove the user package")))
+                self.hidden.append((entry, hidden))
+                self.problems.append((entry.path, _hiding(entry, hidden)))
         bundled = {key: entry for key, entry in bundled.items() if key not in user}
         entries = [*user.values(), *bundled.values()]
         card_tasks = card_tasks_for(task)
@@ -133,24 +133,30 @@ class ModelRegistry:
             for entry in self.list_models():
                 if entry.card.id == model_id:
                     return entry
+            unreadable = [message for path, message in self.problems if path.name == model_id]
+            if unreadable:
+                raise ModelError(f"Model {model_id!r} cannot be used: {unreadable[0]}")
             raise ModelError(f"No model {model_id!r} in the user model folder {self.user_dir} or the bundled folder "
                              f"{self.bundled_dir}; 'spinebrain info' lists the installed models (or give the path "
-                             f"of a package folder).{self._problem_note()}")
+                             f"of a package folder).")
         if task is None:
             raise ModelError("Name a model id or a task to choose a model.")
         candidates = self.list_models(task=task, region=region)
         if not candidates:
             where = f" for region {region}" if region else ""
+            hiding = [(user, bundled) for user, bundled in self.hidden if bundled.card.task in card_tasks_for(task)
+                      and (region is None or bundled.card.region in (None, region))]
+            if hiding:
+                raise ModelError(f"No {task} model{where} is usable: {_hiding(*hiding[0])}.")
+            unreadable = (f" ({len(self.problems)} model package(s) could not be read; 'spinebrain info' says why.)"
+                          if self.problems else "")
             raise ModelError(f"No {task} model{where} is installed. {self.how_to_get_model(task, self.user_dir)}"
-                             f"{self._problem_note()}")
+                             f"{unreadable}")
 
         def preference(entry: ModelEntry):
             return (region is not None and entry.card.region == region, entry.source == "user", entry.card.created)
 
         return max(candidates, key=preference)
-
-    def _problem_note(self) -> str:
-        return "".join(f" {line}." for line in self.problem_lines())
 
     @staticmethod
     def how_to_get_model(task: str | None = None, user_dir: Path | None = None) -> str:
@@ -182,6 +188,11 @@ class ModelRegistry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return self.find(card.id)
+
+
+def _hiding(user: ModelEntry, bundled: ModelEntry) -> str:
+    return (f"the user package {user.path} (task {user.card.task}) has the id of the bundled {bundled.card.task} "
+            f"model {bundled.card.id!r} and hides it; rename or remove the user package")
 
 
 def resolve_package(path_or_id, task=None, registry: ModelRegistry | None = None, region=None) -> Path:
