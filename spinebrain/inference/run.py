@@ -17,7 +17,7 @@ from ..models import ModelCard
 from ..protocol import Progress
 from ..resample import resample_like
 from .prepare import prepare_channels
-from .sliding import ACTIVATIONS, WindowSettings, infer_volume
+from .sliding import ACTIVATIONS, WindowSettings, infer_volume, total_windows
 
 OUTPUTS = ("labels", "probabilities", "both")
 
@@ -85,9 +85,9 @@ def run_inference(image: sitk.Image, network: torch.nn.Module, card: ModelCard, 
         return infer_volume(array, network, settings, device, output, output_activation(card), progress, cancel_event)
 
     outputs = run_with_cpu_fallback(run_on, device, on_fallback=progress.log)
-    del array
     progress.update("resample", 0.0, "back onto the input grid")
-    result = InferenceResult(device=str(used["device"]))
+    result = InferenceResult(device=str(used["device"]), windows=total_windows(array.shape[1:], settings))
+    del array  # the normalised input is not needed on the way back
     if "labels" in outputs:
         result.labels = _labels_on_input(outputs.pop("labels"), card, grid, image)
     for channel in outputs.pop("probabilities", ()):

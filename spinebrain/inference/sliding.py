@@ -98,6 +98,15 @@ def window_count(shape: Sequence[int], settings: WindowSettings) -> int:
     return len(dense_patch_slices(size, roi, interval))
 
 
+def slabs_of(spatial: Sequence[int], settings: WindowSettings) -> list[tuple[int, int, int, int]]:
+    return slab_ranges(spatial[-1], math.prod(spatial[:-1]), int(settings.roi_size[-1]), settings.max_slab_voxels)
+
+
+def total_windows(spatial: Sequence[int], settings: WindowSettings) -> int:
+    """Windows over all slabs of a volume of ``spatial`` size: the N of "window n of N"."""
+    return sum(window_count((*spatial[:-1], hi - lo), settings) for lo, hi, _, _ in slabs_of(spatial, settings))
+
+
 def infer_volume(array: np.ndarray, network: torch.nn.Module, settings: WindowSettings, device: torch.device,
                  keep: str = "labels", activation: str = "softmax", progress: Progress | None = None,
                  cancel_event=None) -> dict[str, np.ndarray]:
@@ -114,8 +123,7 @@ def infer_volume(array: np.ndarray, network: torch.nn.Module, settings: WindowSe
                          f"is {len(settings.roi_size)}D; give (channels, i, j, k).")
     progress = progress or Progress(quiet=True)
     spatial = array.shape[1:]
-    slabs = slab_ranges(spatial[-1], math.prod(spatial[:-1]), int(settings.roi_size[-1]), settings.max_slab_voxels)
-    total = sum(window_count((*spatial[:-1], hi - lo), settings) for lo, hi, _, _ in slabs)
+    slabs, total = slabs_of(spatial, settings), total_windows(spatial, settings)
     runner = _WindowRunner(network.to(device).eval(), activation, device, total, progress, cancel_event)
     inferer = SlidingWindowInferer(settings.roi_size, settings.sw_batch_size, settings.overlap, mode=settings.blend,
                                    sw_device=device, device=torch.device("cpu"), progress=False,
