@@ -138,7 +138,13 @@ def _attach_resume(trainer, network, optimizer, lr_scheduler, run_state, setting
     if lr_scheduler is not None:
         load["lr_scheduler"] = lr_scheduler
     CheckpointLoader(str(path), load, map_location=context.device).attach(trainer)
-    return int(torch.load(path, map_location="cpu", weights_only=True)["trainer"]["epoch"])
+    return checkpoint_epoch(path)
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The last completed epoch saved in a resume checkpoint (ignite keeps the iteration count)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["trainer"]
+    return int(state["epoch"]) if "epoch" in state else int(state["iteration"]) // int(state["epoch_length"])
 
 
 def _attach_validation(evaluator, trainer, network, run_state, early_stop, settings, context) -> None:
