@@ -28,6 +28,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kilobytes on Linux
 
 
+def current_rss_mb() -> float:
+    """Resident memory now (Linux /proc; NaN elsewhere)."""
+    try:
+        pages = int(open("/proc/self/statm").read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return pages * resource.getpagesize() / 2**20
+
+
 def ct_like(size, spacing) -> sitk.Image:
     """Air around a water cylinder along k with a bone rod inside: int16 HU, built slice by slice."""
     i, j = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="xy")
@@ -63,7 +72,7 @@ def main(argv=None) -> int:
                      modalities=["CT"], spacing=list(args.model_spacing or args.spacing), patch_size=list(args.patch),
                      normalisation={"method": "window", "center": 400, "width": 1800},
                      network={"architecture": "BasicUNet", "kwargs": {}})
-    before = peak_rss_mb()
+    before, resident = peak_rss_mb(), current_rss_mb()
     started = time.perf_counter()
     result = run_inference(image, network, card, output=args.output, max_slab_voxels=args.max_slab_voxels,
                            sw_batch_size=args.sw_batch_size)
@@ -72,7 +81,7 @@ def main(argv=None) -> int:
     voxels = int(np.prod(args.size))
     print(f"scan {args.size[0]}x{args.size[1]}x{args.size[2]} int16 ({voxels * 2 / 2**20:.0f} MB), model spacing "
           f"{card.spacing}, patch {args.patch}, output {args.output}, max_slab_voxels {args.max_slab_voxels or 'default'}")
-    print(f"peak RSS before inference {before:.0f} MB; peak RSS overall {peak_rss_mb():.0f} MB; "
+    print(f"RSS just before inference {resident:.0f} MB (peak so far {before:.0f} MB); peak RSS overall {peak_rss_mb():.0f} MB; "
           f"{result.windows or 'n/a'} windows; {seconds:.1f} s on {result.device} with {args.threads} thread(s); "
           f"labelled voxels {bone}")
     return 0

@@ -47,6 +47,7 @@ class EngineSettings:
     resume: bool = True
     stop_file: Path | None = None  # default run_dir / "STOP"
     amp: bool = True  # used on CUDA only
+    schedule_per_epoch: bool = True  # False: the LR scheduler steps after every iteration
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
@@ -77,9 +78,11 @@ def as_ignite_metric(metric) -> IgniteMetric:
 def run_training(network: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_function, train_loader,
                  val_loader, metric, settings: EngineSettings, context: DistributedContext | None = None, *,
                  lr_scheduler=None, val_inferer=None, val_postprocessing=None, prepare_batch=default_prepare_batch,
-                 progress: Progress | None = None) -> TrainingOutcome:
+                 progress: Progress | None = None, extra_handlers=()) -> TrainingOutcome:
     """Train ``network`` (already wrapped for DDP when distributed) and keep its best weights in ``run_dir``.
 
+    Without ``val_loader`` nothing is validated and the final weights are kept. ``extra_handlers``:
+    ``(ignite event, function(trainer))`` pairs, run after the epoch report (a task's own per-epoch scores).
     Batches are dicts with ``image`` and ``label`` (MONAI's default ``prepare_batch``). Seeds are the
     caller's (``monai.utils.set_determinism`` before building the network and the loaders).
     """
@@ -89,7 +92,7 @@ def run_training(network: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     run_dir = settings.run_dir
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    evaluator = SupervisedEvaluator(
+    evaluator = None if val_loader is None else SupervisedEvaluator(
         device=context.device, val_data_loader=val_loader, network=network, inferer=val_inferer or SimpleInferer(),
         postprocessing=val_postprocessing, key_val_metric={settings.metric_name: as_ignite_metric(metric)},
         prepare_batch=prepare_batch, amp=amp,
@@ -97,17 +100,20 @@ def run_training(network: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     trainer = SupervisedTrainer(
         device=context.device, max_epochs=settings.max_epochs, train_data_loader=train_loader, network=network,
         optimizer=optimizer, loss_function=loss_function, inferer=SimpleInferer(), prepare_batch=prepare_batch,
-        amp=amp,
+        amp=amp, decollate=False,  # no per-item postprocessing in training: keep the batch output whole
     )
-    early_stop = _early_stop(settings, trainer)
+    early_stop = _early_stop(settings, trainer, evaluator is not None)
     run_state = RunState(early_stop)
     resumed_from = _attach_resume(trainer, network, optimizer, lr_scheduler, run_state, settings, context)
-    _attach_validation(evaluator, trainer, network, run_state, early_stop, settings, context)
+    if evaluator is not None:
+        _attach_validation(evaluator, trainer, network, run_state, early_stop, settings, context)
+        ValidationHandler(validator=evaluator, interval=settings.val_interval, epoch_level=True).attach(trainer)
     # order matters (one event, handlers in attachment order): validate, report, step the schedule, checkpoint
-    ValidationHandler(validator=evaluator, interval=settings.val_interval, epoch_level=True).attach(trainer)
     EpochReporter(evaluator, settings.metric_name, run_state, run_dir, progress, context, optimizer).attach(trainer)
+    for event, handler in extra_handlers:
+        trainer.add_event_handler(event, handler)
     if lr_scheduler is not None:
-        LrScheduleHandler(lr_scheduler, print_lr=False, epoch_level=True).attach(trainer)
+        LrScheduleHandler(lr_scheduler, print_lr=False, epoch_level=settings.schedule_per_epoch).attach(trainer)
     objects = {"network": network, "optimizer": optimizer, "trainer": trainer, "lr_scheduler": lr_scheduler,
                "run_state": run_state}
     ResumeCheckpoint(objects, run_dir, context).attach(trainer)
@@ -115,13 +121,13 @@ def run_training(network: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     trainer.run()
     if run_state.stopped == "completed" and trainer.state.epoch < settings.max_epochs:
         run_state.stopped = "early stopping"
-    _keep_final_if_never_better(network, run_dir, context, progress)
+    _keep_final_if_never_better(network, run_dir, context, progress, evaluator is not None)
     return TrainingOutcome(run_state.best_metric, run_state.best_epoch, trainer.state.epoch, resumed_from,
                            run_state.stopped, run_dir / BEST_FILE, run_dir / METRICS_CSV)
 
 
-def _early_stop(settings: EngineSettings, trainer) -> EarlyStopHandler | None:
-    if settings.early_stop_patience is None:
+def _early_stop(settings: EngineSettings, trainer, validating: bool) -> EarlyStopHandler | None:
+    if settings.early_stop_patience is None or not validating:
         return None
     sign = 1.0 if settings.higher_is_better else -1.0
     return EarlyStopHandler(patience=settings.early_stop_patience, trainer=trainer, epoch_level=True,
@@ -158,13 +164,15 @@ def _attach_validation(evaluator, trainer, network, run_state, early_stop, setti
         early_stop.attach(evaluator)
 
 
-def _keep_final_if_never_better(network, run_dir: Path, context: DistributedContext, progress: Progress) -> None:
-    """No finite validation score ever (e.g. no foreground in any validation case): keep the final weights."""
+def _keep_final_if_never_better(network, run_dir: Path, context: DistributedContext, progress: Progress,
+                                validated: bool) -> None:
+    """No validation, or no finite score ever (e.g. no foreground in any validation case): keep the final weights."""
     if not context.is_main or (run_dir / BEST_FILE).is_file():
         return
     from safetensors.torch import save_file
 
-    progress.log("No validation gave a finite score; the package holds the final weights.")
+    if validated:
+        progress.log("No validation gave a finite score; the final weights are kept.")
     save_file({k: v.detach().cpu().contiguous().clone() for k, v in unwrap(network).state_dict().items()},
               str(run_dir / BEST_FILE))
 
