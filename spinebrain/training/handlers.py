@@ -65,9 +65,9 @@ class BestWeights:
 
     def __init__(self, network, trainer: Engine, run_state: RunState, metric_name: str, higher_is_better: bool,
                  folder: Path, context: DistributedContext):
-        self.network, self.trainer, self.run_state = network, trainer, run_state
-        self.metric_name, self.sign, self.path, self.context = metric_name, 1.0 if higher_is_better else -1.0, \
-            Path(folder) / BEST_FILE, context
+        self.network, self.trainer, self.run_state, self.context = network, trainer, run_state, context
+        self.metric_name, self.path = metric_name, Path(folder) / BEST_FILE
+        self.sign = 1.0 if higher_is_better else -1.0
 
     def attach(self, evaluator: Engine) -> None:
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
