@@ -97,13 +97,35 @@ def test_a_known_network_gives_the_expected_map_whether_in_one_slab_or_many():
     one = run_inference(image, pointwise_conv(), card(patch=(12, 12, 8)), output="both")
     many = run_inference(image, pointwise_conv(), card(patch=(12, 12, 8)), output="both",
                          max_slab_voxels=30 * 26 * 9)  # slabs of a few k-slices with context
-    assert len(slab_ranges(22, 30 * 26, 8, 30 * 26 * 9)) > 2
+    assert len(slab_ranges(22, 30 * 26, 8, 0.25, 30 * 26 * 9)) > 2
     for result in (one, many):
         probability = sitk.GetArrayFromImage(result.probabilities[1])
         np.testing.assert_allclose(probability, expected, atol=2e-3)  # float16 storage
         labels = sitk.GetArrayFromImage(result.labels)
         decided = np.abs(values - 0.5) > 1e-3
         np.testing.assert_array_equal(labels[decided], (values > 0.5)[decided])
+
+
+def test_slabs_give_exactly_the_whole_volume_result_of_a_network_with_context():
+    """A 3x3x3 convolution sees across window borders, so slabs laid anywhere else than on MONAI's grid would differ."""
+    torch.manual_seed(3)
+    network = torch.nn.Sequential(torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv3d(4, 3, 3, padding=1))
+    array = np.random.default_rng(0).random((1, 20, 18, 41), dtype=np.float32)
+    whole = WindowSettings((8, 8, 8), overlap=0.5, sw_batch_size=3)
+    slabbed = WindowSettings((8, 8, 8), overlap=0.5, sw_batch_size=3, max_slab_voxels=20 * 18 * 14)
+    assert len(slab_ranges(41, 20 * 18, 8, 0.5, slabbed.max_slab_voxels)) >= 4
+    cpu = torch.device("cpu")
+    expected = infer_volume(array, network, whole, cpu, keep="probabilities")["probabilities"]
+    found = infer_volume(array, network, slabbed, cpu, keep="probabilities")["probabilities"]
+    np.testing.assert_array_equal(found, expected)
+
+
+def test_slab_cores_tile_the_volume_and_each_slab_fits_its_windows():
+    for depth, roi, overlap, budget_rows in ((600, 96, 0.25, 250), (41, 8, 0.5, 14), (100, 30, 0.0, 31)):
+        ranges = slab_ranges(depth, 1, roi, overlap, budget_rows)
+        assert [r[2] for r in ranges][0] == 0 and ranges[-1][3] == depth
+        assert all(a[3] == b[2] for a, b in zip(ranges, ranges[1:]))
+        assert all(lo <= core_lo < core_hi <= hi and hi - lo >= roi for lo, hi, core_lo, core_hi in ranges)
 
 
 def test_label_values_follow_the_card_in_ascending_order():

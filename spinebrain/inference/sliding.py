@@ -2,11 +2,11 @@
 
 The volume is cut into slabs along its last axis (k); each slab runs through
 :class:`monai.inferers.SlidingWindowInferer` (overlapping windows, Gaussian blending, several windows
-per forward pass, stitching on the CPU) with half a window of context on either side, and only the
-slab's core is kept, converted at once to labels (uint8/uint16) or float16 probabilities. So the
-float32 stitching buffers MONAI needs cover one slab, not the scan: a 512x512x600 CT with a small
-network stays well under 4 GB (``benchmarks/bench_inference_memory.py`` measures it). A scan that
-fits in one slab is exactly MONAI's whole-volume result.
+per forward pass, stitching on the CPU), and only the slab's core is kept, converted at once to
+labels (uint8/uint16) or float16 probabilities. So the float32 stitching buffers MONAI needs cover
+one slab, not the scan: a 512x512x600 CT with a small network stays under 4 GB
+(``benchmarks/bench_inference_memory.py`` measures it). Slabs are laid on MONAI's own window grid
+(:func:`slab_ranges`), so the result equals MONAI's whole-volume result.
 
 MONAI has no per-window callback, so progress and cancel live in a wrapper around the network that
 MONAI calls once per batch of windows: it raises :class:`~spinebrain.errors.CancelledError` before
@@ -40,8 +40,8 @@ class WindowSettings:
     overlap: float = 0.25
     sw_batch_size: int = 4
     blend: str = "gaussian"  # or "constant"
-    #: voxels per slab (stitching buffers are classes x this x 4 bytes); the default keeps them ~100 MB per class
-    max_slab_voxels: int = 24_000_000
+    #: voxels per slab: MONAI's stitching buffers take (classes + 1) x this x 4 bytes (~0.8 GB for 2 classes)
+    max_slab_voxels: int = 64_000_000
 
 
 class _WindowRunner(torch.nn.Module):
@@ -73,21 +73,45 @@ def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
     return logits
 
 
-def slab_ranges(depth: int, plane_voxels: int, roi_depth: int, max_slab_voxels: int) -> list[tuple[int, int, int, int]]:
+def window_starts(size: int, roi: int, overlap: float) -> list[int]:
+    """Where MONAI starts its windows along one axis of ``size`` voxels (the last one flush with the end)."""
+    roi = min(roi, size)
+    interval = _get_scan_interval((size,), (roi,), 1, (overlap,))
+    return sorted({window[0].start for window in dense_patch_slices((size,), (roi,), interval)})
+
+
+def slab_ranges(depth: int, plane_voxels: int, roi_depth: int, overlap: float,
+                max_slab_voxels: int) -> list[tuple[int, int, int, int]]:
     """(lo, hi, core_lo, core_hi) along k: run windows on [lo, hi), keep [core_lo, core_hi).
 
-    One slab when the volume fits; else cores as deep as the budget allows after half a window of
-    context each side (never thinner than a window), so every kept voxel sees full windows around it.
+    One slab when the volume fits the budget. Otherwise the cores start at MONAI's own window
+    positions and each slab spans exactly the windows of the whole-volume run that touch its core,
+    so MONAI lays those same windows inside the slab and every kept voxel gets the very windows and
+    weights it would get in one whole-volume run -- the same result, with a window row at each
+    core boundary computed twice (the price of the memory bound).
     """
-    if depth * plane_voxels <= max_slab_voxels:
+    roi = min(roi_depth, depth)
+    if depth * plane_voxels <= max_slab_voxels or roi >= depth:
         return [(0, depth, 0, depth)]
-    context = roi_depth // 2
-    core = max(roi_depth, max_slab_voxels // max(plane_voxels, 1) - 2 * context)
+    starts = window_starts(depth, roi, overlap)
+    interval = starts[1] - starts[0]
+    per_core = max(1, (max_slab_voxels // max(plane_voxels, 1) - roi) // interval)  # window rows per core
+    boundaries = starts[::per_core][1:]
     ranges = []
-    for start in range(0, depth, core):
-        stop = min(depth, start + core)
-        ranges.append((max(0, start - context), min(depth, stop + context), start, stop))
+    for core_lo, core_hi in zip([0, *boundaries], [*boundaries, depth]):
+        used = [start for start in starts if start < core_hi and start + roi > core_lo]
+        ranges.append((min(used), max(used) + roi, core_lo, core_hi))
     return ranges
+
+
+def slabs_of(spatial: Sequence[int], settings: WindowSettings) -> list[tuple[int, int, int, int]]:
+    return slab_ranges(spatial[-1], math.prod(spatial[:-1]), int(settings.roi_size[-1]), settings.overlap,
+                       settings.max_slab_voxels)
+
+
+def total_windows(spatial: Sequence[int], settings: WindowSettings) -> int:
+    """Windows over all slabs of a volume of ``spatial`` size: the N of "window n of N"."""
+    return sum(window_count((*spatial[:-1], hi - lo), settings) for lo, hi, _, _ in slabs_of(spatial, settings))
 
 
 def window_count(shape: Sequence[int], settings: WindowSettings) -> int:
@@ -96,15 +120,6 @@ def window_count(shape: Sequence[int], settings: WindowSettings) -> int:
     size = [max(int(s), int(r)) for s, r in zip(shape, settings.roi_size)]
     interval = _get_scan_interval(size, roi, len(shape), (settings.overlap,) * len(shape))
     return len(dense_patch_slices(size, roi, interval))
-
-
-def slabs_of(spatial: Sequence[int], settings: WindowSettings) -> list[tuple[int, int, int, int]]:
-    return slab_ranges(spatial[-1], math.prod(spatial[:-1]), int(settings.roi_size[-1]), settings.max_slab_voxels)
-
-
-def total_windows(spatial: Sequence[int], settings: WindowSettings) -> int:
-    """Windows over all slabs of a volume of ``spatial`` size: the N of "window n of N"."""
-    return sum(window_count((*spatial[:-1], hi - lo), settings) for lo, hi, _, _ in slabs_of(spatial, settings))
 
 
 def infer_volume(array: np.ndarray, network: torch.nn.Module, settings: WindowSettings, device: torch.device,
