@@ -293,7 +293,7 @@ def _run_engine(model, patches, targets, epochs, batch_size, learning_rate, mome
 
     def add_loss(engine):  # the epoch's loss weighted by batch size (the last batch may be smaller)
         count = len(engine.state.batch[0])
-        totals[0] += float(engine.state.output["loss"]) * count
+        totals[0] += engine.state.output["loss"].item() * count
         totals[1] += count
 
     def end_epoch(engine):

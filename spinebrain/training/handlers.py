@@ -140,7 +140,7 @@ class EpochReporter:
         self.losses, self._epoch_start = [], time.perf_counter()
 
     def iteration_completed(self, trainer: Engine) -> None:
-        self.losses.append(float(trainer.state.output["loss"]))
+        self.losses.append(trainer.state.output["loss"].item())
         now = time.perf_counter()
         if now - self._last_update >= 1.0:  # at most one event a second between epoch reports
             self._last_update = now
