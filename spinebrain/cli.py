@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _global_flags_first(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -80,6 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     return execute(args.run, args, Progress(json_lines=args.progress_json, quiet=args.quiet))
+
+
+#: Options of the program that users also type after the subcommand (``spinebrain demo --progress-json``).
+GLOBAL_FLAGS = ("--progress-json", "--quiet")
+
+
+def _global_flags_first(argv: list[str]) -> list[str]:
+    """Move the global flags before the subcommand, wherever they were typed (not after a ``--``)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
 def execute(run, args, progress: Progress) -> int:

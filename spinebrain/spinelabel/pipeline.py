@@ -27,7 +27,7 @@ from ..errors import InputError, ModelError
 from ..geometry import index_to_ras
 from ..models import ModelCard, ModelRegistry, load_network
 from ..points import LabelledPoint
-from ..validate import check_volume
+from ..validate import check_plausible, check_points_in_image, check_points_type, check_volume
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
@@ -253,6 +253,9 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     """
     start = time.perf_counter()
     check_image(image, model, detection_only)
+    plausibility = check_plausible(image, model.card.modalities)  # the task layer's hook, before any network
+    fixed_points = check_points_type(list(fixed_points), "fixed points")
+    check_points_in_image(fixed_points, image)
     if device is not None and select_device(device) != model.device:
         model.device = select_device(device)
         model.networks.to(model.device)
@@ -266,6 +269,7 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     else:
         _update(progress, 0.8, "naming the vertebrae (graphical model)")
         result = _solve(candidates, model, fixed_points)
+    result.warnings[:0] = plausibility
     result.seconds = time.perf_counter() - start
     _update(progress, 1.0, f"{len(result.points)} vertebrae in {result.seconds:.1f} s")
     return result
