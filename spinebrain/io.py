@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -231,6 +232,9 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
 
 
 def _first_line(error: Exception) -> str:
-    """The most specific line of a SimpleITK error, without its 'sitk::ERROR:' prefix."""
+    """The most specific line of a SimpleITK error, without ITK's or teem's prefixes (``sitk::ERROR:``, ``[nrrd] f:``)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1].removeprefix("sitk::ERROR:").strip() if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    line = lines[-1].removeprefix("sitk::ERROR:").strip()
+    return re.sub(r"^(\[\w+\]\s*\w+:\s*)+", "", line)  # teem names its function: "[nrrd] _nrrdRead...: "

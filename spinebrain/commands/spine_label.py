@@ -44,7 +44,7 @@ def run(args, progress) -> None:
 
     out = Path(args.out)
     single_file = args.out.lower().endswith(MARKUPS_SUFFIX)
-    if single_file and (len(args.inputs) != 1 or Path(args.inputs[0]).is_dir() and not _is_dicom(args.inputs[0])):
+    if single_file and (len(args.inputs) != 1 or _is_folder_of_scans(args.inputs[0])):
         raise InputError("--out names one .mrk.json file, so give exactly one scan; give a folder as --out for "
                          "several scans.")
     if single_file:
@@ -100,10 +100,18 @@ def _check_fixed_names(fixed, path) -> None:
                          "L1...L5 or S1 (T13, L6 for transitional vertebrae).")
 
 
-def _is_dicom(path) -> bool:
+def _is_folder_of_scans(path) -> bool:
+    """A folder holding image files or scan folders (a batch), rather than one DICOM series or nothing usable."""
+    from ..batch import expand_inputs
     from ..io import list_dicom_series
 
-    return bool(list_dicom_series(path))
+    path = Path(path)
+    if not path.is_dir() or list_dicom_series(path):
+        return False
+    try:
+        return bool(expand_inputs([path]))
+    except InputError:
+        return False  # no scan in it: reading it as one scan gives the clear message
 
 
 def _png_path(markups_path: Path) -> Path:
