@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from . import RESEARCH_NOTICE, __version__
-from .errors import EXIT_FAILED, EXIT_OK, InputError, SpineBrainError
+from .errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, InputError, SpineBrainError
 from .protocol import Progress, cancel_on_terminate
 
 #: Subcommand modules, in the order ``--help`` lists them.
@@ -105,6 +105,9 @@ def execute(run, args, progress: Progress) -> int:
     except SpineBrainError as error:
         code = error.exit_code
         _report(progress, code, str(error))
+    except KeyboardInterrupt:  # Ctrl+C outside the signal handler (e.g. not the main thread): a cancel too
+        code = EXIT_CANCELLED
+        _report(progress, code, "Cancelled.")
     except Exception as error:  # noqa: BLE001 -- last resort: say what broke, exit "failed"
         code = EXIT_FAILED
         _report(progress, code, f"Internal error: {error}", traceback.format_exc())

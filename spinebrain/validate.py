@@ -21,6 +21,8 @@ Output paths (existing files, ``--overwrite``, name lengths) are checked in
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import SimpleITK as sitk
 

@@ -94,7 +94,11 @@ def _check_fixed_names(fixed, path) -> None:
 
     if path and not fixed:
         raise InputError(f"--fixed {path} holds no placed point; place at least one named point in Slicer and save again.")
-    unknown = [p.label for p in fixed if p.label not in VERTEBRA_LABELS]
+    labels = [p.label for p in fixed]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise InputError(f"--fixed {path} names {twice[0]} twice; keep one point per vertebra and save again.")
+    unknown = [label for label in labels if label not in VERTEBRA_LABELS]
     if unknown:
         raise InputError(f"--fixed point {unknown[0]!r} is not a vertebra name; name the points C1...C7, T1...T12, "
                          "L1...L5 or S1 (T13, L6 for transitional vertebrae).")
