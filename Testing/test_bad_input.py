@@ -122,6 +122,11 @@ def write_bad_file(folder, case: str):
         path.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_SHORT\n"
                         "ElementDataFile = missing.raw\n")
         return path, ["could not read"]
+    if case == "huge_header":  # a header whose sizes would need terabytes: refused before ITK allocates them
+        path = folder / "huge.nrrd"
+        path.write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 100000 100000 100000\nendian: little\n"
+                        "encoding: raw\n\n0000")
+        return path, ["declares", "voxels", "header"]
     if case == "truncated":
         good = folder / "good.nii"
         sitk.WriteImage(volume(noise((20, 40, 40))), str(good))
@@ -153,7 +158,8 @@ def write_bad_file(folder, case: str):
     return path, words
 
 
-FILE_CASES = ["missing", "garbage", "empty_file", "nrrd_bad_header", "mhd_without_data", "truncated", "cut_download",
+FILE_CASES = ["missing", "garbage", "empty_file", "nrrd_bad_header", "mhd_without_data", "huge_header", "truncated",
+              "cut_download",
               "empty_folder", "folder_of_text", "no_geometry_nifti", *BAD_IMAGES]
 ALL_CASES = FILE_CASES + list(NOT_SCANS)
 
@@ -263,6 +269,12 @@ API_CALLS = {
     "write_markups(dicts)": (lambda: _write_markups([{"label": "L1"}]), "LabelledPoint"),
     "read_markups(None)": (lambda: _read_markups(None), "NoneType"),
 }
+
+
+def test_a_path_with_a_nul_character_is_refused():
+    with pytest.raises(InputError) as error:
+        load_volume("scan\x00.nii.gz")
+    assert_clear_message(str(error.value), "NUL")
 
 
 @pytest.mark.parametrize("call", list(API_CALLS))

@@ -65,6 +65,7 @@ SINGLE_OUT = {
     "existing_folder_named_mrk_json": (_folder_named_like_a_file, ["existing folder"]),
     "under_a_file": (_under_a_file, ["a_file", "is a file"]),
     "name_too_long": (lambda tmp_path: tmp_path / ("x" * 300 + ".mrk.json"), ["bytes long", "shorter name"]),
+    "empty_out": (lambda tmp_path: "", ["--out is empty"]),
 }
 
 
@@ -100,10 +101,7 @@ BATCH_OUT = {
 
 
 @pytest.mark.parametrize("case", list(BATCH_OUT))
-def test_batch_out_that_holds_results_is_refused(tmp_path, scan, capsys, case, monkeypatch):
-    import spinebrain.commands.spine_label as command
-
-    monkeypatch.setattr(command, "_load_models", lambda args, progress: [])  # the check comes before any case runs
+def test_batch_out_that_holds_results_is_refused_before_any_model(tmp_path, scan, no_model, capsys, case):
     make, words = BATCH_OUT[case]
     assert_refused(["spine-label", scan.parent, "--out", make(tmp_path)], capsys, tmp_path, *words)
 
@@ -125,7 +123,10 @@ def _out_is_a_file(tmp_path):
     (["phantom", "spine"], _out_is_a_file, ["existing file"]),
     (["phantom", "brain"], _out_is_a_file, ["existing file"]),
     (["phantom", "spine"], lambda tmp_path: tmp_path / ("p" * 260), ["bytes long"]),
-], ids=["demo_earlier_results", "demo_out_file", "phantom_spine_out_file", "phantom_brain_out_file", "phantom_long"])
+    (["demo"], lambda tmp_path: "", ["--out is empty"]),
+    (["phantom", "brain"], lambda tmp_path: str(tmp_path / "a\x00b"), ["NUL"]),
+], ids=["demo_earlier_results", "demo_out_file", "phantom_spine_out_file", "phantom_brain_out_file", "phantom_long",
+        "demo_empty_out", "phantom_nul_out"])
 def test_folder_outputs_refuse_before_any_work(tmp_path, capsys, command, make, words):
     assert_refused([*command, "--out", make(tmp_path)], capsys, tmp_path, *words)
 

@@ -218,9 +218,20 @@ def _unique_name(name: str, taken: set[str]) -> str:
 # --------------------------------------------------------------------------------------------- run
 
 
-def run_cases(args, progress, process_case: Callable[[Case, Path], dict]) -> BatchReport:
-    """What a pipeline command's ``run(args, progress)`` calls: expand inputs, run them, raise on failures."""
+def prepare_cases(args) -> list[Case]:
+    """The cases of a batch, after checking that ``--out`` can take their results; call it before loading models."""
     cases = expand_inputs(args.inputs, args.series)
+    check_output_folder(args.out, getattr(args, "overwrite", False), _result_names(cases))
+    return cases
+
+
+def _result_names(cases: list[Case]) -> list[str]:
+    return [c.name for c in cases] + [SUMMARY_NAME, table_schema_path(SUMMARY_NAME).name]
+
+
+def run_cases(args, progress, process_case: Callable[[Case, Path], dict], cases: list[Case] | None = None) -> BatchReport:
+    """What a pipeline command's ``run(args, progress)`` calls: expand inputs, run them, raise on failures."""
+    cases = prepare_cases(args) if cases is None else cases
     report = run_batch(cases, process_case, args.out, progress, overwrite=getattr(args, "overwrite", False))
     report.raise_for_failures()
     return report
@@ -235,7 +246,7 @@ def run_batch(cases: list[Case], process_case: Callable[[Case, Path], dict], out
     kind ``table``).
     """
     out_dir = Path(out_dir)
-    check_output_folder(out_dir, overwrite, [c.name for c in cases] + [SUMMARY_NAME, table_schema_path(SUMMARY_NAME).name])
+    check_output_folder(out_dir, overwrite, _result_names(cases))
     results = []
     stage = StagedOutputs(out_dir, overwrite)
     try:

@@ -70,6 +70,7 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
     if path.is_dir():
         return _read_dicom_folder(path, series_uid)
     try:
+        _check_declared_size(path)
         image = sitk.ReadImage(str(path))
         _check_nifti_file(path)
         return image
@@ -79,6 +80,23 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
             f"Could not read {path} as an image ({detail}): the file is damaged or not an image; "
             "re-export it as NIfTI, NRRD, MHA or a DICOM folder and run again."
         ) from None
+
+
+#: A header declaring more voxels than this is refused before ITK tries to allocate them (a CT of
+#: 512 x 512 x 3000 has 0.8 billion).
+MAX_VOXELS = 2_000_000_000
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse a header whose sizes no scan has (a hostile or broken header) before memory is allocated for it."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()  # RuntimeError for unreadable files, reported like any read error
+    voxels = int(np.prod(reader.GetSize(), dtype=np.float64))
+    if voxels > MAX_VOXELS:
+        size = " x ".join(str(n) for n in reader.GetSize())
+        raise InputError(f"The image {path.name} declares {size} voxels, more than the {MAX_VOXELS:,} this software "
+                         "reads; check the file header, or crop the scan.")
 
 
 def _check_nifti_file(path: Path) -> None:
@@ -149,6 +167,8 @@ def _checked_path(path) -> Path:
         kind = "an empty name" if isinstance(path, str) else "None" if path is None else type(path).__name__
         raise InputTypeError(f"An image path is needed, not {kind}; give the path of a NIfTI, NRRD or MHA file or "
                              "of a DICOM folder.")
+    if "\x00" in str(path):
+        raise InputError(f"The image path {str(path)!r} holds a NUL character; give the path of an image file.")
     return Path(path)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import RESEARCH_NOTICE
-from ..batch import add_batch_arguments, run_cases
+from ..batch import add_batch_arguments, prepare_cases, run_cases
 from ..errors import InputError
 from ..protocol import output_kind
 
@@ -54,10 +54,11 @@ def run(args, progress) -> None:
     if fixed and not single_file and len(args.inputs) != 1:
         raise InputError("--fixed points belong to one scan; run one scan at a time with --fixed.")
     if not single_file:
+        cases = prepare_cases(args)  # inputs and --out checked before any model loads
         models = _load_models(args, progress)
         run_cases(args, progress, lambda case, folder: _label_one(
             _load_scan(case.path, case.series_uid, fixed), case.path, folder / f"{case.name}{MARKUPS_SUFFIX}",
-            models, fixed, args, progress))
+            models, fixed, args, progress), cases)
         return
     image = _load_scan(args.inputs[0], args.series, fixed)  # bad input fails here, before any model loads
     models = _load_models(args, progress)

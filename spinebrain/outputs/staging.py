@@ -31,7 +31,11 @@ _HOLD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT") if
 
 
 def check_name_length(path: Path, option: str = "--out") -> None:
-    """InputError when one part of ``path`` is longer than a file system allows."""
+    """InputError when ``path`` is empty, holds a NUL character, or one part is longer than a file system allows."""
+    if not str(path).strip() or str(path) == ".":
+        raise InputError(f"{option} is empty; give the name of the file or folder to write.")
+    if "\x00" in str(path):
+        raise InputError(f"{option} {str(path)!r} holds a NUL character, which no file name may; choose another name.")
     for part in Path(path).parts:
         if len(os.fsencode(part)) > NAME_MAX:
             raise InputError(f"The name {part[:40]}... in {option} is {len(os.fsencode(part))} bytes long, more than "
