@@ -53,7 +53,10 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     """Run the command line in-process; return (exit code, the last line of stderr without 'spinebrain: ')."""
     capsys.readouterr()  # drop earlier output
     code = main(["--quiet", *[str(a) for a in argv]])
-    lines = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
+    err = capsys.readouterr().err
+    for raw in ("Traceback", "WARNING: In ", "sitk::ERROR", "itk::"):  # nothing raw reaches the user's terminal
+        assert raw not in err, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     if ": error: " in last:  # argparse's usage error: "spinebrain demo: error: argument --seed: ..."
         last = last.split(": error: ", 1)[1]

@@ -42,10 +42,22 @@ def list_dicom_series(folder: str | os.PathLike) -> list[DicomSeries]:
     """All DICOM series found directly in ``folder``, with their file lists."""
     folder = str(folder)
     series = []
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ():
-        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
-        series.append(DicomSeries(uid, _series_description(files[0]), files))
+    with _itk_warnings_hidden():  # GDCM prints a raw "No Series were found" warning for non-DICOM folders
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ():
+            files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+            series.append(DicomSeries(uid, _series_description(files[0]), files))
     return series
+
+
+@contextlib.contextmanager
+def _itk_warnings_hidden():
+    """ITK's warnings are C++ text on stderr; the checks here say what matters in a sentence instead."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _series_description(first_file: str) -> str:
