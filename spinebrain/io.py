@@ -82,8 +82,9 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
     if path.is_dir():
         return _read_dicom_folder(path, series_uid)
     try:
-        _check_declared_size(path)
-        image = sitk.ReadImage(str(path))
+        with _itk_warnings_hidden():
+            _check_declared_size(path)
+            image = sitk.ReadImage(str(path))
         _check_nifti_file(path)
         return image
     except RuntimeError as error:
