@@ -51,23 +51,29 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     """Run the command line in-process; return (exit code, the last line of stderr without 'spinebrain: ')."""
+    code, message, _ = run_cli_with_stderr(argv, capsys)
+    return code, message
+
+
+def run_cli_with_stderr(argv: list[str], capsys) -> tuple[int, str, str]:
+    """:func:`run_cli` plus the whole stderr text."""
     capsys.readouterr()  # drop earlier output
     code = main(["--quiet", *[str(a) for a in argv]])
     err = capsys.readouterr().err
-    for raw in ("Traceback", "WARNING: In ", "sitk::ERROR", "itk::"):  # nothing raw reaches the user's terminal
-        assert raw not in err, err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     if ": error: " in last:  # argparse's usage error: "spinebrain demo: error: argument --seed: ..."
         last = last.split(": error: ", 1)[1]
-    return code, last.removeprefix("spinebrain: ")
+    return code, last.removeprefix("spinebrain: "), err
 
 
 def assert_refused(argv, capsys, watched: Path, *words: str) -> str:
     """The command exits 2 with a clear message naming ``words`` and ``watched`` is unchanged."""
     before = snapshot(watched)
-    code, message = run_cli(argv, capsys)
+    code, message, err = run_cli_with_stderr(argv, capsys)
     assert code == EXIT_BAD_INPUT, (code, message)
+    for raw in ("Traceback", "WARNING: In ", "sitk::ERROR", "itk::"):  # nothing raw reaches the user's terminal
+        assert raw not in err, err
     assert_clear_message(message, *words)
     assert snapshot(watched) == before, "the run changed files it must not touch"
     return message
