@@ -205,7 +205,8 @@ def test_a_batch_where_every_case_fails_writes_nothing(tmp_path, capsys, monkeyp
     inputs = tmp_path / "in"
     inputs.mkdir()
     for name in ("a", "b"):
-        sitk.WriteImage(volume((np.arange(6 * 10 * 12).reshape(6, 10, 12) % 2).astype(np.uint8)), str(inputs / f"{name}.nrrd"))
+        checkerboard = (np.arange(6 * 10 * 12).reshape(6, 10, 12) % 2).astype(np.uint8)  # a mask, not a scan
+        sitk.WriteImage(volume(checkerboard), str(inputs / f"{name}.nrrd"))
     before = snapshot(tmp_path)
     code, message = run_cli(["spine-label", inputs, "--out", tmp_path / "out"], capsys)
     assert code == 2 and message.startswith("All 2 cases failed") and "nothing was written" in message

@@ -166,7 +166,8 @@ def evaluation(tmp_path):
 def _reference(folder, case):
     """Write the bad reference of ``case``; return (path, words)."""
     if case == "the_scan_itself":
-        return write_image(volume(ct_like(), spacing=(1.0, 1.0, 2.0)), folder / "scan.nrrd"), ["not a vertebra label map"]
+        scan = write_image(volume(ct_like(), spacing=(1.0, 1.0, 2.0)), folder / "scan.nrrd")
+        return scan, ["not a vertebra label map"]
     if case == "probability_map":
         array = np.random.default_rng(0).random((30, 20, 20)).astype(np.float32)
         return write_image(volume(array, spacing=(1.0, 1.0, 2.0)), folder / "prob.nii.gz"), ["not a vertebra label map"]
@@ -237,7 +238,8 @@ def test_evaluate_never_replaces_a_table_unasked_and_says_where_it_wrote(tmp_pat
     capsys.readouterr()
     from spinebrain.cli import main
 
-    assert main(["evaluate", "spine-label", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--overwrite"]) == EXIT_OK
+    argv = ["evaluate", "spine-label", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--overwrite"]
+    assert main(argv) == EXIT_OK
     assert str(out.resolve()) in capsys.readouterr().err  # says where the table went
     assert out.read_text().startswith("case,")
 

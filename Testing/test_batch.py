@@ -203,7 +203,8 @@ def test_batch_exit_code_through_the_cli_protocol(tmp_path, names, code):
     assert len(errors) == (code != EXIT_OK)
     failed = sum(not name.startswith("good") for name in names)
     if failed == len(names):  # nothing succeeded: nothing is written, not even a summary
-        assert errors[0]["message"].startswith(f"All {failed} cases failed") and "nothing was written" in errors[0]["message"]
+        message = errors[0]["message"]
+        assert message.startswith(f"All {failed} cases failed") and "nothing was written" in message
         assert not (tmp_path / "out").exists()
     else:  # the summary lists every case, the failed ones marked as failed
         if errors:

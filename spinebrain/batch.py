@@ -229,7 +229,8 @@ def _result_names(cases: list[Case]) -> list[str]:
     return [c.name for c in cases] + [SUMMARY_NAME, table_schema_path(SUMMARY_NAME).name]
 
 
-def run_cases(args, progress, process_case: Callable[[Case, Path], dict], cases: list[Case] | None = None) -> BatchReport:
+def run_cases(args, progress, process_case: Callable[[Case, Path], dict],
+              cases: list[Case] | None = None) -> BatchReport:
     """What a pipeline command's ``run(args, progress)`` calls: expand inputs, run them, raise on failures."""
     cases = prepare_cases(args) if cases is None else cases
     report = run_batch(cases, process_case, args.out, progress, overwrite=getattr(args, "overwrite", False))

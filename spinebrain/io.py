@@ -265,7 +265,7 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
 
 
 def _first_line(error: Exception) -> str:
-    """The most specific line of a SimpleITK error, without ITK's or teem's prefixes (``sitk::ERROR:``, ``[nrrd] f:``)."""
+    """The most specific line of a SimpleITK error, without ITK's or teem's prefixes (``sitk::ERROR:``, ``[nrrd]``)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if not lines:
         return type(error).__name__

@@ -133,7 +133,8 @@ def match_cases(pred: Path, ref: Path) -> list[tuple[str, Path, Path]]:
             raise InputError(f"{path} does not exist; check the path and run again.")
     if pred.is_file() and ref.is_file():
         if pred.resolve() == ref.resolve():
-            raise InputError(f"--pred and --ref are the same file ({pred.name}); give the reference annotation as --ref.")
+            raise InputError(f"--pred and --ref are the same file ({pred.name}); give the reference annotation as "
+                             "--ref.")
         if not pred.name.lower().endswith(MARKUPS_SUFFIX):
             raise InputError(f"--pred {pred.name} is not a .mrk.json point list; give the points 'spinebrain "
                              "spine-label' wrote.")

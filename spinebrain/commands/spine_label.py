@@ -94,7 +94,8 @@ def _check_fixed_names(fixed, path) -> None:
     from ..anatomy import VERTEBRA_LABELS
 
     if path and not fixed:
-        raise InputError(f"--fixed {path} holds no placed point; place at least one named point in Slicer and save again.")
+        raise InputError(f"--fixed {path} holds no placed point; place at least one named point in Slicer and "
+                         "save again.")
     labels = [p.label for p in fixed]
     twice = sorted({label for label in labels if labels.count(label) > 1})
     if twice:
