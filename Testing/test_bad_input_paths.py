@@ -123,10 +123,11 @@ def _out_is_a_file(tmp_path):
     (["phantom", "spine"], _out_is_a_file, ["existing file"]),
     (["phantom", "brain"], _out_is_a_file, ["existing file"]),
     (["phantom", "spine"], lambda tmp_path: tmp_path / ("p" * 260), ["bytes long"]),
+    (["realism", "spine"], _out_is_a_file, ["existing file"]),
     (["demo"], lambda tmp_path: "", ["--out is empty"]),
     (["phantom", "brain"], lambda tmp_path: str(tmp_path / "a\x00b"), ["NUL"]),
 ], ids=["demo_earlier_results", "demo_out_file", "phantom_spine_out_file", "phantom_brain_out_file", "phantom_long",
-        "demo_empty_out", "phantom_nul_out"])
+        "realism_out_file", "demo_empty_out", "phantom_nul_out"])
 def test_folder_outputs_refuse_before_any_work(tmp_path, capsys, command, make, words):
     assert_refused([*command, "--out", make(tmp_path)], capsys, tmp_path, *words)
 
