@@ -269,9 +269,9 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     else:
         _update(progress, 0.8, "naming the vertebrae (graphical model)")
         result = _solve(candidates, model, fixed_points)
-    result.warnings[:0] = plausibility
     result.seconds = time.perf_counter() - start
     _update(progress, 1.0, f"{len(result.points)} vertebrae in {result.seconds:.1f} s")
+    result.warnings[:0] = plausibility  # an image that may not fit the model says so in the result
     return result
 
 
