@@ -251,11 +251,11 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     ``device`` overrides the model's device for this run. With ``detection_only`` the points are
     the unnamed detections ("Vertebra 1" ... top to bottom) and the too-little-spine checks are skipped.
     """
-    start = time.perf_counter()
-    check_image(image, model, detection_only)
-    plausibility = check_plausible(image, model.card.modalities)  # the task layer's hook, before any network
+    plausibility = check_plausible(image, model.card.modalities)  # first: is it a scan at all (the task hook)
     fixed_points = check_points_type(list(fixed_points), "fixed points")
     check_points_in_image(fixed_points, image)
+    start = time.perf_counter()
+    check_image(image, model, detection_only)
     if device is not None and select_device(device) != model.device:
         model.device = select_device(device)
         model.networks.to(model.device)
