@@ -239,9 +239,12 @@ def test_label_map_with_fractions_is_refused():
 
 
 def _label_spine(image):
+    from types import SimpleNamespace
+
     from spinebrain.spinelabel.pipeline import label_spine
 
-    return label_spine(image, model=None)  # the image is checked before the model is touched
+    card_only = SimpleNamespace(card=SimpleNamespace(modalities=["CT"]))  # the image is checked before the networks
+    return label_spine(image, model=card_only)
 
 
 def _write_markups(points):
