@@ -212,3 +212,19 @@ def test_a_batch_where_every_case_fails_writes_nothing(tmp_path, capsys, monkeyp
     code, message = run_cli(["spine-label", inputs, "--out", tmp_path / "out"], capsys)
     assert code == 2 and message.startswith("All 2 cases failed") and "nothing was written" in message
     assert snapshot(tmp_path) == before
+
+
+def test_a_full_disk_while_writing_is_one_sentence_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from spinebrain.outputs import write_markups
+    from spinebrain.points import LabelledPoint
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(tmp_path), "write_text", disk_full)
+    with pytest.raises(InputError) as error:
+        write_markups([LabelledPoint("L1", (0.0, 0.0, 0.0))], tmp_path / "labels.mrk.json")
+    assert "No space left on device" in str(error.value) and "labels.mrk.json" in str(error.value)
+    assert list(tmp_path.iterdir()) == []

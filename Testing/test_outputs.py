@@ -281,7 +281,7 @@ def test_failed_segmentation_write_keeps_previous_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(outputs.segmentations.slicerio, "write_segmentation", fail_mid_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputError, match="disk full"):  # a sentence, not a raw OSError
         outputs.write_segmentation(oblique_label_image(), NAMES, path)
     assert path.read_bytes() == before
     assert files_in(tmp_path) == ["v.seg.nrrd"]
@@ -300,7 +300,7 @@ def test_failed_table_write_keeps_both_previous_files(tmp_path, monkeypatch):
             raise OSError("disk full")
 
     monkeypatch.setattr(outputs.tables, "_write_rows", fail_on_second)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError):  # a sentence, not a raw OSError
         outputs.write_table(RECORDS[:1], COLUMNS, path)
     assert {name: (tmp_path / name).read_bytes() for name in files_in(tmp_path)} == before
 

@@ -230,6 +230,9 @@ def atomic_path(path: str | os.PathLike):
         yield Path(temporary)
         os.chmod(temporary, _default_file_mode())  # mkstemp creates 0600; results should read like any file
         os.replace(temporary, path)
+    except OSError as error:  # a full disk or a folder that went away: a sentence, not a traceback
+        raise InputError(f"Could not write {path.name} into {path.parent} ({error.strerror or error}); free some "
+                         "space or choose another folder, then run again.") from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
