@@ -205,9 +205,13 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     vertebrae = suppress_near(peak_points(slab, maps[0], float(options["threshold"]), options), nms_mm,
                               float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
-    # the strongest few anchor answers: the graph step tries the lowest strong one first (L4 answers too)
-    anchors = suppress_near(peak_points(slab, maps[1], float(options["anchor_threshold"]), options), nms_mm,
+    # The threshold decides whether an anchor is in view (the best answer); the position is then taken among the
+    # answers at least half as strong, lowest first in the graph step: L4 answers nearly as strongly as L5.
+    anchors = suppress_near(peak_points(slab, maps[1], 0.5 * float(options["anchor_threshold"]), options), nms_mm,
                             float(options["nms_r_scale"]))[:3]
+    if not anchors or anchors[0][1] < float(options["anchor_threshold"]):
+        anchors = []
+    anchors = [(p, h) for p, h in anchors if h >= 0.5 * anchors[0][1]] if anchors else []
     answers = [Detection(p, h, h, 1, ()) for p, h in anchors]
     return attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
 
