@@ -8,7 +8,7 @@ import SimpleITK as sitk
 import torch
 
 from spinebrain.models import ModelRegistry
-from spinebrain.spinelabel.heatmap import (HeatmapDetector, find_peaks, gaussian_heatmap, looks_like_ct,
+from spinebrain.spinelabel.heatmap import (HeatmapDetector, anchor_answers, find_peaks, gaussian_heatmap, looks_like_ct,
                                            normalise_slab, peak_points, slice_stack, suppress_near)
 from spinebrain.spinelabel.heatmap_training import HeatmapSamples, PreparedCase, generated_case, sample_targets
 from spinebrain.spinelabel.metrics import label_at
@@ -104,6 +104,13 @@ def test_peaks_give_sub_voxel_ras_points_of_the_body_centres():
     assert [h for _, h in kept] == [0.9, 0.7]
 
 
+def test_anchor_answers_need_one_strong_peak_then_keep_the_near_strong_ones():
+    l4, l5, far = (np.array([0.0, 0.0, z]) for z in (-40.0, -75.0, 60.0))
+    assert anchor_answers([(l4, 0.6), (l5, 0.55)], threshold=0.65) == []  # nothing reaches the threshold
+    kept = anchor_answers([(l4, 0.72), (l5, 0.63), (far, 0.3)], threshold=0.65)
+    assert [h for _, h in kept] == [0.72, 0.63]  # L5 stays a candidate although below the threshold
+
+
 def test_network_keeps_any_input_size():
     network = HeatmapDetector(features=(4, 4, 8, 8, 16, 4)).eval()
     with torch.no_grad():
@@ -173,7 +180,7 @@ def test_pipeline_with_the_heatmap_card_on_a_generated_scan():
     model = _shipped()
     case = generate_spine(1001, modality="ct", view="lumbar", spacing=(1.5, 1.5, 2.0))
     result = label_spine(case.image, model)
-    assert len(result.points) >= 3
+    assert len(result.points) >= 3 and model.anchor_level == "L5"
     inside = [label_at(case.labels, p.ras) is not None for p in result.points]
     assert sum(inside) >= 0.8 * len(inside)
 

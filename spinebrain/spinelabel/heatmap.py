@@ -194,6 +194,19 @@ def suppress_near(points: list[tuple[np.ndarray, float]], distance_mm: float,
     return kept
 
 
+def anchor_answers(peaks: list[tuple[np.ndarray, float]], threshold: float, most: int = 3):
+    """The anchor answers to hand to the graph: none unless the best peak reaches ``threshold``.
+
+    The threshold decides whether an anchor is in view; its place is then chosen among the answers at
+    least half as strong as the best (the graph step tries the lowest first), because L4 answers
+    nearly as strongly as L5.
+    """
+    peaks = sorted(peaks, key=lambda p: -p[1])[:most]
+    if not peaks or peaks[0][1] < threshold:
+        return []
+    return [(position, height) for position, height in peaks if height >= 0.5 * peaks[0][1]]
+
+
 def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], int | None]:
     """The pipeline's detect step for a heatmap card: (candidates, index of the anchored candidate or None)."""
     options = settings(model.card)
@@ -205,16 +218,11 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     vertebrae = suppress_near(peak_points(slab, maps[0], float(options["threshold"]), options), nms_mm,
                               float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
-    # The threshold decides whether an anchor is in view (the best answer); the position is then taken among the
-    # answers at least half as strong, lowest first in the graph step: L4 answers nearly as strongly as L5.
-    anchors = suppress_near(peak_points(slab, maps[1], 0.5 * float(options["anchor_threshold"]), options), nms_mm,
-                            float(options["nms_r_scale"]))[:3]
-    if not anchors or anchors[0][1] < float(options["anchor_threshold"]):
-        anchors = []
-    anchors = [(p, h) for p, h in anchors if h >= 0.5 * anchors[0][1]] if anchors else []
-    answers = [Detection(p, h, h, 1, ()) for p, h in anchors]
+    threshold = float(options["anchor_threshold"])
+    peaks = suppress_near(peak_points(slab, maps[1], 0.5 * threshold, options), nms_mm, float(options["nms_r_scale"]))
+    answers = [Detection(p, h, h, 1, ()) for p, h in anchor_answers(peaks, threshold)]
     return attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
 
 
-__all__ = ["HeatmapDetector", "heatmap_candidates", "normalise_slab", "gaussian_heatmap", "find_peaks",
+__all__ = ["HeatmapDetector", "heatmap_candidates", "anchor_answers", "normalise_slab", "gaussian_heatmap", "find_peaks",
            "suppress_near", "predict_band", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]
