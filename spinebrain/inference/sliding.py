@@ -116,8 +116,8 @@ def total_windows(spatial: Sequence[int], settings: WindowSettings) -> int:
 
 def window_count(shape: Sequence[int], settings: WindowSettings) -> int:
     """Number of windows MONAI lays over a volume of ``shape`` (spatial)."""
-    roi = [min(int(r), int(s)) if int(r) > 0 else int(s) for r, s in zip(settings.roi_size, shape)]
-    size = [max(int(s), int(r)) for s, r in zip(shape, settings.roi_size)]
+    roi = [int(r) if int(r) > 0 else int(s) for r, s in zip(settings.roi_size, shape)]
+    size = [max(int(s), r) for s, r in zip(shape, roi)]  # MONAI pads a volume smaller than the window
     interval = _get_scan_interval(size, roi, len(shape), (settings.overlap,) * len(shape))
     return len(dense_patch_slices(size, roi, interval))
 
