@@ -27,7 +27,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.inferers.utils import _get_scan_interval  # MONAI's own window placement, to count windows up front
 
 from ..errors import CancelledError, InputError
-from ..protocol import Progress
+from ..protocol import Progress, as_progress
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
@@ -136,7 +136,7 @@ def infer_volume(array: np.ndarray, network: torch.nn.Module, settings: WindowSe
     if array.ndim != len(settings.roi_size) + 1:
         raise InputError(f"The network input has shape {array.shape} but the patch size {list(settings.roi_size)} "
                          f"is {len(settings.roi_size)}D; give (channels, i, j, k).")
-    progress = progress or Progress(quiet=True)
+    progress = as_progress(progress)
     spatial = array.shape[1:]
     slabs, total = slabs_of(spatial, settings), total_windows(spatial, settings)
     runner = _WindowRunner(network.to(device).eval(), activation, device, total, progress, cancel_event)
