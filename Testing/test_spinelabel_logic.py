@@ -37,6 +37,16 @@ def shape_model():
     return fit_shape_model(training_cases(np.random.default_rng(1), LUMBAR))
 
 
+def labelling_model(shape_model, anchor_level="S1"):
+    """A SpineLabelModel without networks: all a relabel needs (card options at their defaults)."""
+    from spinebrain.models import ModelCard
+    from spinebrain.spinelabel.pipeline import SpineLabelModel
+
+    card = ModelCard(id="test-lumbar", task="spine-label", version="0", labels={}, modalities=["CT"],
+                     spacing=[1.0, 1.0], patch_size=[64, 64], normalisation={}, network={}, region="lumbar")
+    return SpineLabelModel(card, None, shape_model, anchor_level)
+
+
 @pytest.fixture
 def case(shape_model):
     """A spine whose S2 the anchor detector takes for S1 (the paper's typical failure), plus true names."""
@@ -52,7 +62,7 @@ def case(shape_model):
 def labelled_node(scene, logic, candidates, shape_model, anchor_level="S1"):
     """A point list labelled by the logic from the given detections, as a run leaves it."""
     node = bridge.markups_node_from_points(scene, [], "Vertebrae")
-    logic.remember(node, candidates, shape_model, anchor_level)
+    logic.remember(node, candidates, labelling_model(shape_model, anchor_level or "S1"))
     return logic.relabel(node)
 
 
@@ -215,7 +225,7 @@ def test_failed_operations_leave_the_node_unchanged(scene, shape_model, case):
     node.SetNthControlPointLocked(index_of(node, "L1"), True)
     node.SetNthControlPointLabel(index_of(node, "L1"), "L3")  # two user points named L3
     before = snapshot(node)
-    with pytest.raises(InputError, match="same name"):
+    with pytest.raises(InputError, match="named L3"):
         logic.relabel(node)
     assert snapshot(node) == before and logic.can_undo(node) == history
 
@@ -247,7 +257,7 @@ def test_points_loaded_from_mrk_json_can_be_relabelled(scene, shape_model, tmp_p
     path = bridge.save_node(bridge.markups_node_from_points(scene, points, "Saved"), tmp_path / "labels.mrk.json")
     fresh = slicer.vtkMRMLScene()
     node = bridge.load_node(fresh, path, "vtkMRMLMarkupsFiducialNode")
-    logic = SpineLabelLogic(fresh, shape_model=shape_model)  # no run here: no stored detections
+    logic = SpineLabelLogic(fresh, model=labelling_model(shape_model))  # no run here: no stored detections
     logic.set_label(node, index_of(node, "L5"), "S1")
     assert labels(node) == names and node.GetNthControlPointLocked(index_of(node, "S1"))
     bridge.save_node(node, tmp_path / "fixed.mrk.json")  # the user's point stays locked through a reload

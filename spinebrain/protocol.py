@@ -64,9 +64,9 @@ class Progress:
         self._bar.n = int(fraction * 1000)
         self._bar.set_description_str(f"{stage}: {message}" if message else stage, refresh=True)
 
-    def result(self, path, kind: str) -> None:
-        """Announce a written output file (after it is complete on disk)."""
-        self.emit("result", path=str(path), kind=kind)
+    def result(self, path, kind: str, **info) -> None:
+        """Announce a written output file (after it is complete on disk); ``info``: e.g. the model that made it."""
+        self.emit("result", path=str(path), kind=kind, **info)
 
     def log(self, message: str) -> None:
         if self.json_lines:

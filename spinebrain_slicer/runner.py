@@ -55,6 +55,7 @@ class OutputFile:
 
     path: Path
     kind: str
+    info: dict = field(default_factory=dict, compare=False)  # the event's other fields (e.g. the model used)
 
 
 @dataclass
@@ -260,7 +261,8 @@ class ProcessRunner:
         if kind == "log":
             self._log.append(str(event.get("message", "")))
         elif kind == "result" and event.get("path"):
-            self.outputs.append(OutputFile(Path(event["path"]), str(event.get("kind", ""))))
+            info = {k: v for k, v in event.items() if k not in ("event", "path", "kind")}
+            self.outputs.append(OutputFile(Path(event["path"]), str(event.get("kind", "")), info))
         elif kind == "error":
             self.error = str(event.get("message", ""))
             self.details = str(event.get("details", ""))

@@ -75,8 +75,9 @@ def _label_one(path, series_uid, markups_path: Path, models, fixed, args, progre
         progress.log(f"{Path(path).name}: {warning}")
     png = markups_path.with_name(markups_path.name[: -len(MARKUPS_SUFFIX)] + ".png") if args.png else None
     written = write_labels(image, result, markups_path, png)
-    for path in written:
-        progress.result(path, kind=output_kind(path))
+    model_id = next(m.card.id for m in models if m.region == result.region)
+    for path in written:  # the region and model go with the points: Slicer relabels with that model
+        progress.result(path, kind=output_kind(path), region=result.region, model=model_id)
     return {
         "region": result.region, "vertebrae": len(result.points),
         "labels": " ".join(p.label for p in result.points), "anchored": bool(result.labelling.anchored),
