@@ -103,7 +103,8 @@ class SpineLabelLogic(TaskLogic):
         if request["in_process"]:
             return TaskJob(work=_labelling_work(image, region, request["model"], request["device"], fixed),
                            context=context, replaces=replaces)
-        return TaskJob(args=_command(image, workdir, region, request["model"], request["device"], fixed),
+        volume_file = workdir / f"{_file_stem(request['volume'].GetName())}.nrrd"  # the CLI's messages name it
+        return TaskJob(args=_command(image, volume_file, region, request["model"], request["device"], fixed),
                        context=context, replaces=replaces)
 
     def import_results(self, job: TaskJob, result, value=None):
@@ -336,7 +337,7 @@ def _labelling_work(image, region, model, device, fixed):
     return work
 
 
-def _command(image, workdir: Path, region, model, device, fixed) -> list[str]:
+def _command(image, volume: Path, region, model, device, fixed) -> list[str]:
     """Arguments of ``spinebrain spine-label`` on the exported volume (and the user's points, held fixed)."""
     import SimpleITK as sitk
 
@@ -344,7 +345,7 @@ def _command(image, workdir: Path, region, model, device, fixed) -> list[str]:
 
     if model is not None and not isinstance(model, (str, Path)):
         raise InputError("A background run takes a model package id or folder, not a loaded model.")
-    volume = workdir / "volume.nrrd"
+    workdir = volume.parent
     sitk.WriteImage(image, str(volume))  # not through a storage node: the scene is not touched
     args = ["spine-label", str(volume), "--out", str(workdir / "vertebrae.mrk.json"), "--region", region]
     if model is not None:
@@ -354,6 +355,10 @@ def _command(image, workdir: Path, region, model, device, fixed) -> list[str]:
     if fixed:
         args += ["--fixed", str(write_markups(fixed, workdir / "fixed.mrk.json"))]
     return args
+
+
+def _file_stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in " ._-" else "_" for c in name).strip(" .") or "volume"
 
 
 def _copies(candidates) -> list[Candidate] | None:

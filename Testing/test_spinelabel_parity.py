@@ -1,0 +1,95 @@
+"""The command line and the Slicer Logic give the same points; Relabel with nothing changed renames nothing.
+
+Real parts only: the bundled SpineLabel models, real ``spinebrain spine-label`` processes, real
+MRML (slicer-core). Each case is labelled three ways -- the CLI, the Logic in process (the
+console's ``run``) and the Logic through its background process (the widget's Apply) -- and the
+points must agree: the same labels in the same order, positions within 1e-3 mm.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed (Linux x86_64 only)")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineLabel"))  # as Slicer does for a module
+
+import SimpleITK as sitk  # noqa: E402
+from SpineLabelLib.logic import MODEL_ATTRIBUTE, REGION_ATTRIBUTE, SpineLabelLogic  # noqa: E402
+
+from spinebrain.errors import ModelError  # noqa: E402
+from spinebrain.outputs import read_markups  # noqa: E402
+from spinebrain_slicer import bridge  # noqa: E402
+from spinebrain_slicer.runner import run_blocking  # noqa: E402
+
+TOLERANCE_MM = 1e-3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed_models():
+    from spinebrain.spinelabel.pipeline import load_spine_label_models
+
+    try:
+        return load_spine_label_models("auto")
+    except ModelError as error:
+        pytest.skip(f"no spine-label model installed: {error}")
+
+
+def phantom_file(tmp_path, seed, modality, view) -> Path:
+    from spinebrain.synth.spine import generate_spine
+
+    case = generate_spine(seed, modality=modality, view=view, orientation="sagittal")
+    path = tmp_path / f"{modality}_{view}.nrrd"
+    sitk.WriteImage(case.image, str(path))
+    return path
+
+
+def cli_points(path: Path, out: Path):
+    result = run_blocking(["spine-label", str(path), "--out", str(out)])
+    assert result.ok, result.error
+    (written,) = result.outputs
+    return read_markups(written.path), written.info
+
+
+def same_points(found, expected) -> None:
+    assert [p.label for p in found] == [p.label for p in expected]
+    distances = [np.linalg.norm(np.subtract(a.ras, b.ras)) for a, b in zip(found, expected)]
+    assert max(distances, default=0.0) <= TOLERANCE_MM, distances
+
+
+def check_parity(scene, path: Path, tmp_path: Path) -> list:
+    expected, info = cli_points(path, tmp_path / "cli.mrk.json")
+    assert expected and info["region"] in ("cervical", "lumbar", "whole") and info["model"]
+    volume = bridge.load_node(scene, path, "vtkMRMLScalarVolumeNode")  # Slicer's own reader, as a user loads it
+    logic = SpineLabelLogic(scene)
+    in_process = logic.run(volume)
+    background = logic.start_labelling(volume).wait()
+    for node in (in_process, background):
+        same_points(bridge.points_from_markups_node(node), expected)
+        assert node.GetAttribute(MODEL_ATTRIBUTE) == info["model"] and node.GetAttribute(REGION_ATTRIBUTE) == info["region"]
+        # Relabel with nothing changed: the model card's options, the same names (from the run's detections
+        # in process, from the points for the background run, whose detections stayed in the other process)
+        logic.relabel(node)
+        same_points(bridge.points_from_markups_node(node), expected)
+    # a fresh session: the list saved with its attributes (a scene) relabels with the same model
+    fresh = SpineLabelLogic(scene)
+    copy = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "reloaded")
+    copy.CopyContent(background)
+    fresh.relabel(copy)
+    same_points(bridge.points_from_markups_node(copy), expected)
+    return expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed, modality, view", [(3, "ct", "lumbar"), (4, "t2", "cervical")])
+def test_cli_and_logic_agree_on_a_generated_scan(scene, tmp_path, seed, modality, view):
+    check_parity(scene, phantom_file(tmp_path, seed, modality, view), tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relative", ["A6_tptbox_sample_ct/sub-ct_label-22_ct.nii.gz", "A9_sct_t2_cervical/t2.nii.gz"])
+def test_cli_and_logic_agree_on_a_real_scan(scene, tmp_path, real_case, relative):
+    check_parity(scene, real_case(relative), tmp_path)
