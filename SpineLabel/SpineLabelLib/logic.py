@@ -339,14 +339,13 @@ def _labelling_work(image, region, model, device, fixed):
 
 def _command(image, volume: Path, region, model, device, fixed) -> list[str]:
     """Arguments of ``spinebrain spine-label`` on the exported volume (and the user's points, held fixed)."""
-    import SimpleITK as sitk
-
+    from spinebrain.io import write_image
     from spinebrain.outputs import write_markups
 
     if model is not None and not isinstance(model, (str, Path)):
         raise InputError("A background run takes a model package id or folder, not a loaded model.")
     workdir = volume.parent
-    sitk.WriteImage(image, str(volume))  # not through a storage node: the scene is not touched
+    write_image(image, volume, compress=False)  # not through a storage node: the scene is not touched
     args = ["spine-label", str(volume), "--out", str(workdir / "vertebrae.mrk.json"), "--region", region]
     if model is not None:
         args += ["--model", str(model)]
