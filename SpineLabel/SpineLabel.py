@@ -214,11 +214,16 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_background_run_and_cancel()
 
+    def _skipped_without_core(self) -> bool:
+        if qt_choices.core_dependencies_installed():
+            return False
+        self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        return True
+
     def test_label_and_correct_a_phantom(self):
         from spinebrain_slicer.samples import load_spine_sample
 
-        if not qt_choices.core_dependencies_installed():
-            self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        if self._skipped_without_core():
             return
         sample = load_spine_sample(slicer.mrmlScene, seed=1, modality="ct", view="lumbar")
         logic = SpineLabelLogic()
@@ -240,8 +245,7 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         from spinebrain.errors import CancelledError
         from spinebrain_slicer.samples import load_spine_sample
 
-        if not qt_choices.core_dependencies_installed():
-            self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        if self._skipped_without_core():
             return
         sample = load_spine_sample(slicer.mrmlScene, seed=2, modality="ct", view="lumbar")
         logic = SpineLabelLogic()

@@ -45,3 +45,15 @@ def scene():
     mrml_scene = slicer.vtkMRMLScene()
     yield mrml_scene
     mrml_scene.Clear(True)
+
+
+@pytest.fixture(scope="session")
+def spine_label_models():
+    """The installed SpineLabel models (every region), skipping where none is installed."""
+    from spinebrain.errors import ModelError
+    from spinebrain.spinelabel.pipeline import load_spine_label_models
+
+    try:
+        return load_spine_label_models("auto")
+    except ModelError as error:
+        pytest.skip(f"no spine-label model installed: {error}")

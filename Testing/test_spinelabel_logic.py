@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_spinelabel_graph import LUMBAR, candidates_of, make_spine, training_cases
+from test_spinelabel_graph import LUMBAR, LUMBAR6, candidates_of, make_spine, training_cases
 
 slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed (Linux x86_64 only)")
 import vtk  # noqa: E402  (slicer-core's vtk)
@@ -37,13 +37,14 @@ def shape_model():
     return fit_shape_model(training_cases(np.random.default_rng(1), LUMBAR))
 
 
-def labelling_model(shape_model, anchor_level="S1"):
-    """A SpineLabelModel without networks: all a relabel needs (card options at their defaults)."""
+def labelling_model(shape_model, anchor_level="S1", labelling=None):
+    """A SpineLabelModel without networks: all a relabel needs (card ``labelling`` options, else the defaults)."""
     from spinebrain.models import ModelCard
     from spinebrain.spinelabel.pipeline import SpineLabelModel
 
     card = ModelCard(id="test-lumbar", task="spine-label", version="0", labels={}, modalities=["CT"],
-                     spacing=[1.0, 1.0], patch_size=[64, 64], normalisation={}, network={}, region="lumbar")
+                     spacing=[1.0, 1.0], patch_size=[64, 64], normalisation={}, network={}, region="lumbar",
+                     extra={"labelling": labelling} if labelling else {})
     return SpineLabelModel(card, None, shape_model, anchor_level)
 
 
@@ -264,6 +265,26 @@ def test_points_loaded_from_mrk_json_can_be_relabelled(scene, shape_model, tmp_p
     again = bridge.load_node(fresh, tmp_path / "fixed.mrk.json", "vtkMRMLMarkupsFiducialNode")
     assert labels(again) == names and [again.GetNthControlPointLocked(i) for i in range(6)] == [0, 0, 0, 0, 0, 1]
     fresh.Clear(True)
+
+
+def test_relabel_solves_with_the_card_options_of_the_model_that_labelled_the_node(scene):
+    """A six-lumbar spine: a card allowing transitional levels names L6, a strict one does not."""
+    shape = fit_shape_model(training_cases(np.random.default_rng(2), LUMBAR, extra=LUMBAR6, n_extra=6))
+    permissive = labelling_model(shape, labelling={"transitional_penalty": 0.0, "gap_penalty": 10.0})
+    strict = labelling_model(shape, labelling={"transitional_penalty": 1000.0, "gap_penalty": 10.0})
+    rng = np.random.default_rng(0)
+    candidates, truth = candidates_of(rng, make_spine(rng, LUMBAR6))
+    candidates[truth.index("S1")].anchor_probability = 0.9
+    logic = SpineLabelLogic(scene, model=strict)  # the default, for lists no run here made
+    node = bridge.markups_node_from_points(scene, [], "Vertebrae")
+    logic.remember(node, candidates, permissive)
+    logic.relabel(node)
+    assert labels(node) == LUMBAR6  # the labelling model's options, not the logic's default
+    logic.relabel(node)
+    assert labels(node) == LUMBAR6  # and again: nothing changed, nothing renamed
+    loaded = bridge.markups_node_from_points(scene, bridge.points_from_markups_node(node), "Loaded")
+    logic.relabel(loaded)  # no model on this one: the default's strict options
+    assert "L6" not in labels(loaded) and labels(loaded)[-1] == "S1"
 
 
 def test_run_labels_a_phantom(scene):

@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineLabel"))  # a
 import SimpleITK as sitk  # noqa: E402
 from SpineLabelLib.logic import MODEL_ATTRIBUTE, REGION_ATTRIBUTE, SpineLabelLogic  # noqa: E402
 
-from spinebrain.errors import ModelError  # noqa: E402
 from spinebrain.outputs import read_markups  # noqa: E402
 from spinebrain_slicer import bridge  # noqa: E402
 from spinebrain_slicer.runner import run_blocking  # noqa: E402
@@ -28,14 +27,7 @@ from spinebrain_slicer.runner import run_blocking  # noqa: E402
 TOLERANCE_MM = 1e-3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def installed_models():
-    from spinebrain.spinelabel.pipeline import load_spine_label_models
-
-    try:
-        return load_spine_label_models("auto")
-    except ModelError as error:
-        pytest.skip(f"no spine-label model installed: {error}")
+pytestmark = pytest.mark.usefixtures("spine_label_models")  # skipped where no model is installed
 
 
 def phantom_file(tmp_path, seed, modality, view) -> Path:

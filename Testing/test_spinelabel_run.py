@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineLabel"))  # a
 import SimpleITK as sitk  # noqa: E402
 from SpineLabelLib.logic import SpineLabelLogic  # noqa: E402
 
-from spinebrain.errors import CancelledError, ModelError  # noqa: E402
+from spinebrain.errors import CancelledError  # noqa: E402
 from spinebrain.points import LabelledPoint  # noqa: E402
 from spinebrain_slicer import bridge  # noqa: E402
 from spinebrain_slicer.runner import RunState  # noqa: E402
@@ -28,14 +28,7 @@ from spinebrain_slicer.samples import load_spine_sample  # noqa: E402
 from spinebrain_slicer.task_logic import TaskError  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def installed_models():
-    from spinebrain.spinelabel.pipeline import load_spine_label_models
-
-    try:
-        return load_spine_label_models("auto")
-    except ModelError as error:
-        pytest.skip(f"no spine-label model installed: {error}")
+pytestmark = pytest.mark.usefixtures("spine_label_models")  # skipped where no model is installed
 
 
 def scene_state(scene) -> list:

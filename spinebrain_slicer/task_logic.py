@@ -22,6 +22,8 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -109,7 +111,7 @@ class InProcessRunner:
             state, self._error = RunState.BAD_INPUT, str(error)
         except Exception as error:  # noqa: BLE001 -- reported like the CLI's internal error
             logging.exception("SlicerSpineBrain: in-process task failed")
-            state, self._error = RunState.FAILED, f"Internal error: {error}"
+            state, self._error, self._details = RunState.FAILED, f"Internal error: {error}", traceback.format_exc()
         self._put({"event": "done", "state": state.value})
 
     def _put(self, event: dict) -> None:
@@ -189,8 +191,6 @@ class TaskRun:
 
     def wait(self, timeout: float | None = None):
         """Block until the end; returns the import's output, raises TaskError or CancelledError."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.finished:
             if deadline is not None and time.monotonic() > deadline:
