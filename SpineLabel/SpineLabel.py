@@ -14,9 +14,11 @@ _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_CHECKOUT, "spinebrain_slicer")) and _CHECKOUT not in sys.path:
     sys.path.append(_CHECKOUT)
 
+from typing import Annotated
+
 import slicer
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -41,9 +43,9 @@ class SpineLabelParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     outputPoints: vtkMRMLMarkupsFiducialNode
-    region: str = "auto"
-    model: str = qt_choices.DEFAULT_MODEL
-    device: str = "auto"
+    region: Annotated[str, Choice(list(REGION_CHOICES))] = "auto"
+    model: str = qt_choices.DEFAULT_MODEL  # the installed models change: bound by ParameterNodeGui, not the .ui
+    device: Annotated[str, Choice(list(qt_choices.DEVICE_CHOICES))] = "auto"
     autoRelabel: bool = True
 
 
@@ -88,8 +90,6 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = SpineLabelLogic()
 
-        qt_choices.fill_choices(self.ui.regionComboBox, REGION_CHOICES)
-        qt_choices.fill_device_selector(self.ui.deviceComboBox)
         qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
         qt_choices.setup_install_button(
             self.ui.installButton, lambda: qt_choices.fill_model_selector(self.ui.modelComboBox, TASK))
@@ -97,6 +97,7 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                   self.ui.logTextEdit, on_finished=self.onLabelled,
                                   can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
         self.parameters = ParameterNodeGui("SpineLabel", self.ui, remembered=("region", "model", "device"),
+                                           free_choices={"model": self.ui.modelComboBox},
                                            on_modified=self.updateObservation)
 
         self.ui.applyButton.connect("clicked()", self.onApply)

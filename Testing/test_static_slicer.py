@@ -143,42 +143,51 @@ def check_module(folder: Path) -> list[str]:
     return problems
 
 
-def ui_parameter_names(ui_path: Path) -> dict[str, str]:
-    """Widget name -> its ``SlicerParameterName`` dynamic property in a Qt Designer file."""
+def ui_parameter_names(ui_path: Path) -> dict[str, tuple[str, str]]:
+    """Widget name -> (widget class, its ``SlicerParameterName`` dynamic property) in a Qt Designer file."""
     names = {}
     for widget in ET.parse(ui_path).getroot().iter("widget"):
         for prop in widget.findall("property"):
             if prop.get("name") == "SlicerParameterName" and prop.find("string") is not None:
-                names[widget.get("name")] = prop.find("string").text or ""
+                names[widget.get("name")] = (widget.get("class"), prop.find("string").text or "")
     return names
 
 
-def wrapped_parameters(source: str) -> set[str]:
-    """Annotated fields of the classes decorated with ``parameterNodeWrapper`` in the source."""
-    fields = set()
+def wrapped_parameters(source: str) -> dict[str, str]:
+    """Field -> annotation (source text) of the classes decorated with ``parameterNodeWrapper``."""
+    fields = {}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ClassDef) and any(
                 (d.id if isinstance(d, ast.Name) else getattr(d, "attr", "")) == "parameterNodeWrapper"
                 for d in node.decorator_list):
-            fields |= {item.target.id for item in node.body
+            fields |= {item.target.id: ast.unparse(item.annotation) for item in node.body
                        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
     return fields
 
 
 def _check_parameter_names(folder: Path, name: str) -> list[str]:
-    """Every SlicerParameterName in the .ui is a field of the module's parameterNodeWrapper class."""
+    """Every SlicerParameterName in the .ui is a parameterNodeWrapper field the widget can show.
+
+    A plain value in a QComboBox needs a ``Choice`` annotation, else ``connectGui`` raises in Slicer.
+    """
     ui_path = folder / "Resources" / "UI" / f"{name}.ui"
     if not ui_path.is_file():
         return []
-    fields = set()
+    fields = {}
     for source in _module_sources(folder, name):
         fields |= wrapped_parameters(source.read_text(encoding="utf-8"))
     try:
         used = ui_parameter_names(ui_path)
     except ET.ParseError:
         return []  # reported by _check_ui
-    return [f"{name}: widget {widget} has SlicerParameterName {parameter!r}, which no parameterNodeWrapper field has"
-            for widget, parameter in sorted(used.items()) if parameter not in fields]
+    problems = []
+    for widget, (widget_class, parameter) in sorted(used.items()):
+        if parameter not in fields:
+            problems.append(f"{name}: widget {widget} has SlicerParameterName {parameter!r}, which no "
+                            "parameterNodeWrapper field has")
+        elif widget_class == "QComboBox" and "Choice(" not in fields[parameter]:
+            problems.append(f"{name}: {parameter!r} is shown in the QComboBox {widget} but has no Choice annotation")
+    return problems
 
 
 def _module_sources(folder: Path, name: str) -> list[Path]:
@@ -365,15 +374,20 @@ FAKE_UI = """<?xml version="1.0" encoding="UTF-8"?>
    <item><widget class="qMRMLNodeComboBox" name="inputSelector">
     <property name="SlicerParameterName" stdset="0"><string>inputVolume</string></property>
    </widget></item>
+   <item><widget class="QComboBox" name="regionBox">
+    <property name="SlicerParameterName" stdset="0"><string>region</string></property>
+   </widget></item>
    <item><widget class="QPushButton" name="applyButton"/></item>
   </layout>
  </widget>
 </ui>
 """
 FAKE_MODULE = """import logging
+from typing import Annotated
+
 import qt
 import slicer
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from spinebrain_slicer import runner
 from FakeModLib.logic import FakeModLogic
@@ -382,6 +396,7 @@ from FakeModLib.logic import FakeModLogic
 @parameterNodeWrapper
 class FakeModParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
+    region: Annotated[str, Choice(["a", "b"])] = "a"
 
 
 class FakeModWidget(ScriptedLoadableModuleWidget):
@@ -443,9 +458,11 @@ def test_checker_passes_a_good_module(tmp_path):
         (lambda f: _edit(f / "FakeModLib/logic.py", "import numpy", "import torch"), "imports torch"),
         (lambda f: _edit(f / "FakeMod.py", "import logging", "from OtherModLib import helpers"), "imports OtherModLib"),
         (lambda f: _edit(f / "FakeMod.py", "    inputVolume:", "    volume:"), "SlicerParameterName 'inputVolume'"),
+        (lambda f: _edit(f / "FakeMod.py", 'Annotated[str, Choice(["a", "b"])]', "str"), "no Choice annotation"),
     ],
     ids=["widget-missing", "bad-xml", "no-ui", "script-unlisted", "ui-unlisted", "listed-missing",
-         "no-unittest", "imports-torch", "imports-other-module", "parameter-unknown"],
+         "no-unittest", "imports-torch", "imports-other-module", "parameter-unknown",
+         "combo-without-choice"],
 )
 def test_checker_catches_a_broken_module(tmp_path, break_it, expected):
     folder = write_fake_module(tmp_path)

@@ -13,7 +13,7 @@ import logging
 import slicer
 
 DEFAULT_MODEL = "default"  # the installed default for the task (and region)
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")  # a parameter node Choice: the connector fills the device box
 CORE_PACKAGES = ("torch", "monai")
 
 
@@ -30,14 +30,6 @@ def fill_model_selector(combo_box, task: str, region: str | None = None) -> None
 
         ids = [entry.card.id for entry in ModelRegistry().list_models(task=task, region=region)]
     _fill(combo_box, [DEFAULT_MODEL, *ids], current)
-
-
-def fill_device_selector(combo_box) -> None:
-    _fill(combo_box, list(DEVICE_CHOICES), combo_box.currentText)
-
-
-def fill_choices(combo_box, choices) -> None:
-    _fill(combo_box, list(choices), combo_box.currentText)
 
 
 def chosen_model(combo_box):

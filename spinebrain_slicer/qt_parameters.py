@@ -3,9 +3,14 @@
 Runs in Slicer only (Qt); checked statically in CI. Each module declares its parameters once with
 ``slicer.parameterNodeWrapper`` (typed fields) and names the widgets in its ``.ui`` with the
 ``SlicerParameterName`` dynamic property; ``connectGui`` then keeps widgets and parameter node in
-sync with no glue code. The parameter node is saved with the scene; :class:`ParameterNodeGui`
-also copies the listed choices (model, device, region...) to QSettings, so a new scene or a new
-session starts from the user's last choices.
+sync with no glue code (a ``str`` shown in a QComboBox needs a ``Choice`` annotation: the
+connector fills the box with those choices). A box whose items are only known at run time -- the
+installed models -- cannot have a fixed ``Choice``; :class:`ParameterNodeGui` binds such boxes
+itself (``free_choices``), and a remembered value that is no longer offered leaves the box as it is.
+
+The parameter node is saved with the scene; :class:`ParameterNodeGui` also copies the listed
+choices (model, device, region...) to QSettings, so a new scene or a new session starts from the
+user's last choices.
 """
 
 from __future__ import annotations
@@ -22,15 +27,19 @@ class ParameterNodeGui:
 
     ``remembered``: names of plain-value parameters (str, bool, int, float) kept in QSettings (the
 name of the parameter in the node, i.e. the wrapper is used without a prefix).
+    ``free_choices``: ``{parameter name: QComboBox}`` bound here (no SlicerParameterName on them).
     ``on_modified()`` runs after any parameter change (e.g. to enable Apply).
     """
 
-    def __init__(self, module_name: str, ui, remembered=(), on_modified=None):
+    def __init__(self, module_name: str, ui, remembered=(), free_choices=None, on_modified=None):
         self.module_name, self.ui, self.remembered = module_name, ui, tuple(remembered)
+        self.free_choices = dict(free_choices or {})
         self.on_modified = on_modified
         self.node = None
         self._gui_tag = None
         self._observer = None
+        for name, combo_box in self.free_choices.items():
+            combo_box.connect("currentTextChanged(QString)", lambda text, name=name: self._chosen(name, text))
 
     def set(self, scripted_module_node, wrapper_class):
         """Show the module's parameter node (or none) in the GUI; returns the wrapper (or None).
@@ -72,10 +81,18 @@ name of the parameter in the node, i.e. the wrapper is used without a prefix).
             except Exception:  # noqa: BLE001 -- a stale or foreign setting: keep the default
                 settings.remove(self._key(name))
 
+    def _chosen(self, name: str, text: str) -> None:
+        if self.node is not None and text and getattr(self.node, name) != text:
+            setattr(self.node, name, text)
+
     def _modified(self, *_):
         settings = qt.QSettings()
         for name in self.remembered:
             settings.setValue(self._key(name), getattr(self.node, name))
+        for name, combo_box in self.free_choices.items():
+            index = combo_box.findText(str(getattr(self.node, name)))
+            if index >= 0 and index != combo_box.currentIndex:
+                combo_box.setCurrentIndex(index)
         if self.on_modified:
             self.on_modified()
 
