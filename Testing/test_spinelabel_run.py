@@ -24,7 +24,6 @@ from spinebrain.errors import CancelledError  # noqa: E402
 from spinebrain.points import LabelledPoint  # noqa: E402
 from spinebrain_slicer import bridge  # noqa: E402
 from spinebrain_slicer.runner import RunState  # noqa: E402
-from spinebrain_slicer.samples import load_spine_sample  # noqa: E402
 from spinebrain_slicer.task_logic import TaskError  # noqa: E402
 
 
@@ -53,6 +52,12 @@ def files_state(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def noise_volume(scene):
+    """A noise volume 19 mm along the spine: too short for any SpineLabel model."""
+    noise = np.random.default_rng(0).integers(-1000, 1000, (20, 40, 40)).astype(np.int16)
+    return bridge.volume_node_from_image(scene, sitk.GetImageFromArray(noise), "Short scan")
+
+
 def earlier_labels(scene, volume, tmp_path):
     """An output list from an earlier run, saved next to the volume (so files can be compared too)."""
     points = [LabelledPoint(name, (0.0, 0.0, 40.0 * k), 0.9) for k, name in enumerate(["L3", "L2", "L1"])]
@@ -63,11 +68,11 @@ def earlier_labels(scene, volume, tmp_path):
 
 
 @pytest.mark.slow
-def test_apply_runs_the_command_streams_progress_and_holds_the_users_point(scene):
-    sample = load_spine_sample(scene, seed=3, modality="ct", view="lumbar")
+def test_apply_runs_the_command_streams_progress_and_holds_the_users_point(scene, lumbar_ct_phantom):
+    volume = bridge.load_node(scene, lumbar_ct_phantom, "vtkMRMLScalarVolumeNode")
     logic = SpineLabelLogic(scene)
     steps, logs = [], []
-    run = logic.start_labelling(sample["volume"], region="lumbar", on_progress=lambda *s: steps.append(s),
+    run = logic.start_labelling(volume, region="lumbar", on_progress=lambda *s: steps.append(s),
                                 on_log=logs.append)
     node = run.wait()
     assert run.state is RunState.SUCCEEDED and not run.workdir.exists()
@@ -79,7 +84,7 @@ def test_apply_runs_the_command_streams_progress_and_holds_the_users_point(scene
     logic.set_label(node, 1, names[1])  # the user confirms one label: it is locked
     position = node.GetNthControlPointPosition(1)
     before = scene_state(scene)
-    logic.start_labelling(sample["volume"], node, region="lumbar").wait()  # --fixed through the process
+    logic.start_labelling(volume, node, region="lumbar").wait()  # --fixed through the process
     kept = [i for i in range(node.GetNumberOfControlPoints()) if node.GetNthControlPointLocked(i)]
     assert len(kept) == 1 and node.GetNthControlPointLabel(kept[0]) == names[1]
     assert np.allclose(node.GetNthControlPointPosition(kept[0]), position)
@@ -88,10 +93,10 @@ def test_apply_runs_the_command_streams_progress_and_holds_the_users_point(scene
 
 @pytest.mark.slow
 def test_cancel_after_the_first_progress_event_leaves_scene_and_files_unchanged(scene, tmp_path):
-    sample = load_spine_sample(scene, seed=3, modality="ct", view="lumbar")
-    output = earlier_labels(scene, sample["volume"], tmp_path)
+    volume = noise_volume(scene)  # cancelled while the models load: any volume will do
+    output = earlier_labels(scene, volume, tmp_path)
     scene_before, files_before = scene_state(scene), files_state(tmp_path)
-    run = SpineLabelLogic(scene).start_labelling(sample["volume"], output)
+    run = SpineLabelLogic(scene).start_labelling(volume, output)
     events = []
     while not any(e.get("event") == "progress" for e in events) and not run.finished:
         events += run.poll(0.05)
@@ -105,9 +110,7 @@ def test_cancel_after_the_first_progress_event_leaves_scene_and_files_unchanged(
 
 @pytest.mark.slow
 def test_a_volume_the_command_refuses_changes_nothing_and_reports_its_message(scene, tmp_path):
-    noise = np.random.default_rng(0).integers(-1000, 1000, (20, 40, 40)).astype(np.int16)
-    image = sitk.GetImageFromArray(noise)  # 19 mm along the spine
-    volume = bridge.volume_node_from_image(scene, image, "Short scan")
+    volume = noise_volume(scene)
     output = earlier_labels(scene, volume, tmp_path)
     scene_before, files_before = scene_state(scene), files_state(tmp_path)
     logs = []

@@ -98,7 +98,7 @@ class SpineLabelLogic(TaskLogic):
             raise InputError(f"Unknown spine region {region!r}; choose one of {', '.join(REGION_CHOICES)}.")
         image = bridge.image_from_volume_node(request["volume"])
         fixed = [p for p in self._points(output) if p.user_set] if output is not None else []
-        context = {"output": output, "name": f"{request['volume'].GetName()} vertebrae", "model": request["model"]}
+        context = {"output": output, "name": f"{request['volume'].GetName()} vertebrae"}
         replaces = [output] if output is not None and output.GetNumberOfControlPoints() else []
         if request["in_process"]:
             return TaskJob(work=_labelling_work(image, region, request["model"], request["device"], fixed),
@@ -164,11 +164,14 @@ class SpineLabelLogic(TaskLogic):
 
     def undo(self, markups_node) -> bool:
         """Put back the points from before the last run, relabel, shift or edit; False if there is none."""
+        made_by = _made_by(markups_node)
         self._writing = True
         try:
             done = super().undo(markups_node)
         finally:
             self._writing = False
+        if done and _made_by(markups_node) != made_by:  # back before a run: that run's detections no longer apply
+            self._states.pop(markups_node.GetID(), None)
         if done:
             self._after_write(markups_node)
         return done
@@ -317,6 +320,10 @@ class SpineLabelLogic(TaskLogic):
 
 
 # ---------------------------------------------------------------------- helpers (no state)
+
+
+def _made_by(markups_node) -> tuple:
+    return markups_node.GetAttribute(MODEL_ATTRIBUTE), markups_node.GetAttribute(REGION_ATTRIBUTE)
 
 
 def _request(volume_node, output_node, region, model, device, in_process) -> dict:
