@@ -20,13 +20,14 @@ import vtk  # noqa: E402  (slicer-core's vtk)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineLabel"))  # as Slicer does for a module
 
-from SpineLabelLib.logic import SpineLabelLogic  # noqa: E402
+from SpineLabelLib.logic import MODEL_ATTRIBUTE, REGION_ATTRIBUTE, SpineLabelLogic  # noqa: E402
 
 from spinebrain.errors import InputError  # noqa: E402
 from spinebrain.points import LabelledPoint  # noqa: E402
 from spinebrain.spinelabel.graph import Candidate, fit_shape_model  # noqa: E402
 from spinebrain_slicer import bridge  # noqa: E402
 from spinebrain_slicer.markups_events import MOVING_INDEX_ATTRIBUTE  # noqa: E402
+from spinebrain_slicer.runner import OutputFile, RunResult, RunState  # noqa: E402
 
 MARKUPS = slicer.vtkMRMLMarkupsNode
 
@@ -285,6 +286,61 @@ def test_relabel_solves_with_the_card_options_of_the_model_that_labelled_the_nod
     loaded = bridge.markups_node_from_points(scene, bridge.points_from_markups_node(node), "Loaded")
     logic.relabel(loaded)  # no model on this one: the default's strict options
     assert "L6" not in labels(loaded) and labels(loaded)[-1] == "S1"
+
+
+class CommandStandIn:
+    """Stands in for ``spinebrain spine-label`` (the Logic's runner is injectable): writes ``points`` to --out."""
+
+    def __init__(self, points, info):
+        self.points, self.info, self.args, self.fixed = points, info, None, None
+
+    def __call__(self, args):
+        from spinebrain.outputs import read_markups, write_markups
+
+        self.args = args
+        assert Path(args[1]).is_file()  # the exported volume
+        self.fixed = read_markups(args[args.index("--fixed") + 1]) if "--fixed" in args else []
+        out = Path(args[args.index("--out") + 1])
+        write_markups(self.points, out)
+        return _Finished([OutputFile(out, "markups", dict(self.info))])
+
+
+class _Finished:
+    def __init__(self, outputs):
+        self.outputs, self.finished = outputs, False
+
+    def start(self):
+        return self
+
+    def poll(self, timeout=0.0):
+        self.finished = True
+        return [{"event": "progress", "stage": "spine-label", "fraction": 1.0, "message": ""}]
+
+    def cancel(self, grace_seconds=5.0):
+        pass
+
+    def result(self):
+        return RunResult(RunState.SUCCEEDED, 0, self.outputs)
+
+
+def test_a_background_run_replaces_the_points_and_undo_brings_back_the_earlier_run(scene):
+    volume = bridge.volume_node_from_image(scene, _tiny_image(), "Scan")
+    earlier = [LabelledPoint("L1", (0.0, 0.0, 30.0), 0.8), LabelledPoint("L2", (0.0, 0.0, 0.0), 0.9)]
+    node = bridge.markups_node_from_points(scene, earlier, "Vertebrae")
+    node.SetAttribute(MODEL_ATTRIBUTE, "spine-label-whole")
+    node.SetNthControlPointLocked(0, True)  # the user's point: held fixed in the run
+    before = snapshot(node)
+    newer = [LabelledPoint("L1", (0.0, 0.0, 30.0), None, True), LabelledPoint("L2", (0.0, 1.0, 0.0), 0.7)]
+    command = CommandStandIn(newer, {"model": "spine-label-lumbar", "region": "lumbar"})
+    logic = SpineLabelLogic(scene, runner_factory=command)
+    assert logic.start_labelling(volume, node, region="lumbar", device="cpu").wait() is node
+    assert command.args[0] == "spine-label" and command.args[command.args.index("--region") + 1] == "lumbar"
+    assert [(p.label, p.ras, p.user_set) for p in command.fixed] == [("L1", (0.0, 0.0, 30.0), True)]
+    assert [p.ras for p in bridge.points_from_markups_node(node)] == [p.ras for p in newer]
+    assert node.GetAttribute(MODEL_ATTRIBUTE) == "spine-label-lumbar" and node.GetAttribute(REGION_ATTRIBUTE) == "lumbar"
+    assert logic.undo(node)
+    assert snapshot(node) == before and node.GetAttribute(MODEL_ATTRIBUTE) == "spine-label-whole"
+    assert not logic.can_undo(node)
 
 
 def test_run_labels_a_phantom(scene):
