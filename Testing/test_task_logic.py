@@ -182,3 +182,22 @@ def test_node_history_restores_markups_content_and_attributes(scene):
     for _ in range(3):
         history.push(node)
     assert history.undo(node) and history.undo(node) and not history.undo(node)  # only `limit` kept
+
+
+def test_a_wait_that_times_out_cancels_the_run_and_changes_nothing(scene):
+    table = existing_table(scene)
+    before = scene_state(scene)
+
+    class Endless(ScriptedRunner):
+        def poll(self, timeout=0.0):
+            if self.cancelled:
+                self.finished = True
+            return []
+
+    runner = Endless([])
+    logic = TableTask(scene, runner)
+    run = logic.start({"output": table})
+    with pytest.raises(TimeoutError):
+        run.wait(timeout=0.2)
+    assert runner.cancelled and run.state is RunState.CANCELLED and not run.workdir.exists()
+    assert scene_state(scene) == before

@@ -192,11 +192,14 @@ class TaskRun:
     def wait(self, timeout: float | None = None):
         """Block until the end; returns the import's output, raises TaskError or CancelledError."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.finished:
-            if deadline is not None and time.monotonic() > deadline:
-                self.cancel(grace_seconds=0.0)
-                raise TimeoutError(f"The task was still running after {timeout} s and was cancelled.")
-            self.poll(POLL_SECONDS)
+        try:
+            while not self.finished:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"The task was still running after {timeout} s and was cancelled.")
+                self.poll(POLL_SECONDS)
+        except BaseException:  # a timeout, Ctrl+C in the console: stop the run, import nothing
+            self._stop_now()
+            raise
         if self.state is RunState.CANCELLED:
             raise CancelledError("The run was cancelled; nothing was changed.")
         if self.state is not RunState.SUCCEEDED:
@@ -207,6 +210,12 @@ class TaskRun:
         """Ask the run to stop; the scene is left as it was (nothing is imported)."""
         if not self.finished:
             self.runner.cancel(grace_seconds)
+
+    def _stop_now(self, seconds: float = 10.0) -> None:
+        self.cancel(grace_seconds=0.0)
+        deadline = time.monotonic() + seconds
+        while not self.finished and time.monotonic() < deadline:
+            self.poll(POLL_SECONDS)
 
     def _dispatch(self, event: dict) -> None:
         if self.on_event:
