@@ -120,3 +120,19 @@ def test_a_volume_the_command_refuses_changes_nothing_and_reports_its_message(sc
     assert error.value.state is RunState.BAD_INPUT and run.result.exit_code == 2
     assert logs[-1] == str(error.value)  # the message is also in the log pane
     assert scene_state(scene) == scene_before and files_state(tmp_path) == files_before
+
+
+def test_in_process_runs_end_the_same_way(scene, tmp_path, lumbar_ct_phantom):
+    """The console's path (labelling on a worker thread): cancel and refusal also change nothing."""
+    volume = bridge.load_node(scene, lumbar_ct_phantom, "vtkMRMLScalarVolumeNode")
+    short = noise_volume(scene)
+    output = earlier_labels(scene, short, tmp_path)
+    scene_before, files_before = scene_state(scene), files_state(tmp_path)
+    logic = SpineLabelLogic(scene)
+    run = logic.start_labelling(volume, output, region="lumbar", in_process=True)
+    run.cancel()  # while the model loads: the work stops at its first progress report
+    with pytest.raises(CancelledError):
+        run.wait()
+    with pytest.raises(TaskError, match="covers only 19 mm along the spine"):
+        logic.start_labelling(short, output, region="lumbar", in_process=True).wait()
+    assert scene_state(scene) == scene_before and files_state(tmp_path) == files_before
