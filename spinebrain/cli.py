@@ -25,7 +25,7 @@ COMMAND_MODULES = [
     "spinebrain.commands.demo",
     "spinebrain.commands.phantom",
     "spinebrain.commands.realism",
-    "spinebrain.commands.spine_label",
+    "spinebrain.commands.task",  # spinebrain spine-label ... (every available task of spinebrain.tasks)
     "spinebrain.commands.train",
     "spinebrain.commands.evaluate",
 ]

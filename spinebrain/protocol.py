@@ -82,6 +82,48 @@ class Progress:
             self._bar = None
 
 
+class NullProgress(Progress):
+    """A Progress that reports nothing: what core functions use when the caller gave none.
+
+    Core code calls ``progress.update(...)`` unconditionally on the object :func:`as_progress`
+    returns, instead of checking ``if progress:`` at every call.
+    """
+
+    def __init__(self):
+        super().__init__(quiet=True)
+
+    def emit(self, event: str, **fields) -> None:
+        pass
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+
+class CallbackProgress(Progress):
+    """A Progress that calls ``callback(stage, fraction, message)`` on each update (e.g. a Slicer widget)."""
+
+    def __init__(self, callback):
+        super().__init__(quiet=True)
+        self.callback = callback
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        self.callback(stage, min(max(float(fraction), 0.0), 1.0), message)
+
+
+def as_progress(progress=None) -> Progress:
+    """None (a :class:`NullProgress`), a Progress (itself) or a callable ``(stage, fraction, message)``."""
+    if progress is None:
+        return NullProgress()
+    if isinstance(progress, Progress):
+        return progress
+    if callable(progress):
+        return CallbackProgress(progress)
+    raise TypeError(f"progress must be None, a spinebrain.protocol.Progress or a callable, not {type(progress).__name__}")
+
+
 #: SIGTERM (POSIX terminate), SIGINT (Ctrl+C) and, on Windows, SIGBREAK (the runner's CTRL_BREAK_EVENT).
 CANCEL_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGBREAK") if hasattr(signal, name)

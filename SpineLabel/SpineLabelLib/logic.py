@@ -9,9 +9,10 @@ widget: cancellable, Slicer stays responsive) -- and writes the point list only 
 Which model labelled a point list is kept on the node (attributes ``SpineLabel.Model`` and
 ``SpineLabel.Region``, saved with the scene), so a relabel, a point edit or a later session
 re-solves with exactly that model card's options (:func:`spinebrain.spinelabel.pipeline.relabel`).
-An in-process run also keeps its detections, so a relabel can pick up one the first solution
-left out; otherwise the points themselves are the detections
-(:func:`spinebrain.spinelabel.operations.candidates_from_points`).
+Every solve is the core's :func:`spinebrain.spinelabel.labelling.relabel_points` with the run's
+:class:`~spinebrain.spinelabel.labelling.LabellingSetup`. An in-process run also keeps its
+detections, so a relabel can pick up one the first solution left out; otherwise the points
+themselves are the detections.
 
 Rules: a point the user set (locked control point) is a hard constraint and never renamed or
 moved silently; an operation that fails raises InputError and leaves the node as it was; every
@@ -30,7 +31,7 @@ from spinebrain.anatomy import VERTEBRA_LABELS
 from spinebrain.errors import InputError, ModelError
 from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel.graph import Candidate
-from spinebrain.spinelabel.operations import candidates_from_points, shift_labels
+from spinebrain.spinelabel.operations import shift_labels
 from spinebrain_slicer import bridge
 from spinebrain_slicer.bridge.markups import CONTENT_ATTRIBUTE, CONTENT_VALUE, POINT_LIST
 from spinebrain_slicer.markups_events import PointEditObserver
@@ -48,15 +49,15 @@ class NodeState:
     """What the logic remembers about one point list node in this session."""
 
     candidates: list[Candidate] | None = None  # detections of an in-process run; None: the points are the detections
-    model: object | None = None  # the SpineLabelModel that labelled it, once loaded
+    setup: object | None = None  # the LabellingSetup of the run that labelled it, once known
     written: list[LabelledPoint] = field(default_factory=list)  # the points as last written here
 
 
 class SpineLabelLogic(TaskLogic):
     """Run SpineLabel and edit its point lists.
 
-    ``model``: the SpineLabelModel for nodes that carry no model attribute (default: the first
-    installed model that knows their labels). ``runner_factory``: see TaskLogic (tests pass one).
+    ``model``: the SpineLabelModel (or LabellingSetup) for nodes that carry no model attribute
+    (default: the first installed model that knows their labels). ``runner_factory``: see TaskLogic (tests pass one).
     """
 
     def __init__(self, scene, model=None, runner_factory=None):
@@ -111,9 +112,10 @@ class SpineLabelLogic(TaskLogic):
         """Write the labelled points into the output node (or a new one) and remember how they were made."""
         from spinebrain.outputs import read_markups
 
-        if value is not None:  # in process: the result and the model that won
-            labelled, model = value
-            points, candidates, model_id, region = labelled.points, labelled.candidates, model.card.id, model.region
+        if value is not None:  # in process: the result carries the setup of the model that won
+            labelled = value
+            setup, points, candidates = labelled.setup, labelled.points, labelled.candidates
+            model_id, region = setup.model_id, setup.region
             self.last_result = labelled
             for warning in labelled.warnings:
                 logging.warning("SpineLabel: %s", warning)
@@ -121,20 +123,20 @@ class SpineLabelLogic(TaskLogic):
             written = next((o for o in result.outputs if o.kind == "markups"), None)
             if written is None:
                 raise InputError("spinebrain spine-label reported no point list; see the log.")
-            points, candidates, model = read_markups(written.path), None, None
+            points, candidates, setup = read_markups(written.path), None, None
             model_id, region = written.info.get("model"), written.info.get("region")
         node = self._write(job.context["output"], points, job.context["name"], record=False)
         for attribute, text in ((MODEL_ATTRIBUTE, model_id), (REGION_ATTRIBUTE, region)):
             node.SetAttribute(attribute, str(text) if text else "")
-        self._states[node.GetID()] = NodeState(candidates=_copies(candidates), model=model,
+        self._states[node.GetID()] = NodeState(candidates=_copies(candidates), setup=setup,
                                                written=[replace(p) for p in points])
         return node
 
     def remember(self, markups_node, candidates, model=None) -> None:
-        """Keep the detections (and the SpineLabelModel) that labelled ``markups_node`` for later relabels."""
+        """Keep the detections (and the SpineLabelModel or LabellingSetup) that labelled ``markups_node``."""
         state = self._state(markups_node)
         state.candidates = _copies(candidates)
-        state.model = model or state.model
+        state.setup = _as_setup(model) if model is not None else state.setup
 
     # ------------------------------------------------------------------ user operations
 
@@ -243,28 +245,24 @@ class SpineLabelLogic(TaskLogic):
         return self._write(markups_node, self._solve(markups_node, points, None))
 
     def _solve(self, markups_node, points: list[LabelledPoint], model=None) -> list[LabelledPoint]:
-        """The core's relabel (the labelling model's own card options) with the user's points fixed."""
-        from spinebrain.spinelabel.pipeline import relabel
+        """The core's relabel with the setup (model card options) of the run that labelled the node."""
+        from spinebrain.spinelabel.labelling import relabel_points
 
-        model = model or self._model_of(markups_node, points)
+        setup = _as_setup(model) if model is not None else self._setup_of(markups_node, points)
         state = self._states.get(markups_node.GetID())
-        if state is not None and state.candidates is not None:
-            candidates = _current_candidates(state, points)
-        else:  # e.g. a list from the command line or a file: its points are the detections
-            candidates = candidates_from_points([p for p in points if not p.user_set], model.anchor_level)
-        return relabel(candidates, model, [p for p in points if p.user_set]).points
+        edited = _current_candidates(state, points) if state is not None and state.candidates is not None else None
+        return relabel_points(points, edited, setup)  # None: the points are the detections
 
-    def _model_of(self, markups_node, points):
-        """The SpineLabelModel that labelled the node (its attributes), else the default, else an installed one."""
+    def _setup_of(self, markups_node, points):
+        """The node's LabellingSetup: its run's, else its model attributes', else the default, else an installed one."""
         state = self._state(markups_node)
-        if state.model is not None:
-            return state.model
-        model_id = markups_node.GetAttribute(MODEL_ATTRIBUTE)
-        if model_id:
-            state.model = self._load(markups_node.GetAttribute(REGION_ATTRIBUTE) or None, model_id)
-        else:
-            state.model = self.model or self._installed_model_for(points)
-        return state.model
+        if state.setup is None:
+            model_id = markups_node.GetAttribute(MODEL_ATTRIBUTE)
+            if model_id:
+                state.setup = self._load(markups_node.GetAttribute(REGION_ATTRIBUTE) or None, model_id).setup
+            else:
+                state.setup = _as_setup(self.model) if self.model is not None else self._installed_model_for(points).setup
+        return state.setup
 
     def _load(self, region, model_id):
         from spinebrain.spinelabel.pipeline import load_spine_label_models
@@ -338,8 +336,7 @@ def _labelling_work(image, region, model, device, fixed):
         from spinebrain.spinelabel.pipeline import SpineLabelModel, label_spine_best, load_spine_label_models
 
         models = [model] if isinstance(model, SpineLabelModel) else load_spine_label_models(region, model, device=device)
-        result = label_spine_best(image, models, fixed, device=device, progress=progress)
-        return result, next(m for m in models if m.region == result.region)
+        return label_spine_best(image, models, fixed, device=device, progress=progress)
 
     return work
 
@@ -361,6 +358,11 @@ def _command(image, volume: Path, region, model, device, fixed) -> list[str]:
     if fixed:
         args += ["--fixed", str(write_markups(fixed, workdir / "fixed.mrk.json"))]
     return args
+
+
+def _as_setup(model):
+    """A SpineLabelModel's LabellingSetup (a setup stays itself)."""
+    return getattr(model, "setup", model)
 
 
 def _file_stem(name: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import RESEARCH_NOTICE
 from ..errors import InputError
 from ..tables import Column
+from .task import add_task_subcommands
 
 MARKUPS_SUFFIX = ".mrk.json"
 LABEL_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
@@ -41,12 +42,14 @@ def register(subparsers) -> None:
         description="Compare pipeline results with reference annotations and print the metrics table. "
         + RESEARCH_NOTICE,
     )
-    tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
-    spine = tasks.add_parser(
-        "spine-label", help="vertebra detection, localisation and labeling metrics",
-        description="Detection sensitivity / precision / accuracy, localisation error (mean and SD, mm), labeling "
-        "accuracy and identification rate of predicted vertebra points, as defined in Forsberg 2017.",
-    )
+    add_task_subcommands(parser, "evaluate", "score {title} results")
+
+
+def add_spine_label_arguments(spine) -> None:
+    """``spinebrain evaluate spine-label``: detection, localisation and labeling metrics."""
+    spine.description = (
+        "Detection sensitivity / precision / accuracy, localisation error (mean and SD, mm), labeling "
+        "accuracy and identification rate of predicted vertebra points, as defined in Forsberg 2017.")
     spine.add_argument("--pred", required=True, help="predicted points: a .mrk.json file or a folder of them")
     spine.add_argument("--ref", required=True,
                        help="reference: a .mrk.json of vertebra centres, a vertebra label map, or a folder of them")

@@ -13,20 +13,21 @@ from .. import RESEARCH_NOTICE
 from ..batch import add_batch_arguments, run_cases
 from ..errors import InputError
 from ..protocol import output_kind
+from ..tasks import SPINE_LABEL
 
-MARKUPS_SUFFIX = ".mrk.json"
+MARKUPS_SUFFIX = SPINE_LABEL.output_suffix
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "spine-label", help="detect and label vertebrae (C1...S1) on CT or MR; writes .mrk.json points",
-        description="Detect the vertebrae of each scan with two CNN detectors on sagittal slices and name them "
+def add_arguments(parser) -> None:
+    """Fill ``spinebrain spine-label``'s parser (the task registry creates it, see :mod:`spinebrain.tasks`)."""
+    parser.description = (
+        "Detect the vertebrae of each scan with two CNN detectors on sagittal slices and name them "
         "with a graphical shape model (Forsberg 2017). Writes one Slicer point list (.mrk.json) per scan, each "
-        "point at the centre of a vertebral body (RAS) with its confidence. " + RESEARCH_NOTICE,
-    )
+        "point at the centre of a vertebral body with its confidence. " + RESEARCH_NOTICE)
     add_batch_arguments(parser)
-    parser.add_argument("--region", default="auto", choices=("auto", "cervical", "lumbar", "whole"),
-                        help="spine region; auto runs every installed region model and keeps the most certain")
+    parser.add_argument("--region", default="auto", choices=("auto", *SPINE_LABEL.regions),
+                        help="spine region; auto runs every installed region model and keeps the one the evidence favours "
+                        "(anchor, vertebra spacing that fits the region, levels named, certainty)")
     parser.add_argument("--model", help="model package id or folder (default: the installed one for the region)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--png", action="store_true", help="also write an overview picture (mid-sagittal slice)")
@@ -50,12 +51,23 @@ def run(args, progress) -> None:
         raise InputError("--fixed points belong to one scan; run one scan at a time with --fixed.")
     progress.update("load", 0.0, "loading the SpineLabel model(s)")
     models = load_spine_label_models(args.region, args.model, device=args.device)
+    _log_model_problems(progress)
     progress.log("Model(s): " + ", ".join(f"{m.card.id} ({m.region})" for m in models))
     if single_file:
         _label_one(args.inputs[0], args.series, Path(args.out), models, fixed, args, progress)
         return
     run_cases(args, progress, lambda case, folder: _label_one(
         case.path, case.series_uid, folder / f"{case.name}{MARKUPS_SUFFIX}", models, fixed, args, progress))
+
+
+def _log_model_problems(progress) -> None:
+    """Say which model packages were skipped and why (a malformed user card is not passed over silently)."""
+    from ..models import ModelRegistry
+
+    registry = ModelRegistry()
+    registry.list_models()
+    for line in registry.problem_lines():
+        progress.log(f"Warning: {line}")
 
 
 def _is_dicom(path) -> bool:
@@ -71,13 +83,14 @@ def _label_one(path, series_uid, markups_path: Path, models, fixed, args, progre
 
     image = load_volume(path, series_uid)
     result = label_spine_best(image, models, fixed, progress=progress, detection_only=args.detection_only)
+    if len(models) > 1:
+        progress.log(f"{Path(path).name}: region auto {result.choice}")
     for warning in result.warnings:
         progress.log(f"{Path(path).name}: {warning}")
     png = markups_path.with_name(markups_path.name[: -len(MARKUPS_SUFFIX)] + ".png") if args.png else None
     written = write_labels(image, result, markups_path, png)
-    model_id = next(m.card.id for m in models if m.region == result.region)
     for path in written:  # the region and model go with the points: Slicer relabels with that model
-        progress.result(path, kind=output_kind(path), region=result.region, model=model_id)
+        progress.result(path, kind=output_kind(path), region=result.region, model=result.setup.model_id)
     return {
         "region": result.region, "vertebrae": len(result.points),
         "labels": " ".join(p.label for p in result.points), "anchored": bool(result.labelling.anchored),
