@@ -30,11 +30,12 @@ from slicer.util import VTKObservationMixin
 import spinebrain
 from SpineLabelLib.logic import REGION_CHOICES
 from SpineLabelLib.logic import SpineLabelLogic as SceneLogic
+from spinebrain.tasks import SPINE_LABEL
 from spinebrain_slicer import qt_choices
 from spinebrain_slicer.qt_parameters import ParameterNodeGui, first_volume_node
 from spinebrain_slicer.qt_task import TaskRunPanel
 
-TASK = "spine-label"
+TASK = SPINE_LABEL.name
 
 
 @parameterNodeWrapper

@@ -32,12 +32,13 @@ from spinebrain.errors import InputError, ModelError
 from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel.graph import Candidate
 from spinebrain.spinelabel.operations import shift_labels
+from spinebrain.tasks import SPINE_LABEL
 from spinebrain_slicer import bridge
 from spinebrain_slicer.bridge.markups import CONTENT_ATTRIBUTE, CONTENT_VALUE, POINT_LIST
 from spinebrain_slicer.markups_events import PointEditObserver
 from spinebrain_slicer.task_logic import TaskJob, TaskLogic
 
-REGION_CHOICES = ("auto", "cervical", "lumbar", "whole")
+REGION_CHOICES = ("auto", *SPINE_LABEL.regions)  # from the task registry, as the command line's --region
 MODEL_ATTRIBUTE = "SpineLabel.Model"  # id of the model package that labelled the node
 REGION_ATTRIBUTE = "SpineLabel.Region"  # the region that model serves
 SAME_DETECTION_MM = 5.0  # a point this close to a detection is that detection (detections merge within 6 mm)
