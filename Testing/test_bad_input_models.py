@@ -163,7 +163,8 @@ def test_auto_region_accepts_a_fixed_level_only_the_lumbar_model_names(capsys, u
 
 
 def test_fixed_level_no_model_names_lists_every_model(capsys, user_dir, lumbar_scan, tmp_path, out_dir):
-    fixed = write_markups([LabelledPoint("T5", (0.0, 0.0, 0.0), None, True)], tmp_path / "fixed.mrk.json")
+    centre = lumbar_scan[1].points[0].ras  # on the scan, so only the level itself is refused
+    fixed = write_markups([LabelledPoint("T5", tuple(centre), None, True)], tmp_path / "fixed.mrk.json")
     before = snapshot(out_dir)
     code, err = run_cli(capsys, "spine-label", str(lumbar_scan[0]), "--fixed", str(fixed),
                         "--out", str(out_dir / "labels.mrk.json"))

@@ -85,5 +85,6 @@ def test_a_case_summary_has_the_registry_columns(tmp_path):
     from spinebrain.protocol import NullProgress
 
     path = write_image(case.image, tmp_path / "case.nii.gz")
-    fields = _label_one(path, None, tmp_path / "out" / "case.mrk.json", models, [], args, NullProgress())
+    (tmp_path / "out").mkdir()
+    fields = _label_one(case.image, path, tmp_path / "out" / "case.mrk.json", models, [], args, NullProgress())
     assert set(fields) - {"outputs"} == {c.name for c in SPINE_LABEL.summary_columns}

@@ -38,6 +38,7 @@ class Progress:
         self.quiet = quiet
         self._bar = None
         self._stage = None
+        self._last_line = None
 
     def emit(self, event: str, **fields) -> None:
         if self.json_lines:
@@ -48,10 +49,11 @@ class Progress:
         fraction = min(max(float(fraction), 0.0), 1.0)
         if self.json_lines:
             self.emit("progress", stage=stage, fraction=round(fraction, 4), message=message)
-        elif not self.quiet and not _is_terminal(sys.stderr):  # a log file: one line per stage, no bar
-            if stage != self._stage:
-                print(f"[{stage}] {message}".rstrip(), file=sys.stderr)
-            self._stage = stage
+        elif not self.quiet and not _is_terminal(sys.stderr):  # a log file: one line per new message, no bar
+            line = f"[{stage}] {message}".rstrip()
+            if line != self._last_line:  # every stage's messages, each once
+                print(line, file=sys.stderr)
+            self._last_line = line
         elif not self.quiet:
             self._update_bar(stage, fraction, message)
 

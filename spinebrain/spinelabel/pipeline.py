@@ -28,7 +28,7 @@ from ..geometry import extent_ras
 from ..models import ModelCard, ModelRegistry, load_network, resolve_package
 from ..points import LabelledPoint
 from ..protocol import Progress, as_progress
-from ..validate import check_volume
+from ..validate import check_plausible, check_points_in_image, check_points_type, check_volume
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
 from .choice import choose_labelling, models_knowing
@@ -250,6 +250,9 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     ``device`` overrides the model's device for this run. With ``detection_only`` the points are
     the unnamed detections ("Vertebra 1" ... top to bottom) and the too-little-spine checks are skipped.
     """
+    plausibility = check_plausible(image, model.card.modalities)  # first: is it a scan at all (the task hook)
+    fixed_points = check_points_type(list(fixed_points), "fixed points")
+    check_points_in_image(fixed_points, image)
     start = time.perf_counter()
     progress = as_progress(progress)
     check_image(image, model, detection_only)
@@ -268,6 +271,7 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
         result = solve_labelling(candidates, model.setup, fixed_points)
     result.seconds = time.perf_counter() - start
     _update(progress, 1.0, f"{len(result.points)} vertebrae in {result.seconds:.1f} s")
+    result.warnings[:0] = plausibility  # an image that may not fit the model says so in the result
     return result
 
 
