@@ -337,7 +337,8 @@ def test_a_background_run_replaces_the_points_and_undo_brings_back_the_earlier_r
     assert command.args[0] == "spine-label" and command.args[command.args.index("--region") + 1] == "lumbar"
     assert [(p.label, p.ras, p.user_set) for p in command.fixed] == [("L1", (0.0, 0.0, 30.0), True)]
     assert [p.ras for p in bridge.points_from_markups_node(node)] == [p.ras for p in newer]
-    assert node.GetAttribute(MODEL_ATTRIBUTE) == "spine-label-lumbar" and node.GetAttribute(REGION_ATTRIBUTE) == "lumbar"
+    assert node.GetAttribute(MODEL_ATTRIBUTE) == "spine-label-lumbar"
+    assert node.GetAttribute(REGION_ATTRIBUTE) == "lumbar"
     assert logic.undo(node)
     assert snapshot(node) == before and node.GetAttribute(MODEL_ATTRIBUTE) == "spine-label-whole"
     assert not logic.can_undo(node)

@@ -62,7 +62,8 @@ def check_parity(scene, path: Path, tmp_path: Path, background: bool = False) ->
     nodes = [logic.run(volume)] + ([logic.start_labelling(volume).wait()] if background else [])
     for node in nodes:
         same_points(bridge.points_from_markups_node(node), expected)
-        assert node.GetAttribute(MODEL_ATTRIBUTE) == info["model"] and node.GetAttribute(REGION_ATTRIBUTE) == info["region"]
+        assert node.GetAttribute(MODEL_ATTRIBUTE) == info["model"]
+        assert node.GetAttribute(REGION_ATTRIBUTE) == info["region"]
         # Relabel with nothing changed: the model card's options, the same names (from the run's detections
         # in process, from the points for the background run, whose detections stayed in the other process)
         logic.relabel(node)

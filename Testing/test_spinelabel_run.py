@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineLabel"))  # a
 import SimpleITK as sitk  # noqa: E402
 from SpineLabelLib.logic import SpineLabelLogic  # noqa: E402
 
-from spinebrain.errors import CancelledError  # noqa: E402
+from spinebrain.errors import CancelledError, InputError  # noqa: E402
 from spinebrain.points import LabelledPoint  # noqa: E402
 from spinebrain_slicer import bridge  # noqa: E402
 from spinebrain_slicer.runner import RunState  # noqa: E402
@@ -118,6 +118,7 @@ def test_a_volume_the_command_refuses_changes_nothing_and_reports_its_message(sc
     with pytest.raises(TaskError, match="covers only 19 mm along the spine") as error:
         run.wait()
     assert error.value.state is RunState.BAD_INPUT and run.result.exit_code == 2
+    assert isinstance(error.value, InputError)  # bad input, whichever way in (process or in process)
     assert logs[-1] == str(error.value)  # the message is also in the log pane
     assert scene_state(scene) == scene_before and files_state(tmp_path) == files_before
 

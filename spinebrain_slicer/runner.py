@@ -1,7 +1,8 @@
 """Run the ``spinebrain`` command line as a background process and follow its JSON-lines protocol.
 
 Pure Python (no Qt, no slicer import), so the same code serves Slicer's modules through
-:mod:`spinebrain_slicer.task_logic` (and its Qt panel, :mod:`spinebrain_slicer.qt_task`), the Python console (:func:`run_blocking`) and the tests.
+:mod:`spinebrain_slicer.task_logic` (and its Qt panel, :mod:`spinebrain_slicer.qt_task`), the
+Python console (:func:`run_blocking`) and the tests.
 
 The child prints one JSON event per stdout line (see :mod:`spinebrain.protocol`). Two reader
 threads move stdout events and stderr lines into a queue, so :meth:`ProcessRunner.poll` never

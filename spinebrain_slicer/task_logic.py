@@ -64,6 +64,10 @@ class TaskError(SpineBrainError):
         self.state, self.details = state, details
 
 
+class TaskInputError(TaskError, InputError):
+    """The run refused its input (exit code 2): an InputError, as the core raises in process."""
+
+
 @dataclass
 class TaskJob:
     """What one run does: ``args`` of a ``spinebrain`` command, or ``work(progress)`` run in this process.
@@ -190,7 +194,7 @@ class TaskRun:
         return events
 
     def wait(self, timeout: float | None = None):
-        """Block until the end; returns the import's output, raises TaskError or CancelledError."""
+        """Block until the end: the import's output; else TaskError (TaskInputError: bad input) or CancelledError."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not self.finished:
@@ -203,7 +207,8 @@ class TaskRun:
         if self.state is RunState.CANCELLED:
             raise CancelledError("The run was cancelled; nothing was changed.")
         if self.state is not RunState.SUCCEEDED:
-            raise TaskError(self.error, self.state, self.result.details if self.result else "")
+            error = TaskInputError if self.state is RunState.BAD_INPUT else TaskError
+            raise error(self.error, self.state, self.result.details if self.result else "")
         return self.output
 
     def cancel(self, grace_seconds: float = 5.0) -> None:
@@ -222,7 +227,8 @@ class TaskRun:
             self.on_event(event)
         kind = event.get("event")
         if kind == "progress" and self.on_progress:
-            self.on_progress(str(event.get("stage", "")), float(event.get("fraction", 0.0)), str(event.get("message", "")))
+            self.on_progress(str(event.get("stage", "")), float(event.get("fraction", 0.0)),
+                             str(event.get("message", "")))
         elif kind == "log" and self.on_log:
             self.on_log(str(event.get("message", "")))
 

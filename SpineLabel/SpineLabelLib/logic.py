@@ -262,7 +262,8 @@ class SpineLabelLogic(TaskLogic):
             if model_id:
                 state.setup = self._load(markups_node.GetAttribute(REGION_ATTRIBUTE) or None, model_id).setup
             else:
-                state.setup = _as_setup(self.model) if self.model is not None else self._installed_model_for(points).setup
+                default = self.model if self.model is not None else self._installed_model_for(points)
+                state.setup = _as_setup(default)
         return state.setup
 
     def _load(self, region, model_id):
@@ -336,7 +337,10 @@ def _labelling_work(image, region, model, device, fixed):
     def work(progress):
         from spinebrain.spinelabel.pipeline import SpineLabelModel, label_spine_best, load_spine_label_models
 
-        models = [model] if isinstance(model, SpineLabelModel) else load_spine_label_models(region, model, device=device)
+        if isinstance(model, SpineLabelModel):
+            models = [model]
+        else:
+            models = load_spine_label_models(region, model, device=device)
         return label_spine_best(image, models, fixed, device=device, progress=progress)
 
     return work
