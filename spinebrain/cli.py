@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "spinebrain.commands.phantom",
     "spinebrain.commands.realism",
     "spinebrain.commands.spine_label",
+    "spinebrain.commands.spine_segment",
     "spinebrain.commands.train",
     "spinebrain.commands.evaluate",
 ]
