@@ -150,7 +150,6 @@ def test_cli_on_a_generated_t2_phantom_with_the_bundled_model(tmp_path):
     from spinebrain.synth.spine import generate_spine
 
     case = generate_spine(7001, modality="t2", view="lumbar", spacing=(1.5, 1.5, 1.5), orientation="sagittal")
-    centre = np.array([p.ras for p in case.points]).mean(axis=0)
     k = int(round(sitk.GetArrayViewFromImage(case.image).shape[0] / 2))
     image = case.image[:, :, max(0, k - 8): k + 8]  # a 24 mm sagittal slab keeps the test quick
     scan = write_image(image, tmp_path / "phantom.nii.gz")
@@ -159,7 +158,8 @@ def test_cli_on_a_generated_t2_phantom_with_the_bundled_model(tmp_path):
                  "--model", str(BUNDLED)]) == 0
     assert out.exists() and (tmp_path / "phantom.csv").exists()
     labels, names = read_segmentation(out)
-    assert labels.GetSize() == image.GetSize() and np.isfinite(centre).all()
+    assert labels.GetSize() == image.GetSize()  # on the input's own grid
+    assert all(name.startswith("Vertebra ") for name in names.values())
 
 
 def test_3d_mode_is_refused_clearly_and_writes_nothing(tmp_path, capsys):
