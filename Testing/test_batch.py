@@ -201,10 +201,16 @@ def test_batch_exit_code_through_the_cli_protocol(tmp_path, names, code):
     assert events[-1] == {"event": "done", "code": code}
     errors = [e for e in events if e["event"] == "error"]
     assert len(errors) == (code != EXIT_OK)
-    if errors:
-        failed = sum(not name.startswith("good") for name in names)
-        assert errors[0]["message"].startswith(f"{failed} of 2 cases failed")
-    assert len(_summary(tmp_path / "out" / SUMMARY_NAME)) == 2
+    failed = sum(not name.startswith("good") for name in names)
+    if failed == len(names):  # nothing succeeded: nothing is written, not even a summary
+        message = errors[0]["message"]
+        assert message.startswith(f"All {failed} cases failed") and "nothing was written" in message
+        assert not (tmp_path / "out").exists()
+    else:  # the summary lists every case, the failed ones marked as failed
+        if errors:
+            assert errors[0]["message"].startswith(f"{failed} of 2 cases failed")
+        rows = _summary(tmp_path / "out" / SUMMARY_NAME)
+        assert len(rows) == 2 and sum(row["status"] == "failed" for row in rows) == failed
 
 
 @pytest.mark.parametrize("error", [CancelledError("Cancelled by signal SIGTERM."), ModelError("No spine model.")])
@@ -223,4 +229,5 @@ def test_cancel_and_model_errors_stop_the_batch_without_a_summary(tmp_path, erro
     with pytest.raises(type(error)):
         run_batch(expand_inputs([tmp_path / "in"]), process, tmp_path / "out", progress)
     assert seen == ["a", "b"]
-    assert not (tmp_path / "out" / SUMMARY_NAME).exists()
+    assert not (tmp_path / "out").exists()  # not even case a's finished files: a cancel leaves nothing
+    assert [p.name for p in tmp_path.iterdir()] == ["in"]  # and no temporary folder

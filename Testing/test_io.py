@@ -64,7 +64,7 @@ def test_write_image_is_atomic(tmp_path):
     write_image(oblique_volume(), target)
     before = target.read_bytes()
 
-    with pytest.raises(RuntimeError):  # SimpleITK cannot write this suffix
+    with pytest.raises(InputError, match="Could not write result.unknownformat"):  # SimpleITK cannot write this suffix
         write_image(oblique_volume(), tmp_path / "out" / "result.unknownformat")
     with pytest.raises(KeyError), atomic_path(target) as temporary:
         temporary.write_bytes(b"half a file")

@@ -121,9 +121,12 @@ def test_card_validation_names_the_bad_field(tmp_path, changes, problem):
 # -- every ModelError case --------------------------------------------------------------------------
 def test_missing_model_says_how_to_get_one(tmp_path):
     registry = ModelRegistry(bundled_dir=tmp_path / "bundled", user_dir=tmp_path / "user")
-    with pytest.raises(ModelError, match=r"No model 'nope' is installed.*spinebrain train.*import a model package"):
+    with pytest.raises(ModelError, match=r"No model 'nope' in the user model folder .*user.* or the bundled folder "
+                       r".*bundled.*'spinebrain info' lists"):
         load_model_package("nope", registry=registry)
-    with pytest.raises(ModelError, match=r"No brain-lesion model.*spinebrain train brain-lesion"):
+    with pytest.raises(ModelError, match=r"No spine-label model.*spinebrain train spine-label"):
+        load_model_package(None, task="spine-label", registry=registry)
+    with pytest.raises(ModelError, match=r"No brain-lesion model.*cannot train brain-lesion models yet.*import"):
         load_model_package(None, task="brain-lesion", registry=registry)
     with pytest.raises(ModelError, match="No model package folder at"):
         load_model_package(tmp_path / "absent")
@@ -132,7 +135,7 @@ def test_missing_model_says_how_to_get_one(tmp_path):
 def test_missing_card(tmp_path):
     folder = save_tiny(tmp_path)
     (folder / CARD_FILE).unlink()
-    with pytest.raises(ModelError, match="model_card.json is missing"):
+    with pytest.raises(ModelError, match=r"is not a model package: it has no model_card.json \(it holds model.safetensors\)"):
         load_model_package(folder)
 
 

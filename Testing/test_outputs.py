@@ -13,7 +13,7 @@ from spinebrain import RESEARCH_NOTICE, outputs
 from spinebrain.anatomy import structure
 from spinebrain.errors import InputError
 from spinebrain.geometry import ijk_to_ras_matrix, index_to_ras, same_grid
-from spinebrain.pictures import Panel, _panel_slice, save_montage_png, save_overview_png
+from spinebrain.outputs.pictures import Panel, _panel_slice, save_montage_png, save_overview_png
 from spinebrain.points import LabelledPoint, parse_point_description, point_description
 from spinebrain.tables import Column
 
@@ -225,7 +225,7 @@ COLUMNS = [
     Column("voxels", "int"),
 ]
 RECORDS = [
-    {"name": "L3", "complete": True, "volume": 30123.456789, "voxels": 30123},
+    {"name": "L3", "complete": True, "volume": 30123.457, "voxels": 30123},
     {"name": "L4, partial", "complete": False, "volume": None, "voxels": 12},
 ]
 
@@ -236,6 +236,13 @@ def test_table_round_trip(tmp_path, suffix):
     header = path.read_text(encoding="utf-8").splitlines()[0]
     assert "volume (mm³)" in header and ("\t" in header) == (suffix == ".tsv")
     assert outputs.read_table(path, COLUMNS) == RECORDS
+
+
+def test_table_floats_are_rounded_to_their_column(tmp_path):
+    path = outputs.write_table([{"volume": 30123.456789123, "ratio": 0.123456789}],
+                               [Column("volume", "float", "mm³"), Column("ratio", "float", decimals=5)],
+                               tmp_path / "t.csv")
+    assert path.read_text(encoding="utf-8").splitlines()[1] == "30123.457,0.12346"
 
 
 def test_table_read_by_slicer_with_types_and_units(scene, tmp_path):
@@ -273,8 +280,8 @@ def test_failed_segmentation_write_keeps_previous_file(tmp_path, monkeypatch):
             handle.write(b"NRRD0005\npartial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(outputs.slicerio, "write_segmentation", fail_mid_write)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(outputs.segmentations.slicerio, "write_segmentation", fail_mid_write)
+    with pytest.raises(InputError, match="disk full"):  # a sentence, not a raw OSError
         outputs.write_segmentation(oblique_label_image(), NAMES, path)
     assert path.read_bytes() == before
     assert files_in(tmp_path) == ["v.seg.nrrd"]
@@ -283,7 +290,7 @@ def test_failed_segmentation_write_keeps_previous_file(tmp_path, monkeypatch):
 def test_failed_table_write_keeps_both_previous_files(tmp_path, monkeypatch):
     path = outputs.write_table(RECORDS, COLUMNS, tmp_path / "t.csv")
     before = {name: (tmp_path / name).read_bytes() for name in files_in(tmp_path)}
-    real_write_rows = outputs._write_rows
+    real_write_rows = outputs.tables._write_rows
     calls = []
 
     def fail_on_second(*args):
@@ -292,8 +299,8 @@ def test_failed_table_write_keeps_both_previous_files(tmp_path, monkeypatch):
         if len(calls) == 2:
             raise OSError("disk full")
 
-    monkeypatch.setattr(outputs, "_write_rows", fail_on_second)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(outputs.tables, "_write_rows", fail_on_second)
+    with pytest.raises(InputError):  # a sentence, not a raw OSError
         outputs.write_table(RECORDS[:1], COLUMNS, path)
     assert {name: (tmp_path / name).read_bytes() for name in files_in(tmp_path)} == before
 

@@ -149,3 +149,25 @@ def test_real_cli_bad_input_is_exit_2_with_parseable_events(tmp_path):
     assert len(error) == 1 and str(missing) in error[0]["message"]
     assert events[-1] == {"event": "done", "code": EXIT_BAD_INPUT}
     assert not (tmp_path / "out" / "scan_1mm.nrrd").exists()
+
+
+def test_as_progress_gives_an_object_to_call_unconditionally(capsys):
+    from spinebrain.protocol import CallbackProgress, NullProgress, as_progress
+
+    silent = as_progress(None)
+    assert isinstance(silent, NullProgress)
+    silent.update("stage", 0.5, "message")
+    silent.log("nothing")
+    silent.emit("event", value=1)
+    silent.result("/x.mrk.json", kind="markups")
+    silent.close()
+    assert capsys.readouterr() == ("", "")
+    progress = Progress(json_lines=True)
+    assert as_progress(progress) is progress
+    seen = []
+    forwarding = as_progress(lambda *update: seen.append(update))
+    assert isinstance(forwarding, CallbackProgress)
+    forwarding.update("stage", 1.5, "clamped")
+    assert seen == [("stage", 1.0, "clamped")]
+    with pytest.raises(TypeError, match="progress must be None"):
+        as_progress(42)

@@ -108,7 +108,7 @@ def test_spine_report_with_real_data(data_dir, real_case, tmp_path):
     assert l3["complete"] and not real[("A6", "L2")]["complete"]
     labels = sitk.ReadImage(str(real_case("A6_tptbox_sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz")))
     voxels = np.count_nonzero(sitk.GetArrayViewFromImage(labels) == 22)
-    assert l3["volume"] == pytest.approx(voxels * np.prod(labels.GetSpacing()) / 1000.0)
+    assert l3["volume"] == pytest.approx(voxels * np.prod(labels.GetSpacing()) / 1000.0, abs=5e-4)  # tables round to 0.001
     assert 20 < l3["volume"] < 90  # cm³: a lumbar vertebra, mask volume in a wide sanity range
     assert 18 < l3["body height"] < 40
     a8 = [r for (case, _), r in real.items() if case == "A8"]

@@ -11,8 +11,9 @@ from scipy import ndimage
 
 from spinebrain.errors import InputError
 from spinebrain.geometry import same_grid
-from spinebrain.synth import brain
-from spinebrain.synth.brain import BrainOptions, SyntheticBrainDataset, generate_brain
+from spinebrain.synth import brain, brain_template
+from spinebrain.synth.brain import BrainOptions, generate_brain
+from spinebrain.synth.brain_dataset import SyntheticBrainDataset
 
 FAST = 3.0  # mm: coarse grid keeps each case around a second
 CLEAN = BrainOptions(thick_slice_probability=0.0)  # keep the working grid for 1-voxel geometry checks
@@ -187,9 +188,9 @@ def test_bad_arguments_raise_input_error(kwargs, words):
 
 
 def test_missing_nilearn_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(brain.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(brain_template.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(InputError, match="pip install nilearn"):
-        brain.template_folder()
+        brain_template.template_folder()
 
 
 def test_dataset_with_monai_dataloader_workers():

@@ -5,4 +5,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO/scripts/setup_env.sh"
 cd "$REPO"
-spinebrain demo --out "${1:-demo_output}"
+if [ $# -eq 0 ]; then
+  spinebrain demo --out demo_output --overwrite  # the script's own folder: refreshed on every run
+else
+  spinebrain demo --out "$1"  # a folder you chose: earlier results there are never replaced
+fi

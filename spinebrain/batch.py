@@ -16,10 +16,16 @@ files under ``folder`` (``OUT/<case name>/``, created on first write by :func:`s
 announces each with ``progress.result`` and returns a dict of per-case summary fields; the key
 ``outputs`` (a list of paths) fills the summary's outputs column.
 
+Where it writes: every case writes into a temporary folder beside ``OUT``
+(:mod:`spinebrain.outputs.staging`); at the end the finished cases and ``summary.csv`` move into
+``OUT`` together. ``summary.csv`` lists every case with its status (``ok`` or ``failed`` and the
+message), so a batch with failed cases still says so in its table. When *no* case succeeds, nothing
+is written at all and the command fails. A cancel, or a :class:`~spinebrain.errors.ModelError` (a
+missing model fails every case alike), stops the batch and leaves ``OUT`` exactly as it was. Existing
+case folders or an existing ``summary.csv`` are refused before any work unless ``--overwrite``.
+
 Exit code of a batch (the CLI's codes): 0 when every case succeeded; 2 (bad input) when every failed
-case failed on its input; 1 when any case failed for another reason. A cancel stops the batch at
-once with code 3 and no summary (cases finished before it keep their complete outputs). A
-:class:`~spinebrain.errors.ModelError` stops the batch too: a missing model fails every case alike.
+case failed on its input; 1 when any case failed for another reason; 3 when cancelled.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from pathlib import Path
 
 from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, CancelledError, InputError, ModelError, SpineBrainError
 from .io import IMAGE_SUFFIXES, list_dicom_series
-from .outputs import write_table
+from .outputs import StagedOutputs, check_output_folder, table_schema_path, write_table
+from .protocol import output_kind
 from .tables import Column
 
 LIST_SUFFIXES = (".txt", ".csv")
@@ -66,7 +73,7 @@ class CaseResult:
 @dataclass
 class BatchReport:
     results: list[CaseResult]
-    summary_path: Path
+    summary_path: Path | None  # None when no case succeeded (nothing written)
 
     @property
     def failed(self) -> list[CaseResult]:
@@ -90,10 +97,12 @@ class BatchFailed(SpineBrainError):
     def __init__(self, report: BatchReport):
         failed = report.failed
         listed = "; ".join(f"{r.case.name}: {r.message}" for r in failed[:5]) + ("; ..." if len(failed) > 5 else "")
-        super().__init__(
-            f"{len(failed)} of {len(report.results)} cases failed ({listed}). "
-            f"The other cases are done; see {report.summary_path}."
-        )
+        if len(failed) == len(report.results):
+            text = f"All {len(failed)} cases failed ({listed}); nothing was written."
+        else:
+            text = (f"{len(failed)} of {len(report.results)} cases failed ({listed}). The other cases are done; "
+                    f"{report.summary_path} lists every case with its status.")
+        super().__init__(text)
         self.exit_code = report.exit_code
         self.report = report
 
@@ -111,6 +120,8 @@ def add_batch_arguments(parser) -> None:
     parser.add_argument("--out", "-o", required=True, metavar="FOLDER",
                         help=f"output folder: one sub-folder per case and {SUMMARY_NAME}")
     parser.add_argument("--series", metavar="UID", help="DICOM series to use in folders that hold several")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results that already exist at --out (default: refuse and write nothing)")
 
 
 def expand_inputs(inputs: list[str | os.PathLike], series_uid: str | None = None) -> list[Case]:
@@ -192,7 +203,11 @@ def _case_name(path: Path) -> str:
     return name
 
 
+MAX_CASE_NAME = 100  # characters: OUT/<case>/<case>.mrk.json must fit in a file system's 255-byte names
+
+
 def _unique_name(name: str, taken: set[str]) -> str:
+    name = name[:MAX_CASE_NAME]
     unique, number = name, 2
     while unique.lower() in taken:  # output folders must differ on case-insensitive file systems too
         unique, number = f"{name}-{number}", number + 1
@@ -203,45 +218,73 @@ def _unique_name(name: str, taken: set[str]) -> str:
 # --------------------------------------------------------------------------------------------- run
 
 
-def run_cases(args, progress, process_case: Callable[[Case, Path], dict]) -> BatchReport:
+def prepare_cases(args) -> list[Case]:
+    """The cases of a batch, after checking that ``--out`` can take their results; call it before loading models."""
+    cases = expand_inputs(args.inputs, args.series)
+    check_output_folder(args.out, getattr(args, "overwrite", False), _result_names(cases))
+    return cases
+
+
+def _result_names(cases: list[Case]) -> list[str]:
+    return [c.name for c in cases] + [SUMMARY_NAME, table_schema_path(SUMMARY_NAME).name]
+
+
+def run_cases(args, progress, process_case: Callable[[Case, Path], dict],
+              cases: list[Case] | None = None) -> BatchReport:
     """What a pipeline command's ``run(args, progress)`` calls: expand inputs, run them, raise on failures."""
-    report = run_batch(expand_inputs(args.inputs, args.series), process_case, args.out, progress)
+    cases = prepare_cases(args) if cases is None else cases
+    report = run_batch(cases, process_case, args.out, progress, overwrite=getattr(args, "overwrite", False))
     report.raise_for_failures()
     return report
 
 
 def run_batch(cases: list[Case], process_case: Callable[[Case, Path], dict], out_dir: str | os.PathLike,
-              progress) -> BatchReport:
-    """Run ``process_case`` on each case, keep going past failures, write ``OUT/summary.csv``.
+              progress, overwrite: bool = False) -> BatchReport:
+    """Run ``process_case`` on each case, keep going past failures, then move the results and ``summary.csv`` in.
 
     Each case ends with a ``case`` event (name, status, message) so Slicer can list failures as
-    they happen; the summary table is announced with a ``result`` event of kind ``table``.
+    they happen; after the move every file is announced with a ``result`` event (the summary as
+    kind ``table``).
     """
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, overwrite, _result_names(cases))
     results = []
-    for index, case in enumerate(cases):
-        progress.update("batch", index / len(cases), f"case {index + 1} of {len(cases)}: {case.name}")
-        result = _run_case(case, process_case, out_dir / case.name, progress)
-        results.append(result)
-        progress.emit("case", name=case.name, status="ok" if result.ok else "failed", message=result.message)
-        if not result.ok:
-            progress.log(f"Case {case.name} failed: {result.message}")
-    progress.update("batch", 1.0, f"{len(cases) - sum(not r.ok for r in results)} of {len(cases)} cases done")
-    report = BatchReport(results, _write_summary(results, out_dir / SUMMARY_NAME, out_dir))
-    progress.result(report.summary_path, kind="table")
-    return report
+    stage = StagedOutputs(out_dir, overwrite)
+    try:
+        for index, case in enumerate(cases):
+            progress.update("batch", index / len(cases), f"case {index + 1} of {len(cases)}: {case.name}")
+            result = _run_case(case, process_case, stage, progress)
+            results.append(result)
+            progress.emit("case", name=case.name, status="ok" if result.ok else "failed", message=result.message)
+            if not result.ok:
+                progress.log(f"Case {case.name} failed: {result.message}")
+        done = sum(r.ok for r in results)
+        progress.update("batch", 1.0, f"{done} of {len(cases)} cases done")
+        if not done:
+            return BatchReport(results, None)  # nothing succeeded: nothing is written
+        announced = [stage.final(p) for r in results for p in r.fields.get("outputs") or []]
+        announced.append(stage.final(_write_summary(results, stage.path(SUMMARY_NAME), stage.root)))
+        stage.commit()
+    finally:
+        stage.cleanup()
+    for path in announced:
+        progress.result(path, kind=output_kind(path))
+    progress.log(f"Wrote {done} of {len(cases)} cases and {SUMMARY_NAME} into {out_dir}")
+    return BatchReport(results, out_dir / SUMMARY_NAME)
 
 
-def _run_case(case: Case, process_case, case_dir: Path, progress) -> CaseResult:
+def _run_case(case: Case, process_case, stage: StagedOutputs, progress) -> CaseResult:
     start = time.perf_counter()
     try:
-        fields = dict(process_case(case, case_dir) or {})
+        fields = dict(process_case(case, stage.path(case.name)) or {})
         return CaseResult(case, True, seconds=time.perf_counter() - start, fields=fields)
     except (CancelledError, ModelError):
         raise  # a cancel stops the whole batch; a model problem would fail every case alike
     except InputError as error:
+        stage.discard(case.name)  # a failed case leaves no partial files
         return CaseResult(case, False, str(error), time.perf_counter() - start, bad_input=True)
     except Exception as error:  # noqa: BLE001 -- one broken case must not stop the others
+        stage.discard(case.name)
         progress.log(traceback.format_exc())
         return CaseResult(case, False, f"Internal error: {error}", time.perf_counter() - start)
 

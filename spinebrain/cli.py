@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from . import RESEARCH_NOTICE, __version__
-from .errors import EXIT_FAILED, EXIT_OK, InputError, SpineBrainError
+from .errors import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, InputError, SpineBrainError
 from .protocol import Progress, cancel_on_terminate
 
 #: Subcommand modules, in the order ``--help`` lists them.
@@ -25,8 +25,8 @@ COMMAND_MODULES = [
     "spinebrain.commands.demo",
     "spinebrain.commands.phantom",
     "spinebrain.commands.realism",
-    "spinebrain.commands.spine_label",
-    "spinebrain.commands.spine_segment",
+    "spinebrain.commands.task",  # spinebrain spine-label ... (every available task of spinebrain.tasks)
+    "spinebrain.commands.spine_segment",  # until the registry's SpineSegment task is wired to it
     "spinebrain.commands.train",
     "spinebrain.commands.evaluate",
 ]
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = _global_flags_first(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -81,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_OK
     return execute(args.run, args, Progress(json_lines=args.progress_json, quiet=args.quiet))
+
+
+#: Options of the program that users also type after the subcommand (``spinebrain demo --progress-json``).
+GLOBAL_FLAGS = ("--progress-json", "--quiet")
+
+
+def _global_flags_first(argv: list[str]) -> list[str]:
+    """Move the global flags before the subcommand, wherever they were typed (not after a ``--``)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
 def execute(run, args, progress: Progress) -> int:
@@ -95,6 +106,9 @@ def execute(run, args, progress: Progress) -> int:
     except SpineBrainError as error:
         code = error.exit_code
         _report(progress, code, str(error))
+    except KeyboardInterrupt:  # Ctrl+C outside the signal handler (e.g. not the main thread): a cancel too
+        code = EXIT_CANCELLED
+        _report(progress, code, "Cancelled.")
     except Exception as error:  # noqa: BLE001 -- last resort: say what broke, exit "failed"
         code = EXIT_FAILED
         _report(progress, code, f"Internal error: {error}", traceback.format_exc())

@@ -30,3 +30,7 @@ class CancelledError(SpineBrainError):
     """The run was cancelled on request."""
 
     exit_code = EXIT_CANCELLED
+
+
+class InputTypeError(InputError, TypeError):
+    """A Python caller passed the wrong kind of object (e.g. a numpy array where an image is needed)."""

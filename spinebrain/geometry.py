@@ -70,6 +70,14 @@ def index_to_ras(image: sitk.Image, ijk) -> np.ndarray:
     return ras[0] if single else ras
 
 
+def extent_ras(image: sitk.Image) -> np.ndarray:
+    """Extent (mm) of the voxel centres along R, A and S (the corners' spread, so oblique grids are exact)."""
+    size = np.array(image.GetSize()) - 1
+    corners = np.array([[i, j, k] for i in (0, size[0]) for j in (0, size[1]) for k in (0, size[2])], float)
+    ras = index_to_ras(image, corners)
+    return ras.max(axis=0) - ras.min(axis=0)
+
+
 def ras_to_index(image: sitk.Image, ras) -> np.ndarray:
     """RAS millimetres -- one (3,) or many (N, 3) -- to continuous (i, j, k) index."""
     ras = np.asarray(ras, dtype=float)

@@ -37,6 +37,7 @@ class Progress:
         self.quiet = quiet
         self._bar = None
         self._stage = None
+        self._last_line = None
 
     def emit(self, event: str, **fields) -> None:
         if self.json_lines:
@@ -47,10 +48,11 @@ class Progress:
         fraction = min(max(float(fraction), 0.0), 1.0)
         if self.json_lines:
             self.emit("progress", stage=stage, fraction=round(fraction, 4), message=message)
-        elif not self.quiet and not _is_terminal(sys.stderr):  # a log file: one line per stage, no bar
-            if stage != self._stage:
-                print(f"[{stage}] {message}".rstrip(), file=sys.stderr)
-            self._stage = stage
+        elif not self.quiet and not _is_terminal(sys.stderr):  # a log file: one line per new message, no bar
+            line = f"[{stage}] {message}".rstrip()
+            if line != self._last_line:  # every stage's messages, each once
+                print(line, file=sys.stderr)
+            self._last_line = line
         elif not self.quiet:
             self._update_bar(stage, fraction, message)
 
@@ -79,6 +81,48 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class NullProgress(Progress):
+    """A Progress that reports nothing: what core functions use when the caller gave none.
+
+    Core code calls ``progress.update(...)`` unconditionally on the object :func:`as_progress`
+    returns, instead of checking ``if progress:`` at every call.
+    """
+
+    def __init__(self):
+        super().__init__(quiet=True)
+
+    def emit(self, event: str, **fields) -> None:
+        pass
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        pass
+
+    def log(self, message: str) -> None:
+        pass
+
+
+class CallbackProgress(Progress):
+    """A Progress that calls ``callback(stage, fraction, message)`` on each update (e.g. a Slicer widget)."""
+
+    def __init__(self, callback):
+        super().__init__(quiet=True)
+        self.callback = callback
+
+    def update(self, stage: str, fraction: float, message: str = "") -> None:
+        self.callback(stage, min(max(float(fraction), 0.0), 1.0), message)
+
+
+def as_progress(progress=None) -> Progress:
+    """None (a :class:`NullProgress`), a Progress (itself) or a callable ``(stage, fraction, message)``."""
+    if progress is None:
+        return NullProgress()
+    if isinstance(progress, Progress):
+        return progress
+    if callable(progress):
+        return CallbackProgress(progress)
+    raise TypeError(f"progress must be None, a spinebrain.protocol.Progress or a callable, not {type(progress).__name__}")
 
 
 #: SIGTERM (POSIX terminate), SIGINT (Ctrl+C) and, on Windows, SIGBREAK (the runner's CTRL_BREAK_EVENT).

@@ -16,6 +16,7 @@ class Column:
     name: str
     kind: str  # text|bool|float|int
     unit: str = ""
+    decimals: int = 3  # floats are written rounded to this many decimals (no 34567.89123456789 in a table)
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -44,6 +44,7 @@ REQUIREMENTS: tuple[str, ...] = (
     "SimpleITK>=2.3",
     "torch>=2.2",
     "monai>=1.3",
+    "pytorch-ignite>=0.4.11",  # MONAI's training engines and handlers
     "scipy>=1.10",
     "slicerio>=1.1",
     "matplotlib>=3.7",
@@ -60,7 +61,7 @@ LARGE_DOWNLOADS: Mapping[str, str] = {
 }
 
 #: Import name of a distribution, where it differs from the canonical distribution name.
-_IMPORT_NAMES: Mapping[str, str] = {"simpleitk": "SimpleITK"}
+_IMPORT_NAMES: Mapping[str, str] = {"simpleitk": "SimpleITK", "pytorch-ignite": "ignite"}
 
 _PYTORCH_EXTENSION_MODULE = "PyTorchUtils"
 

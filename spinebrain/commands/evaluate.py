@@ -14,7 +14,9 @@ from pathlib import Path
 
 from .. import RESEARCH_NOTICE
 from ..errors import InputError
+from ..outputs import check_output_file
 from ..tables import Column
+from .task import add_task_subcommands
 
 MARKUPS_SUFFIX = ".mrk.json"
 LABEL_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
@@ -41,12 +43,14 @@ def register(subparsers) -> None:
         description="Compare pipeline results with reference annotations and print the metrics table. "
         + RESEARCH_NOTICE,
     )
-    tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
-    spine = tasks.add_parser(
-        "spine-label", help="vertebra detection, localisation and labeling metrics",
-        description="Detection sensitivity / precision / accuracy, localisation error (mean and SD, mm), labeling "
-        "accuracy and identification rate of predicted vertebra points, as defined in Forsberg 2017.",
-    )
+    add_task_subcommands(parser, "evaluate", "score {title} results")
+
+
+def add_spine_label_arguments(spine) -> None:
+    """``spinebrain evaluate spine-label``: detection, localisation and labeling metrics."""
+    spine.description = (
+        "Detection sensitivity / precision / accuracy, localisation error (mean and SD, mm), labeling "
+        "accuracy and identification rate of predicted vertebra points, as defined in Forsberg 2017.")
     spine.add_argument("--pred", required=True, help="predicted points: a .mrk.json file or a folder of them")
     spine.add_argument("--ref", required=True,
                        help="reference: a .mrk.json of vertebra centres, a vertebra label map, or a folder of them")
@@ -54,7 +58,9 @@ def register(subparsers) -> None:
                        help="comma-separated reference vertebrae that are only partly visible (not counted as "
                        "missed), e.g. L1,S1")
     spine.add_argument("--out", default="spine_label_evaluation.csv",
-                       help="CSV with one row per case and a pooled row (default spine_label_evaluation.csv)")
+                       help="CSV with one row per case and a pooled row (default spine_label_evaluation.csv in the "
+                       "current folder; the command prints where it wrote it)")
+    spine.add_argument("--overwrite", action="store_true", help="replace an existing --out table")
     spine.set_defaults(run=run_spine_label)
 
 
@@ -62,8 +68,11 @@ def run_spine_label(args, progress) -> None:
     from ..outputs import write_table
     from ..spinelabel.metrics import aggregate
 
+    out = check_output_file(args.out, args.overwrite, option="--out")
+    if not out.name.lower().endswith((".csv", ".tsv")):
+        raise InputError(f"--out {out} is not a .csv or .tsv file name; give a table name such as evaluation.csv.")
     pairs = match_cases(Path(args.pred), Path(args.ref))
-    partial = frozenset(name.strip() for name in args.partial.split(",") if name.strip())
+    partial = _partial_names(args.partial)
     results, records = [], []
     for number, (name, pred, ref) in enumerate(pairs):
         progress.update("evaluate", number / len(pairs), name)
@@ -72,10 +81,22 @@ def run_spine_label(args, progress) -> None:
         records.append(_record(name, result))
     pooled = aggregate(results)
     records.append(_record("pooled (per vertebra)", pooled))
-    path = write_table(records, COLUMNS, args.out)
+    path = write_table(records, COLUMNS, out)
     progress.update("evaluate", 1.0, f"{len(pairs)} case(s)")
     print(format_table(pooled, len(pairs)))
     progress.result(path, kind="table")
+    progress.log(f"Wrote the per-case table to {path.resolve()}")
+
+
+def _partial_names(text: str) -> frozenset:
+    from ..anatomy import VERTEBRA_LABELS
+
+    names = frozenset(name.strip() for name in text.split(",") if name.strip())
+    unknown = sorted(names - set(VERTEBRA_LABELS))
+    if unknown:
+        raise InputError(f"--partial {unknown[0]!r} is not a vertebra name; give names like L1,S1 "
+                         "(C1...C7, T1...T12, L1...L5, S1, T13, L6).")
+    return names
 
 
 def evaluate_case(pred_path: Path, ref_path: Path, partial=frozenset()) -> dict:
@@ -83,10 +104,15 @@ def evaluate_case(pred_path: Path, ref_path: Path, partial=frozenset()) -> dict:
     from ..outputs import read_markups
     from ..spinelabel.metrics import evaluate_points
 
+    from ..validate import check_reference_labels, check_reference_points
+
     predicted = read_markups(pred_path)
     if ref_path.name.lower().endswith(MARKUPS_SUFFIX):
-        return evaluate_points(predicted, ref_points=read_markups(ref_path), ref_partial=partial)
+        reference = read_markups(ref_path)
+        check_reference_points(predicted, reference, pred_path, ref_path)
+        return evaluate_points(predicted, ref_points=reference, ref_partial=partial)
     labels, names = _read_reference_labels(ref_path)
+    check_reference_labels(predicted, labels, names, pred_path, ref_path)
     return evaluate_points(predicted, ref_labels=labels, ref_partial=partial, ref_names=names)
 
 
@@ -109,6 +135,15 @@ def match_cases(pred: Path, ref: Path) -> list[tuple[str, Path, Path]]:
         if not path.exists():
             raise InputError(f"{path} does not exist; check the path and run again.")
     if pred.is_file() and ref.is_file():
+        if pred.resolve() == ref.resolve():
+            raise InputError(f"--pred and --ref are the same file ({pred.name}); give the reference annotation as "
+                             "--ref.")
+        if not pred.name.lower().endswith(MARKUPS_SUFFIX):
+            raise InputError(f"--pred {pred.name} is not a .mrk.json point list; give the points 'spinebrain "
+                             "spine-label' wrote.")
+        if not _is_reference(ref):
+            raise InputError(f"--ref {ref.name} is neither a .mrk.json nor a label map (.seg.nrrd, .nii.gz, .nrrd, "
+                             ".mha); give the reference vertebra centres or label map.")
         return [(_stem(pred), pred, ref)]
     if pred.is_file() != ref.is_file():
         raise InputError("Give --pred and --ref both as files or both as folders.")

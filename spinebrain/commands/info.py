@@ -58,6 +58,7 @@ def collect_info() -> dict:
         "selected_device": selected,
         "device_problem": device_problem,
         "device_env": DEVICE_ENV,
+        "tasks": _tasks_info(models),
         "models": models,
         "model_problems": [{"path": str(path), "message": message} for path, message in registry.problems],
         "user_models_dir": str(registry.user_dir),
@@ -65,6 +66,14 @@ def collect_info() -> dict:
         "bundled_models_dir": str(registry.bundled_dir),
         "bundled_models_env": BUNDLED_DIR_ENV,
     }
+
+
+def _tasks_info(models: list[dict]) -> list[dict]:
+    """Each task of the registry: available or planned, and the usable installed models that serve it."""
+    from ..tasks import TASKS
+
+    return [{"name": task.name, "title": task.title, "available": task.available, "card_tasks": list(task.card_tasks),
+             "models": [m["id"] for m in models if m["task"] in task.card_tasks and m["usable"]]} for task in TASKS]
 
 
 def _version(distribution: str) -> str | None:
@@ -75,8 +84,16 @@ def _version(distribution: str) -> str | None:
 
 
 def _model_info(entry) -> dict:
+    """A model's card summary, and whether its weights match the card's sha256 (a package failing it is unusable)."""
+    from ..models import verify_weights
+
     card = entry.card
-    return {
+    try:
+        verify_weights(entry.path, card)
+        problem = None
+    except InputError as error:
+        problem = str(error)
+    return {"usable": problem is None, "problem": problem,
         "id": card.id, "task": card.task, "region": card.region, "version": card.version,
         "source": entry.source, "overrides_bundled": entry.overrides_bundled, "path": str(entry.path),
         "modalities": card.modalities, "validated_modalities": card.validated_modalities,
@@ -95,6 +112,10 @@ def format_info(info: dict) -> str:
         lines.append(f"  {device['name']:<8} {device['description']}{memory}")
     chosen = info["selected_device"] or f"none -- {info['device_problem']}"
     lines.append(f"  used by default: {chosen} (set ${info['device_env']} to change)")
+    lines += ["", "Tasks:"]
+    for task in info["tasks"]:
+        state = (", ".join(task["models"]) or "no usable model") if task["available"] else "planned, not in this version"
+        lines.append(f"  {task['name']:<14} {task['title']}: {state}")
     lines += ["", "Models:"]
     if not info["models"]:
         lines.append("  none installed -- train one with 'spinebrain train TASK ...' or import a package")
@@ -102,11 +123,14 @@ def format_info(info: dict) -> str:
         region = f", region {model['region']}" if model["region"] else ""
         note = " (replaces the bundled one)" if model["overrides_bundled"] else ""
         validated = ", ".join(model["validated_modalities"]) or "not stated"
-        lines.append(f"  {model['id']} v{model['version']} [{model['source']}{note}]: {model['task']}{region}")
+        state = "" if model["usable"] else "  UNUSABLE"
+        lines.append(f"  {model['id']} v{model['version']} [{model['source']}{note}]: {model['task']}{region}{state}")
+        if not model["usable"]:
+            lines.append(f"      {model['problem']}")
         lines.append(f"      inputs {', '.join(model['modalities'])}; validated on {validated}; "
                      f"metrics: {model['metrics_summary']}")
     for problem in info["model_problems"]:
-        lines.append(f"  unusable package {problem['path']}: {problem['message']}")
+        lines.append(f"  not used: {problem['path']}: {problem['message']}")
     lines += ["", f"User model folder:    {info['user_models_dir']} (set ${info['user_models_env']} to change)",
               f"Bundled model folder: {info['bundled_models_dir']}"]
     return "\n".join(lines)

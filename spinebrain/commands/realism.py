@@ -8,10 +8,10 @@ morphometry, as CSV with units plus a plot. See :mod:`spinebrain.synth.realism`.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from .. import RESEARCH_NOTICE
 from ..errors import InputError
+from ..outputs import check_output_folder, staged_outputs
 from ..protocol import output_kind
 
 
@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     parser.add_argument("--cases", type=int, default=None,
                         help="generated cases per kind (default 3 for the spine, 1 for the brain)")
     parser.add_argument("--spacing", type=float, default=2.0, help="voxel size of the generated cases in mm (default 2)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier report in --out (default: refuse and write nothing)")
     parser.set_defaults(run=run)
 
 
@@ -42,15 +44,15 @@ def run(args, progress) -> None:
         raise InputError(f"--cases {cases} is too small; generate at least one case.")
     if not 0.5 <= args.spacing <= 6.0:
         raise InputError(f"--spacing {args.spacing:g} mm is outside 0.5-6 mm; use e.g. 2.")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder for the report.")
+    out = check_output_folder(args.out)
     report_function = spine_report if args.kind == "spine" else brain_report
-    report = report_function(out, data_dir=args.data, cases=cases, spacing=args.spacing, progress=progress)
+    with staged_outputs(out, args.overwrite) as stage:  # the report appears whole or not at all
+        report = report_function(stage.path(""), data_dir=args.data, cases=cases, spacing=args.spacing,
+                                 progress=progress)
     for note in report.notes:
         progress.log(note)
     for path in report.files:
-        progress.result(path, kind=output_kind(path))
+        progress.result(stage.final(path), kind=output_kind(path))
     text = "\n".join([*report.summary, *(f"Note: {n}" for n in report.notes[:1]), f"Report written to {out}"])
     if progress.json_lines:
         progress.log(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import RESEARCH_NOTICE
-from ..batch import add_batch_arguments, run_cases
+from ..batch import add_batch_arguments, prepare_cases, run_cases
 from ..errors import InputError
 from ..protocol import output_kind
 
@@ -38,12 +38,12 @@ def register(subparsers) -> None:
 
 
 def run(args, progress) -> None:
-    from ..outputs import read_markups
-    from ..spinesegment.pipeline2d import load_model_2d
+    from ..outputs import check_output_file, read_markups, staged_outputs
 
     if args.mode == "3d":
         raise InputError("The 3D iterative vertebra mode is not available yet; use --mode 2d (MR vertebral "
                          "bodies) for now.")
+    out = Path(args.out)
     single_file = args.out.lower().endswith(SEG_SUFFIX)
     if single_file and len(args.inputs) != 1:
         raise InputError("--out names one .seg.nrrd file, so give exactly one scan; give a folder as --out for "
@@ -51,42 +51,54 @@ def run(args, progress) -> None:
     points = read_markups(args.labels) if args.labels else None
     if points is not None and not single_file and len(args.inputs) != 1:
         raise InputError("--labels belong to one scan; run one scan at a time with --labels.")
+    if not single_file:
+        cases = prepare_cases(args)  # inputs and --out checked before the model loads
+        model = _load_model(args, progress)
+        run_cases(args, progress, lambda case, folder: _segment_one(
+            _load_scan(case.path, case.series_uid, points), folder / f"{case.name}{SEG_SUFFIX}", model, points,
+            args.png, progress), cases)
+        return
+    companions = [_companion(out, ".csv"), _companion(out, ".schema.csv")] + ([_companion(out, ".png")] if args.png else [])
+    check_output_file(out, args.overwrite, companions=companions)
+    image = _load_scan(args.inputs[0], args.series, points)  # bad input fails here, before the model loads
+    model = _load_model(args, progress)
+    with staged_outputs(out.parent, args.overwrite) as stage:
+        fields = _segment_one(image, stage.path(out.name), model, points, args.png, progress)
+    for path in (stage.final(p) for p in fields["outputs"]):
+        progress.result(path, kind=output_kind(path))
+
+
+def _load_model(args, progress):
+    from ..spinesegment.pipeline2d import load_model_2d
+
     progress.update("load", 0.0, "loading the 2D MR vertebral-body model")
     model = load_model_2d(args.model, device=args.device)
     progress.log(f"Model: {model.card.id} ({model.card.network['architecture']})")
-    if single_file:
-        _segment_one(args.inputs[0], args.series, Path(args.out), model, points, args.png, progress)
-        return
-    run_cases(args, progress, lambda case, folder: _segment_one(
-        case.path, case.series_uid, folder / f"{case.name}{SEG_SUFFIX}", model, points, args.png, progress))
+    return model
 
 
-def _segment_one(path, series_uid, seg_path: Path, model, points, png: bool, progress) -> dict:
+def _load_scan(path, series_uid, points):
+    """Read and check one scan (and that the --labels points lie on it) before the model runs on it."""
     from ..io import load_volume
-    from ..spinesegment.pipeline2d import segment_bodies, write_results
+    from ..validate import check_plausible, check_points_in_image
 
     image = load_volume(path, series_uid)
+    check_plausible(image, name=f"input image {Path(path).name}")
     if points:
-        _check_points_inside(image, points)
+        check_points_in_image(points, image, what="--labels point")
+    return image
+
+
+def _companion(seg_path: Path, suffix: str) -> Path:
+    return seg_path.with_name(seg_path.name[: -len(SEG_SUFFIX)] + suffix)
+
+
+def _segment_one(image, seg_path: Path, model, points, png: bool, progress) -> dict:
+    from ..spinesegment.pipeline2d import segment_bodies, write_results
+
     result = segment_bodies(image, model, points, progress=progress)
     if not result.vertebrae:
-        progress.log(f"{Path(path).name}: no vertebral body found")
-    png_path = seg_path.with_name(seg_path.name[: -len(SEG_SUFFIX)] + ".png") if png else None
-    written = write_results(image, result, seg_path, png_path)
-    for written_path in written:
-        progress.result(written_path, kind=output_kind(written_path))
+        progress.log(f"{seg_path.name}: no vertebral body found")
+    written = write_results(image, result, seg_path, _companion(seg_path, ".png") if png else None)
     return {"vertebrae": len(result.vertebrae), "names": " ".join(v.name for v in result.vertebrae),
             "complete": sum(v.complete for v in result.vertebrae), "outputs": written}
-
-
-def _check_points_inside(image, points) -> None:
-    """Labels of another scan would name bodies at random: refuse when no point lies in the scan."""
-    import numpy as np
-
-    from ..geometry import ras_to_index
-
-    size = np.array(image.GetSize())
-    inside = [p for p in points if np.all((ras_to_index(image, p.ras) > -0.5) & (ras_to_index(image, p.ras) < size - 0.5))]
-    if not inside:
-        raise InputError("None of the --labels points lies inside the scan; give the SpineLabel points made for "
-                         "this scan.")

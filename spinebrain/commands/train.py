@@ -1,7 +1,7 @@
 """``spinebrain train TASK``: train a model and write it as a model package.
 
-One sub-subcommand per task (``spine-label`` now; ``spine-segment`` and ``brain`` register the
-same way): each adds its parser in a ``_register_<task>`` function listed in :data:`TASKS`.
+One sub-subcommand per task of :mod:`spinebrain.tasks` that declares a ``train`` entry (an
+``add_arguments(parser)`` function such as :func:`add_spine_label_arguments`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import shlex
 import sys
 
 from .. import RESEARCH_NOTICE
+from .task import add_task_subcommands
 
 
 def register(subparsers) -> None:
@@ -18,18 +19,15 @@ def register(subparsers) -> None:
         description="Train a model and write it as a model package (model_card.json + weights) that the "
         "pipelines and the Slicer modules can use. " + RESEARCH_NOTICE,
     )
-    tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
-    for add in TASKS:
-        add(tasks)
+    add_task_subcommands(parser, "train", "train a {title} model")
 
 
-def _register_spine_label(tasks) -> None:
-    parser = tasks.add_parser(
-        "spine-label", help="train the SpineLabel vertebra and anchor detectors and shape model for one region",
-        description="Generate synthetic spines (CT, T1, T2 and random contrast; region views plus some whole and "
-        "short views), train the vertebra and anchor (C2 / S1) detectors from body-centre points, fit the shape "
-        "model, measure the pipeline on held-out synthetic cases and write the package to --out/<id>/.",
-    )
+def add_spine_label_arguments(parser) -> None:
+    """``spinebrain train spine-label``: the vertebra and anchor detectors and shape model of one region."""
+    parser.description = (
+        "Generate synthetic spines (CT, T1, T2 and random contrast; region views plus some whole and short views), "
+        "train the vertebra and anchor (C2 / S1) detectors from body-centre points, fit the shape model, measure "
+        "the pipeline on held-out synthetic cases and write the package to --out/<id>/.")
     parser.add_argument("--region", required=True, choices=("lumbar", "cervical"), help="spine region")
     parser.add_argument("--cases", type=int, default=150, help="synthetic training cases (default 150)")
     parser.add_argument("--validation-cases", type=int, default=30, help="held-out synthetic cases (default 30)")
@@ -64,7 +62,3 @@ def run_spine_label(args, progress) -> None:
 def command_line() -> str:
     """The command as typed (``spinebrain ...``), for the model card."""
     return "spinebrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-#: Registration functions of the trainable tasks (later: spine-segment, brain).
-TASKS = [_register_spine_label]

@@ -19,11 +19,13 @@ from typing import Any
 
 from .. import RESEARCH_NOTICE, __version__
 from ..errors import ModelError
+from ..tasks import card_tasks
 
 CARD_FILE = "model_card.json"
 
-#: Tasks the pipelines ask for. Other names are accepted (a card may serve a newer pipeline).
-KNOWN_TASKS = ("spine-label", "spine-segment", "spine-segment-2d", "brain-tissue", "brain-lesion")
+#: Card tasks of the task registry (:mod:`spinebrain.tasks`). Other well-formed names are accepted
+#: (a card may serve a newer version's task); :func:`spinebrain.tasks.task_for_card` says which serve none.
+KNOWN_TASKS = card_tasks()
 
 #: Keys a card file must have; the others have defaults.
 REQUIRED_KEYS = (
@@ -120,8 +122,9 @@ class ModelCard:
         path = Path(folder) / CARD_FILE
         if not path.is_file():
             raise ModelError(
-                f"{path} is missing, so {Path(folder).name!r} is not a usable model package; "
-                "a package needs model_card.json beside its weights (re-create or re-train it)."
+                f"{folder} is not a model package: it has no {CARD_FILE}{_holding(Path(folder))}. A package is a "
+                f"folder with {CARD_FILE} beside its weights (model.safetensors or model.pt); give such a folder "
+                "or an installed model's id ('spinebrain info' lists them)."
             )
         try:
             text = path.read_text(encoding="utf-8")
@@ -175,6 +178,12 @@ class ModelCard:
         text = ", ".join(values) if values else "not measured"
         measured_on = self.metrics.get("measured_on")
         return f"{text} on {measured_on}" if values and measured_on else text
+
+
+def _holding(folder: Path) -> str:
+    """' (it holds a.pkl, b.txt)': what a folder that is not a package contains, for the error message."""
+    names = sorted(p.name for p in folder.iterdir())[:4] if folder.is_dir() else []
+    return f" (it holds {', '.join(names)})" if names else " (it is empty)" if folder.is_dir() else ""
 
 
 def _numbers(value, kind) -> bool:

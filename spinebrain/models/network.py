@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ModelError
 from .card import ModelCard
-from .package import load_model_package
+from .registry import load_model_package
 
 #: Packages a dotted architecture path may come from (importing anything else could run code).
 ALLOWED_PACKAGES = ("spinebrain", "monai")

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ModelError
+from ..tasks import card_tasks_for
 from .card import CARD_FILE, ModelCard
 
 SAFETENSORS_FILE = "model.safetensors"
@@ -110,43 +111,39 @@ def move_into_place(staging: Path, target: Path) -> None:
 
 
 # -- reading -------------------------------------------------------------------------------------
-def load_model_package(path_or_id: str | os.PathLike | None = None, task: str | None = None,
-                       registry=None, region: str | None = None) -> tuple[ModelCard, dict[str, torch.Tensor]]:
-    """Return ``(card, state_dict)`` of a verified package, on the CPU.
+def read_package(folder: str | os.PathLike, task: str | None = None) -> tuple[ModelCard, dict[str, torch.Tensor]]:
+    """Return ``(card, state_dict)`` of the package in ``folder``, verified, on the CPU.
 
-    ``path_or_id`` is a package folder, or a model id looked up in ``registry`` (default: a
-    :class:`~spinebrain.models.registry.ModelRegistry` with the standard folders); ``None`` takes
-    the registry's choice for ``task`` (and ``region``). ``task``, when given, must match the card.
+    ``task``, when given, must match the card. The weights are hashed and the very bytes that were
+    hashed are deserialised. (Finding a package by id or task is the registry's job:
+    :func:`spinebrain.models.registry.load_model_package`.)
     """
-    folder = resolve_package(path_or_id, task, registry, region)
+    folder = Path(folder)
     card = ModelCard.read(folder)
     check_task(card, task)
     weights_path = weights_file_of(folder, card)
     data = weights_path.read_bytes()
-    if sha256_of(data) != card.sha256:
+    _check_sha256(sha256_of(data), card, weights_path)
+    return card, _deserialise(data, weights_path)
+
+
+def verify_weights(folder: str | os.PathLike, card: ModelCard) -> None:
+    """ModelError when the package's weights file is missing or does not match the card's sha256 (no loading)."""
+    weights_path = weights_file_of(Path(folder), card)
+    _check_sha256(sha256_file(weights_path), card, weights_path)
+
+
+def _check_sha256(digest: str, card: ModelCard, weights_path: Path) -> None:
+    if digest != card.sha256:
         raise ModelError(
             f"The weights {weights_path} do not match the sha256 in the model card of {card.id!r}: the model is "
             "tampered or corrupted: re-download/re-train, do not use."
         )
-    return card, _deserialise(data, weights_path)
-
-
-def resolve_package(path_or_id, task=None, registry=None, region=None) -> Path:
-    """The folder of the package meant by a path, a model id, or (None) the task's default."""
-    from .registry import ModelRegistry
-
-    if path_or_id is not None:
-        path = Path(path_or_id)
-        if path.is_dir():
-            return path
-        if isinstance(path_or_id, os.PathLike) or os.sep in str(path_or_id) or "/" in str(path_or_id):
-            raise ModelError(f"No model package folder at {path}. {ModelRegistry.how_to_get_model(task)}")
-    registry = registry or ModelRegistry()
-    return registry.find(str(path_or_id) if path_or_id is not None else None, task=task, region=region).path
 
 
 def check_task(card: ModelCard, task: str | None) -> None:
-    if task is not None and card.task != task:
+    """ModelError unless the card serves ``task`` (a card task, or a task of :mod:`spinebrain.tasks`)."""
+    if task is not None and card.task not in card_tasks_for(task):
         raise ModelError(
             f"Model {card.id!r} is for {card.task} but {task} was asked; choose a {task} model "
             "('spinebrain info' lists the installed ones) or train one."

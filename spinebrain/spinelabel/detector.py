@@ -246,7 +246,8 @@ def train_detector(
 ) -> tuple[VertebraDetector, list[float]]:
     """Train a detector on patches (N, patch, patch) with labels (N,) in {0, 1}; returns (model, loss per epoch).
 
-    Categorical cross-entropy, SGD with Nesterov momentum (the paper), cosine learning-rate decay. A new
+    Categorical cross-entropy, SGD with Nesterov momentum (the paper), cosine learning-rate decay, run by the
+    training engine (MONAI's SupervisedTrainer, :mod:`spinebrain.training`); the final weights are kept. A new
     :class:`VertebraDetector` of the patches' size is made when ``model`` is None. Seeded; the
     global torch random state is left untouched. ``callback(epoch, mean_loss)`` runs after every epoch.
     """
@@ -258,32 +259,52 @@ def train_detector(
         raise InputError("Training needs square patches (N, size, size) and one label per patch.")
     if len(targets) == 0:
         raise InputError("There are no training patches; check that the annotations lie on the slices.")
-    losses = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if model is None:
             model = VertebraDetector(patch=patches.shape[-1], in_channels=patches.shape[1])
         if model.patch != patches.shape[-1]:
             raise InputError(f"The patches are {patches.shape[-1]} pixels but the model expects {model.patch}.")
-        model.to(device).train()
-        optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum, nesterov=True,
-                                    weight_decay=weight_decay)
-        # cosine decay to 5 % of the rate: large steps early, settling into a minimum by the last epoch
-        steps = epochs * -(-len(targets) // batch_size)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=0.05 * learning_rate)
-        for epoch in range(epochs):
-            order = torch.randperm(len(targets))
-            total = 0.0
-            for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                logits = model.classify_patches(patches[batch].to(device))
-                loss = F.cross_entropy(logits, targets[batch].to(device))
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                schedule.step()
-                total += loss.item() * len(batch)
-            losses.append(total / len(targets))
-            if callback is not None:
-                callback(epoch, losses[-1])
+        losses = _run_engine(model, patches, targets, epochs, batch_size, learning_rate, momentum, weight_decay,
+                             seed, callback, torch.device(device))
     return model.eval(), losses
+
+
+def _run_engine(model, patches, targets, epochs, batch_size, learning_rate, momentum, weight_decay, seed, callback,
+                device) -> list[float]:
+    """The training loop on :func:`spinebrain.training.run_training` (MONAI SupervisedTrainer): the forward pass
+    gives (B, 2, 1, 1) logits, so the targets are (B, 1, 1) and cross-entropy is the patch classifier's."""
+    import tempfile
+
+    from ignite.engine import Events
+
+    from ..training import EngineSettings, run_training
+    from ..training.distributed import DistributedContext
+
+    model.to(device).train()
+    optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum, nesterov=True,
+                                weight_decay=weight_decay)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(patches, targets[:, None, None]),
+                                         batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(seed))
+    # cosine decay to 5 % of the rate, stepped per batch: large steps early, settling into a minimum by the last epoch
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs * len(loader), eta_min=0.05 * learning_rate)
+    losses, totals = [], [0.0, 0]
+
+    def add_loss(engine):  # the epoch's loss weighted by batch size (the last batch may be smaller)
+        count = len(engine.state.batch[0])
+        totals[0] += engine.state.output["loss"].item() * count
+        totals[1] += count
+
+    def end_epoch(engine):
+        losses.append(totals[0] / totals[1])
+        totals[:] = [0.0, 0]
+        if callback is not None:
+            callback(engine.state.epoch - 1, losses[-1])
+
+    with tempfile.TemporaryDirectory(prefix="spinelabel-train-") as run_dir:
+        settings = EngineSettings(run_dir, epochs, resume=False, schedule_per_epoch=False)
+        run_training(model, optimiser, torch.nn.CrossEntropyLoss(), loader, None, None, settings,
+                     DistributedContext(device=device), lr_scheduler=schedule,
+                     extra_handlers=[(Events.ITERATION_COMPLETED, add_loss), (Events.EPOCH_COMPLETED, end_epoch)])
+    return losses

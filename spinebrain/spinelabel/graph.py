@@ -147,6 +147,7 @@ def fit_shape_model(annotated_cases: list[list[LabelledPoint]], levels: list[str
     invertible with one or two samples (or a flat 2D axis); the box is the observed min/max widened
     on each axis by ``range_margin`` times the mean step length (so it scales from cervical to lumbar).
     """
+    annotated_cases = list(annotated_cases)
     wanted = set(levels) if levels is not None else None
     samples: dict[tuple[str, str], list[np.ndarray]] = {}
     for number, case in enumerate(annotated_cases):
@@ -161,15 +162,18 @@ def fit_shape_model(annotated_cases: list[list[LabelledPoint]], levels: list[str
     pairs = {pair: _fit_pair(np.array(ys), range_margin, min_sd_mm) for pair, ys in samples.items()}
     seen = {name for pair in pairs for name in pair}
     if wanted is not None and wanted - seen:
-        raise InputError(f"No training case has {sorted(wanted - seen, key=vertebra_index)} beside a neighbour; "
-                         "drop those levels or add annotations.")
+        raise InputError(f"None of the {len(annotated_cases)} training cases shows "
+                         f"{', '.join(sorted(wanted - seen, key=vertebra_index))} beside a neighbour, so the shape "
+                         "model cannot place it; train on more cases or add annotations of those levels.")
     span = sorted(seen, key=vertebra_index)
     first, last = FULL_ORDER.index(span[0]), FULL_ORDER.index(span[-1])
     standard = [lv for lv in FULL_ORDER[first:last + 1] if lv not in TRANSITIONAL]  # no holes in between
     layer_levels = sorted(set(standard) | seen, key=vertebra_index)
     for upper, lower in zip(standard, standard[1:]):
         if (upper, lower) not in pairs:
-            raise InputError(f"No training case has both {upper} and {lower}; add annotations that include both.")
+            raise InputError(f"None of the {len(annotated_cases)} training cases shows {upper} and {lower} together, "
+                             "so the shape model cannot join them; train on more cases or add annotations that "
+                             "include both.")
     return SpineShapeModel(layer_levels, pairs)
 
 

@@ -24,13 +24,16 @@ import torch
 
 from ..device import select_device
 from ..errors import InputError, ModelError
-from ..geometry import index_to_ras
-from ..models import ModelCard, ModelRegistry, load_network
+from ..geometry import extent_ras
+from ..models import ModelCard, ModelRegistry, load_network, resolve_package
 from ..points import LabelledPoint
-from ..validate import check_volume
+from ..protocol import Progress, as_progress
+from ..validate import check_plausible, check_points_in_image, check_points_type, check_volume
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
-from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
+from .choice import choose_labelling, models_knowing
+from .graph import Candidate, LabellingResult, SpineShapeModel
+from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .slices import extract_sagittal_slab
 
 TASK = "spine-label"
@@ -41,12 +44,8 @@ ARCHITECTURE = "spinebrain.spinelabel.pipeline.DetectorPair"
 DEFAULT_SLAB = {"slices_each_side": 2, "step_mm": 4.0, "search_slices_each_side": 4}
 DEFAULT_DETECTION = {"threshold": 0.5, "min_area_px": 3, "merge_distance_mm": 6.0, "anchor_threshold": 0.7,
                      "merge_fraction": 0.4}
-#: Options of graph.label_candidates (card extra "labelling").
-DEFAULT_LABELLING = {"transitional_penalty": 5.0, "gap_penalty": 10.0}
 DEFAULT_MIN_EXTENT_MM = 60.0
 DEFAULT_MAX_THICKNESS_MM = 6.5
-#: A detection this close (in units of the mean vertebra step) to a user point is that vertebra.
-_SAME_VERTEBRA_FRACTION = 0.4
 
 
 class DetectorPair(torch.nn.Module):
@@ -91,15 +90,11 @@ class SpineLabelModel:
         defaults = {"slab": DEFAULT_SLAB, "detection": DEFAULT_DETECTION, "labelling": DEFAULT_LABELLING}[group]
         return self.card.extra.get(group, {}).get(key, defaults[key])
 
-
-@dataclass
-class SpineLabelResult:
-    points: list[LabelledPoint]
-    candidates: list[Candidate]
-    labelling: LabellingResult
-    warnings: list[str]
-    region: str
-    seconds: float
+    @property
+    def setup(self) -> LabellingSetup:
+        """How this model names detections (shape model, anchor, the card's labelling options)."""
+        options = {key: float(self.setting("labelling", key)) for key in DEFAULT_LABELLING}
+        return LabellingSetup(self.shape_model, self.anchor_level, options, self.region, self.card.id)
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -130,24 +125,36 @@ def load_spine_label_model(region: str = "lumbar", model=None, registry: ModelRe
 
 def load_spine_label_models(region: str = "auto", model=None, registry: ModelRegistry | None = None,
                             device=None) -> list[SpineLabelModel]:
-    """The models a run uses: one for a region, or every installed region's model for ``"auto"``."""
+    """The models a run uses: one for a region, or every installed region's model for ``"auto"``.
+
+    A ``model`` named with region ``"auto"`` is that one package, whatever its region: an unknown
+    id or a folder that is not a package is reported as such, not as "no model installed".
+    """
     if region != "auto":
         return [load_spine_label_model(region, model, registry, device)]
+    if model is not None:
+        card = ModelCard.read(resolve_package(model, TASK, registry))
+        return [load_spine_label_model(card.region or "whole", model, registry, device)]
     models = []
     for name in REGIONS:
         try:
             models.append(load_spine_label_model(name, model, registry, device))
         except ModelError:
-            continue  # no model for this region (or --model serves another one)
+            continue  # no model for this region
     if not models:
-        raise ModelError("No SpineLabel model is installed; train one with 'spinebrain train spine-label "
-                         "--region lumbar --out DIR' and install it, or reinstall the bundled models.")
+        registry = registry or ModelRegistry()
+        registry.find(task=TASK)  # raises the registry's message: where it looked, what it skipped and why
+        raise ModelError("No SpineLabel model could be loaded; 'spinebrain info' lists the installed models.")
     return models
 
 
 def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed_points=(), device=None,
                      progress=None, detection_only: bool = False) -> SpineLabelResult:
-    """Run every model ("auto" region) and keep the most certain labelling, then the longest."""
+    """Run each model (region "auto") and keep the labelling the evidence favours (:mod:`.choice`).
+
+    Models that do not know a level of ``fixed_points`` are not run (a fixed L3 is for the lumbar model).
+    """
+    models = models_knowing(models, fixed_points)
     results, errors = [], []
     for model in models:
         try:
@@ -156,18 +163,10 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
             errors.append(error)
     if not results:
         raise errors[0]
-    return max(results, key=lambda r: (r.labelling.anchored, r.labelling.certainty, len(r.points)))
+    return choose_labelling(results, image, region_auto=len(models) > 1)
 
 
 # ------------------------------------------------------------------------------------------ checks
-
-
-def _extent_ras(image: sitk.Image) -> np.ndarray:
-    """Extent (mm) of the voxel centres along R, A and S."""
-    size = np.array(image.GetSize()) - 1
-    corners = np.array([[i, j, k] for i in (0, size[0]) for j in (0, size[1]) for k in (0, size[2])], float)
-    ras = index_to_ras(image, corners)
-    return ras.max(axis=0) - ras.min(axis=0)
 
 
 def sagittal_thickness_mm(image: sitk.Image) -> float:
@@ -182,7 +181,7 @@ def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool 
     if detection_only:
         return
     offer = "or run with detection only (--detection-only / detection_only=True) to get unnamed vertebra points"
-    extent_s = float(_extent_ras(image)[2])
+    extent_s = float(extent_ras(image)[2])
     minimum = float(model.card.extra.get("min_spine_extent_mm", DEFAULT_MIN_EXTENT_MM))
     if extent_s < minimum:
         raise InputError(f"The image covers only {extent_s:.0f} mm along the spine, too little spine for the "
@@ -251,7 +250,11 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     ``device`` overrides the model's device for this run. With ``detection_only`` the points are
     the unnamed detections ("Vertebra 1" ... top to bottom) and the too-little-spine checks are skipped.
     """
+    plausibility = check_plausible(image, model.card.modalities)  # first: is it a scan at all (the task hook)
+    fixed_points = check_points_type(list(fixed_points), "fixed points")
+    check_points_in_image(fixed_points, image)
     start = time.perf_counter()
+    progress = as_progress(progress)
     check_image(image, model, detection_only)
     if device is not None and select_device(device) != model.device:
         model.device = select_device(device)
@@ -262,124 +265,44 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
         raise InputError("No vertebrae were detected in the image; check that it shows the spine (CT, T1 or T2 MR) "
                          "and that the chosen region or model fits it.")
     if detection_only:
-        result = _detections_only(candidates, model.region)
+        result = _detections_only(candidates, model)
     else:
         _update(progress, 0.8, "naming the vertebrae (graphical model)")
-        result = _solve(candidates, model, fixed_points)
+        result = solve_labelling(candidates, model.setup, fixed_points)
     result.seconds = time.perf_counter() - start
     _update(progress, 1.0, f"{len(result.points)} vertebrae in {result.seconds:.1f} s")
+    result.warnings[:0] = plausibility  # an image that may not fit the model says so in the result
     return result
 
 
-def relabel(result_or_candidates, model: SpineLabelModel, fixed_points: Sequence[LabelledPoint] = ()) -> SpineLabelResult:
-    """Re-solve the labels from kept candidates (a result or a candidate list) with ``fixed_points`` fixed; no CNN."""
+def relabel(result_or_candidates, model: SpineLabelModel | LabellingSetup | None = None,
+            fixed_points: Sequence[LabelledPoint] = ()) -> SpineLabelResult:
+    """Re-solve the labels from kept candidates (a result or a candidate list) with ``fixed_points`` fixed; no CNN.
+
+    ``model`` may be left out for a result: its own :attr:`~SpineLabelResult.setup` (the run's model
+    card options) is used, so a relabel with nothing changed gives the run's labels.
+    """
     start = time.perf_counter()
-    candidates = (result_or_candidates.candidates if isinstance(result_or_candidates, SpineLabelResult)
-                  else list(result_or_candidates))
-    result = _solve(candidates, model, fixed_points)
+    is_result = isinstance(result_or_candidates, SpineLabelResult)
+    candidates = result_or_candidates.candidates if is_result else list(result_or_candidates)
+    if model is None:
+        if not is_result or result_or_candidates.setup is None:
+            raise InputError("Give the model (or the result of the run) whose options the relabel must use.")
+        model = result_or_candidates.setup
+    setup = model.setup if isinstance(model, SpineLabelModel) else model
+    result = solve_labelling(candidates, setup, fixed_points)
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _solve(candidates: list[Candidate], model: SpineLabelModel, fixed_points) -> SpineLabelResult:
-    fixed = _fixed_positions(fixed_points)
-    kept = _without_fixed_vertebrae(candidates, fixed, model.shape_model)
-    usable = [candidates[k] for k in kept]
-    options = {key: float(model.setting("labelling", key)) for key in DEFAULT_LABELLING}
-    labelling = label_candidates(usable, model.shape_model, fixed=fixed, **options)
-    if model.anchor_level in model.shape_model.levels:
-        labelling = _anchored(usable, model, fixed, options, labelling)
-    points = labelling.to_points()
-    by_label = {p.label: p for p in fixed_points}
-    points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)
-              if p.user_set and p.label in by_label else p for p in points]
-    return SpineLabelResult(points, list(candidates), labelling, _warnings(labelling, model, bool(fixed)),
-                            model.region, 0.0)
-
-
-#: Anchor answers tried, strongest first, and the share of the free path's standard levels an anchored
-#: path must cover, else its anchor is taken for a false answer (false detections beyond the true end
-#: vertebra lengthen the free path, so the share is well below 1).
-_ANCHORS_TRIED, _COVERAGE_SHARE = 3, 0.6
-#: Anchor answers at least this share of the strongest one's score (mean probability x relative area) are strong.
-_STRONG_SHARE = 0.5
-
-
-def _anchored(usable: list[Candidate], model: SpineLabelModel, fixed, options, free: LabellingResult):
-    """The labelling with the strongest anchor answer that fits the spine the detections show.
-
-    The anchor detector also answers on other vertebrae (L4 / L5 or S2, C3, now and then one far away
-    on a whole-spine view). Of the strong answers (score mean probability x relative area) the
-    outermost is tried first (a weaker S2 answer stays below the strong share), then the others by
-    score. A true anchor leaves the path about as long as without it; pinning a false one cuts the
-    spine short (an "S1" in the neck leaves nothing below it), so such an answer is passed over for
-    the next; with none left the labelling stays unanchored.
-    """
-    ranked = sorted((k for k, c in enumerate(usable) if c.anchor_probability > 0),
-                    key=lambda k: -usable[k].anchor_probability)[:_ANCHORS_TRIED]
-    if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
-        strong = [k for k in ranked if usable[k].anchor_probability >= _STRONG_SHARE * usable[ranked[0]].anchor_probability]
-        direction = model.shape_model.spine_direction()  # head -> feet
-        sign = 1.0 if model.anchor_level == model.shape_model.levels[-1] else -1.0
-        outer = max(strong, key=lambda k: sign * float(np.dot(usable[k].position, direction)))
-        ranked = [outer] + [k for k in ranked if k != outer]
-    free_coverage = _coverage(free)
-    for index in ranked:
-        try:
-            anchored = label_candidates(usable, model.shape_model, anchor=(model.anchor_level, index), fixed=fixed,
-                                        **options)
-        except InputError:
-            continue  # this anchor cannot sit on one spine with the user's points
-        if _coverage(anchored) >= _COVERAGE_SHARE * free_coverage:
-            return anchored
-    return free
-
-
-def _coverage(labelling: LabellingResult) -> int:
-    return sum(a.level not in TRANSITIONAL for a in labelling.assignments)
-
-
-def _fixed_positions(fixed_points) -> dict[str, np.ndarray]:
-    fixed: dict[str, np.ndarray] = {}
-    for point in fixed_points:
-        if point.label in fixed:
-            raise InputError(f"Two fixed points are named {point.label}; keep one point per vertebra.")
-        fixed[point.label] = np.asarray(point.ras, dtype=float)
-    return fixed
-
-
-def _without_fixed_vertebrae(candidates, fixed, shape_model: SpineShapeModel) -> list[int]:
-    """Indices of the detections that are not the vertebrae the user fixed (so none is named twice)."""
-    if not fixed:
-        return list(range(len(candidates)))
-    step = float(np.mean([np.linalg.norm(p.mean) for p in shape_model.pairs.values()]))
-    radius = _SAME_VERTEBRA_FRACTION * step
-    return [k for k, c in enumerate(candidates)
-            if all(np.linalg.norm(np.asarray(c.position) - position) > radius for position in fixed.values())]
-
-
-def _warnings(labelling: LabellingResult, model: SpineLabelModel, user_fixed: bool) -> list[str]:
-    warnings = []
-    if not labelling.anchored:
-        warnings.append(f"No anchor ({model.anchor_level}) visible: labels are uncertain; "
-                        "set one label to anchor the rest.")
-    if labelling.missing:
-        warnings.append(f"No detection for {', '.join(labelling.missing)} between the labelled vertebrae; "
-                        "check those levels.")
-    if not labelling.assignments and not user_fixed:
-        warnings.append("The detections could not be joined into a spine; check the region and the image.")
-    return warnings
-
-
-def _detections_only(candidates: list[Candidate], region: str) -> SpineLabelResult:
+def _detections_only(candidates: list[Candidate], model: SpineLabelModel) -> SpineLabelResult:
     ordered = sorted(candidates, key=lambda c: -float(c.position[2]))  # head to feet
     points = [LabelledPoint(f"Vertebra {n}", tuple(float(v) for v in c.position), round(float(c.probability), 4))
               for n, c in enumerate(ordered, start=1)]
     labelling = LabellingResult([], 0.0, False, 0.0)
     return SpineLabelResult(points, list(candidates), labelling,
-                            ["Detection only: the points are not named."], region, 0.0)
+                            ["Detection only: the points are not named."], model.region, 0.0, model.setup)
 
 
-def _update(progress, fraction: float, message: str) -> None:
-    if progress is not None:
-        progress.update("spine-label", fraction, message)
+def _update(progress: Progress, fraction: float, message: str) -> None:
+    progress.update("spine-label", fraction, message)

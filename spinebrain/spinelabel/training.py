@@ -27,6 +27,7 @@ from ..anatomy import VERTEBRA_NAMES_BY_LABEL
 from ..errors import InputError
 from ..models import ModelCard, save_model_package
 from ..points import LabelledPoint
+from ..protocol import as_progress
 from .detector import (ANCHOR, PATCH_SIZE, VertebraDetector, normalise_intensities, train_detector,
                        training_patches_from_slab)
 from .graph import FULL_ORDER, fit_shape_model
@@ -339,9 +340,8 @@ def _train(patches, labels, name: str, options: TrainingOptions, progress, epoch
         val_loss, val_accuracy = _held_out_scores(model, held_patches, held_labels, options.device)
         message = f"epoch {epoch + 1}/{epochs} loss {loss:.4f} validation loss {val_loss:.4f} accuracy {val_accuracy:.3f}"
         _report(progress, f"train {name}", (epoch + 1) / epochs, message)
-        if progress is not None and hasattr(progress, "emit"):
-            progress.emit("epoch", detector=name, epoch=epoch + 1, epochs=epochs, loss=round(loss, 5),
-                          validation_loss=round(val_loss, 5), validation_accuracy=round(val_accuracy, 4))
+        as_progress(progress).emit("epoch", detector=name, epoch=epoch + 1, epochs=epochs, loss=round(loss, 5),
+                                   validation_loss=round(val_loss, 5), validation_accuracy=round(val_accuracy, 4))
 
     model, _ = train_detector(patches[train], labels[train], model, epochs=epochs, batch_size=options.batch_size,
                               learning_rate=options.learning_rate, seed=options.seed, callback=callback,
@@ -441,8 +441,7 @@ def _card(options: TrainingOptions, networks: DetectorPair, shape_model, cases: 
 
 
 def _report(progress, stage: str, fraction: float, message: str) -> None:
-    if progress is not None:
-        progress.update(stage, fraction, message)
+    as_progress(progress).update(stage, fraction, message)
 
 
 __all__ = ["TrainingOptions", "train_spine_label", "generate_cases", "read_real_cases", "validate", "region_levels",

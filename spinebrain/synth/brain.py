@@ -28,19 +28,18 @@ Volumes are voxel counts times the voxel volume, in mL. A lesion is one connecte
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from torch.utils.data import Dataset
-
 from spinebrain.errors import InputError
+from spinebrain.geometry import image_from_array
 from spinebrain.synth import brain_lesions as bl
+from spinebrain.synth.brain_template import (  # noqa: F401 -- load_template, template_folder: public here too
+    MAP_NAMES, load_template, template_at, template_folder, template_icv_ml,
+)
 
 CSF, GM, WM = bl.CSF, bl.GM, bl.WM
 TISSUE_NAMES = {CSF: "Cerebrospinal fluid", GM: "Grey matter", WM: "White matter"}
@@ -49,8 +48,6 @@ TUMOUR_NAMES = {bl.NECROSIS: "Necrosis", bl.ENHANCING: "Neoplasm", bl.OEDEMA: "O
 CONTRASTS = ("t1", "t2", "flair", "t1c")
 LESION_KINDS = (None, "ms", "tumour")
 
-_TEMPLATE_FILES = {name: f"mni_icbm152_{name}_tal_nlin_sym_09a_converted.nii.gz" for name in ("t1", "gm", "wm")}
-_MAP_NAMES = ("gm", "wm", "csf", "ventricles", "brain", "deep")  # components of load_template()
 
 # Mean intensity of each class per contrast, relative to the brightest brain tissue, read off
 # typical clinical 1.5/3 T scans and checked against the B2/B5/B6 reference cases with the
@@ -118,94 +115,6 @@ class BrainCase:
     tissue_names: dict[int, str] = field(default_factory=lambda: dict(TISSUE_NAMES))
 
 
-# ---------------------------------------------------------------- template
-
-
-def template_folder() -> Path:
-    """Folder of the MNI152 files inside the installed nilearn package."""
-    spec = importlib.util.find_spec("nilearn")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("The brain generator needs the MNI152 template from nilearn: run `pip install nilearn`.")
-    folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
-    missing = [name for name in _TEMPLATE_FILES.values() if not (folder / name).is_file()]
-    if missing:
-        raise InputError(f"The nilearn installation lacks {missing[0]}: reinstall it with `pip install --force-reinstall nilearn`.")
-    return folder
-
-
-@functools.lru_cache(maxsize=1)
-def load_template() -> sitk.Image:
-    """MNI152 maps as one 6-component float image: GM, WM, CSF, ventricles, brain, deep (0..1).
-
-    ``deep`` rises from 0 at 20 mm to 1 at 30 mm inside the brain, where grey matter is the basal
-    ganglia and thalamus rather than folded cortex. Cropped to the brain plus a margin. Cached
-    for the life of the process (each DataLoader worker loads it once).
-    """
-    folder = template_folder()
-    raw = {name: sitk.ReadImage(str(folder / file), sitk.sitkFloat32) for name, file in _TEMPLATE_FILES.items()}
-    brain_image = sitk.BinaryFillhole(sitk.Cast(raw["t1"] > 0, sitk.sitkUInt8))
-    brain_image = sitk.BinaryMorphologicalOpening(brain_image, [1, 1, 1], sitk.sitkCross)
-    brain = sitk.GetArrayFromImage(brain_image).astype(bool)
-    gm = sitk.GetArrayFromImage(raw["gm"]) / 255.0 * brain
-    wm = sitk.GetArrayFromImage(raw["wm"]) / 255.0 * brain
-    total = gm + wm
-    over = total > 1.0
-    gm[over], wm[over] = gm[over] / total[over], wm[over] / total[over]
-    csf = np.clip(brain - gm - wm, 0.0, 1.0)
-    depth = _inside_depth_mm(brain_image)
-    ventricles = _template_ventricles(csf, depth)
-    deep = np.clip((depth - 20.0) / 10.0, 0.0, 1.0)
-    maps = [gm, wm, csf, ventricles, brain.astype(np.float32), deep]
-    image = sitk.Compose([_like(m.astype(np.float32), raw["t1"]) for m in maps])
-    return _crop_to(image, brain, margin_voxels=4)
-
-
-@functools.lru_cache(maxsize=1)
-def template_icv_ml() -> float:
-    """Brain mask volume of the template (mL): the reference for scaling each case's size."""
-    template = load_template()
-    brain = sitk.GetArrayViewFromImage(sitk.VectorIndexSelectionCast(template, _MAP_NAMES.index("brain")))
-    return float(np.count_nonzero(brain > 0.5) * np.prod(template.GetSpacing()) / 1000.0)
-
-
-def _inside_depth_mm(mask: sitk.Image) -> np.ndarray:
-    """Distance (mm) of every voxel inside ``mask`` to its border; 0 outside."""
-    distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=True, squaredDistance=False, useImageSpacing=True)
-    return np.maximum(sitk.GetArrayFromImage(distance), 0.0).astype(np.float32)
-
-
-def _template_ventricles(csf: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """Ventricle probability: CSF deep inside the brain, in components larger than 1 mL."""
-    core = sitk.GetImageFromArray(((csf > 0.5) & (depth > 12)).astype(np.uint8))
-    components = sitk.RelabelComponent(sitk.ConnectedComponent(core), minimumObjectSize=1000)
-    region = sitk.BinaryDilate(components > 0, [2, 2, 2], sitk.sitkBall)
-    return (csf * sitk.GetArrayViewFromImage(region)).astype(np.float32)
-
-
-def _like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
-    return image
-
-
-def _crop_to(image: sitk.Image, mask: np.ndarray, margin_voxels: int) -> sitk.Image:
-    nonzero = np.nonzero(mask)
-    lower = [max(0, int(n.min()) - margin_voxels) for n in nonzero]  # k, j, i
-    upper = [min(s, int(n.max()) + 1 + margin_voxels) for n, s in zip(nonzero, mask.shape)]
-    return image[lower[2]:upper[2], lower[1]:upper[1], lower[0]:upper[0]]
-
-
-@functools.lru_cache(maxsize=4)
-def _template_at(spacing: float) -> sitk.Image:
-    """Template smoothed against aliasing when sampled at a coarser ``spacing``."""
-    template = load_template()
-    if spacing <= 1.2:
-        return template
-    sigma = 0.4 * spacing
-    return sitk.Compose([sitk.SmoothingRecursiveGaussian(sitk.VectorIndexSelectionCast(template, c), sigma)
-                         for c in range(template.GetNumberOfComponentsPerPixel())])
-
-
 # ---------------------------------------------------------------- public API
 
 
@@ -244,16 +153,16 @@ def generate_brain(seed: int, contrasts=("t1",), lesions: str | None = None, sku
     for contrast in contrasts:
         clean = _synthesise(weights, means[contrast], texture)
         clean *= _bias_field(rng, clean.shape, spacing_kji, options)
-        images[contrast] = _like(clean, reference)
+        images[contrast] = image_from_array(clean, reference)
     images, label_images = _acquire(images, tissue, lesion_map, reference, acquired)
     mask_array = (sitk.GetArrayViewFromImage(label_images["tissue"]) > 0)
     for contrast in contrasts:
         array = _rician(rng, sitk.GetArrayFromImage(images[contrast]), options)
         if not skull:
             array *= mask_array  # skull-stripped: nothing outside the brain, as after BET
-        images[contrast] = _like(array.astype(np.float32) * 1000.0, images[contrast])
+        images[contrast] = image_from_array(array.astype(np.float32) * 1000.0, images[contrast])
 
-    brain_mask = _like(mask_array.astype(np.uint8), label_images["tissue"])
+    brain_mask = image_from_array(mask_array.astype(np.uint8), label_images["tissue"])
     lesion_names = {"ms": MS_LESION_NAMES, "tumour": TUMOUR_NAMES}.get(lesions, {})
     metadata = dict(seed=int(seed), contrasts=list(contrasts), lesions=lesions, skull=bool(skull),
                     spacing=tuple(label_images["tissue"].GetSpacing()), working_spacing=base,
@@ -288,76 +197,6 @@ def compute_volumes(tissue: sitk.Image, lesions: sitk.Image, lesion_names: dict[
         "lesion_label_ml": {name: float(np.count_nonzero(les == value) * voxel_ml)
                             for value, name in lesion_names.items()},
     }
-
-
-class SyntheticBrainDataset(Dataset):
-    """An endless-looking stream of generated cases for training (torch ``Dataset``).
-
-    Item ``i`` is always the same case (its seed derives from ``seed`` and ``i``), so DataLoader
-    workers need no shared state. ``lesions`` may be a sequence of kinds to draw from per item.
-    Each item is a dict of tensors in ``[channel, k, j, i]`` order: ``image`` (one channel per
-    contrast, float32, z-scored inside the brain when ``normalize``), ``tissue``, ``lesions``
-    and ``brain_mask`` (int64, one channel), plus the int ``seed``. ``crop`` (k, j, i voxels)
-    takes a random patch that contains brain, padding with zeros where the grid is smaller.
-    """
-
-    def __init__(self, length: int, seed: int = 0, contrasts=("t1",), lesions=None, skull: bool = False,
-                 spacing=2.0, options: BrainOptions = BrainOptions(), crop=None, normalize: bool = True):
-        if length < 1:
-            raise InputError(f"Dataset length must be at least 1, not {length}.")
-        kinds = lesions if isinstance(lesions, (list, tuple)) else (lesions,)
-        for kind in kinds:
-            if kind not in LESION_KINDS:
-                raise InputError(f"Unknown lesion kind {kind!r}: use None, 'ms' or 'tumour'.")
-        self.length, self.seed, self.kinds = int(length), int(seed), tuple(kinds)
-        self.contrasts = _check_contrasts(contrasts)
-        _check_spacing(spacing)
-        self.skull, self.spacing, self.options, self.normalize = skull, spacing, options, normalize
-        self.crop = None if crop is None else tuple(int(c) for c in crop)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def seed_for(self, index: int) -> int:
-        return int(np.random.SeedSequence([self.seed, int(index)]).generate_state(1)[0])
-
-    def __getitem__(self, index: int) -> dict:
-        import torch
-
-        if not 0 <= index < self.length:
-            raise IndexError(index)
-        seed = self.seed_for(index)
-        rng = np.random.default_rng([seed, 1])  # item-level choices, independent of the anatomy
-        kind = self.kinds[int(rng.integers(len(self.kinds)))]
-        case = generate_brain(seed, self.contrasts, kind, self.skull, self.spacing, self.options)
-        mask = sitk.GetArrayFromImage(case.brain_mask)
-        image = np.stack([sitk.GetArrayFromImage(case.images[c]) for c in self.contrasts])
-        if self.normalize:
-            inside = image[:, mask > 0]
-            image = (image - inside.mean(axis=1)[:, None, None, None]) / (inside.std(axis=1)[:, None, None, None] + 1e-6)
-            if not self.skull:
-                image *= mask  # keep the background at exactly 0, as in skull-stripped scans
-        arrays = {"image": image.astype(np.float32), "tissue": sitk.GetArrayFromImage(case.tissue)[None],
-                  "lesions": sitk.GetArrayFromImage(case.lesions)[None], "brain_mask": mask[None]}
-        if self.crop is not None:
-            arrays = _random_crop(rng, arrays, self.crop)
-        item = {key: torch.from_numpy(np.ascontiguousarray(value if key == "image" else value.astype(np.int64)))
-                for key, value in arrays.items()}
-        item["seed"] = seed
-        return item
-
-
-def _random_crop(rng, arrays: dict, size) -> dict:
-    """Same random patch of every array, centred on a random brain voxel (zero-padded)."""
-    shape = arrays["brain_mask"].shape[1:]
-    pad = [(0, 0)] + [(max(0, (n - s + 1) // 2), max(0, (n - s) // 2)) for n, s in zip(size, shape)]
-    arrays = {key: np.pad(value, pad) for key, value in arrays.items()}
-    shape = arrays["brain_mask"].shape[1:]
-    brain = np.argwhere(arrays["brain_mask"][0] > 0)
-    centre = brain[rng.integers(len(brain))] if len(brain) else np.array(shape) // 2
-    start = [int(np.clip(c - n // 2, 0, s - n)) for c, n, s in zip(centre, size, shape)]
-    box = (slice(None),) + tuple(slice(b, b + n) for b, n in zip(start, size))
-    return {key: value[box] for key, value in arrays.items()}
 
 
 # ---------------------------------------------------------------- argument checks
@@ -467,12 +306,12 @@ def _deformed_probabilities(rng, reference: sitk.Image, base: float, options: Br
     transform = _random_transform(rng, reference, options, subject)
     step = 2.0 * base if base < 2.0 else base
     grid = _coarser_grid(reference, step) if step > base else reference
-    warped = sitk.Resample(_template_at(step), grid, transform, sitk.sitkLinear, 0.0)
+    warped = sitk.Resample(template_at(step), grid, transform, sitk.sitkLinear, 0.0)
     if step > base:
         warped = sitk.Resample(warped, reference, sitk.Transform(), sitk.sitkLinear, 0.0)
     array = sitk.GetArrayFromImage(warped)  # k, j, i, component
     # clip: the anti-aliasing blur rings slightly below 0
-    return {name: np.clip(array[..., c], 0.0, 1.0) for c, name in enumerate(_MAP_NAMES)}
+    return {name: np.clip(array[..., c], 0.0, 1.0) for c, name in enumerate(MAP_NAMES)}
 
 
 def _coarser_grid(reference: sitk.Image, step: float) -> sitk.Image:
@@ -540,7 +379,7 @@ def _highest(score: np.ndarray, mask: np.ndarray, count: int) -> np.ndarray:
     if count >= values.size:
         return mask.copy()
     if count <= 0:
-        return np.zeros_like(mask)
+        return np.zerosimage_from_array(mask)
     threshold = np.partition(values, values.size - count)[values.size - count]
     return mask & (score >= threshold)
 
@@ -646,7 +485,7 @@ def _rician(rng, array: np.ndarray, options: BrainOptions) -> np.ndarray:
 def _acquire(images: dict, tissue: np.ndarray, lesions: np.ndarray, reference: sitk.Image, acquired) -> tuple[dict, dict]:
     """Resample to the acquired grid; thick slices are blurred with their slice profile first."""
     base = reference.GetSpacing()[0]
-    labels = {"tissue": _like(tissue, reference), "lesions": _like(lesions, reference)}
+    labels = {"tissue": image_from_array(tissue, reference), "lesions": image_from_array(lesions, reference)}
     if np.allclose(acquired, base):
         return images, labels
     spacing = np.array(acquired, dtype=float)

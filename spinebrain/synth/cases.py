@@ -21,7 +21,7 @@ import numpy as np
 from .. import RESEARCH_NOTICE, __version__
 from ..io import atomic_path, write_image
 from ..outputs import write_markups, write_segmentation, write_table
-from ..pictures import Panel, save_montage_png
+from ..outputs.pictures import Panel, save_montage_png
 from ..tables import Column
 
 VERTEBRA_COLUMNS = [

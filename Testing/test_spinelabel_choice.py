@@ -1,0 +1,125 @@
+"""Region "auto" (spinelabel.choice) and relabel with the run's own options (spinelabel.labelling)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from spinebrain.errors import InputError
+from spinebrain.points import LabelledPoint
+from spinebrain.spinelabel.choice import assess, choose_labelling, models_knowing
+from spinebrain.spinelabel.graph import Assignment, LabellingResult
+from spinebrain.spinelabel.labelling import SpineLabelResult, relabel_points
+from spinebrain.spinelabel.pipeline import label_spine, label_spine_best, load_spine_label_models, relabel
+from spinebrain.synth.spine import generate_spine
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {model.region: model for model in load_spine_label_models("auto", device="cpu")}
+
+
+def made_up_result(model, levels, step_mm, anchored=True, certainty=0.9, missing=()):
+    """A labelling of ``levels`` with points ``step_mm`` apart along S (no network involved)."""
+    assignments = [Assignment(level, k, np.array([0.0, 0.0, -step_mm * k]), certainty) for k, level in enumerate(levels)]
+    labelling = LabellingResult(assignments, 10.0, anchored, certainty, list(missing))
+    return SpineLabelResult(labelling.to_points(), [], labelling, [], model.region, 0.0, model.setup)
+
+
+# ------------------------------------------------------------------------------ the rule, on made-up results
+
+
+def test_lumbar_sized_steps_named_cervical_do_not_fit(models):
+    cervical = made_up_result(models["cervical"], ["C2", "C4", "C6", "T1", "T3"], 32.0, certainty=0.99,
+                              missing=["C3", "C5", "C7", "T2"])
+    lumbar = made_up_result(models["lumbar"], ["L1", "L2", "L3", "L4", "L5", "S1"], 34.0, certainty=0.6)
+    assert not assess(cervical).fits and assess(lumbar).fits
+    chosen = choose_labelling([cervical, lumbar])
+    assert chosen is lumbar and "does not fit" in chosen.choice and not chosen.warnings
+
+
+def test_cervical_sized_steps_named_lumbar_do_not_fit(models):
+    lumbar = made_up_result(models["lumbar"], ["L1", "L2", "L3", "L4", "L5"], 15.0)
+    cervical = made_up_result(models["cervical"], ["C2", "C3", "C4", "C5", "C6"], 15.0, anchored=False, certainty=0.3)
+    assert assess(lumbar).step_ratio < 0.7
+    assert choose_labelling([lumbar, cervical]) is cervical
+
+
+def test_no_fitting_region_is_kept_with_a_warning(models):
+    cervical = made_up_result(models["cervical"], ["C2", "C3", "C4"], 40.0)
+    lumbar = made_up_result(models["lumbar"], ["L3", "L4", "L5"], 8.0)
+    chosen = choose_labelling([cervical, lumbar])
+    assert any("No region model's labelling fits" in w for w in chosen.warnings)
+
+
+def test_a_labelling_that_jumps_levels_does_not_fit(models):
+    jumping = made_up_result(models["cervical"], ["C1", "C2", "C3", "C5", "C7", "T1", "T2"], 18.0, certainty=0.9,
+                             missing=["C4", "C6"])
+    lumbar = made_up_result(models["lumbar"], ["L4", "L5", "S1"], 36.0, certainty=0.5)
+    assert assess(jumping).step_ratio < 1.6 and not assess(jumping).fits
+    one_missed = made_up_result(models["cervical"], ["C2", "C4", "C5"], 20.0, anchored=False, certainty=0.5,
+                                missing=["C3"])
+    assert assess(one_missed).fits  # a short crop with one missed detection
+    assert choose_labelling([jumping, lumbar]) is lumbar
+
+
+def test_fixed_level_only_one_model_names_selects_that_model(models):
+    both = list(models.values())
+    l3 = [LabelledPoint("L3", (0.0, 0.0, 0.0), None, True)]
+    assert [m.region for m in models_knowing(both, l3)] == ["lumbar"]
+    assert len(models_knowing(both, [])) == 2
+    with pytest.raises(InputError, match=r"No installed SpineLabel model names every fixed level \(C3, L3\).*"
+                                         r"cervical model names C1-T3.*lumbar model names T8-S1"):
+        models_knowing(both, l3 + [LabelledPoint("C3", (0.0, 0.0, 90.0), None, True)])
+
+
+# ------------------------------------------------------------------------------ generated scans, both models
+
+
+@pytest.mark.parametrize("seed", [1001, 1003, 1008])
+def test_generated_lumbar_ct_is_never_called_cervical(models, seed):
+    case = generate_spine(seed, modality="ct", view="lumbar")
+    result = label_spine_best(case.image, list(models.values()))
+    assert result.region == "lumbar", result.choice
+    assert not any(p.label.startswith("C") for p in result.points)
+
+
+def test_generated_cervical_mr_is_called_cervical(models):
+    case = generate_spine(2001, modality="t2", view="cervical")
+    result = label_spine_best(case.image, list(models.values()))
+    assert result.region == "cervical", result.choice
+    assert "C2" in {p.label for p in result.points}
+
+
+def test_relabel_reuses_the_run_options_and_changes_nothing(models):
+    case = generate_spine(1002, modality="ct", view="lumbar")
+    result = label_spine(case.image, models["lumbar"])
+    assert result.setup.options["transitional_penalty"] == 25.0  # the card's, not the graph's default 5
+    assert result.setup.model_id == "spine-label-lumbar"
+    assert [(p.label, p.ras) for p in relabel(result).points] == [(p.label, p.ras) for p in result.points]
+    again = relabel_points(result.points, result.candidates, result.setup)
+    assert [(p.label, p.ras) for p in again] == [(p.label, p.ras) for p in result.points]
+
+
+def test_relabel_points_follows_a_point_the_user_renamed(models):
+    result = label_spine(generate_spine(1002, modality="ct", view="lumbar").image, models["lumbar"])
+    named = {p.label: p for p in result.points}
+    points = [replace(p, label="L2", user_set=True, confidence=None) if p.label == "L3" else p for p in result.points]
+    renamed = {p.ras: p for p in relabel_points(points, result.candidates, result.setup)}
+    assert renamed[named["L3"].ras].label == "L2" and renamed[named["L3"].ras].user_set
+    assert renamed[named["L4"].ras].label == "L3"  # the rest follow the user's point, past the S1 detector
+
+
+# ------------------------------------------------------------------------------ real lumbar MR (../shared/data)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("case", ["A12_vb1_thoracolumbar_pathology/vb1_07", "A10_vb3_lumbar_mr/vb3_11"])
+def test_real_lumbar_mr_is_not_called_cervical(models, real_case, case):
+    """vb1_07: the cervical model names 7 levels there (jumping 2) while the lumbar one names L4-S1."""
+    from spinebrain.io import load_volume
+
+    result = label_spine_best(load_volume(real_case(f"{case}/image.nii.gz")), list(models.values()))
+    assert result.region == "lumbar", result.choice

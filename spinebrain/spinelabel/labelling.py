@@ -1,0 +1,160 @@
+"""Naming detections with the graph: the one solve a run, a relabel and the Slicer Logic share.
+
+A :class:`LabellingSetup` holds everything a solve depends on besides the detections: the shape
+model, the anchor level and the model card's labelling options (e.g. transitional penalty 25 where
+the graph's default is 5). Every :class:`SpineLabelResult` carries the setup of the run that made
+it, so a relabel of its points re-uses exactly those options and gives the run's labels back when
+nothing was changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InputError
+from ..points import LabelledPoint
+from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
+
+#: Options of graph.label_candidates a model card may set (card extra "labelling"), with their defaults.
+DEFAULT_LABELLING = {"transitional_penalty": 5.0, "gap_penalty": 10.0}
+#: A detection this close (in units of the mean vertebra step) to a user point is that vertebra.
+_SAME_VERTEBRA_FRACTION = 0.4
+
+
+@dataclass(frozen=True)
+class LabellingSetup:
+    """What a solve depends on besides the detections: a relabel with the same setup gives the same labels."""
+
+    shape_model: SpineShapeModel
+    anchor_level: str  # "C2" / "S1": the level the anchor detector finds
+    options: dict = field(default_factory=lambda: dict(DEFAULT_LABELLING))  # label_candidates keyword options
+    region: str = "whole"
+    model_id: str = ""
+
+
+@dataclass
+class SpineLabelResult:
+    points: list[LabelledPoint]
+    candidates: list[Candidate]
+    labelling: LabellingResult
+    warnings: list[str]
+    region: str
+    seconds: float
+    setup: LabellingSetup | None = None  # the run's model and options: what a relabel must re-use
+    choice: str = ""  # with region "auto": why this region's model was kept (see choice.py)
+
+
+def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
+                    fixed_points: Sequence[LabelledPoint] = ()) -> SpineLabelResult:
+    """Name the detections with the graph, ``fixed_points`` (named, RAS) held fixed, as ``setup`` says.
+
+    The one solve behind a run (:func:`~spinebrain.spinelabel.pipeline.label_spine`), a relabel
+    (:func:`~spinebrain.spinelabel.pipeline.relabel`) and the Slicer Logic's edits
+    (:func:`relabel_points`): the same candidates, fixed points and setup give the same labels.
+    """
+    candidates = list(candidates)
+    fixed = _fixed_positions(fixed_points)
+    kept = _without_fixed_vertebrae(candidates, fixed, setup.shape_model)
+    usable = [candidates[k] for k in kept]
+    labelling = label_candidates(usable, setup.shape_model, fixed=fixed, **setup.options)
+    if setup.anchor_level in setup.shape_model.levels:
+        labelling = _anchored(usable, setup, fixed, labelling)
+    points = labelling.to_points()
+    by_label = {p.label: p for p in fixed_points}
+    points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)
+              if p.user_set and p.label in by_label else p for p in points]
+    return SpineLabelResult(points, candidates, labelling, _warnings(labelling, setup, bool(fixed)),
+                            setup.region, 0.0, setup)
+
+
+def relabel_points(points: Sequence[LabelledPoint], candidates: Sequence[Candidate] | None,
+                   setup: LabellingSetup) -> list[LabelledPoint]:
+    """Re-name edited points exactly as the run that made them would (for the Slicer Logic's Relabel).
+
+    ``points``: the current list; its ``user_set`` points are held fixed and come back unchanged.
+    ``candidates``: the run's detections as edited since (``None``: the points that are not user-set,
+    e.g. a list loaded from a file). ``setup``: the run's :attr:`SpineLabelResult.setup`, so the
+    model card's options (transitional penalty, gap penalty) and the anchor rule are the run's own.
+    """
+    fixed_points = [p for p in points if p.user_set]
+    if candidates is None:
+        candidates = [Candidate(np.asarray(p.ras, float), 1.0 if p.confidence is None else float(p.confidence))
+                      for p in points if not p.user_set]
+    return solve_labelling(candidates, setup, fixed_points).points
+
+
+#: Anchor answers tried, strongest first, and the share of the free path's standard levels an anchored
+#: path must cover, else its anchor is taken for a false answer (false detections beyond the true end
+#: vertebra lengthen the free path, so the share is well below 1).
+_ANCHORS_TRIED, _COVERAGE_SHARE = 3, 0.6
+#: Anchor answers at least this share of the strongest one's score (mean probability x relative area) are strong.
+_STRONG_SHARE = 0.5
+
+
+def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: LabellingResult):
+    """The labelling with the strongest anchor answer that fits the spine the detections show.
+
+    The anchor detector also answers on other vertebrae (L4 / L5 or S2, C3, now and then one far away
+    on a whole-spine view). Of the strong answers (score mean probability x relative area) the
+    outermost is tried first (a weaker S2 answer stays below the strong share), then the others by
+    score. A true anchor leaves the path about as long as without it; pinning a false one cuts the
+    spine short (an "S1" in the neck leaves nothing below it), so such an answer is passed over for
+    the next; with none left the labelling stays unanchored.
+    """
+    ranked = sorted((k for k, c in enumerate(usable) if c.anchor_probability > 0),
+                    key=lambda k: -usable[k].anchor_probability)[:_ANCHORS_TRIED]
+    if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
+        strong = [k for k in ranked if usable[k].anchor_probability >= _STRONG_SHARE * usable[ranked[0]].anchor_probability]
+        direction = setup.shape_model.spine_direction()  # head -> feet
+        sign = 1.0 if setup.anchor_level == setup.shape_model.levels[-1] else -1.0
+        outer = max(strong, key=lambda k: sign * float(np.dot(usable[k].position, direction)))
+        ranked = [outer] + [k for k in ranked if k != outer]
+    free_coverage = _coverage(free)
+    for index in ranked:
+        try:
+            anchored = label_candidates(usable, setup.shape_model, anchor=(setup.anchor_level, index), fixed=fixed,
+                                        **setup.options)
+        except InputError:
+            continue  # this anchor cannot sit on one spine with the user's points
+        if _coverage(anchored) >= _COVERAGE_SHARE * free_coverage:
+            return anchored
+    return free
+
+
+def _coverage(labelling: LabellingResult) -> int:
+    return sum(a.level not in TRANSITIONAL for a in labelling.assignments)
+
+
+def _fixed_positions(fixed_points) -> dict[str, np.ndarray]:
+    fixed: dict[str, np.ndarray] = {}
+    for point in fixed_points:
+        if point.label in fixed:
+            raise InputError(f"Two fixed points are named {point.label}; keep one point per vertebra.")
+        fixed[point.label] = np.asarray(point.ras, dtype=float)
+    return fixed
+
+
+def _without_fixed_vertebrae(candidates, fixed, shape_model: SpineShapeModel) -> list[int]:
+    """Indices of the detections that are not the vertebrae the user fixed (so none is named twice)."""
+    if not fixed:
+        return list(range(len(candidates)))
+    step = float(np.mean([np.linalg.norm(p.mean) for p in shape_model.pairs.values()]))
+    radius = _SAME_VERTEBRA_FRACTION * step
+    return [k for k, c in enumerate(candidates)
+            if all(np.linalg.norm(np.asarray(c.position) - position) > radius for position in fixed.values())]
+
+
+def _warnings(labelling: LabellingResult, setup: LabellingSetup, user_fixed: bool) -> list[str]:
+    warnings = []
+    if not labelling.anchored:
+        warnings.append(f"No anchor ({setup.anchor_level}) visible: labels are uncertain; "
+                        "set one label to anchor the rest.")
+    if labelling.missing:
+        warnings.append(f"No detection for {', '.join(labelling.missing)} between the labelled vertebrae; "
+                        "check those levels.")
+    if not labelling.assignments and not user_fixed:
+        warnings.append("The detections could not be joined into a spine; check the region and the image.")
+    return warnings
