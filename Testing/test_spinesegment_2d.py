@@ -119,7 +119,7 @@ def test_cli_segments_a_real_mr_scan_into_named_bodies(real_case, tmp_path, scen
     dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
     assert dice > 0.8, dice  # all bodies together; per-body figures come from the benchmark
     assert len(names) >= 5 and all(name.startswith("Vertebra ") for name in names.values())
-    with open(tmp_path / "bodies.csv", newline="") as handle:
+    with open(tmp_path / "bodies.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["name"] for row in rows] == [names[v] for v in sorted(names, key=lambda v: int(v))]
     assert all(float(row["volume (mm³)"]) > 1000 for row in rows)
