@@ -101,12 +101,12 @@ def main() -> None:
                         "(parts of one evaluation run as separate processes) and exit")
     args = parser.parse_args()
     if args.merge:
-        cases = [case for path in args.merge for case in json.loads(Path(path).read_text())["variants"][0]["cases"]]
+        cases = [case for path in args.merge for case in json.loads(Path(path).read_text(encoding="utf-8"))["variants"][0]["cases"]]
         for scores in cases:
             _log_case(scores, print)
         merged = summarise(cases)
         if args.json:
-            Path(args.json).write_text(json.dumps(merged, indent=1))
+            Path(args.json).write_text(json.dumps(merged, indent=1), encoding="utf-8")
         return
     torch.set_num_threads(args.threads)
     cases = split_cases(args.data, args.part)
@@ -122,7 +122,7 @@ def main() -> None:
     figures = evaluate(model, cases, variants)
     figures["card_settings"] = model.settings
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
+        Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

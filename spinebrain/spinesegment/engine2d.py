@@ -101,7 +101,7 @@ def _resume(out_dir: Path, state: dict, trainer) -> None:
 
 def _attach_logging(trainer, evaluator, out_dir: Path, options: TrainOptions, spec: dict) -> None:
     history_path = out_dir / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.exists() else {"epochs": []}
+    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.exists() else {"epochs": []}
     history.update({"network": spec, "options": {k: v for k, v in vars(options).items() if k != "stop_at"}})
 
     def epoch_done(engine):
@@ -115,7 +115,7 @@ def _attach_logging(trainer, evaluator, out_dir: Path, options: TrainOptions, sp
         entry = {"epoch": engine.state.epoch, "loss": float(engine.state.output[0]["loss"]) if isinstance(
             engine.state.output, list) else None, "val_dice": dice, "lr": lr, "time": time.time()}
         history["epochs"].append(entry)
-        history_path.write_text(json.dumps(history, indent=1))
+        history_path.write_text(json.dumps(history, indent=1), encoding="utf-8")
         log(f"epoch {entry['epoch']}: loss {entry['loss']}, val Dice {dice:.4f} (best {history['best_val_dice']:.4f} "
             f"at {history['best_epoch']}), lr {lr:.2g}")
 

@@ -18,7 +18,7 @@ TRAINING_DATA = ("Real MR, 'train' lists of splits.json: A10 MyoSegmenTUM lumbar
 
 
 def card_for_run(run_dir: str | Path, metrics: dict, inference: dict | None = None, command: str = "") -> ModelCard:
-    history = json.loads((Path(run_dir) / "history.json").read_text())
+    history = json.loads((Path(run_dir) / "history.json").read_text(encoding="utf-8"))
     options = history["options"]
     context = int(options["context"])
     crop = int(options["crop"])

@@ -60,7 +60,7 @@ class CachedCase:
 def split_cases(data_root: str | Path, part: str) -> list[tuple[str, Path]]:
     """(name, case folder) of one part ('train' / 'validation') of ``splits.json``, per MR set."""
     root = Path(data_root)
-    splits = json.loads((root / "splits.json").read_text())
+    splits = json.loads((root / "splits.json").read_text(encoding="utf-8"))
     return [(f"{dataset}/{case}", root / dataset / case)
             for dataset in MR_SETS if dataset in splits for case in splits[dataset][part]]
 
