@@ -101,7 +101,8 @@ def main() -> None:
                         "(parts of one evaluation run as separate processes) and exit")
     args = parser.parse_args()
     if args.merge:
-        cases = [case for path in args.merge for case in json.loads(Path(path).read_text(encoding="utf-8"))["variants"][0]["cases"]]
+        parts = [json.loads(Path(path).read_text(encoding="utf-8")) for path in args.merge]
+        cases = [case for part in parts for case in part["variants"][0]["cases"]]
         for scores in cases:
             _log_case(scores, print)
         merged = summarise(cases)

@@ -58,7 +58,7 @@ def run(args, progress) -> None:
             _load_scan(case.path, case.series_uid, points), folder / f"{case.name}{SEG_SUFFIX}", model, points,
             args.png, progress), cases)
         return
-    companions = [_companion(out, ".csv"), _companion(out, ".schema.csv")] + ([_companion(out, ".png")] if args.png else [])
+    companions = [_companion(out, suffix) for suffix in (".csv", ".schema.csv") + ((".png",) if args.png else ())]
     check_output_file(out, args.overwrite, companions=companions)
     image = _load_scan(args.inputs[0], args.series, points)  # bad input fails here, before the model loads
     model = _load_model(args, progress)

@@ -34,7 +34,8 @@ def network_spec(architecture: str, in_channels: int) -> dict:
         raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     class_name, kwargs = ARCHITECTURES[architecture]
     kwargs = {**kwargs, "in_channels": int(in_channels), "out_channels": 1}
-    return {"architecture": class_name, "kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}}
+    kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}  # JSON-friendly
+    return {"architecture": class_name, "kwargs": kwargs}
 
 
 class FPNSegNet(nn.Module):

@@ -21,7 +21,8 @@ from monai.transforms import DivisiblePad
 from ..errors import InputError
 from ..points import LabelledPoint
 from ..tables import Column
-from .instances import Vertebra, describe, label_values, name_instances, relabel, split_instances, superior_inferior_axis
+from .instances import (Vertebra, describe, label_values, name_instances, relabel, split_instances,
+                        superior_inferior_axis)
 from .slices2d import PLANE_AXIS, prepare_volume, stack, volume_from_slices
 
 TASK = "spine-segment-2d"
@@ -212,7 +213,7 @@ def write_results(image: sitk.Image, result: Segmentation2D, seg_path, png_path=
         centres = [LabelledPoint(v.name, np.array(v.centroid_ras)) for v in result.vertebrae]
         written.append(save_overview_png(image, png_path, points=centres or None, label_image=result.label_image,
                                          names=result.names, plane="sagittal",
-                                         title=title or f"SpineSegment 2D MR: {len(result.vertebrae)} vertebral bodies"))
+                                         title=title or f"SpineSegment 2D MR: {len(centres)} vertebral bodies"))
     return written
 
 

@@ -58,7 +58,8 @@ def normalise(image: sitk.Image, n4: bool = False) -> sitk.Image:
     return preprocess.minmax(preprocess.zscore(preprocess.clip_percentiles(image, 0.5, 99.5)))
 
 
-def prepare_volume(image: sitk.Image, plane: str = "sagittal", spacing_mm: float = 1.0, n4: bool = False) -> SliceVolume:
+def prepare_volume(image: sitk.Image, plane: str = "sagittal", spacing_mm: float = 1.0,
+                   n4: bool = False) -> SliceVolume:
     if plane not in PLANE_AXIS:
         raise InputError(f"Unknown plane {plane!r}; choose sagittal, coronal or axial.")
     working = normalise(to_working_frame(image, spacing_mm), n4=n4)
