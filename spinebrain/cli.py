@@ -26,7 +26,6 @@ COMMAND_MODULES = [
     "spinebrain.commands.phantom",
     "spinebrain.commands.realism",
     "spinebrain.commands.task",  # spinebrain spine-label ... (every available task of spinebrain.tasks)
-    "spinebrain.commands.spine_segment",  # until the registry's SpineSegment task is wired to it
     "spinebrain.commands.train",
     "spinebrain.commands.evaluate",
 ]

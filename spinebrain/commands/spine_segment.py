@@ -18,15 +18,14 @@ from ..protocol import output_kind
 SEG_SUFFIX = ".seg.nrrd"
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "spine-segment", help="segment vertebral bodies of MR scans as instances; writes .seg.nrrd + .csv",
-        description="Segment every vertebral body of a spine MR scan slice by slice with a 2D network "
+def add_arguments(parser) -> None:
+    """Fill ``spinebrain spine-segment``'s parser (the task registry creates it, see :mod:`spinebrain.tasks`)."""
+    parser.description = (
+        "Segment every vertebral body of a spine MR scan slice by slice with a 2D network "
         "(sagittal slices), split the bodies into instances and name them from SpineLabel points when given "
         "(else Vertebra 1..n from the top). Writes a Slicer segmentation (.seg.nrrd), a per-vertebra table "
         "(.csv: name, volume, centroid, complete along the spine) and optionally an overview picture. "
-        + RESEARCH_NOTICE,
-    )
+        + RESEARCH_NOTICE)
     add_batch_arguments(parser)
     parser.add_argument("--mode", default="2d", choices=("2d", "3d"),
                         help="2d: slice-wise MR vertebral bodies (available); 3d: iterative CT instances (not yet)")
@@ -102,3 +101,41 @@ def _segment_one(image, seg_path: Path, model, points, png: bool, progress) -> d
     written = write_results(image, result, seg_path, _companion(seg_path, ".png") if png else None)
     return {"vertebrae": len(result.vertebrae), "names": " ".join(v.name for v in result.vertebrae),
             "complete": sum(v.complete for v in result.vertebrae), "outputs": written}
+
+
+def add_train_arguments(parser) -> None:
+    """``spinebrain train spine-segment``: the 2D MR model on the real scans of splits.json."""
+    parser.add_argument("--data", required=True, help="folder with splits.json and the A10-A12 MR sets")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, history, best weights); resumes")
+    parser.add_argument("--architecture", default="unet", choices=("unet", "fpn", "resunet"))
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--minutes", type=float, help="stop after this many minutes")
+    parser.set_defaults(run=_train)
+
+
+def _train(args, progress) -> None:
+    import time
+
+    from ..spinesegment.engine2d import EARLY_STOP_CASES, train
+    from ..spinesegment.training2d import TrainOptions
+
+    train(TrainOptions(data_root=args.data, out_dir=args.out, architecture=args.architecture, max_epochs=args.epochs,
+                       crop=args.crop, validation_cases=list(EARLY_STOP_CASES),
+                       stop_at=None if args.minutes is None else time.time() + 60 * args.minutes))
+
+
+def add_evaluate_arguments(parser) -> None:
+    """``spinebrain evaluate spine-segment``: per-body Dice etc. on a splits.json part of the real MR scans."""
+    parser.add_argument("--data", required=True, help="folder with splits.json and the A10-A12 MR sets")
+    parser.add_argument("--model", help="model package id or folder (default: the installed 2D MR model)")
+    parser.add_argument("--part", default="validation", choices=("validation", "train"))
+    parser.set_defaults(run=_evaluate)
+
+
+def _evaluate(args, progress) -> None:
+    from ..spinesegment.evaluation2d import evaluate
+    from ..spinesegment.pipeline2d import load_model_2d
+    from ..spinesegment.training2d import split_cases
+
+    evaluate(load_model_2d(args.model, device="cpu"), split_cases(args.data, args.part), [{}], log=progress.log)

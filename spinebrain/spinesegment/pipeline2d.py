@@ -70,6 +70,16 @@ def load_model_2d(model: str | None = None, device: str | torch.device = "cpu", 
     return Model2D(card, network, device)
 
 
+def load_models(region=None, model=None, device="auto") -> Model2D:
+    """The task registry's ``load_models`` entry: one 2D model (the region does not choose among them yet)."""
+    return load_model_2d(model, device=device)
+
+
+def run_case(image: sitk.Image, models: Model2D, fixed_points=(), device=None, progress=None, **_options):
+    """The task registry's ``run_case`` entry: one scan in memory, SpineLabel points name the bodies."""
+    return segment_bodies(image, models, list(fixed_points) or None, progress=progress)
+
+
 def body_probability(image: sitk.Image, model: Model2D, flip: bool | None = None) -> tuple[sitk.Image, object]:
     """Per-voxel body probability on the working grid, and the prepared volume."""
     normalisation = model.card.normalisation
