@@ -109,7 +109,8 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
     if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
         strong = [k for k in ranked if usable[k].anchor_probability >= _STRONG_SHARE * usable[ranked[0]].anchor_probability]
         direction = setup.shape_model.spine_direction()  # head -> feet
-        sign = 1.0 if setup.anchor_level == setup.shape_model.levels[-1] else -1.0
+        levels = setup.shape_model.levels  # towards the nearer end: S1 / L5 prefer the lowest answer, C2 the highest
+        sign = 1.0 if levels.index(setup.anchor_level) >= len(levels) / 2 else -1.0
         outer = max(strong, key=lambda k: sign * float(np.dot(usable[k].position, direction)))
         ranked = [outer] + [k for k in ranked if k != outer]
     free_coverage = _coverage(free)
