@@ -93,11 +93,18 @@ SPINE_LABEL = Task(
     evaluate="spinebrain.commands.evaluate:add_spine_label_arguments",
 )
 
-#: Declared so their model cards are recognised; their packages and commands come next.
+#: SpineSegment offers its 2D MR mode; BrainSeg is declared so its model cards are recognised.
 SPINE_SEGMENT = Task(
-    name="spine-segment", title="SpineSegment", help="segment and label each vertebra (planned)",
+    name="spine-segment", title="SpineSegment",
+    help="segment vertebral bodies of MR scans as instances (2D mode); writes .seg.nrrd + .csv",
     card_tasks=("spine-segment", "spine-segment-2d"), modalities=("CT", "T1", "T2"), output_suffix=".seg.nrrd",
-    regions=("cervical", "lumbar", "whole"), available=False,
+    regions=("cervical", "lumbar", "whole"),
+    summary_columns=(Column("vertebrae", "int"), Column("names", "text"), Column("complete", "int")),
+    command="spinebrain.commands.spine_segment:add_arguments",
+    load_models="spinebrain.spinesegment.pipeline2d:load_models",
+    run_case="spinebrain.spinesegment.pipeline2d:run_case",
+    train="spinebrain.commands.spine_segment:add_train_arguments",
+    evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg", help="brain tissue and lesion segmentation (planned)",

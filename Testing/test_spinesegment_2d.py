@@ -1,0 +1,190 @@
+"""SpineSegment 2D MR vertebral-body mode: networks, instances, naming, CLI end to end, a tiny training."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from spinebrain.cli import main
+from spinebrain.io import write_image
+from spinebrain.models.network import network_class
+from spinebrain.outputs import read_segmentation, write_markups
+from spinebrain.points import LabelledPoint
+from spinebrain.spinesegment.instances import label_values, name_instances, split_instances
+from spinebrain.spinesegment.networks import ARCHITECTURES, network_spec
+from spinebrain.spinesegment.slices2d import prepare_volume, stack
+
+BUNDLED = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "spine-segment-mr-2d"
+
+
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_every_architecture_builds_from_its_card_entry_and_keeps_the_slice_size(architecture):
+    spec = network_spec(architecture, in_channels=3)
+    network = network_class(spec["architecture"])(**spec["kwargs"]).eval()
+    with torch.no_grad():
+        out = network(torch.rand(2, 3, 64, 96))
+    assert out.shape == (2, 1, 64, 96)
+    assert torch.isfinite(out).all()
+
+
+def _image(array: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing((1.0, 1.0, 1.0))
+    return image
+
+
+def _two_boxes(bridge: bool) -> np.ndarray:
+    """Two 16 mm cubes stacked along k (S-I in an LPS identity frame), optionally joined by a 3 mm bridge."""
+    mask = np.zeros((56, 30, 30), np.uint8)
+    mask[4:20, 7:23, 7:23] = 1
+    mask[28:44, 7:23, 7:23] = 1
+    if bridge:
+        mask[20:28, 13:16, 13:16] = 1
+    return mask
+
+
+def test_touching_bodies_are_split_by_the_eroded_seeds():
+    mask = _image(_two_boxes(bridge=True))
+    assert sitk.GetArrayViewFromImage(sitk.ConnectedComponent(mask)).max() == 1  # one component before
+    instances = sitk.GetArrayFromImage(split_instances(mask, erosion_mm=3, min_volume_mm3=500, min_seed_mm3=100))
+    assert sorted(np.unique(instances)) == [0, 1, 2]
+    upper, lower = instances[12, 15, 15], instances[36, 15, 15]
+    assert upper != lower and upper > 0 and lower > 0
+    assert (instances[4:20] == upper).sum() == 16 ** 3 and (instances[28:44] == lower).sum() == 16 ** 3
+
+
+def test_specks_are_dropped_and_separate_bodies_stay_whole():
+    array = _two_boxes(bridge=False)
+    array[50:52, 0:2, 0:2] = 1  # 8 mm³ speck
+    instances = sitk.GetArrayFromImage(split_instances(_image(array), min_volume_mm3=500))
+    assert sorted(np.unique(instances)) == [0, 1, 2]
+    assert instances[50, 0, 0] == 0
+
+
+def test_instances_take_the_level_of_the_point_inside_else_count_from_the_top():
+    instances = split_instances(_image(_two_boxes(bridge=False)), min_volume_mm3=500)
+    array = sitk.GetArrayViewFromImage(instances)
+    # identity direction = LPS: index k grows towards superior, so k=36 is the upper body
+    upper, lower = int(array[36, 15, 15]), int(array[12, 15, 15])
+    unnamed = name_instances(instances)
+    assert unnamed == {upper: "Vertebra 1", lower: "Vertebra 2"}
+    # RAS of voxel (i, j, k) = (-i, -j, k) here
+    points = [LabelledPoint("L3", (-15.0, -15.0, 36.0)), LabelledPoint("L4", (-15.0, -15.0, 2.0))]  # L4 outside, near
+    named = name_instances(instances, points)
+    assert named == {upper: "L3", lower: "L4"}
+    assert label_values(named) == {upper: 22, lower: 23}
+    far = name_instances(instances, [LabelledPoint("L3", (-15.0, -15.0, 36.0)), LabelledPoint("L5", (200.0, 0, 0))])
+    assert far == {upper: "L3", lower: "Vertebra 1"}
+
+
+def test_slices_are_sagittal_with_neighbours_as_channels():
+    array = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)  # [k, j, i]
+    volume = prepare_volume(_image(array))
+    # working frame IPR: slices along R-L, rows A-P, columns S-I
+    assert volume.array.shape == (7, 6, 5)
+    assert 0.0 <= volume.array.min() and volume.array.max() <= 1.0
+    assert stack(volume.array, 0, 1).shape == (3, 6, 5)
+    np.testing.assert_array_equal(stack(volume.array, 0, 1)[0], volume.array[0])  # edge repeats
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+
+def _real_slab(real_case, tmp_path, half_width: int = 10):
+    """A validation MR scan cut to a slab around the spine (fast), with its reference masks."""
+    image = sitk.ReadImage(str(real_case("A10_vb3_lumbar_mr/vb3_05/image.nii.gz")))
+    reference = sitk.ReadImage(str(real_case("A10_vb3_lumbar_mr/vb3_05/vertebrae.nii.gz")))
+    centre = int(np.nonzero(sitk.GetArrayViewFromImage(reference))[0].mean())  # numpy axis 0 = index k
+    crop = slice(centre - half_width, centre + half_width)
+    image, reference = image[:, :, crop], reference[:, :, crop]
+    return write_image(image, tmp_path / "mr.nii.gz"), reference
+
+
+def test_cli_segments_a_real_mr_scan_into_named_bodies(real_case, tmp_path, scene):
+    scan, reference = _real_slab(real_case, tmp_path)
+    out = tmp_path / "bodies.seg.nrrd"
+    assert main(["--quiet", "spine-segment", str(scan), "--out", str(out), "--mode", "2d", "--png",
+                 "--device", "cpu", "--model", str(BUNDLED)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bodies.csv", "bodies.png", "bodies.schema.csv", "bodies.seg.nrrd", "mr.nii.gz"]
+    labels, names = read_segmentation(out)
+    found = sitk.GetArrayViewFromImage(labels) > 0
+    truth = sitk.GetArrayViewFromImage(reference) > 0
+    dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
+    assert dice > 0.8, dice  # all bodies together; per-body figures come from the benchmark
+    assert len(names) >= 5 and all(name.startswith("Vertebra ") for name in names.values())
+    with open(tmp_path / "bodies.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["name"] for row in rows] == [names[v] for v in sorted(names, key=lambda v: int(v))]
+    assert all(float(row["volume (mm³)"]) > 1000 for row in rows)
+    from spinebrain_slicer.bridge import load_node
+
+    node = load_node(scene, out, "vtkMRMLSegmentationNode")
+    assert node.GetSegmentation().GetNumberOfSegments() == len(names)
+
+
+def test_cli_names_bodies_from_spinelabel_points(real_case, tmp_path):
+    scan, reference = _real_slab(real_case, tmp_path)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(reference)
+    names = {20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5"}
+    points = [LabelledPoint(names[v], tuple(np.array(stats.GetCentroid(v)) * [-1, -1, 1])) for v in stats.GetLabels()]
+    labels_path = write_markups(points, tmp_path / "labels.mrk.json")
+    out = tmp_path / "named.seg.nrrd"
+    assert main(["--quiet", "spine-segment", str(scan), "--out", str(out), "--labels", str(labels_path),
+                 "--device", "cpu", "--model", str(BUNDLED)]) == 0
+    labels, seg_names = read_segmentation(out)
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(seg_names.values())
+    array, ref = sitk.GetArrayViewFromImage(labels), sitk.GetArrayViewFromImage(reference)
+    for value in (21, 22, 23):  # the middle bodies carry their own level (VerSe value)
+        assert np.mean(array[ref == value] == value) > 0.8
+
+
+def test_cli_on_a_generated_t2_phantom_with_the_bundled_model(tmp_path):
+    from spinebrain.synth.spine import generate_spine
+
+    case = generate_spine(7001, modality="t2", view="lumbar", spacing=(1.5, 1.5, 1.5), orientation="sagittal")
+    k = int(round(sitk.GetArrayViewFromImage(case.image).shape[0] / 2))
+    image = case.image[:, :, max(0, k - 8): k + 8]  # a 24 mm sagittal slab keeps the test quick
+    scan = write_image(image, tmp_path / "phantom.nii.gz")
+    out = tmp_path / "phantom.seg.nrrd"
+    assert main(["--quiet", "spine-segment", str(scan), "--out", str(out), "--device", "cpu",
+                 "--model", str(BUNDLED)]) == 0
+    assert out.exists() and (tmp_path / "phantom.csv").exists()
+    labels, names = read_segmentation(out)
+    assert labels.GetSize() == image.GetSize()  # on the input's own grid
+    assert all(name.startswith("Vertebra ") for name in names.values())
+
+
+def test_3d_mode_is_refused_clearly_and_writes_nothing(tmp_path, capsys):
+    scan = write_image(_image(np.zeros((8, 8, 8))), tmp_path / "x.nii.gz")
+    out = tmp_path / "o.seg.nrrd"
+    assert main(["spine-segment", str(scan), "--out", str(out), "--mode", "3d"]) == 2
+    assert "not available yet" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_tiny_training_run_resumes_and_becomes_a_loadable_model_package(data_dir, tmp_path):
+    from spinebrain.spinesegment.engine2d import train
+    from spinebrain.spinesegment.package2d import export_package
+    from spinebrain.spinesegment.pipeline2d import load_model_2d
+    from spinebrain.spinesegment.training2d import TrainOptions
+
+    options = TrainOptions(str(data_dir), str(tmp_path / "run"), architecture="fpn", crop=64, batch_size=2,
+                           samples_per_epoch=4, max_epochs=1, limit_cases=1,
+                           validation_cases=["A10_vb3_lumbar_mr/vb3_29"])
+    run = train(options)
+    options.max_epochs = 2  # a second call resumes from the epoch-1 checkpoint
+    train(options)
+    history = json.loads((run / "history.json").read_text())
+    assert [e["epoch"] for e in history["epochs"]] == [1, 2]
+    package = export_package(run, tmp_path / "models", {"measured_on": "nothing (test)"})
+    model = load_model_2d(str(package), device="cpu")
+    assert model.card.task == "spine-segment-2d" and model.card.network["architecture"].endswith("FPNSegNet")
