@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from spinebrain import geometry
-from spinebrain.anatomy import VERTEBRA_LABELS, vertebra_index, vertebra_name
+from spinebrain.anatomy import PELVIS_LABELS, VERTEBRA_LABELS, vertebra_index, vertebra_name
 from spinebrain.errors import InputError
 from spinebrain.points import LabelledPoint
 from spinebrain.synth import spine_render as rnd
@@ -47,6 +47,9 @@ class SpineCase:
     vertebrae: list[VertebraRecord]
     points: list[LabelledPoint]
     metadata: dict = field(default_factory=dict)
+    # vertebrae (VerSe values) plus the bones around them: sacrum S2-S5, coccyx, ilia
+    # (anatomy.PELVIS_LABELS); None where not generated (label-map-driven cases)
+    structures: sitk.Image | None = None
 
     def label_names(self) -> dict[int, str]:
         """Label value -> vertebra name for the values present in ``labels``."""
@@ -251,7 +254,9 @@ def generate_spine(seed: int, modality: str = "ct", view: str = "lumbar", spacin
     img = _contrast(r.tissue, r.modifier, r.texture, r.bias, fine_spacing, n_sub, modality, rng,
                     age=anatomy.habitus["age"])
     centre = slice(n_sub // 2, None, n_sub)
-    labels = _image(r.labels[centre], draw_grid, sitk.sitkUInt8)
+    structures = _image(r.labels[centre], draw_grid, sitk.sitkUInt8)
+    vertebra_values = np.isin(r.labels[centre], list(VERTEBRA_LABELS.values()))
+    labels = _image(np.where(vertebra_values, r.labels[centre], 0), draw_grid, sitk.sitkUInt8)
     tissue = _image(r.tissue[centre], draw_grid, sitk.sitkUInt8)
     image = _image(np.rint(img).astype(np.int16) if modality == "ct" else img.astype(np.float32), draw_grid,
                    sitk.sitkInt16 if modality == "ct" else sitk.sitkFloat32)
@@ -263,10 +268,11 @@ def generate_spine(seed: int, modality: str = "ct", view: str = "lumbar", spacin
                                                    ("thoracic_count", "lumbar_count", "lstv")},
         "scoliosis": bool(anatomy.variants.get("scoliosis")), "curvature_deg": anatomy.variants["curvature_deg"],
         "tissue_names": list(TISSUE_NAMES), "synthetic": True,
+        "structure_names": {**{r.label: r.name for r in records}, **{v: k for k, v in PELVIS_LABELS.items()}},
     }
     if options.render_full_spine:
         metadata["fov_offset_ijk"], metadata["fov_size_ijk"] = list(offset), list(grid.size)
-    return SpineCase(image, labels, tissue, records, points, metadata)
+    return SpineCase(image, labels, tissue, records, points, metadata, structures)
 
 
 def _crop(image: sitk.Image, offset, grid: Grid) -> sitk.Image:

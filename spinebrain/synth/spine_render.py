@@ -18,6 +18,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
+from spinebrain.anatomy import PELVIS_LABELS
+from spinebrain.synth import spine_pelvis as pelvis
 from spinebrain.synth.spine_acquisition import Grid
 from spinebrain.synth.spine_anatomy import SpineAnatomy, Vertebra, endplate_cup, rim_gap
 from spinebrain.synth.spine_soft_tissue import soft_tissue_fields
@@ -26,6 +28,8 @@ from spinebrain.synth.spine_soft_tissue import soft_tissue_fields
 AIR, FAT, MUSCLE, SOFT, LUNG, CORTICAL, CANCELLOUS, DISC, CSF, CORD = range(10)
 TISSUE_NAMES = ("air", "fat", "muscle", "soft_tissue", "lung", "cortical_bone", "cancellous_bone",
                 "disc", "csf", "cord")
+SACRUM_LABEL, COCCYX_LABEL = PELVIS_LABELS["Sacrum"], PELVIS_LABELS["Coccyx"]  # in the label map, S1 stays 26
+FLOATING_RIB_END_MM = (30.0, -5.0)  # anterior ends of the 11th and 12th ribs (v, mm)
 CORTEX_MM = 1.2  # cortical shell thickness of the shapes
 BODY_Q = 14.0  # exponent along the spine axis of the bodies' superellipsoid (higher = sharper rims)
 CUP_RADIUS = 0.75  # the endplate concavity covers the inner 75 % of the endplate; the rim outside is flat
@@ -331,7 +335,7 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     soft["skull"] = np.where(soft["skull_ok"] & (soft["canal_fat"] > 2.0), np.abs(soft["head"] - 0.93) / 0.07, 9.0)
     paint("skull", 1, CORTICAL)
     paint("skull", 0.45, CANCELLOUS)
-    _draw_ribs(tissue, f, soft, anatomy, rib_spacing)
+    _draw_ribs(tissue, f, soft, anatomy, rib_spacing, coords)
 
     labels = np.zeros(f.shape, np.uint8)
     modifier = np.ones(f.shape, np.float32)
@@ -355,8 +359,9 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
         idx = tuple(x[sh.bone] for x in inside)
         t_sub[idx] = np.where(sh.core[sh.bone], CANCELLOUS, CORTICAL)
         free = l_sub[idx] == 0  # the first (upper) vertebra keeps overlapping processes
-        l_sub[tuple(x[free] for x in idx)] = vert.label
+        l_sub[tuple(x[free] for x in idx)] = vert.label or SACRUM_LABEL  # S2-S5: the sacrum's value
         modifier[sl][idx] = 1.0
+    _draw_pelvis(f, anatomy, coords, tissue, labels, rng)
     # the canal last, so it stays open through every level
     for key, value in (("canal_fat", FAT), ("csf", CSF)):
         found = f.below(soft[key], 1.3)
@@ -370,7 +375,26 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     return Rendered(tissue, labels, modifier, *smooth, n_sub)
 
 
-def _draw_ribs(tissue, f: _Fields, soft, anatomy, rib_spacing: float):
+def _draw_pelvis(f: _Fields, anatomy, coords, tissue, labels, rng):
+    """Coccyx segments below S5 (in the straightened frame, like the sacrum), then both ilia."""
+    for s_c, hh, hw in pelvis.coccyx_segments(anatomy, rng):
+        lo, hi = np.array([-hh - 2, -hw - 2, -hw - 2]), np.array([hh + 2, hw + 2, hw + 2])
+        sl = _box_indices(f, anatomy, s_c, lo, hi)
+        if sl is None:
+            continue
+        ds, uu, vv = (f.upsample(c, sl) for c in coords)
+        sh = _Shape(ds - s_c, uu, vv)
+        sh.body((0, 0, 0), hw, 0.7 * hw, hh, p=2.5)
+        t_sub, l_sub = tissue[sl], labels[sl]
+        bone = sh.bone & (l_sub == 0)
+        t_sub[bone] = np.where(sh.core[bone], CANCELLOUS, CORTICAL)
+        l_sub[bone] = COCCYX_LABEL
+    spacing = (f.grid.spacing[0], f.grid.spacing[1], f.grid.spacing[2] / f.n_sub)
+    pelvis.draw_ilia(tissue, labels, f.grid, f.n_sub, pelvis.pelvis_parameters(anatomy, rng), spacing,
+                     CORTICAL, CANCELLOUS)
+
+
+def _draw_ribs(tissue, f: _Fields, soft, anatomy, rib_spacing: float, coords):
     n_ribs = sum(1 for v in anatomy.instances() if v.ribs)
     valid = (soft["cage_ok"] < 0.5) & (soft["rib_phase"] > -0.6) & (soft["rib_phase"] < n_ribs - 0.4)
     soft["rib_gate"] = np.where(valid, np.abs(soft["cage"] - 1), 9.0)
@@ -384,6 +408,14 @@ def _draw_ribs(tissue, f: _Fields, soft, anatomy, rib_spacing: float):
     along = (phase - nearest) * rib_spacing / 5.5
     r2 = radial ** 2 + along ** 2
     rib = (ok < 0) & (r2 < 1) & (nearest >= 0) & (nearest < n_ribs)
+    # the last two ribs float: they end in the flank instead of curving round to the front
+    # (v: mm anterior of the centreline; the spinal canal is about -30)
+    floating_end = np.full(n_ribs + 1, np.inf, np.float32)
+    for k, end in zip((n_ribs - 2, n_ribs - 1), FLOATING_RIB_END_MM):
+        if k >= 0:
+            floating_end[k] = end
+    vv = f.upsample(coords[2], block)
+    rib &= vv < floating_end[np.clip(nearest, 0, n_ribs).astype(int)]
     sub = tissue[block]
     sub[rib] = CORTICAL
     sub[rib & (r2 < 0.3)] = CANCELLOUS
