@@ -93,3 +93,20 @@ def test_ribs_stop_above_l1_and_the_last_ribs_float():
     near_t7 = lateral & (np.abs(ras[:, 2] - centre["T7"][2]) < half)
     assert near_t12.any() and near_t7.any()
     assert anterior[near_t12].max() < anterior[near_t7].max() - 40
+
+
+def test_abdominal_ct_has_bowel_gas_and_an_aorta_in_front_of_the_spine():
+    case = generate_spine(1, "ct", "lumbar", spacing=(2.0, 2.0, 2.0), orientation="axial", options=FIVE_LUMBAR)
+    tissue, hu = sitk.GetArrayFromImage(case.tissue), sitk.GetArrayFromImage(case.image)
+    centre = {r.name: np.array(r.body_centre_ras) for r in case.vertebrae}
+    for cls in (rnd.AIR, rnd.VESSEL):
+        k, j, i = np.nonzero(tissue == cls)
+        ras = geometry.index_to_ras(case.tissue, np.stack([i, j, k], 1).astype(float))
+        offset = ras - centre["L3"]
+        # in the abdomen in front of the spine, well inside the body wall (not the air around the body)
+        front = (np.abs(offset[:, 2]) < 60) & (offset[:, 1] > 15) & (offset[:, 1] < 110) & (np.abs(offset[:, 0]) < 80)
+        assert front.sum() > 20, rnd.TISSUE_NAMES[cls]
+    vessel = np.median(hu[tissue == rnd.VESSEL])
+    assert 20 < vessel < 60 or 130 < vessel < 380, vessel
+    gas = hu[(tissue == rnd.AIR)]
+    assert np.median(gas) < -800

@@ -83,22 +83,23 @@ def _tissue_table(modality: str, rng, age: float) -> tuple[np.ndarray, np.ndarra
     j = lambda x, sd=0.12: x * (1 + sd * rng.standard_normal())  # noqa: E731
     u = rng.uniform
     if modality == "ct":
+        vessel = u(150, 350) if rng.random() < 0.5 else rng.normal(42, 6)  # contrast-enhanced or plain blood
         mean = [-1000, rng.normal(-100, 12), rng.normal(50, 8), rng.normal(38, 10), rng.normal(-840, 40),
-                u(500, 1200), _marrow("ct", age, rng), rng.normal(85, 10), rng.normal(8, 4), rng.normal(35, 5)]
-        tex = [5, 15, 12, 15, 40, 80, 30, 10, 5, 5]
+                u(500, 1200), _marrow("ct", age, rng), rng.normal(85, 10), rng.normal(8, 4), rng.normal(35, 5), vessel]
+        tex = [5, 15, 12, 15, 40, 80, 30, 10, 5, 5, 8]
     elif modality == "t1":  # fat bright, marrow bright-ish (fatty), disc intermediate, CSF dark
         marrow = _marrow("t1", age, rng)
         mean = [0, j(1.0, 0.05), u(0.25, 0.4), u(0.35, 0.55), 0.03, marrow * u(0.15, 0.4), marrow, u(0.3, 0.45),
-                u(0.08, 0.2), u(0.4, 0.55)]
-        tex = [0.0, 0.04, 0.03, 0.05, 0.01, 0.02, 0.05, 0.03, 0.02, 0.02]
+                u(0.08, 0.2), u(0.4, 0.55), u(0.03, 0.4)]  # vessel: flow void to slow-flow signal
+        tex = [0.0, 0.04, 0.03, 0.05, 0.01, 0.02, 0.05, 0.03, 0.02, 0.02, 0.03]
     elif modality == "t2":  # TSE: CSF very bright, fat bright, marrow intermediate, muscle dark
         marrow = _marrow("t2", age, rng)
         mean = [0, u(0.55, 0.9), u(0.08, 0.2), u(0.2, 0.45), 0.02, marrow * u(0.15, 0.4), marrow, u(0.6, 0.95),
-                1.0, u(0.3, 0.5)]
-        tex = [0.0, 0.04, 0.02, 0.05, 0.01, 0.01, 0.04, 0.04, 0.02, 0.02]
+                1.0, u(0.3, 0.5), u(0.02, 0.15)]  # vessel: flow void
+        tex = [0.0, 0.04, 0.02, 0.05, 0.01, 0.01, 0.04, 0.04, 0.02, 0.02, 0.02]
     else:  # domain randomisation (SynthSeg-style): any contrast, one draw per tissue
-        mean = rng.uniform(0, 1, 10)
-        tex = rng.uniform(0, 0.08, 10)
+        mean = rng.uniform(0, 1, len(rnd.TISSUE_NAMES))
+        tex = rng.uniform(0, 0.08, len(rnd.TISSUE_NAMES))
     return np.asarray(mean, np.float32), np.asarray(tex, np.float32)
 
 

@@ -37,6 +37,8 @@ def pelvis_parameters(anatomy, rng) -> dict | None:
     disc_s = (upper.s + upper.size.height / 2 + lower.s - lower.size.height / 2) / 2
     disc = anatomy.to_ras(np.array([disc_s]), np.array([0.0]), np.array([0.0]))[0]
     width = anatomy.habitus.get("width", 1.0)
+    s3 = anatomy.by_name("S3") or s1
+    low = anatomy.to_ras(np.array([s3.s]), np.array([0.0]), np.array([0.0]))[0] - origin
     crest = float(disc[2] - origin[2] + rng.normal(0.0, 5.0))
     return {
         "origin": origin,
@@ -47,6 +49,11 @@ def pelvis_parameters(anatomy, rng) -> dict | None:
         "centre_a": rng.uniform(0.0, 12.0),  # anterior offset of the arc's centre from S1
         "phi_anterior": (np.deg2rad(rng.uniform(90.0, 100.0)), np.deg2rad(rng.uniform(115.0, 125.0))),
         "fossa_mm": rng.uniform(3.0, 6.0),  # thickness of the thin iliac fossa
+        # the auricular part, lateral to the alae of S1-S3: its medial face is the sacroiliac joint
+        "auricular": {"x": s1.ala_half_span + rng.uniform(8.0, 14.0), "half_x": rng.uniform(18.0, 24.0),
+                      "top": s1.size.height / 2 + rng.uniform(5.0, 12.0), "bottom": float(low[2]) - 8.0,
+                      "y_top": -0.3 * s1.size.depth, "y_bottom": float(low[1]) - 0.3 * s3.size.depth,
+                      "half_y": rng.uniform(20.0, 26.0)},
     }
 
 
@@ -66,7 +73,18 @@ def _ilium_margin(x, y, z, p) -> np.ndarray:
     crest_z = p["crest"] - 30.0 * ((phi - np.deg2rad(70)) / np.deg2rad(55)) ** 2  # highest mid-crest
     thick = thick + 8.0 * np.clip(1.0 - (crest_z - z) / 12.0, 0, 1)  # the crest's thick rim
     along = np.minimum(phi - _PHI_POSTERIOR, phi_end - phi) * radius
-    return np.minimum.reduce([thick / 2 - np.abs(rho - 1.0) * radius, crest_z - z, z - p["bottom"] + 10.0, along])
+    wing = np.minimum.reduce([thick / 2 - np.abs(rho - 1.0) * radius, crest_z - z, z - p["bottom"] + 10.0, along])
+    return np.maximum(wing, _auricular_margin(x, y, z, p["auricular"]))
+
+
+def _auricular_margin(x, y, z, a) -> np.ndarray:
+    """Margin (mm) of the block that joins the wing to the sacrum; it follows the sacrum's backward slope."""
+    w = np.clip((a["top"] - z) / (a["top"] - a["bottom"]), 0.0, 1.0)
+    y_c = a["y_top"] + (a["y_bottom"] - a["y_top"]) * w
+    half_z = (a["top"] - a["bottom"]) / 2
+    f = (np.abs((x - a["x"]) / a["half_x"]) ** 3 + np.abs((y - y_c) / a["half_y"]) ** 3
+         + np.abs((z - (a["top"] + a["bottom"]) / 2) / half_z) ** 3) ** (1 / 3)
+    return (1.0 - f) * min(a["half_x"], a["half_y"])
 
 
 def _block(grid, n_sub, shape, origin, p):

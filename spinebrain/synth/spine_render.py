@@ -25,9 +25,9 @@ from spinebrain.synth.spine_anatomy import SpineAnatomy, Vertebra, endplate_cup,
 from spinebrain.synth.spine_soft_tissue import soft_tissue_fields
 
 # Tissue classes of the tissue label map.
-AIR, FAT, MUSCLE, SOFT, LUNG, CORTICAL, CANCELLOUS, DISC, CSF, CORD = range(10)
+AIR, FAT, MUSCLE, SOFT, LUNG, CORTICAL, CANCELLOUS, DISC, CSF, CORD, VESSEL = range(11)
 TISSUE_NAMES = ("air", "fat", "muscle", "soft_tissue", "lung", "cortical_bone", "cancellous_bone",
-                "disc", "csf", "cord")
+                "disc", "csf", "cord", "vessel")
 SACRUM_LABEL, COCCYX_LABEL = PELVIS_LABELS["Sacrum"], PELVIS_LABELS["Coccyx"]  # in the label map, S1 stays 26
 FLOATING_RIB_END_MM = (30.0, -5.0)  # anterior ends of the 11th and 12th ribs (v, mm)
 CORTEX_MM = 1.2  # cortical shell thickness of the shapes
@@ -325,11 +325,13 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     soft["visceral"] = np.where((coords[0] > abdomen_start) & (soft["inner"] < 0.8),
                                 1.6 - 2 * anatomy.habitus["visceral_fat"] - noise.ravel(), 9.0)
     paint("visceral", 0, FAT)  # fat between the organs
+    _paint_bowel_gas(soft, coords, anatomy, f, rng, abdomen_start, paint)
     soft["muscle"] = np.maximum(soft["muscle"], soft["inner"] - 1)
     paint("muscle", 0, MUSCLE)
     soft["lung"] = np.maximum(soft["lung"], soft["inner"] - 1)
     paint("lung", 0, LUNG)
     paint("trachea", 1, AIR)
+    paint("aorta", 1, VESSEL)  # after the lungs and muscle: the vessels run in front of the spine
     paint("head", 1.12, FAT)
     paint("head", 1.06, SOFT)
     soft["skull"] = np.where(soft["skull_ok"] & (soft["canal_fat"] > 2.0), np.abs(soft["head"] - 0.93) / 0.07, 9.0)
@@ -373,6 +375,18 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     paint("cord", 1, CORD)
     smooth = (f.upsample(noise), f.upsample(bias)) if smooth_fields else (None, None)
     return Rendered(tissue, labels, modifier, *smooth, n_sub)
+
+
+def _paint_bowel_gas(soft, coords, anatomy, f: _Fields, rng, abdomen_start: float, paint):
+    """Gas pockets in the bowel: blobs of air in front of the spine from the upper abdomen down,
+    a dark distractor on CT and MR (about 2-6 % of the abdominal cavity, drawn from a smooth field)."""
+    blobs = gaussian_filter(rng.standard_normal(f.coarse_shape).astype(np.float32), 1.2).ravel()
+    blobs /= max(float(blobs.std()), 1e-6)
+    s, _, v = coords
+    body_front = np.interp(s, [x.s for x in anatomy.vertebrae], [x.size.depth / 2 for x in anatomy.vertebrae])
+    cavity = (s > abdomen_start + 20) & (soft["inner"] < 0.7) & (v > body_front + 25)
+    soft["gas"] = np.where(cavity, rng.uniform(1.6, 2.4) - blobs, 9.0)
+    paint("gas", 0, AIR)
 
 
 def _draw_pelvis(f: _Fields, anatomy, coords, tissue, labels, rng):
