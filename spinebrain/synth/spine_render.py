@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, maximum_filter
 from scipy.spatial import cKDTree
 
 from spinebrain.anatomy import PELVIS_LABELS
@@ -363,6 +363,7 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
         free = l_sub[idx] == 0  # the first (upper) vertebra keeps overlapping processes
         l_sub[tuple(x[free] for x in idx)] = vert.label or SACRUM_LABEL  # S2-S5: the sacrum's value
         modifier[sl][idx] = 1.0
+    _draw_rib_necks(f, anatomy, coords, tissue, labels, gaps)
     _draw_pelvis(f, anatomy, coords, tissue, labels, rng)
     # the canal last, so it stays open through every level
     for key, value in (("canal_fat", FAT), ("csf", CSF)):
@@ -375,6 +376,33 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     paint("cord", 1, CORD)
     smooth = (f.upsample(noise), f.upsample(bias)) if smooth_fields else (None, None)
     return Rendered(tissue, labels, modifier, *smooth, n_sub)
+
+
+def _draw_rib_necks(f: _Fields, anatomy, coords, tissue, labels, gaps):
+    """Each rib's neck and head, from the transverse process tip (where the cage's ribs start) to the
+    back of the body: the head meets the disc above for T2-T9, its own body for T1 and T10-T12
+    (costovertebral joints). Bone, not part of the vertebra's label, a joint space away from it."""
+    ribbed = [(i, v) for i, v in enumerate(anatomy.vertebrae) if v.ribs]
+    for rank, (index, vert) in enumerate(ribbed):
+        z = vert.size
+        h, a, b = z.height / 2, z.width / 2, z.depth / 2
+        vc = -(b + z.canal_depth / 2)
+        own_body = rank == 0 or rank >= len(ribbed) - 3
+        head_ds = -0.2 * h if own_body else -h - gaps[index][0] / 2
+        tip = z.transverse_span / 2
+        lo, hi = np.array([head_ds - 8, -tip - 8, vc - 20]), np.array([8.0, tip + 8, 5.0])
+        sl = _box_indices(f, anatomy, vert.s, lo, hi)
+        if sl is None:
+            continue
+        ds, uu, vv = (f.upsample(c, sl) for c in coords)
+        sh = _Shape(ds - vert.s, uu, vv)
+        for side in (-1, 1):
+            sh.capsule((side * (tip - 2), vc - z.canal_depth / 2 - 1, -0.15 * z.height + 2),
+                       (side * (a + 2), -0.55 * b, head_ds), (4.0, 4.0, 4.5))
+        near = maximum_filter((labels[sl] > 0).view(np.uint8), size=3) > 0
+        bone = sh.bone & ~near
+        t_sub = tissue[sl]
+        t_sub[bone] = np.where(sh.core[bone], CANCELLOUS, CORTICAL)
 
 
 def _paint_bowel_gas(soft, coords, anatomy, f: _Fields, rng, abdomen_start: float, paint):
