@@ -33,6 +33,8 @@ def test_same_seed_same_case_and_other_seed_differs():
     c = generate_spine(6, "t2", "short", spacing=COARSE)
     assert np.array_equal(_array(a.image), _array(b.image))
     assert np.array_equal(_array(a.labels), _array(b.labels))
+    assert np.array_equal(_array(a.structures), _array(b.structures))
+    assert np.array_equal(_array(a.tissue), _array(b.tissue))
     assert a.metadata == b.metadata
     assert not (a.image.GetSize() == c.image.GetSize() and np.array_equal(_array(a.image), _array(c.image)))
 

@@ -72,7 +72,11 @@ VERTEBRAE = {name: _vertebra(name) for name in VERTEBRA_LABELS}
 OTHER_STRUCTURES = {
     s.name: s
     for s in (
-        Structure("Sacrum", "54735007", "Sacrum", CATEGORY_ANATOMY, (0.45, 0.70, 0.40)),
+        # label values of the synthetic bony pelvis (spine_pelvis): outside VerSe's 1-28, S1 keeps 26
+        Structure("Sacrum", "54735007", "Sacrum", CATEGORY_ANATOMY, (0.45, 0.70, 0.40), 40),
+        Structure("Coccyx", "64688005", "Coccyx", CATEGORY_ANATOMY, (0.40, 0.60, 0.35), 41),
+        Structure("Left ilium", "22356005", "Ilium", CATEGORY_ANATOMY, (0.80, 0.65, 0.50), 42),
+        Structure("Right ilium", "22356005", "Ilium", CATEGORY_ANATOMY, (0.70, 0.55, 0.45), 43),
         Structure("Vertebra", "51282000", "Vertebra", CATEGORY_ANATOMY, (0.90, 0.85, 0.70)),
         Structure("Intervertebral disc", "360499006", "Intervertebral disc", CATEGORY_ANATOMY, (0.55, 0.75, 0.95)),
         Structure("Spinal cord", "2748008", "Spinal cord", CATEGORY_ANATOMY, (1.00, 0.95, 0.55)),
@@ -88,6 +92,9 @@ OTHER_STRUCTURES = {
 }
 
 VERTEBRA_NAMES_BY_LABEL = {label: name for name, label in VERTEBRA_LABELS.items()}
+#: Bones around the spine with fixed label values in the generator's ``SpineCase.structures`` map
+#: ("Sacrum" there is S2-S5: S1 keeps its vertebra value 26).
+PELVIS_LABELS = {name: OTHER_STRUCTURES[name].label for name in ("Sacrum", "Coccyx", "Left ilium", "Right ilium")}
 
 
 def structure(name: str) -> Structure:

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from spinebrain import geometry
-from spinebrain.anatomy import VERTEBRA_LABELS, vertebra_index, vertebra_name
+from spinebrain.anatomy import PELVIS_LABELS, VERTEBRA_LABELS, vertebra_index, vertebra_name
 from spinebrain.errors import InputError
 from spinebrain.points import LabelledPoint
 from spinebrain.synth import spine_render as rnd
@@ -47,6 +47,9 @@ class SpineCase:
     vertebrae: list[VertebraRecord]
     points: list[LabelledPoint]
     metadata: dict = field(default_factory=dict)
+    # vertebrae (VerSe values) plus the bones around them: sacrum S2-S5, coccyx, ilia
+    # (anatomy.PELVIS_LABELS); None where not generated (label-map-driven cases)
+    structures: sitk.Image | None = None
 
     def label_names(self) -> dict[int, str]:
         """Label value -> vertebra name for the values present in ``labels``."""
@@ -80,22 +83,23 @@ def _tissue_table(modality: str, rng, age: float) -> tuple[np.ndarray, np.ndarra
     j = lambda x, sd=0.12: x * (1 + sd * rng.standard_normal())  # noqa: E731
     u = rng.uniform
     if modality == "ct":
+        vessel = u(150, 350) if rng.random() < 0.5 else rng.normal(42, 6)  # contrast-enhanced or plain blood
         mean = [-1000, rng.normal(-100, 12), rng.normal(50, 8), rng.normal(38, 10), rng.normal(-840, 40),
-                u(500, 1200), _marrow("ct", age, rng), rng.normal(85, 10), rng.normal(8, 4), rng.normal(35, 5)]
-        tex = [5, 15, 12, 15, 40, 80, 30, 10, 5, 5]
+                u(500, 1200), _marrow("ct", age, rng), rng.normal(85, 10), rng.normal(8, 4), rng.normal(35, 5), vessel]
+        tex = [5, 15, 12, 15, 40, 80, 30, 10, 5, 5, 8]
     elif modality == "t1":  # fat bright, marrow bright-ish (fatty), disc intermediate, CSF dark
         marrow = _marrow("t1", age, rng)
         mean = [0, j(1.0, 0.05), u(0.25, 0.4), u(0.35, 0.55), 0.03, marrow * u(0.15, 0.4), marrow, u(0.3, 0.45),
-                u(0.08, 0.2), u(0.4, 0.55)]
-        tex = [0.0, 0.04, 0.03, 0.05, 0.01, 0.02, 0.05, 0.03, 0.02, 0.02]
+                u(0.08, 0.2), u(0.4, 0.55), u(0.03, 0.4)]  # vessel: flow void to slow-flow signal
+        tex = [0.0, 0.04, 0.03, 0.05, 0.01, 0.02, 0.05, 0.03, 0.02, 0.02, 0.03]
     elif modality == "t2":  # TSE: CSF very bright, fat bright, marrow intermediate, muscle dark
         marrow = _marrow("t2", age, rng)
         mean = [0, u(0.55, 0.9), u(0.08, 0.2), u(0.2, 0.45), 0.02, marrow * u(0.15, 0.4), marrow, u(0.6, 0.95),
-                1.0, u(0.3, 0.5)]
-        tex = [0.0, 0.04, 0.02, 0.05, 0.01, 0.01, 0.04, 0.04, 0.02, 0.02]
+                1.0, u(0.3, 0.5), u(0.02, 0.15)]  # vessel: flow void
+        tex = [0.0, 0.04, 0.02, 0.05, 0.01, 0.01, 0.04, 0.04, 0.02, 0.02, 0.02]
     else:  # domain randomisation (SynthSeg-style): any contrast, one draw per tissue
-        mean = rng.uniform(0, 1, 10)
-        tex = rng.uniform(0, 0.08, 10)
+        mean = rng.uniform(0, 1, len(rnd.TISSUE_NAMES))
+        tex = rng.uniform(0, 0.08, len(rnd.TISSUE_NAMES))
     return np.asarray(mean, np.float32), np.asarray(tex, np.float32)
 
 
@@ -125,7 +129,8 @@ def _contrast(tissue, modifier, texture, bias, spacing_fine, n_sub, modality, rn
     img += tex[tissue] * rng.standard_normal(tissue.shape, dtype=np.float32)
     if texture is not None:
         img += tex[tissue] * 0.8 * texture  # smooth organ-scale variation
-    _trabecular(img, tissue, spacing_fine, rng.uniform(20, 60) if modality == "ct" else
+    # CT grain 40-90 HU: the real L3 corpus of A6 (1.5 mm) reads SD 90 HU inside; 20-60 gave 52-66
+    _trabecular(img, tissue, spacing_fine, rng.uniform(40, 90) if modality == "ct" else
                 float(mean[rnd.CANCELLOUS]) * rng.uniform(0.04, 0.12), rng)
     psf_mm = rng.uniform(0.3, 0.9) if modality == "ct" else rng.uniform(0.4, 1.2)
     # PSF plus the voxel's own extent (a box of width sp has SD 0.29 sp): partial volume at edges
@@ -251,7 +256,9 @@ def generate_spine(seed: int, modality: str = "ct", view: str = "lumbar", spacin
     img = _contrast(r.tissue, r.modifier, r.texture, r.bias, fine_spacing, n_sub, modality, rng,
                     age=anatomy.habitus["age"])
     centre = slice(n_sub // 2, None, n_sub)
-    labels = _image(r.labels[centre], draw_grid, sitk.sitkUInt8)
+    structures = _image(r.labels[centre], draw_grid, sitk.sitkUInt8)
+    vertebra_values = np.isin(r.labels[centre], list(VERTEBRA_LABELS.values()))
+    labels = _image(np.where(vertebra_values, r.labels[centre], 0), draw_grid, sitk.sitkUInt8)
     tissue = _image(r.tissue[centre], draw_grid, sitk.sitkUInt8)
     image = _image(np.rint(img).astype(np.int16) if modality == "ct" else img.astype(np.float32), draw_grid,
                    sitk.sitkInt16 if modality == "ct" else sitk.sitkFloat32)
@@ -263,10 +270,11 @@ def generate_spine(seed: int, modality: str = "ct", view: str = "lumbar", spacin
                                                    ("thoracic_count", "lumbar_count", "lstv")},
         "scoliosis": bool(anatomy.variants.get("scoliosis")), "curvature_deg": anatomy.variants["curvature_deg"],
         "tissue_names": list(TISSUE_NAMES), "synthetic": True,
+        "structure_names": {**{r.label: r.name for r in records}, **{v: k for k, v in PELVIS_LABELS.items()}},
     }
     if options.render_full_spine:
         metadata["fov_offset_ijk"], metadata["fov_size_ijk"] = list(offset), list(grid.size)
-    return SpineCase(image, labels, tissue, records, points, metadata)
+    return SpineCase(image, labels, tissue, records, points, metadata, structures)
 
 
 def _crop(image: sitk.Image, offset, grid: Grid) -> sitk.Image:

@@ -15,17 +15,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, maximum_filter
 from scipy.spatial import cKDTree
 
+from spinebrain.anatomy import PELVIS_LABELS
+from spinebrain.synth import spine_pelvis as pelvis
 from spinebrain.synth.spine_acquisition import Grid
 from spinebrain.synth.spine_anatomy import SpineAnatomy, Vertebra, endplate_cup, rim_gap
 from spinebrain.synth.spine_soft_tissue import soft_tissue_fields
 
 # Tissue classes of the tissue label map.
-AIR, FAT, MUSCLE, SOFT, LUNG, CORTICAL, CANCELLOUS, DISC, CSF, CORD = range(10)
+AIR, FAT, MUSCLE, SOFT, LUNG, CORTICAL, CANCELLOUS, DISC, CSF, CORD, VESSEL = range(11)
 TISSUE_NAMES = ("air", "fat", "muscle", "soft_tissue", "lung", "cortical_bone", "cancellous_bone",
-                "disc", "csf", "cord")
+                "disc", "csf", "cord", "vessel")
+SACRUM_LABEL, COCCYX_LABEL = PELVIS_LABELS["Sacrum"], PELVIS_LABELS["Coccyx"]  # in the label map, S1 stays 26
+FLOATING_RIB_END_MM = (30.0, -5.0)  # anterior ends of the 11th and 12th ribs (v, mm)
 CORTEX_MM = 1.2  # cortical shell thickness of the shapes
 BODY_Q = 14.0  # exponent along the spine axis of the bodies' superellipsoid (higher = sharper rims)
 CUP_RADIUS = 0.75  # the endplate concavity covers the inner 75 % of the endplate; the rim outside is flat
@@ -321,17 +325,19 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     soft["visceral"] = np.where((coords[0] > abdomen_start) & (soft["inner"] < 0.8),
                                 1.6 - 2 * anatomy.habitus["visceral_fat"] - noise.ravel(), 9.0)
     paint("visceral", 0, FAT)  # fat between the organs
+    _paint_bowel_gas(soft, coords, anatomy, f, rng, abdomen_start, paint)
     soft["muscle"] = np.maximum(soft["muscle"], soft["inner"] - 1)
     paint("muscle", 0, MUSCLE)
     soft["lung"] = np.maximum(soft["lung"], soft["inner"] - 1)
     paint("lung", 0, LUNG)
     paint("trachea", 1, AIR)
+    paint("aorta", 1, VESSEL)  # after the lungs and muscle: the vessels run in front of the spine
     paint("head", 1.12, FAT)
     paint("head", 1.06, SOFT)
     soft["skull"] = np.where(soft["skull_ok"] & (soft["canal_fat"] > 2.0), np.abs(soft["head"] - 0.93) / 0.07, 9.0)
     paint("skull", 1, CORTICAL)
     paint("skull", 0.45, CANCELLOUS)
-    _draw_ribs(tissue, f, soft, anatomy, rib_spacing)
+    _draw_ribs(tissue, f, soft, anatomy, rib_spacing, coords)
 
     labels = np.zeros(f.shape, np.uint8)
     modifier = np.ones(f.shape, np.float32)
@@ -355,8 +361,10 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
         idx = tuple(x[sh.bone] for x in inside)
         t_sub[idx] = np.where(sh.core[sh.bone], CANCELLOUS, CORTICAL)
         free = l_sub[idx] == 0  # the first (upper) vertebra keeps overlapping processes
-        l_sub[tuple(x[free] for x in idx)] = vert.label
+        l_sub[tuple(x[free] for x in idx)] = vert.label or SACRUM_LABEL  # S2-S5: the sacrum's value
         modifier[sl][idx] = 1.0
+    _draw_rib_necks(f, anatomy, coords, tissue, labels, gaps)
+    _draw_pelvis(f, anatomy, coords, tissue, labels, rng)
     # the canal last, so it stays open through every level
     for key, value in (("canal_fat", FAT), ("csf", CSF)):
         found = f.below(soft[key], 1.3)
@@ -370,7 +378,65 @@ def render(anatomy: SpineAnatomy, grid: Grid, rng: np.random.Generator, coarse_m
     return Rendered(tissue, labels, modifier, *smooth, n_sub)
 
 
-def _draw_ribs(tissue, f: _Fields, soft, anatomy, rib_spacing: float):
+def _draw_rib_necks(f: _Fields, anatomy, coords, tissue, labels, gaps):
+    """Each rib's neck and head, from the transverse process tip (where the cage's ribs start) to the
+    back of the body: the head meets the disc above for T2-T9, its own body for T1 and T10-T12
+    (costovertebral joints). Bone, not part of the vertebra's label, a joint space away from it."""
+    ribbed = [(i, v) for i, v in enumerate(anatomy.vertebrae) if v.ribs]
+    for rank, (index, vert) in enumerate(ribbed):
+        z = vert.size
+        h, a, b = z.height / 2, z.width / 2, z.depth / 2
+        vc = -(b + z.canal_depth / 2)
+        own_body = rank == 0 or rank >= len(ribbed) - 3
+        head_ds = -0.2 * h if own_body else -h - gaps[index][0] / 2
+        tip = z.transverse_span / 2
+        lo, hi = np.array([head_ds - 8, -tip - 8, vc - 20]), np.array([8.0, tip + 8, 5.0])
+        sl = _box_indices(f, anatomy, vert.s, lo, hi)
+        if sl is None:
+            continue
+        ds, uu, vv = (f.upsample(c, sl) for c in coords)
+        sh = _Shape(ds - vert.s, uu, vv)
+        for side in (-1, 1):
+            sh.capsule((side * (tip - 2), vc - z.canal_depth / 2 - 1, -0.15 * z.height + 2),
+                       (side * (a + 2), -0.55 * b, head_ds), (4.0, 4.0, 4.5))
+        near = maximum_filter((labels[sl] > 0).view(np.uint8), size=3) > 0
+        bone = sh.bone & ~near
+        t_sub = tissue[sl]
+        t_sub[bone] = np.where(sh.core[bone], CANCELLOUS, CORTICAL)
+
+
+def _paint_bowel_gas(soft, coords, anatomy, f: _Fields, rng, abdomen_start: float, paint):
+    """Gas pockets in the bowel: blobs of air in front of the spine from the upper abdomen down,
+    a dark distractor on CT and MR (about 2-6 % of the abdominal cavity, drawn from a smooth field)."""
+    blobs = gaussian_filter(rng.standard_normal(f.coarse_shape).astype(np.float32), 1.2).ravel()
+    blobs /= max(float(blobs.std()), 1e-6)
+    s, _, v = coords
+    body_front = np.interp(s, [x.s for x in anatomy.vertebrae], [x.size.depth / 2 for x in anatomy.vertebrae])
+    cavity = (s > abdomen_start + 20) & (soft["inner"] < 0.7) & (v > body_front + 25)
+    soft["gas"] = np.where(cavity, rng.uniform(1.6, 2.4) - blobs, 9.0)
+    paint("gas", 0, AIR)
+
+
+def _draw_pelvis(f: _Fields, anatomy, coords, tissue, labels, rng):
+    """Coccyx segments below S5 (in the straightened frame, like the sacrum), then both ilia."""
+    for s_c, hh, hw in pelvis.coccyx_segments(anatomy, rng):
+        lo, hi = np.array([-hh - 2, -hw - 2, -hw - 2]), np.array([hh + 2, hw + 2, hw + 2])
+        sl = _box_indices(f, anatomy, s_c, lo, hi)
+        if sl is None:
+            continue
+        ds, uu, vv = (f.upsample(c, sl) for c in coords)
+        sh = _Shape(ds - s_c, uu, vv)
+        sh.body((0, 0, 0), hw, 0.7 * hw, hh, p=2.5)
+        t_sub, l_sub = tissue[sl], labels[sl]
+        bone = sh.bone & (l_sub == 0)
+        t_sub[bone] = np.where(sh.core[bone], CANCELLOUS, CORTICAL)
+        l_sub[bone] = COCCYX_LABEL
+    spacing = (f.grid.spacing[0], f.grid.spacing[1], f.grid.spacing[2] / f.n_sub)
+    pelvis.draw_ilia(tissue, labels, f.grid, f.n_sub, pelvis.pelvis_parameters(anatomy, rng), spacing,
+                     CORTICAL, CANCELLOUS)
+
+
+def _draw_ribs(tissue, f: _Fields, soft, anatomy, rib_spacing: float, coords):
     n_ribs = sum(1 for v in anatomy.instances() if v.ribs)
     valid = (soft["cage_ok"] < 0.5) & (soft["rib_phase"] > -0.6) & (soft["rib_phase"] < n_ribs - 0.4)
     soft["rib_gate"] = np.where(valid, np.abs(soft["cage"] - 1), 9.0)
@@ -384,6 +450,14 @@ def _draw_ribs(tissue, f: _Fields, soft, anatomy, rib_spacing: float):
     along = (phase - nearest) * rib_spacing / 5.5
     r2 = radial ** 2 + along ** 2
     rib = (ok < 0) & (r2 < 1) & (nearest >= 0) & (nearest < n_ribs)
+    # the last two ribs float: they end in the flank instead of curving round to the front
+    # (v: mm anterior of the centreline; the spinal canal is about -30)
+    floating_end = np.full(n_ribs + 1, np.inf, np.float32)
+    for k, end in zip((n_ribs - 2, n_ribs - 1), FLOATING_RIB_END_MM):
+        if k >= 0:
+            floating_end[k] = end
+    vv = f.upsample(coords[2], block)
+    rib &= vv < floating_end[np.clip(nearest, 0, n_ribs).astype(int)]
     sub = tissue[block]
     sub[rib] = CORTICAL
     sub[rib & (r2 < 0.3)] = CANCELLOUS

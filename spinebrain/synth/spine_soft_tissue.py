@@ -101,6 +101,8 @@ def soft_tissue_fields(anatomy: SpineAnatomy, s, u, v, rng) -> dict[str, np.ndar
     out["trachea"] = np.where((s > anatomy.by_name("C5").s) & (s < anatomy.by_name("T4").s),
                               (u / 8) ** 2 + ((v - b - 22) / 8) ** 2, 9.0)
 
+    out["aorta"] = _aorta(anatomy, s, u, v, b, rng)
+
     # head above C1: skull shell around a brain-like interior
     c1 = anatomy.by_name("C1").s
     out["head"] = (u / (70 * h["width"])) ** 2 + ((v - 15) / 92) ** 2 + ((s - (c1 - 75)) / 85) ** 2
@@ -117,3 +119,20 @@ def soft_tissue_fields(anatomy: SpineAnatomy, s, u, v, rng) -> dict[str, np.ndar
     cord_b = np.where(s < anatomy.by_name("C7").s, 4.0, 3.8) * cord_r + 1e-3
     out["cord"] = (u / cord_a) ** 2 + ((v - vc + 0.5) / cord_b) ** 2
     return out
+
+
+def _aorta(anatomy: SpineAnatomy, s, u, v, b, rng) -> np.ndarray:
+    """Descending aorta left-anterior of the bodies from T4, its bifurcation at L4 into the common
+    iliac arteries (level set, < 1 inside). A distractor: bright on contrast CT, dark or bright on MR."""
+    top = anatomy.by_name("T4") or anatomy.vertebrae[10]
+    lumbar = [x for x in anatomy.vertebrae if x.region == "lumbar"]
+    fork = (lumbar[-2] if len(lumbar) > 1 else anatomy.by_name("S1")).s + rng.uniform(-15, 10)
+    diaphragm = (anatomy.by_name("L1") or lumbar[0]).s if lumbar else fork
+    radius = np.where(s < diaphragm, rng.uniform(10, 14), rng.uniform(8, 11))  # thoracic / abdominal
+    trunk = ((u + 12 + 0.2 * b) / radius) ** 2 + ((v - b - radius - 2) / radius) ** 2
+    spread = np.clip(s - fork, 0, None)
+    iliac_r = 0.6 * radius
+    iliac = np.minimum(((u - 8 - 0.55 * spread) / iliac_r) ** 2, ((u + 8 + 0.55 * spread) / iliac_r) ** 2) \
+        + ((v - b - iliac_r - 2 + 0.1 * spread) / iliac_r) ** 2
+    field = np.where(s < fork, trunk, iliac)
+    return np.where((s > top.s) & (s < fork + 70), field, 9.0)
