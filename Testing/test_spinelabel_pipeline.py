@@ -91,10 +91,13 @@ def test_short_view_is_not_anchored_and_says_so(lumbar_model):
     assert all(p.confidence <= 0.5 for p in result.points)  # never confident without an anchor
 
 
-def test_one_fixed_point_anchors_the_rest(lumbar_case, lumbar_result, lumbar_model):
+def test_one_fixed_point_anchors_the_rest(lumbar_case):
+    # The lumbar default (heatmap detector): the paper pair, trained before the generator drew a pelvis,
+    # an aorta and bowel gas, skips T9 on this case, which is a detector failure, not the relabel under test.
+    default_lumbar = load_spine_label_model("lumbar", device="cpu")
     truth = {p.label: p for p in lumbar_case.points}
     fixed = LabelledPoint("L3", truth["L3"].ras, None, True)
-    result = relabel(lumbar_result, lumbar_model, [fixed])
+    result = relabel(label_spine(lumbar_case.image, default_lumbar), default_lumbar, [fixed])
     assert result.labelling.anchored
     by_label = {p.label: p for p in result.points}
     assert by_label["L3"].user_set and by_label["L3"].ras == fixed.ras
