@@ -43,9 +43,9 @@ def test_every_entry_point_of_an_available_task_resolves():
 
 def test_planned_tasks_are_declared_but_offer_no_command():
     planned = [t for t in TASKS if not t.available]
-    assert {t.name for t in planned} == {"spine-segment", "brain-seg"}
-    with pytest.raises(InputError, match="brain-seg task has no command in this version"):
-        get_task("brain-seg").entry("command")
+    assert {t.name for t in planned} == {"spine-segment"}
+    with pytest.raises(InputError, match="spine-segment task has no command in this version"):
+        get_task("spine-segment").entry("command")
     with pytest.raises(InputError, match="Unknown task 'spine-labels'.*spine-label, spine-segment, brain-seg"):
         get_task("spine-labels")
 

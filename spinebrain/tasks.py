@@ -92,16 +92,21 @@ SPINE_LABEL = Task(
     evaluate="spinebrain.commands.evaluate:add_spine_label_arguments",
 )
 
-#: Declared so their model cards are recognised; their packages and commands come next.
+#: Declared so its model cards are recognised; its package and command come next.
 SPINE_SEGMENT = Task(
     name="spine-segment", title="SpineSegment", help="segment and label each vertebra (planned)",
     card_tasks=("spine-segment", "spine-segment-2d"), modalities=("CT", "T1", "T2"), output_suffix=".seg.nrrd",
     regions=("cervical", "lumbar", "whole"), available=False,
 )
 BRAIN_SEG = Task(
-    name="brain-seg", title="BrainSeg", help="brain tissue and lesion segmentation (planned)",
+    name="brain-seg", title="BrainSeg",
+    help="segment brain tissue (GM, WM, CSF) of an MR scan and measure its volumes; writes .seg.nrrd + volumes .csv",
     card_tasks=("brain-tissue", "brain-lesion"), modalities=("T1", "T2", "FLAIR"), output_suffix=".seg.nrrd",
-    available=False,
+    command="spinebrain.commands.brain_seg:add_arguments",
+    load_models="spinebrain.brainseg.pipeline:load_tissue_model",
+    run_case="spinebrain.brainseg.pipeline:segment_tissue",
+    train="spinebrain.brainseg.training:add_arguments",
+    evaluate="spinebrain.brainseg.evaluate:add_arguments",
 )
 
 #: Every task, in the order ``--help`` and the Slicer module list show them.
