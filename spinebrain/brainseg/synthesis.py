@@ -122,7 +122,8 @@ def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 class SynthesisSettings:
     patch: int = 64
     p_strip: float = 0.5
-    p_random_contrast: float = 0.25
+    p_random_contrast: float = 0.1
+    min_class_separation: float = 0.15  # between the CSF, GM and WM means (intensities span 0..1)
     p_elastic: float = 0.3
     p_thick: float = 0.5
     max_thickness: float = 3.0  # in voxels of the model grid
@@ -146,20 +147,22 @@ class LabelMapSynthesiser:
         self.bias = RandBiasField(degree=3, coeff_range=(0.0, self.settings.max_bias), prob=1.0)
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        s = self.settings
         labels = self._labels(rng)
-        strip = rng.random() < s.p_strip
-        image = self._intensities(labels, rng, strip)
-        brain = self.bank.brain[labels]
-        image = self._acquisition(image, rng)
-        if strip:
-            image[~brain] = 0.0  # skull-stripped scans are exactly zero outside the brain
-            mask = brain
-        else:
-            mask = ~self.bank.outside[labels] & (labels > 0)
-        image = zscore_in_mask(image, mask)
+        image = self.render(labels, rng, strip=rng.random() < self.settings.p_strip)
         target = self.bank.tissue[labels].astype(np.int64)
         return image[None], target[None]
+
+    def render(self, labels: np.ndarray, rng: np.random.Generator, strip: bool, normalise: bool = True) -> np.ndarray:
+        """An image of compact ``labels`` (any shape, e.g. a whole head): contrast, acquisition, skull
+        stripped or kept, z-scored within the brain (stripped) or the head (kept) unless ``normalise`` is False."""
+        image = self._acquisition(self._intensities(labels, rng), rng)
+        brain = self.bank.brain[labels]
+        if strip:
+            image[~brain] = 0.0  # skull-stripped scans are exactly zero outside the brain
+        if not normalise:
+            return image
+        mask = brain if strip else ~self.bank.outside[labels]
+        return zscore_in_mask(image, mask)
 
     # -- steps -----------------------------------------------------------------------------------
     def _labels(self, rng: np.random.Generator) -> np.ndarray:
@@ -175,11 +178,11 @@ class LabelMapSynthesiser:
             tensor = self.elastic(tensor)
         return np.asarray(tensor[0]).round().astype(np.uint8)
 
-    def _intensities(self, labels: np.ndarray, rng: np.random.Generator, strip: bool) -> np.ndarray:
+    def _intensities(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(self.bank.values)
         means = rng.uniform(0.0, 1.0, n)
         if rng.random() >= self.settings.p_random_contrast:  # one mean per tissue class, small jitter per structure
-            class_means = rng.uniform(0.05, 1.0, 4)
+            class_means = _separated_class_means(rng, self.settings.min_class_separation)
             brain = self.bank.brain
             means[brain] = class_means[self.bank.tissue[brain]] + rng.normal(0, 0.03, brain.sum())
         means[self.bank.outside] = rng.uniform(0.0, 0.15)
@@ -199,6 +202,15 @@ class LabelMapSynthesiser:
         image = image + rng.uniform(0, s.max_noise) * rng.standard_normal(image.shape).astype(np.float32)
         image = np.clip(image, 0.0, None) ** np.exp(rng.normal(0, 0.25))
         return image.astype(np.float32)
+
+
+def _separated_class_means(rng: np.random.Generator, separation: float) -> np.ndarray:
+    """Means for (background, CSF, GM, WM): the three tissues in any order, at least ``separation`` apart,
+    so the tissues stay tellable apart in every image (tissues of equal brightness teach nothing)."""
+    while True:
+        means = rng.uniform(0.05, 1.0, 4)
+        if np.min(np.abs(np.subtract.outer(means[1:], means[1:]))[np.triu_indices(3, 1)]) >= separation:
+            return means
 
 
 def _crop(array: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:

@@ -42,6 +42,7 @@ class TissueRecipe:
     device: str = "auto"
     run_dir: str | None = None
     resume: bool = True
+    init_weights: str | None = None  # fine-tune from these weights (.safetensors of the same network)
     command: str = ""
 
     def card(self) -> ModelCard:
@@ -93,7 +94,13 @@ def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=N
                                  recipe.seed)
         val_set = SynthDataset(LabelMapSynthesiser(val_bank, settings), recipe.validation_crops, recipe.seed + 7,
                                fixed=True)
-        network = build_network(card).to(context.device)
+        network = build_network(card)
+        if recipe.init_weights:
+            from safetensors.torch import load_file
+
+            network.load_state_dict(load_file(recipe.init_weights), strict=True)
+            progress.log(f"Starting from the weights in {recipe.init_weights}")
+        network = network.to(context.device)
         optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
         classes = len(CLASSES)
         post = Compose([AsDiscreted("pred", argmax=True, to_onehot=classes), AsDiscreted("label", to_onehot=classes)])
@@ -145,6 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     add("--run-dir", help="checkpoints, metrics log and STOP file (default <out>/.runs/<id>)")
     add("--no-resume", dest="resume", action="store_false", help="start afresh even if a checkpoint exists")
+    add("--init-weights", help="start from these weights (.safetensors of the same network), e.g. a run's "
+        "best.safetensors, instead of a random initialisation")
     add("--threads", type=int, help="CPU threads for torch")
     parser.set_defaults(run=run)
 
