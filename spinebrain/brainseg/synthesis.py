@@ -129,7 +129,7 @@ class SynthesisSettings:
     max_thickness: float = 3.0  # in voxels of the model grid
     max_blur: float = 1.0  # Gaussian sigma in voxels
     max_noise: float = 0.06
-    max_bias: float = 0.4
+    max_bias: float = 0.15  # MONAI RandBiasField coefficients; over a 7 cm crop larger ones swamp the tissue contrast
 
 
 class LabelMapSynthesiser:
