@@ -163,7 +163,7 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
             errors.append(error)
     if not results:
         raise errors[0]
-    return choose_labelling(results, image)
+    return choose_labelling(results, image, region_auto=len(models) > 1)
 
 
 # ------------------------------------------------------------------------------------------ checks

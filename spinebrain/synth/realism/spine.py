@@ -105,28 +105,23 @@ _VERSE_VALUES = {v: v for v in VERTEBRA_LABELS.values()}
 _TOTALSEG_TO_VERSE = {26: 26, **{ts: 51 - ts for ts in range(27, 51)}}
 
 
+#: Real case -> (image, reference labels, label values -> VerSe values; None: level points, value N = C<N>).
+_SLOT_FILES = {
+    "A6": ("A6_tptbox_sample_ct/sub-ct_label-22_ct.nii.gz", "A6_tptbox_sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz",
+           _VERSE_VALUES),
+    "A5": ("A5_ts_aorta_ct_cropped/ct.nii.gz", "A5_ts_aorta_ct_cropped/vertebrae_T12.nii.gz",
+           {1: VERTEBRA_LABELS["T12"]}),
+    "A3": ("A3_ts_example_ct_dicom/dicom", "A3_ts_example_ct_dicom/seg_total_v2.nii.gz", _TOTALSEG_TO_VERSE),
+    "A7": ("A7_tptbox_sample_mri/sub-mri_label-6_T2w.nii.gz",
+           "A7_tptbox_sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz", _VERSE_VALUES),
+    "A9": ("A9_sct_t2_cervical/t2.nii.gz", "A9_sct_t2_cervical/t2_labeled_center_manual.nii.gz", None),
+}
+
+
 def _load_spine_slot(slot: _Slot, data: Path, notes: list[str]) -> _Slot:
     """Fill the slot with its real image, VerSe labels and points; unchanged when files are missing."""
-    if slot.key == "A6":
-        image_path = _find(data, "A6_tptbox_sample_ct/sub-ct_label-22_ct.nii.gz", notes)
-        label_path = _find(data, "A6_tptbox_sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz", notes)
-        mapping = _VERSE_VALUES
-    elif slot.key == "A5":
-        image_path = _find(data, "A5_ts_aorta_ct_cropped/ct.nii.gz", notes)
-        label_path = _find(data, "A5_ts_aorta_ct_cropped/vertebrae_T12.nii.gz", notes)
-        mapping = {1: VERTEBRA_LABELS["T12"]}
-    elif slot.key == "A3":
-        image_path = _find(data, "A3_ts_example_ct_dicom/dicom", notes)
-        label_path = _find(data, "A3_ts_example_ct_dicom/seg_total_v2.nii.gz", notes)
-        mapping = _TOTALSEG_TO_VERSE
-    elif slot.key == "A7":
-        image_path = _find(data, "A7_tptbox_sample_mri/sub-mri_label-6_T2w.nii.gz", notes)
-        label_path = _find(data, "A7_tptbox_sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz", notes)
-        mapping = _VERSE_VALUES
-    else:  # A9: no vertebra masks, but mid-vertebral level points (value N = level C<N>)
-        image_path = _find(data, "A9_sct_t2_cervical/t2.nii.gz", notes)
-        label_path = _find(data, "A9_sct_t2_cervical/t2_labeled_center_manual.nii.gz", notes)
-        mapping = None
+    image_file, label_file, mapping = _SLOT_FILES[slot.key]
+    image_path, label_path = _find(data, image_file, notes), _find(data, label_file, notes)
     if image_path is None or label_path is None:
         return slot
     slot.image = sitk.Cast(read_image(image_path), sitk.sitkFloat32)
