@@ -63,6 +63,8 @@ class Task:
     train: str | None = None
     evaluate: str | None = None
     available: bool = True
+    #: the card tasks its ``train`` entry makes (None: all of ``card_tasks``)
+    trained_card_tasks: tuple[str, ...] | None = None
 
     def entry(self, name: str):
         """The callable behind entry point ``name`` (``"command"``, ``"run_case"``, ``"train"`` ...)."""
@@ -72,6 +74,11 @@ class Task:
                              f"'spinebrain --help' lists what is available.")
         module_name, _, attribute = reference.partition(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+    def trains(self, card_task: str) -> bool:
+        """Whether ``spinebrain train <name>`` makes models of ``card_task`` in this version."""
+        made = self.card_tasks if self.trained_card_tasks is None else self.trained_card_tasks
+        return self.available and self.train is not None and card_task in made
 
     @property
     def out_help(self) -> str:
@@ -107,6 +114,7 @@ BRAIN_SEG = Task(
     run_case="spinebrain.brainseg.pipeline:segment_tissue",
     train="spinebrain.brainseg.training:add_arguments",
     evaluate="spinebrain.brainseg.evaluate:add_arguments",
+    trained_card_tasks=("brain-tissue",),  # lesion models come later
 )
 
 #: Every task, in the order ``--help`` and the Slicer module list show them.
