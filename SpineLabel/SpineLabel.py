@@ -4,7 +4,6 @@ Thin Slicer layer: the widget reads the UI and calls the logic (SpineLabelLib, w
 Qt and is tested on slicer-core); the work itself is in the `spinebrain` core.
 """
 
-import importlib.util
 import logging
 import os
 import sys
@@ -15,7 +14,11 @@ _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_CHECKOUT, "spinebrain_slicer")) and _CHECKOUT not in sys.path:
     sys.path.append(_CHECKOUT)
 
+from typing import Annotated
+
 import slicer
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -27,9 +30,24 @@ from slicer.util import VTKObservationMixin
 import spinebrain
 from SpineLabelLib.logic import REGION_CHOICES
 from SpineLabelLib.logic import SpineLabelLogic as SceneLogic
+from spinebrain.tasks import SPINE_LABEL
+from spinebrain_slicer import qt_choices
+from spinebrain_slicer.qt_parameters import ParameterNodeGui, first_volume_node
+from spinebrain_slicer.qt_task import TaskRunPanel
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-DEFAULT_MODEL = "default"
+TASK = SPINE_LABEL.name
+
+
+@parameterNodeWrapper
+class SpineLabelParameterNode:
+    """The module's choices, saved with the scene; model, device and region also kept between sessions."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputPoints: vtkMRMLMarkupsFiducialNode
+    region: Annotated[str, Choice(list(REGION_CHOICES))] = "auto"
+    model: str = qt_choices.DEFAULT_MODEL  # the installed models change: bound by ParameterNodeGui, not the .ui
+    device: Annotated[str, Choice(list(qt_choices.DEVICE_CHOICES))] = "auto"
+    autoRelabel: bool = True
 
 
 class SpineLabel(ScriptedLoadableModule):
@@ -55,10 +73,15 @@ class SpineLabel(ScriptedLoadableModule):
 
 
 class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Reads the UI, calls the Logic. Apply runs in the background (TaskRunPanel); edits are instant."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.panel = None
+        self.parameters = None
+        self._parameterNode = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -68,10 +91,15 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = SpineLabelLogic()
 
-        self.ui.regionComboBox.addItems(list(REGION_CHOICES))
-        self.ui.deviceComboBox.addItems(list(DEVICE_CHOICES))
-        self.ui.installButton.setVisible(not _core_dependencies_installed())
-        self.fillModels()
+        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
+        qt_choices.setup_install_button(
+            self.ui.installButton, lambda: qt_choices.fill_model_selector(self.ui.modelComboBox, TASK))
+        self.panel = TaskRunPanel(self.ui.applyButton, self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
+                                  self.ui.logTextEdit, on_finished=self.onLabelled,
+                                  can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
+        self.parameters = ParameterNodeGui("SpineLabel", self.ui, remembered=("region", "model", "device"),
+                                           free_choices={"model": self.ui.modelComboBox},
+                                           on_modified=self.updateObservation)
 
         self.ui.applyButton.connect("clicked()", self.onApply)
         self.ui.relabelButton.connect("clicked()", lambda: self.edit(self.logic.relabel))
@@ -79,29 +107,40 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.shiftDownButton.connect("clicked()", lambda: self.edit(self.logic.shift_down))
         self.ui.undoButton.connect("clicked()", lambda: self.edit(self.logic.undo))
         self.ui.loadSampleButton.connect("clicked()", self.onLoadSample)
-        self.ui.installButton.connect("clicked()", self.onInstall)
-        self.ui.autoRelabelCheckBox.connect("toggled(bool)", lambda _: self.updateObservation())
-        self.ui.inputSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda _: self.updateButtons())
-        self.ui.outputSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda _: self.updateObservation())
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, lambda *_: self.logic.stop_observing())
-        self.updateObservation()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
 
     def cleanup(self):
         self.removeObservers()
+        if self.panel is not None:
+            self.panel.stop()
         if self.logic is not None:
             self.logic.stop_observing()
+        if self.parameters is not None:
+            self.parameters.release()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        self.parameters.release()
+
+    def onSceneStartClose(self, caller, event):
+        self.panel.stop()  # a run's result must not land in the next scene
+        self.logic.stop_observing()
+        self.parameters.release()
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self._parameterNode = self.parameters.set(self.logic.getParameterNode(), SpineLabelParameterNode)
+        if self._parameterNode is not None and not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = first_volume_node()
 
     # ------------------------------------------------------------------ UI state
-
-    def fillModels(self):
-        self.ui.modelComboBox.clear()
-        self.ui.modelComboBox.addItem(DEFAULT_MODEL)
-        try:
-            from spinebrain.models.registry import ModelRegistry
-
-            self.ui.modelComboBox.addItems([e.card.id for e in ModelRegistry().list_models(task="spine-label")])
-        except ImportError:  # torch not installed yet: only the default until the Install button is used
-            pass
 
     def updateObservation(self):
         self.logic.stop_observing()
@@ -111,43 +150,34 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateButtons(self):
         points = self.ui.outputSelector.currentNode()
-        self.ui.applyButton.enabled = self.ui.inputSelector.currentNode() is not None
+        self.panel.refresh()
         for button in (self.ui.relabelButton, self.ui.shiftUpButton, self.ui.shiftDownButton):
             button.enabled = points is not None
         self.ui.undoButton.enabled = points is not None and self.logic.can_undo(points)
 
-    def onProgress(self, stage, fraction, message):
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.statusLabel.text = f"{stage}: {message}" if message else stage
-        slicer.app.processEvents()
-
     # ------------------------------------------------------------------ actions
 
-    def onInstall(self):
-        from spinebrain_slicer.qt_helpers import dependencies_ready
-
-        if dependencies_ready(parent=slicer.util.mainWindow()):
-            self.ui.installButton.hide()
-            self.fillModels()
-
     def onApply(self):
-        if not _core_dependencies_installed():
-            self.onInstall()
+        if not qt_choices.core_dependencies_installed():
+            self.ui.installButton.click()
             return
-        model = self.ui.modelComboBox.currentText
-        device = self.ui.deviceComboBox.currentText
-        with slicer.util.tryWithErrorDisplay("SpineLabel could not label this volume.", waitCursor=True):
-            node = self.logic.run(
+        with slicer.util.tryWithErrorDisplay("SpineLabel could not start.", waitCursor=True):
+            self.panel.start(lambda **callbacks: self.logic.start_labelling(
                 self.ui.inputSelector.currentNode(), self.ui.outputSelector.currentNode(),
-                region=self.ui.regionComboBox.currentText, model=None if model == DEFAULT_MODEL else model,
-                device=None if device == "auto" else device, progress=self.onProgress,
-            )
+                region=self.ui.regionComboBox.currentText, model=qt_choices.chosen_model(self.ui.modelComboBox),
+                device=qt_choices.chosen_device(self.ui.deviceComboBox), **callbacks))
+
+    def onLabelled(self, run):
+        """The background run ended: on success the points are in the scene; otherwise nothing changed."""
+        if run.state.value == "succeeded":
+            node = run.output
             self.ui.outputSelector.setCurrentNode(node)
-            result = self.logic.last_result
-            self.ui.statusLabel.text = " ".join(
-                [f"{node.GetNumberOfControlPoints()} vertebrae ({result.region}, {result.seconds:.1f} s)."]
-                + list(result.warnings))
-        self.updateButtons()
+            self.ui.statusLabel.text = (f"{node.GetNumberOfControlPoints()} vertebrae "
+                                        f"({node.GetAttribute('SpineLabel.Region')}); see the log for warnings.")
+        elif run.state.value != "cancelled":
+            slicer.util.errorDisplay(f"SpineLabel could not label this volume: {run.error}",
+                                     detailedText=run.result.details if run.result else "")
+        self.updateObservation()
 
     def edit(self, operation):
         with slicer.util.tryWithErrorDisplay("SpineLabel could not change the labels.", waitCursor=True):
@@ -156,12 +186,9 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateButtons()
 
     def onLoadSample(self):
-        from spinebrain_slicer.samples import load_spine_sample
-
         with slicer.util.tryWithErrorDisplay("Could not make the sample.", waitCursor=True):
-            sample = load_spine_sample(slicer.mrmlScene, seed=0, modality="ct", view="lumbar")
+            sample = qt_choices.load_spine_sample_into_views(modality="ct", view="lumbar")
             self.ui.inputSelector.setCurrentNode(sample["volume"])
-            slicer.util.setSliceViewerLayers(background=sample["volume"], fit=True)
             self.ui.statusLabel.text = "Sample loaded; its reference points are in 'Sample spine CT body centres'."
 
 
@@ -177,10 +204,6 @@ class SpineLabelLogic(SceneLogic, ScriptedLoadableModuleLogic):
         SceneLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
 
 
-def _core_dependencies_installed() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in ("torch", "monai"))
-
-
 class SpineLabelTest(ScriptedLoadableModuleTest):
     """Self-test: label a generated lumbar phantom with the bundled model, then correct it."""
 
@@ -190,12 +213,19 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_label_and_correct_a_phantom()
+        self.setUp()
+        self.test_background_run_and_cancel()
+
+    def _skipped_without_core(self) -> bool:
+        if qt_choices.core_dependencies_installed():
+            return False
+        self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        return True
 
     def test_label_and_correct_a_phantom(self):
         from spinebrain_slicer.samples import load_spine_sample
 
-        if not _core_dependencies_installed():
-            self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        if self._skipped_without_core():
             return
         sample = load_spine_sample(slicer.mrmlScene, seed=1, modality="ct", view="lumbar")
         logic = SpineLabelLogic()
@@ -211,3 +241,23 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         self.assertTrue(logic.undo(node))
         logging.info("SpineLabel self-test: %d vertebrae labelled", count)
         self.delayDisplay("SpineLabel self-test passed")
+
+    def test_background_run_and_cancel(self):
+        """Apply's path: the command runs in the background; a cancelled run leaves the scene as it was."""
+        from spinebrain.errors import CancelledError
+        from spinebrain_slicer.samples import load_spine_sample
+
+        if self._skipped_without_core():
+            return
+        sample = load_spine_sample(slicer.mrmlScene, seed=2, modality="ct", view="lumbar")
+        logic = SpineLabelLogic()
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        run = logic.start_labelling(sample["volume"], region="lumbar")
+        run.cancel()
+        with self.assertRaises(CancelledError):
+            run.wait()
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
+        node = logic.start_labelling(sample["volume"], region="lumbar").wait()
+        self.assertGreaterEqual(node.GetNumberOfControlPoints(), 3)
+        self.assertEqual(node.GetAttribute("SpineLabel.Region"), "lumbar")
+        self.delayDisplay("SpineLabel background run passed")

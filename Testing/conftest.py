@@ -45,3 +45,28 @@ def scene():
     mrml_scene = slicer.vtkMRMLScene()
     yield mrml_scene
     mrml_scene.Clear(True)
+
+
+@pytest.fixture(scope="session")
+def spine_label_models():
+    """The installed SpineLabel models (every region), skipping where none is installed."""
+    from spinebrain.errors import ModelError
+    from spinebrain.spinelabel.pipeline import load_spine_label_models
+
+    try:
+        return load_spine_label_models("auto")
+    except ModelError as error:
+        pytest.skip(f"no spine-label model installed: {error}")
+
+
+@pytest.fixture(scope="session")
+def lumbar_ct_phantom(tmp_path_factory) -> Path:
+    """A generated lumbar CT (seed 3) as an NRRD file, made once per session (generation takes seconds)."""
+    import SimpleITK as sitk
+
+    from spinebrain.synth.spine import generate_spine
+
+    case = generate_spine(3, modality="ct", view="lumbar", orientation="sagittal")
+    path = tmp_path_factory.mktemp("phantom") / "ct_lumbar.nrrd"
+    sitk.WriteImage(case.image, str(path))
+    return path

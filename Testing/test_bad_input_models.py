@@ -102,6 +102,8 @@ def test_user_package_of_another_task_hiding_the_bundled_model_is_named(capsys, 
                                                                          region):
     tiny = torch.nn.Linear(2, 2).state_dict()
     save_model_package(user_dir, tiny, tiny_card("spine-label-lumbar", "brain-tissue"))
+    if region == "lumbar":  # the other bundled lumbar model (the heatmap default) would serve the run: hide it too
+        save_model_package(user_dir, tiny, tiny_card("spine-label-lumbar-heatmap", "brain-tissue"))
     before = snapshot(out_dir)
     args = ["spine-label", str(lumbar_scan[0]), "--region", region, "--out", str(out_dir / "labels.mrk.json")]
     if region == "auto":  # the cervical model still runs: the scan is labelled, the hidden model is reported

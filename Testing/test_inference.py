@@ -216,6 +216,14 @@ def test_extra_channels_on_another_grid_are_brought_onto_the_model_grid():
     assert result.labels.GetSize() == t1.GetSize()
 
 
+def test_a_scan_smaller_than_the_patch_is_padded_and_counted_as_one_window():
+    stream = io.StringIO()
+    image = ramp_image(size=(10, 9, 6))
+    result = run_inference(image, ThresholdNet(), card(patch=(16, 16, 16)), progress=Progress(json_lines=True, stream=stream))
+    assert result.windows == 1 and result.labels.GetSize() == image.GetSize()
+    assert '"message": "window 1 of 1"' in stream.getvalue()
+
+
 def test_bad_settings_get_one_clear_message():
     with pytest.raises(InputError, match="normalisation"):
         run_inference(ramp_image(), ThresholdNet(), card(normalisation={"method": "histogram"}))

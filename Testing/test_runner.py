@@ -223,13 +223,17 @@ def test_run_blocking_real_cli_bad_input_shows_the_message():
     assert json.loads(json.dumps(events))  # every event is plain JSON
 
 
-def test_runner_needs_no_qt_and_the_qt_adapter_only_uses_its_public_api():
-    probe = "import sys, spinebrain_slicer.runner; print(sorted(m for m in ('qt', 'slicer', 'ctk') if m in sys.modules))"
+def test_runner_needs_no_qt_and_the_qt_panel_only_uses_the_runs_public_api():
+    probe = ("import sys, spinebrain_slicer.runner, spinebrain_slicer.task_logic; "
+             "print(sorted(m for m in ('qt', 'slicer', 'ctk') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"
-    adapter = Path(__file__).resolve().parents[1] / "spinebrain_slicer" / "qt_runner.py"
-    tree = ast.parse(adapter.read_text())  # it imports qt, so it is checked without importing it
+    from spinebrain_slicer.task_logic import TaskRun
+
+    panel = Path(__file__).resolve().parents[1] / "spinebrain_slicer" / "qt_task.py"
+    tree = ast.parse(panel.read_text())  # it imports qt, so it is checked without importing it
     used = {
         node.attr for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "runner"
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "run"
     }
-    assert used and all(hasattr(ProcessRunner, name) and not name.startswith("_") for name in used), used
+    public = set(dir(TaskRun)) | {"state", "error", "output", "result"}  # the last four are set in __init__
+    assert used and all(name in public and not name.startswith("_") for name in used), used

@@ -97,7 +97,7 @@ def test_relabel_reuses_the_run_options_and_changes_nothing(models):
     case = generate_spine(1002, modality="ct", view="lumbar")
     result = label_spine(case.image, models["lumbar"])
     assert result.setup.options["transitional_penalty"] == 25.0  # the card's, not the graph's default 5
-    assert result.setup.model_id == "spine-label-lumbar"
+    assert result.setup.model_id == models["lumbar"].card.id  # the lumbar default
     assert [(p.label, p.ras) for p in relabel(result).points] == [(p.label, p.ras) for p in result.points]
     again = relabel_points(result.points, result.candidates, result.setup)
     assert [(p.label, p.ras) for p in again] == [(p.label, p.ras) for p in result.points]

@@ -13,20 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_spinelabel_graph import LUMBAR, candidates_of, make_spine, training_cases
+from test_spinelabel_graph import LUMBAR, LUMBAR6, candidates_of, make_spine, training_cases
 
 slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed (Linux x86_64 only)")
 import vtk  # noqa: E402  (slicer-core's vtk)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "SpineLabel"))  # as Slicer does for a module
 
-from SpineLabelLib.logic import SpineLabelLogic  # noqa: E402
+from SpineLabelLib.logic import MODEL_ATTRIBUTE, REGION_ATTRIBUTE, SpineLabelLogic  # noqa: E402
 
 from spinebrain.errors import InputError  # noqa: E402
 from spinebrain.points import LabelledPoint  # noqa: E402
 from spinebrain.spinelabel.graph import Candidate, fit_shape_model  # noqa: E402
 from spinebrain_slicer import bridge  # noqa: E402
 from spinebrain_slicer.markups_events import MOVING_INDEX_ATTRIBUTE  # noqa: E402
+from spinebrain_slicer.runner import OutputFile, RunResult, RunState  # noqa: E402
 
 MARKUPS = slicer.vtkMRMLMarkupsNode
 
@@ -35,6 +36,17 @@ MARKUPS = slicer.vtkMRMLMarkupsNode
 def shape_model():
     """Lumbar shape model (T10...S1) fitted on synthetic annotation chains."""
     return fit_shape_model(training_cases(np.random.default_rng(1), LUMBAR))
+
+
+def labelling_model(shape_model, anchor_level="S1", labelling=None):
+    """A SpineLabelModel without networks: all a relabel needs (card ``labelling`` options, else the defaults)."""
+    from spinebrain.models import ModelCard
+    from spinebrain.spinelabel.pipeline import SpineLabelModel
+
+    card = ModelCard(id="test-lumbar", task="spine-label", version="0", labels={}, modalities=["CT"],
+                     spacing=[1.0, 1.0], patch_size=[64, 64], normalisation={}, network={}, region="lumbar",
+                     extra={"labelling": labelling} if labelling else {})
+    return SpineLabelModel(card, None, shape_model, anchor_level)
 
 
 @pytest.fixture
@@ -52,7 +64,7 @@ def case(shape_model):
 def labelled_node(scene, logic, candidates, shape_model, anchor_level="S1"):
     """A point list labelled by the logic from the given detections, as a run leaves it."""
     node = bridge.markups_node_from_points(scene, [], "Vertebrae")
-    logic.remember(node, candidates, shape_model, anchor_level)
+    logic.remember(node, candidates, labelling_model(shape_model, anchor_level or "S1"))
     return logic.relabel(node)
 
 
@@ -215,7 +227,7 @@ def test_failed_operations_leave_the_node_unchanged(scene, shape_model, case):
     node.SetNthControlPointLocked(index_of(node, "L1"), True)
     node.SetNthControlPointLabel(index_of(node, "L1"), "L3")  # two user points named L3
     before = snapshot(node)
-    with pytest.raises(InputError, match="same name"):
+    with pytest.raises(InputError, match="named L3"):
         logic.relabel(node)
     assert snapshot(node) == before and logic.can_undo(node) == history
 
@@ -247,13 +259,89 @@ def test_points_loaded_from_mrk_json_can_be_relabelled(scene, shape_model, tmp_p
     path = bridge.save_node(bridge.markups_node_from_points(scene, points, "Saved"), tmp_path / "labels.mrk.json")
     fresh = slicer.vtkMRMLScene()
     node = bridge.load_node(fresh, path, "vtkMRMLMarkupsFiducialNode")
-    logic = SpineLabelLogic(fresh, shape_model=shape_model)  # no run here: no stored detections
+    logic = SpineLabelLogic(fresh, model=labelling_model(shape_model))  # no run here: no stored detections
     logic.set_label(node, index_of(node, "L5"), "S1")
     assert labels(node) == names and node.GetNthControlPointLocked(index_of(node, "S1"))
     bridge.save_node(node, tmp_path / "fixed.mrk.json")  # the user's point stays locked through a reload
     again = bridge.load_node(fresh, tmp_path / "fixed.mrk.json", "vtkMRMLMarkupsFiducialNode")
     assert labels(again) == names and [again.GetNthControlPointLocked(i) for i in range(6)] == [0, 0, 0, 0, 0, 1]
     fresh.Clear(True)
+
+
+def test_relabel_solves_with_the_card_options_of_the_model_that_labelled_the_node(scene):
+    """A six-lumbar spine: a card allowing transitional levels names L6, a strict one does not."""
+    shape = fit_shape_model(training_cases(np.random.default_rng(2), LUMBAR, extra=LUMBAR6, n_extra=6))
+    permissive = labelling_model(shape, labelling={"transitional_penalty": 0.0, "gap_penalty": 10.0})
+    strict = labelling_model(shape, labelling={"transitional_penalty": 1000.0, "gap_penalty": 10.0})
+    rng = np.random.default_rng(0)
+    candidates, truth = candidates_of(rng, make_spine(rng, LUMBAR6))
+    candidates[truth.index("S1")].anchor_probability = 0.9
+    logic = SpineLabelLogic(scene, model=strict)  # the default, for lists no run here made
+    node = bridge.markups_node_from_points(scene, [], "Vertebrae")
+    logic.remember(node, candidates, permissive)
+    logic.relabel(node)
+    assert labels(node) == LUMBAR6  # the labelling model's options, not the logic's default
+    logic.relabel(node)
+    assert labels(node) == LUMBAR6  # and again: nothing changed, nothing renamed
+    loaded = bridge.markups_node_from_points(scene, bridge.points_from_markups_node(node), "Loaded")
+    logic.relabel(loaded)  # no model on this one: the default's strict options
+    assert "L6" not in labels(loaded) and labels(loaded)[-1] == "S1"
+
+
+class CommandStandIn:
+    """Stands in for ``spinebrain spine-label`` (the Logic's runner is injectable): writes ``points`` to --out."""
+
+    def __init__(self, points, info):
+        self.points, self.info, self.args, self.fixed = points, info, None, None
+
+    def __call__(self, args):
+        from spinebrain.outputs import read_markups, write_markups
+
+        self.args = args
+        assert Path(args[1]).is_file()  # the exported volume
+        self.fixed = read_markups(args[args.index("--fixed") + 1]) if "--fixed" in args else []
+        out = Path(args[args.index("--out") + 1])
+        write_markups(self.points, out)
+        return _Finished([OutputFile(out, "markups", dict(self.info))])
+
+
+class _Finished:
+    def __init__(self, outputs):
+        self.outputs, self.finished = outputs, False
+
+    def start(self):
+        return self
+
+    def poll(self, timeout=0.0):
+        self.finished = True
+        return [{"event": "progress", "stage": "spine-label", "fraction": 1.0, "message": ""}]
+
+    def cancel(self, grace_seconds=5.0):
+        pass
+
+    def result(self):
+        return RunResult(RunState.SUCCEEDED, 0, self.outputs)
+
+
+def test_a_background_run_replaces_the_points_and_undo_brings_back_the_earlier_run(scene):
+    volume = bridge.volume_node_from_image(scene, _tiny_image(), "Scan")
+    earlier = [LabelledPoint("L1", (0.0, 0.0, 30.0), 0.8), LabelledPoint("L2", (0.0, 0.0, 0.0), 0.9)]
+    node = bridge.markups_node_from_points(scene, earlier, "Vertebrae")
+    node.SetAttribute(MODEL_ATTRIBUTE, "spine-label-whole")
+    node.SetNthControlPointLocked(0, True)  # the user's point: held fixed in the run
+    before = snapshot(node)
+    newer = [LabelledPoint("L1", (0.0, 0.0, 30.0), None, True), LabelledPoint("L2", (0.0, 1.0, 0.0), 0.7)]
+    command = CommandStandIn(newer, {"model": "spine-label-lumbar", "region": "lumbar"})
+    logic = SpineLabelLogic(scene, runner_factory=command)
+    assert logic.start_labelling(volume, node, region="lumbar", device="cpu").wait() is node
+    assert command.args[0] == "spine-label" and command.args[command.args.index("--region") + 1] == "lumbar"
+    assert [(p.label, p.ras, p.user_set) for p in command.fixed] == [("L1", (0.0, 0.0, 30.0), True)]
+    assert [p.ras for p in bridge.points_from_markups_node(node)] == [p.ras for p in newer]
+    assert node.GetAttribute(MODEL_ATTRIBUTE) == "spine-label-lumbar"
+    assert node.GetAttribute(REGION_ATTRIBUTE) == "lumbar"
+    assert logic.undo(node)
+    assert snapshot(node) == before and node.GetAttribute(MODEL_ATTRIBUTE) == "spine-label-whole"
+    assert not logic.can_undo(node)
 
 
 def test_run_labels_a_phantom(scene):

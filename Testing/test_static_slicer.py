@@ -139,6 +139,54 @@ def check_module(folder: Path) -> list[str]:
     problems += _check_ui(folder, name)
     problems += _check_module_cmake(folder, name)
     problems += _check_module_imports(folder, name)
+    problems += _check_parameter_names(folder, name)
+    return problems
+
+
+def ui_parameter_names(ui_path: Path) -> dict[str, tuple[str, str]]:
+    """Widget name -> (widget class, its ``SlicerParameterName`` dynamic property) in a Qt Designer file."""
+    names = {}
+    for widget in ET.parse(ui_path).getroot().iter("widget"):
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName" and prop.find("string") is not None:
+                names[widget.get("name")] = (widget.get("class"), prop.find("string").text or "")
+    return names
+
+
+def wrapped_parameters(source: str) -> dict[str, str]:
+    """Field -> annotation (source text) of the classes decorated with ``parameterNodeWrapper``."""
+    fields = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and any(
+                (d.id if isinstance(d, ast.Name) else getattr(d, "attr", "")) == "parameterNodeWrapper"
+                for d in node.decorator_list):
+            fields |= {item.target.id: ast.unparse(item.annotation) for item in node.body
+                       if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)}
+    return fields
+
+
+def _check_parameter_names(folder: Path, name: str) -> list[str]:
+    """Every SlicerParameterName in the .ui is a parameterNodeWrapper field the widget can show.
+
+    A plain value in a QComboBox needs a ``Choice`` annotation, else ``connectGui`` raises in Slicer.
+    """
+    ui_path = folder / "Resources" / "UI" / f"{name}.ui"
+    if not ui_path.is_file():
+        return []
+    fields = {}
+    for source in _module_sources(folder, name):
+        fields |= wrapped_parameters(source.read_text(encoding="utf-8"))
+    try:
+        used = ui_parameter_names(ui_path)
+    except ET.ParseError:
+        return []  # reported by _check_ui
+    problems = []
+    for widget, (widget_class, parameter) in sorted(used.items()):
+        if parameter not in fields:
+            problems.append(f"{name}: widget {widget} has SlicerParameterName {parameter!r}, which no "
+                            "parameterNodeWrapper field has")
+        elif widget_class == "QComboBox" and "Choice(" not in fields[parameter]:
+            problems.append(f"{name}: {parameter!r} is shown in the QComboBox {widget} but has no Choice annotation")
     return problems
 
 
@@ -275,6 +323,42 @@ def test_slicer_side_imports_qt_only_in_qt_files():
     assert problems == []
 
 
+# What the shared Qt pieces (spinebrain_slicer/qt_*.py) may import at module level; the core only lazily.
+QT_FILE_ALLOWED = {"qt", "ctk", "slicer", "vtk", "spinebrain_slicer", "__future__"}
+
+
+def qt_file_problems(path: Path) -> list[str]:
+    """Module-level imports of a qt_*.py file outside the standard library, Qt/CTK/Slicer/VTK and this package."""
+    allowed = QT_FILE_ALLOWED | set(sys.stdlib_module_names)
+    return [f"{path.name}:{line} imports {dotted} at module level"
+            for dotted, line in imports(ast.parse(path.read_text(encoding="utf-8")), module_level_only=True)
+            if not dotted.startswith(".") and dotted.split(".")[0] not in allowed]
+
+
+def test_shared_qt_pieces_import_only_qt_slicer_and_this_package():
+    files = sorted((REPO / "spinebrain_slicer").glob("qt_*.py"))
+    assert {"qt_task.py", "qt_choices.py", "qt_parameters.py"} <= {p.name for p in files}
+    assert [problem for path in files for problem in qt_file_problems(path)] == []
+    assert qt_file_problems_of("import torch\nfrom spinebrain.models import ModelRegistry\nimport qt\n") == [
+        "x.py:1 imports torch at module level", "x.py:2 imports spinebrain.models at module level",
+        "x.py:2 imports spinebrain.models.ModelRegistry at module level"]
+
+
+def qt_file_problems_of(text: str) -> list[str]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.py"
+        path.write_text(text)
+        return qt_file_problems(path)
+
+
+def test_nothing_on_the_slicer_side_spins_the_event_loop():
+    """Long work runs in the background (task Logic + QTimer), never behind a processEvents loop."""
+    sources = python_files(REPO / "spinebrain_slicer") + [p for f in module_folders(REPO) for p in python_files(REPO / f)]
+    assert [str(p.relative_to(REPO)) for p in sources if "processEvents(" in p.read_text(encoding="utf-8")] == []
+
+
 @pytest.mark.parametrize("name", module_folders(REPO))
 def test_module_static_checks(name):
     assert check_module(REPO / name) == []
@@ -287,18 +371,32 @@ FAKE_UI = """<?xml version="1.0" encoding="UTF-8"?>
  <class>FakeMod</class>
  <widget class="qMRMLWidget" name="FakeMod">
   <layout class="QVBoxLayout" name="verticalLayout">
-   <item><widget class="qMRMLNodeComboBox" name="inputSelector"/></item>
+   <item><widget class="qMRMLNodeComboBox" name="inputSelector">
+    <property name="SlicerParameterName" stdset="0"><string>inputVolume</string></property>
+   </widget></item>
+   <item><widget class="QComboBox" name="regionBox">
+    <property name="SlicerParameterName" stdset="0"><string>region</string></property>
+   </widget></item>
    <item><widget class="QPushButton" name="applyButton"/></item>
   </layout>
  </widget>
 </ui>
 """
 FAKE_MODULE = """import logging
+from typing import Annotated
+
 import qt
 import slicer
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
 from spinebrain_slicer import runner
 from FakeModLib.logic import FakeModLogic
+
+
+@parameterNodeWrapper
+class FakeModParameterNode:
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    region: Annotated[str, Choice(["a", "b"])] = "a"
 
 
 class FakeModWidget(ScriptedLoadableModuleWidget):
@@ -359,9 +457,12 @@ def test_checker_passes_a_good_module(tmp_path):
         (lambda f: _edit(f / "CMakeLists.txt", "slicer_add_python_unittest(", "message("), "slicer_add_python_unittest"),
         (lambda f: _edit(f / "FakeModLib/logic.py", "import numpy", "import torch"), "imports torch"),
         (lambda f: _edit(f / "FakeMod.py", "import logging", "from OtherModLib import helpers"), "imports OtherModLib"),
+        (lambda f: _edit(f / "FakeMod.py", "    inputVolume:", "    volume:"), "SlicerParameterName 'inputVolume'"),
+        (lambda f: _edit(f / "FakeMod.py", 'Annotated[str, Choice(["a", "b"])]', "str"), "no Choice annotation"),
     ],
     ids=["widget-missing", "bad-xml", "no-ui", "script-unlisted", "ui-unlisted", "listed-missing",
-         "no-unittest", "imports-torch", "imports-other-module"],
+         "no-unittest", "imports-torch", "imports-other-module", "parameter-unknown",
+         "combo-without-choice"],
 )
 def test_checker_catches_a_broken_module(tmp_path, break_it, expected):
     folder = write_fake_module(tmp_path)

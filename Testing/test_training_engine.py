@@ -191,3 +191,23 @@ def test_the_same_command_trains_with_ddp_on_two_gloo_processes(datalist, tmp_pa
     assert epochs_logged(tmp_path / ".runs" / "tiny-seg") == [1, 2]
     card, _ = load_network(tmp_path / "tiny-seg")
     assert card.metrics["epochs_run"] == 2
+
+
+@pytest.mark.slow
+def test_a_terminate_signal_cancels_the_command_and_registers_nothing(datalist, tmp_path):
+    process = subprocess.Popen([sys.executable, *_command(datalist, tmp_path, epochs=50)], stdout=subprocess.PIPE,
+                               text=True, env=_environment())
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if '"event": "epoch"' in line:  # training is under way: cancel as Slicer's runner would
+                process.send_signal(signal.SIGTERM)
+                break
+        lines += process.stdout.readlines()
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 3  # EXIT_CANCELLED
+    assert json.loads(lines[-1]) == {"event": "done", "code": 3}
+    assert not (tmp_path / "tiny-seg").exists()

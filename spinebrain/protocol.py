@@ -3,13 +3,14 @@
 With ``--progress-json`` the CLI prints one JSON object per line on stdout::
 
     {"event": "progress", "stage": "inference", "fraction": 0.42, "message": "slice 21 of 50"}
-    {"event": "result", "path": "/out/labels.mrk.json", "kind": "markups"}
+    {"event": "result", "path": "/out/labels.mrk.json", "kind": "markups", "region": "lumbar", "model": "spine-label-lumbar"}
     {"event": "log", "message": "Loaded model spine-ct 1.0"}
     {"event": "case", "name": "sub-01", "status": "failed", "message": "..."}   (batch runs)
     {"event": "error", "code": 2, "message": "The input image is 2D ..."}
     {"event": "done", "code": 0}
 
-``done`` is always the last event; ``error`` (with ``details``: a traceback or usage text) comes
+A ``result`` event may carry more fields about the file (e.g. the region and model that made the
+points, which Slicer keeps on the node for later relabels). ``done`` is always the last event; ``error`` (with ``details``: a traceback or usage text) comes
 just before it on failure. Any other stdout line is plain log text. Without the flag, progress
 is a tqdm bar on stderr. Exit codes are in :mod:`spinebrain.errors`. A terminate signal (SIGTERM,
 Ctrl+C, or CTRL_BREAK_EVENT on Windows) raises
@@ -66,9 +67,9 @@ class Progress:
         self._bar.n = int(fraction * 1000)
         self._bar.set_description_str(f"{stage}: {message}" if message else stage, refresh=True)
 
-    def result(self, path, kind: str) -> None:
-        """Announce a written output file (after it is complete on disk)."""
-        self.emit("result", path=str(path), kind=kind)
+    def result(self, path, kind: str, **info) -> None:
+        """Announce a written output file (after it is complete on disk); ``info``: e.g. the model that made it."""
+        self.emit("result", path=str(path), kind=kind, **info)
 
     def log(self, message: str) -> None:
         if self.json_lines:

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import slicer
 
-from spinebrain.errors import CancelledError
-
 from . import dependencies
 
 WINDOW_TITLE = "SlicerSpineBrain"
@@ -78,6 +76,8 @@ def dependencies_ready(parent=None) -> bool:
 
 def _execute(plan: dependencies.InstallPlan) -> bool:
     """Run the plan; False when the user cancelled the PyTorch installation (not an error)."""
+    from spinebrain.errors import CancelledError
+
     try:
         dependencies.execute_plan(plan, pip_install=slicer_pip_install, install_torch=install_torch_with_extension)
     except CancelledError:

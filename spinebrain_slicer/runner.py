@@ -1,7 +1,8 @@
 """Run the ``spinebrain`` command line as a background process and follow its JSON-lines protocol.
 
 Pure Python (no Qt, no slicer import), so the same code serves Slicer's modules through
-:mod:`spinebrain_slicer.qt_runner`, the Python console (:func:`run_blocking`) and the tests.
+:mod:`spinebrain_slicer.task_logic` (and its Qt panel, :mod:`spinebrain_slicer.qt_task`), the
+Python console (:func:`run_blocking`) and the tests.
 
 The child prints one JSON event per stdout line (see :mod:`spinebrain.protocol`). Two reader
 threads move stdout events and stderr lines into a queue, so :meth:`ProcessRunner.poll` never
@@ -55,6 +56,7 @@ class OutputFile:
 
     path: Path
     kind: str
+    info: dict = field(default_factory=dict, compare=False)  # the event's other fields (e.g. the model used)
 
 
 @dataclass
@@ -260,7 +262,8 @@ class ProcessRunner:
         if kind == "log":
             self._log.append(str(event.get("message", "")))
         elif kind == "result" and event.get("path"):
-            self.outputs.append(OutputFile(Path(event["path"]), str(event.get("kind", ""))))
+            info = {k: v for k, v in event.items() if k not in ("event", "path", "kind")}
+            self.outputs.append(OutputFile(Path(event["path"]), str(event.get("kind", "")), info))
         elif kind == "error":
             self.error = str(event.get("message", ""))
             self.details = str(event.get("details", ""))

@@ -1,101 +1,150 @@
 """SpineLabel's MRML-side logic: label a volume, then let the user correct the labels in seconds.
 
-No Qt: everything here runs on the slicer-core wheel (the tests) as in Slicer. The work is 2D and
-quick, so it runs in-process. The pure parts live in the core (``spinebrain.spinelabel``); this
-file keeps, per point list node:
+No Qt: everything here runs on the slicer-core wheel (the tests) as in Slicer. It stands on the
+shared task Logic (:mod:`spinebrain_slicer.task_logic`): a run exports the volume, labels it with
+the core -- in this process (:meth:`SpineLabelLogic.run`, for the console) or as the command
+``spinebrain spine-label`` in the background (:meth:`SpineLabelLogic.start_labelling`, for the
+widget: cancellable, Slicer stays responsive) -- and writes the point list only on success.
 
-- the detections (candidates) of the last run, so a relabel re-solves the graph without the CNNs
-  and can pick up a detection the first solution left out;
-- the shape model and anchor level that labelled it;
-- an undo history of point lists.
+Which model labelled a point list is kept on the node (attributes ``SpineLabel.Model`` and
+``SpineLabel.Region``, saved with the scene), so a relabel, a point edit or a later session
+re-solves with exactly that model card's options (:func:`spinebrain.spinelabel.pipeline.relabel`).
+Every solve is the core's :func:`spinebrain.spinelabel.labelling.relabel_points` with the run's
+:class:`~spinebrain.spinelabel.labelling.LabellingSetup`. An in-process run also keeps its
+detections, so a relabel can pick up one the first solution left out; otherwise the points
+themselves are the detections.
 
 Rules: a point the user set (locked control point) is a hard constraint and never renamed or
-moved silently; an operation that fails raises InputError and leaves the node as it was.
+moved silently; an operation that fails raises InputError and leaves the node as it was; every
+change can be undone (the task Logic's per-node history).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from spinebrain.anatomy import VERTEBRA_LABELS
 from spinebrain.errors import InputError, ModelError
 from spinebrain.points import LabelledPoint
-from spinebrain.spinelabel.graph import Candidate, SpineShapeModel
-from spinebrain.spinelabel.operations import relabel_with_fixed, shift_labels
+from spinebrain.spinelabel.graph import Candidate
+from spinebrain.spinelabel.operations import shift_labels
+from spinebrain.tasks import SPINE_LABEL
 from spinebrain_slicer import bridge
 from spinebrain_slicer.bridge.markups import CONTENT_ATTRIBUTE, CONTENT_VALUE, POINT_LIST
 from spinebrain_slicer.markups_events import PointEditObserver
-from spinebrain_slicer.progress import as_progress
+from spinebrain_slicer.task_logic import TaskJob, TaskLogic
 
-REGION_CHOICES = ("auto", "cervical", "lumbar", "whole")
-HISTORY_LIMIT = 50
+REGION_CHOICES = ("auto", *SPINE_LABEL.regions)  # from the task registry, as the command line's --region
+MODEL_ATTRIBUTE = "SpineLabel.Model"  # id of the model package that labelled the node
+REGION_ATTRIBUTE = "SpineLabel.Region"  # the region that model serves
 SAME_DETECTION_MM = 5.0  # a point this close to a detection is that detection (detections merge within 6 mm)
 _SAME_POINT_MM = 1e-3  # a point read back from the node is "still there" within this distance
 
 
 @dataclass
 class NodeState:
-    """What the logic remembers about one point list node."""
+    """What the logic remembers about one point list node in this session."""
 
-    candidates: list[Candidate] | None = None  # detections of the last run; None: re-solve from the points
-    shape_model: SpineShapeModel | None = None
-    anchor_level: str | None = None  # "C2" / "S1": the level of the anchor detector
+    candidates: list[Candidate] | None = None  # detections of an in-process run; None: the points are the detections
+    setup: object | None = None  # the LabellingSetup of the run that labelled it, once known
     written: list[LabelledPoint] = field(default_factory=list)  # the points as last written here
-    history: list[list[LabelledPoint]] = field(default_factory=list)  # undo stack, newest last
 
 
-class SpineLabelLogic:
-    """Run SpineLabel and edit its point lists. ``shape_model`` is the default for nodes no run here made."""
+class SpineLabelLogic(TaskLogic):
+    """Run SpineLabel and edit its point lists.
 
-    def __init__(self, scene, shape_model: SpineShapeModel | None = None):
-        self.scene = scene
-        self.shape_model = shape_model
-        self.last_result = None  # SpineLabelResult of the last run: warnings, certainty, timing
+    ``model``: the SpineLabelModel (or LabellingSetup) for nodes that carry no model attribute
+    (default: the first installed model that knows their labels). ``runner_factory``: see TaskLogic (tests pass one).
+    """
+
+    def __init__(self, scene, model=None, runner_factory=None):
+        super().__init__(scene, runner_factory)
+        self.model = model
+        self.last_result = None  # SpineLabelResult of the last in-process run: warnings, certainty, timing
         self.last_error: str | None = None  # message of the last automatic relabel that failed
         self._states: dict[str, NodeState] = {}
         self._observers: dict[str, PointEditObserver] = {}
+        self._loaded: dict[tuple, object] = {}
         self._writing = False
 
     # ------------------------------------------------------------------ run
 
     def run(self, volume_node, output_markups_node=None, region: str = "auto", model=None, device=None,
             progress=None):
-        """Detect and label the vertebrae of ``volume_node``; returns the point list node.
+        """Label ``volume_node`` in this process and wait; returns the point list node.
 
-        ``model``: None (bundled / user default), a package id or folder, or a loaded SpineLabelModel.
-        Points the user set in ``output_markups_node`` are kept and constrain the labels.
+        ``model``: None (the installed default per region), a package id or folder, or a loaded
+        SpineLabelModel. Points the user set in ``output_markups_node`` are kept and constrain the labels.
         """
-        bridge.check_output_markups_node(output_markups_node)  # before any work: someone else's points
+        request = _request(volume_node, output_markups_node, region, model, device, in_process=True)
+        return self.run_blocking(request, on_progress=progress)
+
+    def start_labelling(self, volume_node, output_markups_node=None, region: str = "auto", model=None,
+                        device=None, in_process: bool = False, on_progress=None, on_log=None):
+        """Start labelling (by default ``spinebrain spine-label`` in the background); returns the TaskRun.
+
+        Poll it (a Qt timer) or wait on it; ``cancel()`` stops it and leaves the scene as it was.
+        """
+        request = _request(volume_node, output_markups_node, region, model, device, in_process)
+        return self.start(request, on_progress=on_progress, on_log=on_log)
+
+    def prepare(self, request: dict, workdir: Path) -> TaskJob:
+        """Check the request (before any work) and export the volume (and the user's points)."""
+        output, region = request["output"], request["region"]
+        bridge.check_output_markups_node(output)  # someone else's points are refused before any work
         if region not in REGION_CHOICES:
             raise InputError(f"Unknown spine region {region!r}; choose one of {', '.join(REGION_CHOICES)}.")
-        image = bridge.image_from_volume_node(volume_node)
-        existing = self._points(output_markups_node) if output_markups_node is not None else []
-        fixed = [p for p in existing if p.user_set]
-        result, label_model = _label(image, region, model, device, fixed, as_progress(progress))
-        node = self._write(output_markups_node, result.points, name=f"{volume_node.GetName()} vertebrae")
-        self.remember(node, result.candidates, label_model.shape_model, label_model.anchor_level)
-        self.last_result = result
-        for warning in result.warnings:
-            logging.warning("SpineLabel: %s", warning)
+        image = bridge.image_from_volume_node(request["volume"])
+        fixed = [p for p in self._points(output) if p.user_set] if output is not None else []
+        context = {"output": output, "name": f"{request['volume'].GetName()} vertebrae"}
+        replaces = [output] if output is not None and output.GetNumberOfControlPoints() else []
+        if request["in_process"]:
+            return TaskJob(work=_labelling_work(image, region, request["model"], request["device"], fixed),
+                           context=context, replaces=replaces)
+        volume_file = workdir / f"{_file_stem(request['volume'].GetName())}.nrrd"  # the CLI's messages name it
+        return TaskJob(args=_command(image, volume_file, region, request["model"], request["device"], fixed),
+                       context=context, replaces=replaces)
+
+    def import_results(self, job: TaskJob, result, value=None):
+        """Write the labelled points into the output node (or a new one) and remember how they were made."""
+        from spinebrain.outputs import read_markups
+
+        if value is not None:  # in process: the result carries the setup of the model that won
+            labelled = value
+            setup, points, candidates = labelled.setup, labelled.points, labelled.candidates
+            model_id, region = setup.model_id, setup.region
+            self.last_result = labelled
+            for warning in labelled.warnings:
+                logging.warning("SpineLabel: %s", warning)
+        else:  # the command's point list; the result event says which model made it
+            written = next((o for o in result.outputs if o.kind == "markups"), None)
+            if written is None:
+                raise InputError("spinebrain spine-label reported no point list; see the log.")
+            points, candidates, setup = read_markups(written.path), None, None
+            model_id, region = written.info.get("model"), written.info.get("region")
+        node = self._write(job.context["output"], points, job.context["name"], record=False)
+        for attribute, text in ((MODEL_ATTRIBUTE, model_id), (REGION_ATTRIBUTE, region)):
+            node.SetAttribute(attribute, str(text) if text else "")
+        self._states[node.GetID()] = NodeState(candidates=_copies(candidates), setup=setup,
+                                               written=[replace(p) for p in points])
         return node
 
-    def remember(self, markups_node, candidates, shape_model=None, anchor_level=None) -> None:
-        """Keep the detections (and the model) that labelled ``markups_node`` for later relabels."""
+    def remember(self, markups_node, candidates, model=None) -> None:
+        """Keep the detections (and the SpineLabelModel or LabellingSetup) that labelled ``markups_node``."""
         state = self._state(markups_node)
-        state.candidates = [Candidate(np.asarray(c.position, float), float(c.probability),
-                                      float(c.anchor_probability)) for c in candidates]
-        state.shape_model = shape_model or state.shape_model
-        state.anchor_level = anchor_level
+        state.candidates = _copies(candidates)
+        state.setup = _as_setup(model) if model is not None else state.setup
 
     # ------------------------------------------------------------------ user operations
 
-    def relabel(self, markups_node, shape_model: SpineShapeModel | None = None):
-        """Re-solve the labels with the user's (locked) points fixed."""
+    def relabel(self, markups_node, model=None):
+        """Re-solve the labels with the user's (locked) points fixed, with the model that labelled the node."""
         points = self._points(markups_node)
-        return self._write(markups_node, self._solve(markups_node, points, shape_model))
+        return self._write(markups_node, self._solve(markups_node, points, model))
 
     def set_label(self, markups_node, index: int, label: str):
         """Name control point ``index`` (the user's choice: it becomes locked) and relabel the others."""
@@ -116,18 +165,19 @@ class SpineLabelLogic:
         """Give every point the name of the vertebra below it (T12 -> L1, ..., L5 -> S1)."""
         return self.shift(markups_node, +1, include_user_set)
 
-    def can_undo(self, markups_node) -> bool:
-        state = self._states.get(markups_node.GetID()) if markups_node is not None else None
-        return bool(state and state.history)
-
     def undo(self, markups_node) -> bool:
         """Put back the points from before the last run, relabel, shift or edit; False if there is none."""
-        if not self.can_undo(markups_node):
-            return False
-        state = self._states[markups_node.GetID()]
-        self._write(markups_node, state.history[-1], record=False)
-        state.history.pop()
-        return True
+        made_by = _made_by(markups_node)
+        self._writing = True
+        try:
+            done = super().undo(markups_node)
+        finally:
+            self._writing = False
+        if done and _made_by(markups_node) != made_by:  # back before a run: that run's detections no longer apply
+            self._states.pop(markups_node.GetID(), None)
+        if done:
+            self._after_write(markups_node)
+        return done
 
     # ------------------------------------------------------------------ point edits (markups events)
 
@@ -195,30 +245,47 @@ class SpineLabelLogic:
         points[position] = replace(point, label=label or point.label, user_set=True, confidence=None)
         return self._write(markups_node, self._solve(markups_node, points, None))
 
-    def _solve(self, markups_node, points: list[LabelledPoint], shape_model) -> list[LabelledPoint]:
-        state = self._states.get(markups_node.GetID())
-        model = shape_model or (state.shape_model if state else None) or self.shape_model
-        if model is None:
-            model = self._bundled_shape_model(points)
-        if state is None or state.candidates is None:  # e.g. a list loaded from a file: its points are the detections
-            return relabel_with_fixed(points, None, model)
-        candidates = _current_candidates(state, points)
-        anchor = _anchor(candidates, state.anchor_level, model)
-        return relabel_with_fixed(points, candidates, model, anchor=anchor)
+    def _solve(self, markups_node, points: list[LabelledPoint], model=None) -> list[LabelledPoint]:
+        """The core's relabel with the setup (model card options) of the run that labelled the node."""
+        from spinebrain.spinelabel.labelling import relabel_points
 
-    def _bundled_shape_model(self, points) -> SpineShapeModel:
-        """The shape model of the first installed SpineLabel model that knows every label in ``points``."""
-        from spinebrain.spinelabel.pipeline import REGIONS, load_spine_label_model
+        setup = _as_setup(model) if model is not None else self._setup_of(markups_node, points)
+        state = self._states.get(markups_node.GetID())
+        edited = _current_candidates(state, points) if state is not None and state.candidates is not None else None
+        return relabel_points(points, edited, setup)  # None: the points are the detections
+
+    def _setup_of(self, markups_node, points):
+        """The node's LabellingSetup: its run's, else its model attributes', else the default, else an installed one."""
+        state = self._state(markups_node)
+        if state.setup is None:
+            model_id = markups_node.GetAttribute(MODEL_ATTRIBUTE)
+            if model_id:
+                state.setup = self._load(markups_node.GetAttribute(REGION_ATTRIBUTE) or None, model_id).setup
+            else:
+                default = self.model if self.model is not None else self._installed_model_for(points)
+                state.setup = _as_setup(default)
+        return state.setup
+
+    def _load(self, region, model_id):
+        from spinebrain.spinelabel.pipeline import load_spine_label_models
+
+        key = (region, model_id)
+        if key not in self._loaded:  # relabels happen on every point edit: load each package once
+            self._loaded[key] = load_spine_label_models(region or "auto", model_id, device="cpu")[0]
+        return self._loaded[key]
+
+    def _installed_model_for(self, points):
+        """The first installed SpineLabel model that knows every label in ``points``."""
+        from spinebrain.spinelabel.pipeline import REGIONS
 
         wanted = {p.label for p in points if p.label in VERTEBRA_LABELS}
         for region in REGIONS:
             try:
-                shape_model = load_spine_label_model(region).shape_model
+                model = self._load(region, None)
             except ModelError:
                 continue
-            if wanted <= set(shape_model.levels):
-                self.shape_model = shape_model
-                return shape_model
+            if wanted <= set(model.shape_model.levels):
+                return model
         raise ModelError("No installed SpineLabel model knows these vertebrae; run SpineLabel on the volume "
                          "first, or install a spine-label model (see Resources/Models/README.md).")
 
@@ -231,54 +298,87 @@ class SpineLabelLogic:
         return self._states.setdefault(markups_node.GetID(), NodeState())
 
     def _write(self, markups_node, points: list[LabelledPoint], name: str = "Vertebrae", record: bool = True):
-        """Replace the node's points (or make a new node), keeping the old ones for undo."""
-        before = self._points(markups_node) if markups_node is not None else []
-        if markups_node is not None:  # checked or explicitly edited by the user: it holds vertebra labels now
-            markups_node.SetAttribute(CONTENT_ATTRIBUTE, CONTENT_VALUE)
+        """Replace the node's points (or make a new node); the old ones go to the undo history."""
+        if markups_node is not None:
+            self._points(markups_node)  # a point list, or InputError
+        kept = [markups_node] if record and markups_node is not None and markups_node.GetNumberOfControlPoints() else []
         self._writing = True
         try:
-            node = bridge.markups_node_from_points(self.scene, points, name, markups_node)
+            with self.replacing(kept):
+                if markups_node is not None:  # checked or explicitly edited by the user: it holds vertebra labels
+                    markups_node.SetAttribute(CONTENT_ATTRIBUTE, CONTENT_VALUE)
+                node = bridge.markups_node_from_points(self.scene, points, name, markups_node)
         finally:
             self._writing = False
-        state = self._state(node)
-        if record and before:
-            state.history = (state.history + [before])[-HISTORY_LIMIT:]
-        state.written = [replace(p) for p in points]
+        self._after_write(node)
+        return node
+
+    def _after_write(self, node) -> None:
+        self._state(node).written = self._points(node)
         if node.GetID() in self._observers:
             self._observers[node.GetID()].refresh()
-        return node
 
 
 # ---------------------------------------------------------------------- helpers (no state)
 
 
-def _label(image, region, model, device, fixed, progress):
-    """Run the pipeline for one region, or for each installed region ("auto") keeping the most certain."""
-    from spinebrain.spinelabel.pipeline import REGIONS, SpineLabelModel, label_spine, load_spine_label_model
+def _made_by(markups_node) -> tuple:
+    return markups_node.GetAttribute(MODEL_ATTRIBUTE), markups_node.GetAttribute(REGION_ATTRIBUTE)
 
-    if isinstance(model, SpineLabelModel):
-        models = [model]
-    elif region != "auto":
-        models = [load_spine_label_model(region, model, device=device)]
-    else:
-        models = []
-        for name in REGIONS:
-            try:
-                models.append(load_spine_label_model(name, model, device=device))
-            except ModelError:
-                continue
-        if not models:
-            raise ModelError("No SpineLabel model is installed; install a spine-label model package "
-                             "(see Resources/Models/README.md) or train one with the Training module.")
-    results, errors = [], []
-    for label_model in models:
-        try:
-            results.append((label_spine(image, label_model, fixed, device=device, progress=progress), label_model))
-        except InputError as error:  # e.g. too little spine at this region's scale: another region may fit
-            errors.append(error)
-    if not results:
-        raise errors[0]
-    return max(results, key=lambda pair: (pair[0].labelling.certainty, len(pair[0].points)))
+
+def _request(volume_node, output_node, region, model, device, in_process) -> dict:
+    return {"volume": volume_node, "output": output_node, "region": region, "model": model, "device": device,
+            "in_process": in_process}
+
+
+def _labelling_work(image, region, model, device, fixed):
+    """The in-process run: the core's model choice and labelling, as the command line does it."""
+
+    def work(progress):
+        from spinebrain.spinelabel.pipeline import SpineLabelModel, label_spine_best, load_spine_label_models
+
+        if isinstance(model, SpineLabelModel):
+            models = [model]
+        else:
+            models = load_spine_label_models(region, model, device=device)
+        return label_spine_best(image, models, fixed, device=device, progress=progress)
+
+    return work
+
+
+def _command(image, volume: Path, region, model, device, fixed) -> list[str]:
+    """Arguments of ``spinebrain spine-label`` on the exported volume (and the user's points, held fixed)."""
+    from spinebrain.io import write_image
+    from spinebrain.outputs import write_markups
+
+    if model is not None and not isinstance(model, (str, Path)):
+        raise InputError("A background run takes a model package id or folder, not a loaded model.")
+    workdir = volume.parent
+    write_image(image, volume, compress=False)  # not through a storage node: the scene is not touched
+    args = ["spine-label", str(volume), "--out", str(workdir / "vertebrae.mrk.json"), "--region", region]
+    if model is not None:
+        args += ["--model", str(model)]
+    if device is not None:
+        args += ["--device", str(device)]
+    if fixed:
+        args += ["--fixed", str(write_markups(fixed, workdir / "fixed.mrk.json"))]
+    return args
+
+
+def _as_setup(model):
+    """A SpineLabelModel's LabellingSetup (a setup stays itself)."""
+    return getattr(model, "setup", model)
+
+
+def _file_stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in " ._-" else "_" for c in name).strip(" .") or "volume"
+
+
+def _copies(candidates) -> list[Candidate] | None:
+    if candidates is None:
+        return None
+    return [Candidate(np.asarray(c.position, float), float(c.probability), float(c.anchor_probability))
+            for c in candidates]
 
 
 def _list_position(markups_node, index: int) -> int:
@@ -308,11 +408,3 @@ def _current_candidates(state: NodeState, points: list[LabelledPoint]) -> list[C
     added = [Candidate(np.asarray(p.ras, float), 1.0 if p.confidence is None else float(p.confidence))
              for p in points if not p.user_set and not _near(p.ras, known, SAME_DETECTION_MM)]
     return kept + added
-
-
-def _anchor(candidates: list[Candidate], level: str | None, model: SpineShapeModel):
-    """(level, index) of the strongest anchor detection still present, as the pipeline chose it; else None."""
-    scores = [c.anchor_probability for c in candidates]
-    if level is None or level not in model.levels or not scores or max(scores) <= 0:
-        return None
-    return level, int(np.argmax(scores))

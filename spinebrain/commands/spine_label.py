@@ -66,8 +66,8 @@ def run(args, progress) -> None:
     with staged_outputs(out.parent, args.overwrite) as stage:
         fields = _label_one(image, args.inputs[0], stage.path(out.name), models, fixed, args, progress)
     written = [stage.final(path) for path in fields["outputs"]]
-    for path in written:
-        progress.result(path, kind=output_kind(path))
+    for path in written:  # the region and model go with the points: Slicer relabels with that model
+        progress.result(path, kind=output_kind(path), region=fields["region"], model=fields["model"])
     progress.log("Wrote " + " and ".join(str(p) for p in written))
 
 
@@ -147,7 +147,7 @@ def _label_one(image, path, markups_path: Path, models, fixed, args, progress) -
         progress.log(f"{Path(path).name}: {warning}")
     written = write_labels(image, result, markups_path, _png_path(markups_path) if args.png else None)
     return {
-        "region": result.region, "vertebrae": len(result.points),
+        "region": result.region, "model": result.setup.model_id, "vertebrae": len(result.points),
         "labels": " ".join(p.label for p in result.points), "anchored": bool(result.labelling.anchored),
         "certainty": round(float(result.labelling.certainty), 4), "warnings": " ".join(result.warnings),
         "outputs": written,

@@ -41,11 +41,20 @@ def add_spine_label_arguments(parser) -> None:
     parser.add_argument("--patches-per-slice", type=int, default=240,
                         help="most training patches per sagittal slice and detector (default 240)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--detector", choices=("paper", "heatmap"), default="paper",
+                        help="paper: the two patch CNNs (default); heatmap: the 2D U-Net trained on the real MR of "
+                        "--real-mr plus generated scans (lumbar only; recipe spinebrain.spinelabel.heatmap_recipe)")
+    parser.add_argument("--real-mr", metavar="DIR", help="with --detector heatmap: the data folder with splits.json "
+                        "and A10-A12 (default ../shared/data)", default="../shared/data")
+    parser.add_argument("--minutes", type=float, default=60.0, help="with --detector heatmap: training time")
     parser.set_defaults(run=run_spine_label)
 
 
 def run_spine_label(args, progress) -> None:
     from ..device import select_device
+
+    if args.detector == "heatmap":
+        return _run_heatmap(args, progress, str(select_device(args.device)))
     from ..spinelabel.training import TrainingOptions, train_spine_label
 
     options = TrainingOptions(
@@ -57,6 +66,23 @@ def run_spine_label(args, progress) -> None:
     path = train_spine_label(options, args.out, progress)
     progress.result(path, kind="model")
     progress.log(f"Model package written to {path}")
+
+
+def _run_heatmap(args, progress, device: str) -> None:
+    import time
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..spinelabel.heatmap_recipe import export_run, train_heatmap
+
+    if args.region != "lumbar":
+        raise InputError("The heatmap detector is trained for the lumbar region only; use --region lumbar.")
+    run_dir = Path(args.out) / f".{args.model_id or 'spine-label-lumbar-heatmap'}-run"  # checkpoints: resumable
+    train_heatmap(args.real_mr, str(run_dir), time.time() + 60.0 * args.minutes, epochs=max(args.epochs, 1),
+                  generated=args.cases, seed=args.seed, device=device)
+    path = export_run(str(run_dir), args.out, None, {}, command_line())
+    progress.result(path, kind="model")
+    progress.log(f"Model package written to {path} (measure it with benchmarks/eval_spine_label_real_mr.py)")
 
 
 def command_line() -> str:

@@ -14,7 +14,7 @@ from ..device import run_with_cpu_fallback
 from ..errors import InputError
 from ..geometry import same_grid
 from ..models import ModelCard
-from ..protocol import Progress
+from ..protocol import Progress, as_progress
 from ..resample import resample_like
 from .prepare import prepare_channels
 from .sliding import ACTIVATIONS, WindowSettings, infer_volume, total_windows
@@ -71,7 +71,7 @@ def run_inference(image: sitk.Image, network: torch.nn.Module, card: ModelCard, 
     """
     if output not in OUTPUTS:
         raise InputError(f"Unknown output {output!r}; ask for one of {', '.join(OUTPUTS)}.")
-    progress = progress or Progress(quiet=True)
+    progress = as_progress(progress)
     started = time.perf_counter()
     progress.update("prepare", 0.0, f"resampling to {card.spacing} mm and normalising")
     grid, array = prepare_channels(image, card.spacing, card.normalisation, extra_channels)

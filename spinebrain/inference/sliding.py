@@ -27,7 +27,7 @@ from monai.inferers import SlidingWindowInferer
 from monai.inferers.utils import _get_scan_interval  # MONAI's own window placement, to count windows up front
 
 from ..errors import CancelledError, InputError
-from ..protocol import Progress
+from ..protocol import Progress, as_progress
 
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
@@ -116,8 +116,8 @@ def total_windows(spatial: Sequence[int], settings: WindowSettings) -> int:
 
 def window_count(shape: Sequence[int], settings: WindowSettings) -> int:
     """Number of windows MONAI lays over a volume of ``shape`` (spatial)."""
-    roi = [min(int(r), int(s)) if int(r) > 0 else int(s) for r, s in zip(settings.roi_size, shape)]
-    size = [max(int(s), int(r)) for s, r in zip(shape, settings.roi_size)]
+    roi = [int(r) if int(r) > 0 else int(s) for r, s in zip(settings.roi_size, shape)]
+    size = [max(int(s), r) for s, r in zip(shape, roi)]  # MONAI pads a volume smaller than the window
     interval = _get_scan_interval(size, roi, len(shape), (settings.overlap,) * len(shape))
     return len(dense_patch_slices(size, roi, interval))
 
@@ -136,7 +136,7 @@ def infer_volume(array: np.ndarray, network: torch.nn.Module, settings: WindowSe
     if array.ndim != len(settings.roi_size) + 1:
         raise InputError(f"The network input has shape {array.shape} but the patch size {list(settings.roi_size)} "
                          f"is {len(settings.roi_size)}D; give (channels, i, j, k).")
-    progress = progress or Progress(quiet=True)
+    progress = as_progress(progress)
     spatial = array.shape[1:]
     slabs, total = slabs_of(spatial, settings), total_windows(spatial, settings)
     runner = _WindowRunner(network.to(device).eval(), activation, device, total, progress, cancel_event)

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..points import LabelledPoint
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
+from .operations import candidates_from_points
 
 #: Options of graph.label_candidates a model card may set (card extra "labelling"), with their defaults.
 DEFAULT_LABELLING = {"transitional_penalty": 5.0, "gap_penalty": 10.0}
@@ -76,13 +77,13 @@ def relabel_points(points: Sequence[LabelledPoint], candidates: Sequence[Candida
 
     ``points``: the current list; its ``user_set`` points are held fixed and come back unchanged.
     ``candidates``: the run's detections as edited since (``None``: the points that are not user-set,
-    e.g. a list loaded from a file). ``setup``: the run's :attr:`SpineLabelResult.setup`, so the
+    e.g. a list loaded from a file or made by another process; the one named ``setup.anchor_level``
+    anchors them, as the anchor did in the run). ``setup``: the run's :attr:`SpineLabelResult.setup`, so the
     model card's options (transitional penalty, gap penalty) and the anchor rule are the run's own.
     """
     fixed_points = [p for p in points if p.user_set]
-    if candidates is None:
-        candidates = [Candidate(np.asarray(p.ras, float), 1.0 if p.confidence is None else float(p.confidence))
-                      for p in points if not p.user_set]
+    if candidates is None:  # the point named as the anchor level is the anchor answer, as in the run
+        candidates = candidates_from_points([p for p in points if not p.user_set], setup.anchor_level)
     return solve_labelling(candidates, setup, fixed_points).points
 
 
@@ -109,7 +110,8 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
     if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
         strong = [k for k in ranked if usable[k].anchor_probability >= _STRONG_SHARE * usable[ranked[0]].anchor_probability]
         direction = setup.shape_model.spine_direction()  # head -> feet
-        sign = 1.0 if setup.anchor_level == setup.shape_model.levels[-1] else -1.0
+        levels = setup.shape_model.levels  # towards the nearer end: S1 / L5 prefer the lowest answer, C2 the highest
+        sign = 1.0 if levels.index(setup.anchor_level) >= len(levels) / 2 else -1.0
         outer = max(strong, key=lambda k: sign * float(np.dot(usable[k].position, direction)))
         ranked = [outer] + [k for k in ranked if k != outer]
     free_coverage = _coverage(free)

@@ -118,16 +118,23 @@ def relabel_with_fixed(points: list[LabelledPoint], candidates_or_points, model:
     for level, position in (fixed or {}).items():
         hard.setdefault(level, np.asarray(position, dtype=float))
     source = [p for p in points if not p.user_set] if candidates_or_points is None else candidates_or_points
-    candidates = [c if isinstance(c, Candidate) else _as_candidate(c) for c in source]
+    candidates = [c if isinstance(c, Candidate) else candidates_from_points([c])[0] for c in source]
     result = label_candidates(candidates, model, fixed=hard, **options)
     by_label = {p.label: p for p in user_points}
     return [replace(by_label[a.level]) if a.level in by_label else point
             for a, point in zip(result.assignments, result.to_points())]
 
 
-def _as_candidate(point: LabelledPoint) -> Candidate:
-    probability = 1.0 if point.confidence is None else float(point.confidence)
-    return Candidate(np.asarray(point.ras, dtype=float), probability)
+def candidates_from_points(points: list[LabelledPoint], anchor_level: str | None = None) -> list[Candidate]:
+    """Labelled points as detections to label again (p = their confidence, 1 where unknown).
+
+    The point named ``anchor_level`` (the model's end vertebra) becomes the anchor answer: a list
+    read back from a file or another process keeps no detections, and its end vertebra is what
+    anchored the labels that made it, so a re-solve with nothing changed gives the same names.
+    """
+    return [Candidate(np.asarray(p.ras, dtype=float), 1.0 if p.confidence is None else float(p.confidence),
+                      anchor_probability=1.0 if anchor_level is not None and p.label == anchor_level else 0.0)
+            for p in points]
 
 
 def _check_known(points: list[LabelledPoint]) -> None:

@@ -33,6 +33,7 @@ from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
 from .choice import choose_labelling, models_knowing
 from .graph import Candidate, LabellingResult, SpineShapeModel
+from .heatmap import HeatmapDetector, heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .slices import extract_sagittal_slab
 
@@ -113,7 +114,7 @@ def load_spine_label_model(region: str = "lumbar", model=None, registry: ModelRe
     if card.region not in (None, region):
         raise ModelError(f"Model {card.id!r} labels the {card.region} spine, not the {region} spine; "
                          f"choose a {region} model or the region {card.region}.")
-    if not isinstance(networks, DetectorPair):
+    if not isinstance(networks, (DetectorPair, HeatmapDetector)):
         raise ModelError(f"Model {card.id!r} is not a SpineLabel detector pair; use a spine-label package "
                          "made by 'spinebrain train spine-label'.")
     if "shape_model" not in card.extra or "anchor_level" not in card.extra:
@@ -205,6 +206,8 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
     detector first runs on a wider slab (``search_slices_each_side``); the slab used is the window
     of ``2 * slices_each_side + 1`` slices with the most detection there.
     """
+    if isinstance(model.networks, HeatmapDetector):  # the dense U-Net detector (card extra "heatmap")
+        return heatmap_candidates(image, model, progress)
     each = int(model.setting("slab", "slices_each_side"))
     search = max(int(model.setting("slab", "search_slices_each_side")), each)
     wide = extract_sagittal_slab(image, model.pixel_mm, search, float(model.setting("slab", "step_mm")))

@@ -23,7 +23,7 @@ from monai.handlers.utils import from_engine
 from monai.inferers import SimpleInferer
 
 from ..errors import InputError
-from ..protocol import Progress
+from ..protocol import Progress, as_progress
 from .distributed import DistributedContext, unwrap
 from .handlers import (BEST_FILE, METRICS_CSV, RESUME_FILE, STOP_FILE, BestWeights, EpochReporter, ResumeCheckpoint,
                        RunState, StopRequest)
@@ -87,7 +87,7 @@ def run_training(network: torch.nn.Module, optimizer: torch.optim.Optimizer, los
     caller's (``monai.utils.set_determinism`` before building the network and the loaders).
     """
     context = context or DistributedContext()
-    progress = progress or Progress(quiet=True)
+    progress = as_progress(progress)
     amp = settings.amp and context.device.type == "cuda"
     run_dir = settings.run_dir
     if context.is_main:

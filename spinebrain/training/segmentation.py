@@ -20,7 +20,7 @@ import torch
 
 from ..errors import InputError
 from ..models import ModelCard, build_network, save_model_package
-from ..protocol import Progress
+from ..protocol import Progress, as_progress
 from .datalist import LoadCased, split_datalist, summarise
 from .distributed import init_distributed, sampler_for, shutdown, wrap_network
 from .engine import EngineSettings, TrainingOutcome, load_best_weights, run_training
@@ -99,7 +99,7 @@ def train_segmentation(recipe: SegmentationRecipe, progress: Progress | None = N
 
     card = recipe.card()
     context = init_distributed(recipe.device)
-    progress = progress if (progress is not None and context.is_main) else Progress(quiet=True)
+    progress = as_progress(progress if context.is_main else None)  # only rank 0 reports
     try:
         set_determinism(recipe.seed)
         training, validation = split_datalist(recipe.datalist, recipe.validation_fraction, recipe.seed)

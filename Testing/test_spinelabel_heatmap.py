@@ -1,0 +1,198 @@
+"""The heatmap detector of SpineLabel: targets, peaks -> candidates, a tiny real training run, the pipeline hook."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from spinebrain.models import ModelRegistry
+from spinebrain.spinelabel.heatmap import (HeatmapDetector, anchor_answers, find_peaks, gaussian_heatmap, looks_like_ct,
+                                           normalise_slab, peak_points, slice_stack, suppress_near)
+from spinebrain.spinelabel.heatmap_training import HeatmapSamples, PreparedCase, generated_case, sample_targets
+from spinebrain.spinelabel.metrics import label_at
+from spinebrain.spinelabel.slices import extract_sagittal_slab
+
+SHIPPED = "spine-label-lumbar-heatmap"
+
+
+def _case(rows=120, names=("L3", "L4", "L5", "S1"), step=16.0, top_row=-np.inf, bottom_row=np.inf) -> PreparedCase:
+    """A straight spine on a (9, rows, 60) grid: centres on slice 4, column 30, ``step`` pixels apart."""
+    centres = np.array([[4.0, 20.0 + step * k, 30.0] for k in range(len(names))])
+    arrays = np.zeros((9, rows, 60), np.float32)
+    return PreparedCase(arrays, np.zeros(arrays.shape, np.uint8), centres, list(names), False, top_row,
+                        bottom_row=bottom_row)
+
+
+# ------------------------------------------------------------------------------------------ targets
+
+
+def test_gaussian_heatmap_peaks_at_centres_and_decays_across_slices():
+    heatmap = gaussian_heatmap((40, 40), [[10, 12], [30, 20]], [0.0, 6.0], pixel_mm=2.0, sigma_mm=4.0, sigma_r_mm=6.0)
+    assert heatmap[10, 12] == pytest.approx(1.0)
+    assert heatmap[30, 20] == pytest.approx(np.exp(-0.5), rel=1e-5)  # one sigma away in R
+    assert heatmap[10, 14] == pytest.approx(np.exp(-0.5), rel=1e-5)  # 4 mm = one sigma in-plane
+    assert heatmap[0, 39] < 1e-6
+
+
+def test_anchor_target_needs_the_sacrum_in_view_below_l5():
+    case = _case()
+    l5_row = case.centres[2, 1]  # 52
+    full = sample_targets(case, 4, slice(0, 120), slice(0, 60), in_view_bottom=120.0)
+    assert full[0][1].max() == pytest.approx(1.0) and full[1][1].min() == 1.0  # L5 anchor taught
+    row, col = np.unravel_index(np.argmax(full[0][1]), full[0][1].shape)
+    assert (row, col) == (int(l5_row), 30)
+    cut_below = int(l5_row + 0.5 * case.step_px)  # border halfway to S1: ambiguous, not taught
+    ambiguous = sample_targets(case, 4, slice(0, cut_below), slice(0, 60), in_view_bottom=float(cut_below))
+    assert ambiguous[1][1].max() == 0.0
+    cut_at = int(l5_row + 2)  # border just below L5's centre: no sacrum in view, a negative
+    negative = sample_targets(case, 4, slice(0, cut_at), slice(0, 60), in_view_bottom=float(cut_at))
+    assert negative[0][1].max() == 0.0 and negative[1][1].min() == 1.0
+    assert negative[0][0].max() == pytest.approx(1.0)  # the bodies are still targets
+
+
+def test_vertebra_weights_ignore_unmasked_bodies_above_and_below():
+    case = _case(names=("L1", "L2", "L3", "L4", "L5"), top_row=10.0, bottom_row=90.0)
+    targets, weights = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0)
+    assert weights[0, :10].max() == 0.0 and weights[0, 10:90].min() == 1.0 and weights[0, 90:].max() == 0.0
+    assert weights[1].min() == 1.0  # the anchor channel is not affected
+    assert np.isclose(targets[0][20, 30], 1.0)
+
+
+def test_sacrum_below_s1_is_not_a_body():
+    case = _case(names=("L5", "S1", "S2"))
+    targets, _ = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0)
+    assert targets[0][36, 30] == pytest.approx(1.0)  # S1
+    assert targets[0][52, 30] < 0.01  # S2
+
+
+def test_normalisation_uses_a_hu_window_for_ct_and_percentiles_for_mr():
+    ct = np.array([-1000.0, -100.0, 40.0, 1250.0, 3000.0])
+    assert looks_like_ct(ct) and not looks_like_ct(np.abs(ct))
+    scaled = normalise_slab(ct)
+    assert scaled[0] == 0.0 and scaled[-1] == 1.0 and 0.0 < scaled[2] < 0.3
+    mr = np.linspace(0, 1000, 1001)
+    assert normalise_slab(mr).min() == 0.0 and normalise_slab(mr).max() == 1.0
+
+
+def test_slice_stack_repeats_edge_slices():
+    arrays = np.arange(4)[:, None, None] * np.ones((4, 2, 2))
+    assert slice_stack(arrays, 0, 3)[:, 0, 0].tolist() == [0, 0, 1]
+    assert slice_stack(arrays, 3, 3)[:, 0, 0].tolist() == [2, 3, 3]
+
+
+# --------------------------------------------------------------------------------- peaks -> points
+
+
+def test_peaks_give_sub_voxel_ras_points_of_the_body_centres():
+    image = sitk.Image(40, 60, 80, sitk.sitkFloat32)  # 1 mm grid, identity direction (LPS)
+    slab = extract_sagittal_slab(image, 2.0, 5, 2.0)
+    truth = np.array([[5.0, 10.0, 12.0], [5.5, 25.0, 14.0]])  # (slice, row, col); second between slices
+    volume = np.zeros(slab.arrays.shape, np.float32)
+    s, r, c = np.meshgrid(*[np.arange(n) for n in volume.shape], indexing="ij")
+    for ts, tr, tc in truth:
+        np.maximum(volume, np.exp(-((s - ts) ** 2 + (r - tr) ** 2 + (c - tc) ** 2) / 2.0), out=volume)
+    peaks = find_peaks(volume, 0.3, (3, 5, 5))
+    assert len(peaks) == 2
+    found = sorted(np.array([p for p, _ in peaks]).tolist())
+    assert np.allclose(found, truth, atol=0.3)
+    options = {"peak_window_mm": [6.0, 10.0], "slice_step_mm": 2.0}
+    points = peak_points(slab, volume, 0.3, options)
+    assert np.allclose(points[0][0], slab.pixel_to_ras(*truth[0]), atol=0.7)
+    kept = suppress_near([(np.zeros(3), 0.9), (np.array([0, 0, 5.0]), 0.8), (np.array([0, 0, 30.0]), 0.7)], 10.0)
+    assert [h for _, h in kept] == [0.9, 0.7]
+
+
+def test_anchor_answers_need_one_strong_peak_then_keep_the_near_strong_ones():
+    l4, l5, far = (np.array([0.0, 0.0, z]) for z in (-40.0, -75.0, 60.0))
+    assert anchor_answers([(l4, 0.6), (l5, 0.55)], threshold=0.65) == []  # nothing reaches the threshold
+    kept = anchor_answers([(l4, 0.72), (l5, 0.63), (far, 0.3)], threshold=0.65)
+    assert [h for _, h in kept] == [0.72, 0.63]  # L5 stays a candidate although below the threshold
+
+
+def test_network_keeps_any_input_size():
+    network = HeatmapDetector(features=(4, 4, 8, 8, 16, 4)).eval()
+    with torch.no_grad():
+        out = network(torch.zeros(2, 3, 37, 50))
+    assert out.shape == (2, 2, 37, 50)
+    assert network.config["architecture"] == "spinebrain.spinelabel.heatmap.HeatmapDetector"
+
+
+# ------------------------------------------------------------------------------- training (tiny, real)
+
+
+@pytest.mark.slow
+def test_tiny_training_run_writes_checkpoints_resumes_and_exports(tmp_path):
+    from spinebrain.spinelabel.heatmap_recipe import (best_checkpoint, build_engines, export_package, load_checkpoint,
+                                                     resume)
+    from spinebrain.spinelabel.graph import fit_shape_model
+    from spinebrain.spinelabel.pipeline import load_spine_label_model
+
+    torch.manual_seed(0)
+    cases = [generated_case(seed, "lumbar", "t2", max_voxels=150_000) for seed in (11, 12)]
+    samples = HeatmapSamples(cases, 4, size=64)
+    select = HeatmapSamples(cases[1:], 2, size=64, augment=False)
+    loader = torch.utils.data.DataLoader(samples, batch_size=2)
+    select_loader = torch.utils.data.DataLoader(select, batch_size=2)
+
+    def run(epochs):
+        network = HeatmapDetector(features=(4, 4, 8, 8, 16, 4))
+        trainer, _, scheduler = build_engines(network, loader, select_loader, tmp_path, epochs, 1e-3,
+                                              deadline=float("inf"))
+        resume(trainer, network, scheduler, tmp_path)
+        trainer.run()
+        return trainer
+
+    first = run(1)
+    assert np.isfinite(first.state.output["loss"].item())
+    assert (tmp_path / "checkpoint_epoch=1.pt").exists()
+    second = run(2)  # resumes at epoch 1 and trains only the second
+    assert second.state.epoch == 2 and (tmp_path / "checkpoint_epoch=2.pt").exists()
+    shape = fit_shape_model([[p for p in _points(c)] for c in cases])
+    network = load_checkpoint(best_checkpoint(tmp_path), HeatmapDetector(features=(4, 4, 8, 8, 16, 4)))
+    package = export_package(network, tmp_path / "pkg", shape, {}, "2 generated cases", "test", model_id="tiny-heatmap")
+    model = load_spine_label_model("lumbar", str(package), device="cpu")
+    assert isinstance(model.networks, HeatmapDetector) and model.anchor_level == "L5"
+
+
+def _points(case: PreparedCase):
+    from spinebrain.points import LabelledPoint
+
+    return [LabelledPoint(name, tuple(ras)) for name, ras in case.info["points"].items()]
+
+
+# ----------------------------------------------------------------------------------- shipped model
+
+
+def _shipped():
+    if not any(e.card.id == SHIPPED for e in ModelRegistry().list_models()):
+        pytest.skip(f"{SHIPPED} is not installed")
+    from spinebrain.spinelabel.pipeline import load_spine_label_model
+
+    return load_spine_label_model("lumbar", SHIPPED, device="cpu")
+
+
+def test_pipeline_with_the_heatmap_card_on_a_generated_scan():
+    from spinebrain.spinelabel.pipeline import label_spine
+    from spinebrain.synth.spine import generate_spine
+
+    model = _shipped()
+    case = generate_spine(1001, modality="ct", view="lumbar", spacing=(1.5, 1.5, 2.0))
+    result = label_spine(case.image, model)
+    assert len(result.points) >= 3 and model.anchor_level == "L5"
+    inside = [label_at(case.labels, p.ras) is not None for p in result.points]
+    assert sum(inside) >= 0.8 * len(inside)
+
+
+def test_shipped_model_finds_the_bodies_of_a_held_out_real_mr_scan(data_dir):
+    from spinebrain.io import load_volume, read_image
+    from spinebrain.spinelabel.metrics import reference_centroids
+    from spinebrain.spinelabel.pipeline import label_spine
+
+    model = _shipped()
+    folder = data_dir / "A11_vb2_t2_lumbar" / "vb2_07"  # splits.json 'validation': never trained on
+    labels = read_image(folder / "vertebrae.nii.gz")
+    result = label_spine(load_volume(folder / "image.nii.gz"), model)
+    found = {label_at(labels, p.ras) for p in result.points} - {None}
+    assert len(found) >= 0.9 * len(reference_centroids(labels))

@@ -1,0 +1,228 @@
+"""A dense heatmap detector for SpineLabel: a 2D U-Net on a few adjacent sagittal slices.
+
+Instead of the paper's patch classifiers (:mod:`.detector`), one MONAI ``BasicUNet`` reads
+``in_slices`` adjacent sagittal slices (2 mm pixels, 2 mm apart) and predicts, for the middle
+slice, two heatmaps:
+
+* ``vertebra`` -- a Gaussian around every vertebral-body centre (C1 ... S1, T13 / L6 included;
+  not S2 and below), decaying in R too, so the stack of slice outputs peaks at the body centre in 3D;
+* ``anchor`` -- the same around the last lumbar body (L5: the vertebra just above the sacrum),
+  present only when the sacrum below it is in view. Every real set masks L5, while S1 is masked
+  in few of them; and a U-Net sees enough context to tell L5 from L4 only with the sacrum in view.
+
+Inference (:func:`heatmap_candidates`): the network runs on every slice of a band of sagittal slices
+around the volume's middle R; 3D local maxima of the stacked vertebra heatmap above a threshold,
+thinned by non-maximum suppression, are the candidates (probability = peak height), and the best
+anchor peak marks the candidate nearest it. The graphical model (:mod:`.graph`) names them, as for
+the paper detector. Settings live in the card's ``extra["heatmap"]`` (defaults :data:`DEFAULT_HEATMAP`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import BasicUNet
+from scipy import ndimage
+
+from .candidates import Detection, attach_anchor
+from .graph import Candidate
+from .slices import SagittalSlab, extract_sagittal_slab
+
+ARCHITECTURE = "spinebrain.spinelabel.heatmap.HeatmapDetector"
+OUTPUTS = ("vertebra", "anchor")
+#: Card ``extra["heatmap"]`` defaults: slice step and band half-width (mm), peak thresholds, peak window (mm).
+DEFAULT_HEATMAP = {"slice_step_mm": 2.0, "band_mm": 40.0, "threshold": 0.3, "anchor_threshold": 0.5,
+                   "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "nms_r_scale": 0.4, "batch": 8}
+#: CT is scaled with a fixed HU window (bone to fat), MR between robust percentiles.
+CT_WINDOW_HU = (-250.0, 1250.0)
+MR_PERCENTILES = (0.5, 99.5)
+_UNET_MULTIPLE = 16  # four 2x poolings
+
+
+class HeatmapDetector(torch.nn.Module):
+    """BasicUNet (2D) from ``in_slices`` slices to ``outputs`` heatmap logits; any input size (padded)."""
+
+    def __init__(self, in_slices: int = 3, outputs: int = 2, features=(16, 16, 32, 64, 128, 16)):
+        super().__init__()
+        self.kwargs = {"in_slices": int(in_slices), "outputs": int(outputs), "features": [int(f) for f in features]}
+        self.unet = BasicUNet(spatial_dims=2, in_channels=in_slices, out_channels=outputs, features=tuple(features),
+                              norm=("instance", {"affine": True}), dropout=0.0)
+
+    @property
+    def in_slices(self) -> int:
+        return self.kwargs["in_slices"]
+
+    @property
+    def config(self) -> dict:
+        """The card's ``network`` entry (rebuilt by :func:`spinebrain.models.build_network`)."""
+        return {"architecture": ARCHITECTURE, "kwargs": dict(self.kwargs)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = (-height) % _UNET_MULTIPLE, (-width) % _UNET_MULTIPLE
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))  # 0 = the low end of the normalised range
+        return self.unet(x)[..., :height, :width]
+
+
+# ------------------------------------------------------------------------------------ intensities
+
+
+def looks_like_ct(arrays) -> bool:
+    """Hounsfield units: fat and air lie well below 0, which MR magnitudes never do."""
+    return float(np.percentile(arrays, 0.5)) < -150.0
+
+
+def normalise_slab(arrays, ct: bool | None = None, window=CT_WINDOW_HU) -> np.ndarray:
+    """To [0, 1]: CT by the HU ``window``, MR between robust percentiles of the whole slab."""
+    arrays = np.asarray(arrays, dtype=np.float32)
+    ct = looks_like_ct(arrays) if ct is None else ct
+    low, high = window if ct else np.percentile(arrays, MR_PERCENTILES)
+    if high <= low:
+        return np.zeros_like(arrays)
+    return np.clip((arrays - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+def slice_stack(arrays: np.ndarray, index: int, in_slices: int) -> np.ndarray:
+    """The ``in_slices`` slices centred on ``index`` (edge slices repeated at the slab's ends)."""
+    half = in_slices // 2
+    picks = np.clip(np.arange(index - half, index - half + in_slices), 0, len(arrays) - 1)
+    return arrays[picks]
+
+
+# -------------------------------------------------------------------------------------- targets
+
+
+def gaussian_heatmap(shape, centres_px, slice_offsets_mm, pixel_mm: float, sigma_mm: float, sigma_r_mm: float):
+    """Max over centres of exp(-d_inplane^2 / 2 sigma^2 - d_R^2 / 2 sigma_R^2) on a (rows, cols) grid.
+
+    ``centres_px``: (N, 2) row, column; ``slice_offsets_mm``: (N,) R distance of each centre from the slice.
+    """
+    heatmap = np.zeros(shape, np.float32)
+    rows, cols = np.arange(shape[0])[:, None], np.arange(shape[1])[None, :]
+    for (row, col), offset in zip(np.asarray(centres_px, float).reshape(-1, 2), np.ravel(slice_offsets_mm)):
+        distance2 = ((rows - row) ** 2 + (cols - col) ** 2) * pixel_mm**2
+        np.maximum(heatmap, np.exp(-distance2 / (2 * sigma_mm**2) - offset**2 / (2 * sigma_r_mm**2)), out=heatmap)
+    return heatmap
+
+
+# ------------------------------------------------------------------------------------ inference
+
+
+def settings(card) -> dict:
+    return {**DEFAULT_HEATMAP, **card.extra.get("heatmap", {})}
+
+
+def predict_band(network: HeatmapDetector, image, pixel_mm: float, options: dict, device="cpu"):
+    """(slab, sigmoid heatmaps (outputs, slices, rows, cols)) on the band of sagittal slices around the middle R."""
+    step = float(options["slice_step_mm"])
+    each = int(round(float(options["band_mm"]) / step))
+    slab = extract_sagittal_slab(image, pixel_mm, each, step)
+    arrays = normalise_slab(slab.arrays)
+    stacks = np.stack([slice_stack(arrays, s, network.in_slices) for s in range(len(arrays))])
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(stacks), int(options["batch"])):
+            batch = torch.from_numpy(stacks[start:start + int(options["batch"])]).to(device)
+            outputs.append(torch.sigmoid(network(batch)).cpu().numpy())
+    return slab, np.concatenate(outputs).transpose(1, 0, 2, 3)
+
+
+def find_peaks(volume: np.ndarray, threshold: float, window_px) -> list[tuple[np.ndarray, float]]:
+    """3D local maxima of a (slices, rows, cols) heatmap above ``threshold``: (sub-voxel index, height).
+
+    Hand-written (a maximum filter and a weighted centroid): MONAI and SimpleITK offer no 3D peak
+    finder with sub-voxel refinement. The centroid is taken over the peak's neighbourhood values
+    above half its height, so a peak between two slices lands between them.
+    """
+    window_px = np.maximum(np.asarray(window_px, int), 1)
+    local_max = (ndimage.maximum_filter(volume, size=window_px, mode="constant") == volume) & (volume >= threshold)
+    plateaus, count = ndimage.label(local_max, structure=np.ones((3, 3, 3), bool))  # equal neighbours: one peak
+    firsts = ndimage.minimum_position(np.zeros(volume.shape), plateaus, np.arange(1, count + 1)) if count else []
+    peaks = []
+    for index in np.array(firsts, int).reshape(-1, 3):
+        height = float(volume[tuple(index)])
+        box = tuple(slice(max(i - 1, 0), i + 2) for i in index)
+        values = np.clip(volume[box] - 0.5 * height, 0.0, None)
+        grid = np.stack(np.meshgrid(*[np.arange(b.start, b.start + n) for b, n in zip(box, values.shape)],
+                                    indexing="ij"), -1)
+        position = (grid * values[..., None]).sum(axis=(0, 1, 2)) / values.sum()
+        position[0] = _run_centre(volume[:, index[1], index[2]], int(index[0]), 0.5 * height)
+        peaks.append((position, height))
+    return peaks
+
+
+def _run_centre(profile: np.ndarray, index: int, level: float) -> float:
+    """Weighted centre of the run of ``profile`` above ``level`` that holds ``index``.
+
+    Across R the heatmap of a body is often flat-topped (a body is 40 mm wide and its middle
+    slices look alike), so the 3-voxel centroid would stick to one side of the plateau.
+    """
+    low = index
+    while low > 0 and profile[low - 1] > level:
+        low -= 1
+    high = index
+    while high < len(profile) - 1 and profile[high + 1] > level:
+        high += 1
+    weights = profile[low:high + 1] - level
+    return float(np.dot(np.arange(low, high + 1), weights) / weights.sum()) if weights.sum() > 0 else float(index)
+
+
+def peak_points(slab: SagittalSlab, volume: np.ndarray, threshold: float, options: dict) -> list[tuple[np.ndarray, float]]:
+    """Peaks as (RAS position, height), strongest first, none closer than the card's NMS distance to a stronger one."""
+    slice_mm, inplane_mm = (float(v) for v in options["peak_window_mm"])
+    step = float(options["slice_step_mm"])
+    window = (2 * round(slice_mm / step / 2) + 1, 2 * round(inplane_mm / slab.pixel_mm / 2) + 1,
+              2 * round(inplane_mm / slab.pixel_mm / 2) + 1)
+    peaks = [(slab.pixel_to_ras(*index), height) for index, height in find_peaks(volume, threshold, window)]
+    return sorted(peaks, key=lambda p: -p[1])
+
+
+def suppress_near(points: list[tuple[np.ndarray, float]], distance_mm: float,
+                  r_scale: float = 1.0) -> list[tuple[np.ndarray, float]]:
+    """Greedy non-maximum suppression (strongest first): one body gives one point.
+
+    Left-right (R) differences count ``r_scale`` times: a body is wider than it is tall, so a weaker
+    answer beside a body centre, at its height, is the same body seen on its lateral slices.
+    """
+    scale = np.array([r_scale, 1.0, 1.0])
+    kept: list[tuple[np.ndarray, float]] = []
+    for position, height in points:
+        if all(np.linalg.norm((position - other) * scale) >= distance_mm for other, _ in kept):
+            kept.append((position, height))
+    return kept
+
+
+def anchor_answers(peaks: list[tuple[np.ndarray, float]], threshold: float, most: int = 3):
+    """The anchor answers to hand to the graph: none unless the best peak reaches ``threshold``.
+
+    The threshold decides whether an anchor is in view; its place is then chosen among the answers at
+    least half as strong as the best (the graph step tries the lowest first), because L4 answers
+    nearly as strongly as L5.
+    """
+    peaks = sorted(peaks, key=lambda p: -p[1])[:most]
+    if not peaks or peaks[0][1] < threshold:
+        return []
+    return [(position, height) for position, height in peaks if height >= 0.5 * peaks[0][1]]
+
+
+def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], int | None]:
+    """The pipeline's detect step for a heatmap card: (candidates, index of the anchored candidate or None)."""
+    options = settings(model.card)
+    if progress is not None:
+        progress.update("spine-label", 0.2, "heatmap detector on the sagittal band")
+    slab, maps = predict_band(model.networks, image, model.pixel_mm, options, model.device)
+    steps = [float(np.linalg.norm(pair.mean)) for pair in model.shape_model.pairs.values()]
+    nms_mm = float(options["nms_fraction"]) * float(np.median(steps))
+    vertebrae = suppress_near(peak_points(slab, maps[0], float(options["threshold"]), options), nms_mm,
+                              float(options["nms_r_scale"]))
+    candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
+    threshold = float(options["anchor_threshold"])
+    peaks = suppress_near(peak_points(slab, maps[1], 0.5 * threshold, options), nms_mm, float(options["nms_r_scale"]))
+    answers = [Detection(p, h, h, 1, ()) for p, h in anchor_answers(peaks, threshold)]
+    return attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
+
+
+__all__ = ["HeatmapDetector", "heatmap_candidates", "anchor_answers", "normalise_slab", "gaussian_heatmap", "find_peaks",
+           "suppress_near", "predict_band", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]

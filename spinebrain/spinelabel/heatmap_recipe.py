@@ -1,0 +1,287 @@
+"""Recipe: train the heatmap detector (:mod:`.heatmap`) with MONAI engines and write a spine-label package.
+
+    python -m spinebrain.spinelabel.heatmap_recipe --data ../shared/data --out out/heatmap --minutes 45
+
+Data (:mod:`.heatmap_training`): the real MR scans of ``splits.json`` 'train' (A10-A12) minus a few
+patients held back for model selection (``--select``), plus generated scans (CT, T1, T2, random
+contrast; lumbar, whole, thoracic, short and cervical views). The 'validation' patients of
+``splits.json`` are never read here: they are for the final report only
+(``benchmarks/eval_spine_label_real_mr.py``).
+
+Checkpoints are written every epoch under ``--out``; a restarted run resumes from the latest one.
+The best epoch by selection loss is exported with :func:`export_package`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import calendar
+import glob
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ignite.engine import Events
+from ignite.metrics import Loss
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from monai.handlers import (CheckpointLoader, CheckpointSaver, EarlyStopHandler, LrScheduleHandler, StatsHandler,
+                            ValidationHandler, from_engine)
+
+from .. import RESEARCH_NOTICE, __version__
+from ..models import ModelCard, save_model_package
+from .graph import fit_shape_model
+from .heatmap import ARCHITECTURE, DEFAULT_HEATMAP, HeatmapDetector
+from .heatmap_training import (PIXEL_MM, SLICE_STEP_MM, HeatmapSamples, generated_case,
+                               read_real_case, real_split)
+from .pipeline import TASK
+
+#: Train patients kept out of training to choose the epoch (never the splits.json validation ones).
+DEFAULT_SELECT = ("vb3_27", "vb3_29", "vb2_20")
+VIEWS = {"lumbar": 0.45, "whole": 0.2, "thoracic": 0.1, "short": 0.15, "cervical": 0.1}
+MODALITIES = ("ct", "t1", "t2", "random")
+LEVELS = ("T8", "S1")
+#: Positive pixels are few: their loss counts this many times more.
+POSITIVE_WEIGHT = 20.0
+
+
+class HeatmapLoss(torch.nn.Module):
+    """Weighted binary cross-entropy on soft Gaussian targets; ``label`` = targets then weight maps."""
+
+    def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        channels = logits.shape[1]
+        targets, weights = label[:, :channels], label[:, channels:]
+        weights = weights * (1.0 + POSITIVE_WEIGHT * targets)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        return (loss * weights).sum() / weights.sum().clamp(min=1.0)
+
+
+def build_engines(network, train_loader, select_loader, out_dir: Path, epochs: int, learning_rate: float,
+                  deadline: float, device="cpu", patience: int = 6):
+    """(trainer, evaluator): AdamW, cosine schedule, selection every epoch, checkpoints, early stop, deadline."""
+    loss = HeatmapLoss()
+    optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=learning_rate * 0.05)
+    if np.isfinite(deadline):  # on a shared machine the epochs per hour vary: anneal by the clock instead
+        scheduler = TimeCosine(optimizer, learning_rate, deadline)
+    evaluator = SupervisedEvaluator(
+        device=device, val_data_loader=select_loader, network=network, decollate=False,
+        metric_cmp_fn=lambda current, best: current < best,  # a loss: lower is better
+        key_val_metric={"select_loss": Loss(loss, output_transform=from_engine(["pred", "label"]))},
+        val_handlers=[StatsHandler(iteration_log=False, name="select"),
+                      CheckpointSaver(str(out_dir), {"network": network}, save_key_metric=True,
+                                      key_metric_negative_sign=True, key_metric_n_saved=1, key_metric_name="select_loss")])
+    trainer = SupervisedTrainer(
+        device=device, max_epochs=epochs, train_data_loader=train_loader, network=network, optimizer=optimizer,
+        loss_function=loss, decollate=False,
+        train_handlers=[LrScheduleHandler(scheduler, print_lr=False, epoch_level=not np.isfinite(deadline)),
+                        ValidationHandler(1, evaluator),
+                        StatsHandler(tag_name="train_loss", output_transform=lambda output: float(output["loss"]),
+                                     iteration_log=20, name="train")])
+    CheckpointSaver(str(out_dir), {"network": network, "optimizer": optimizer, "scheduler": scheduler,
+                                   "trainer": trainer}, save_interval=1, n_saved=1, epoch_level=True).attach(trainer)
+    EarlyStopHandler(patience, lambda engine: -engine.state.metrics["select_loss"], trainer=trainer).attach(evaluator)
+    _stop_at(trainer, deadline)
+    _reseed_each_epoch(trainer, train_loader.dataset)
+    return trainer, evaluator, scheduler
+
+
+class TimeCosine:
+    """Cosine learning-rate decay from now to ``deadline`` (wall clock), stepped each epoch; restarts resume it.
+
+    Hand-written: torch's schedulers count steps, and the steps a shared 2-core machine gives per
+    hour are unknown in advance.
+    """
+
+    def __init__(self, optimizer, base_lr: float, deadline: float, floor: float = 0.05):
+        self.optimizer, self.base_lr, self.deadline, self.floor = optimizer, base_lr, deadline, floor
+        self.start = time.time()
+
+    def step(self) -> None:
+        done = min(max((time.time() - self.start) / max(self.deadline - self.start, 1.0), 0.0), 1.0)
+        lr = self.base_lr * (self.floor + (1 - self.floor) * 0.5 * (1 + np.cos(np.pi * done)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return {"start": self.start}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.start = float(state["start"])
+
+
+def _stop_at(trainer, deadline: float) -> None:
+    """End the run at a wall-clock deadline (the machine is shared; the run must finish in its slot)."""
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def _check(engine):
+        if time.time() > deadline:
+            engine.terminate()
+
+
+def _reseed_each_epoch(trainer, dataset: HeatmapSamples) -> None:
+    @trainer.on(Events.EPOCH_STARTED)
+    def _seed(engine):
+        dataset.set_epoch(engine.state.epoch)
+
+
+def resume(trainer, network, scheduler, out_dir: Path) -> None:
+    """Load the latest epoch checkpoint of ``out_dir`` into the trainer's state, if there is one."""
+    latest = sorted(glob.glob(str(out_dir / "checkpoint_epoch=*.pt")), key=os.path.getmtime)
+    if not latest:
+        return
+    objects = {"network": network, "optimizer": trainer.optimizer, "trainer": trainer, "scheduler": scheduler}
+    CheckpointLoader(latest[-1], objects, map_location="cpu", strict=False).attach(trainer)
+    print(f"resuming from {latest[-1]}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int) -> tuple[list, list]:
+    """(training cases, selection cases): real train-split scans and generated scans, selection patients apart."""
+    train, chosen = [], []
+    for folder in real_split(data_dir, "train"):
+        (chosen if folder.name in select else train).append(read_real_case(folder))
+    rng = np.random.default_rng(seed)
+    views = rng.choice(list(VIEWS), size=generated, p=list(VIEWS.values()))
+    modalities = rng.choice(MODALITIES, size=generated)
+    for number, (view, modality) in enumerate(zip(views, modalities)):
+        try:
+            train.append(generated_case(seed * 100_000 + number + 1, str(view), str(modality)))
+        except Exception as error:  # a generated case too small for the grid: skip it, say so
+            print(f"generated case {number} skipped: {error}", flush=True)
+    return train, chosen
+
+
+def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40, generated: int = 120,
+                  samples_per_epoch: int = 1600, batch: int = 8, learning_rate: float = 2e-3, seed: int = 0,
+                  select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128, device: str = "cpu") -> Path:
+    """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    cache = out / "cases.pkl"
+    if cache.exists():  # our own prepared arrays from an interrupted run of this recipe (never weights)
+        cases, chosen = pickle.loads(cache.read_bytes())
+    else:
+        cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed)
+        cache.write_bytes(pickle.dumps((cases, chosen)))
+    write_shape_points(cases, out)
+    print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
+          f"{len(chosen)} selection cases", flush=True)
+    train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed)
+    select_set = HeatmapSamples(chosen, 96, size=size, seed=seed + 1, augment=False, real_share=1.0)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=False, num_workers=0)
+    select_loader = torch.utils.data.DataLoader(select_set, batch_size=batch, num_workers=0)
+    network = HeatmapDetector().to(device)
+    trainer, _, scheduler = build_engines(network, loader, select_loader, out, epochs, learning_rate, deadline,
+                                          device=device)
+    resume(trainer, network, scheduler, out)
+    trainer.run()
+    return out
+
+
+def write_shape_points(cases, out: Path) -> None:
+    """The training cases' body centres (RAS mm), from which the export fits the graph's shape model."""
+    (out / "shape_points.json").write_text(json.dumps(
+        {c.name: {k: list(map(float, v)) for k, v in c.info["points"].items()} for c in cases}))
+
+
+def best_checkpoint(out_dir: str | Path) -> Path:
+    """The saved network with the lowest selection loss (file names hold minus the loss), over resumed runs too."""
+    found = glob.glob(str(Path(out_dir) / "network_key_metric=*.pt"))
+    if not found:
+        raise FileNotFoundError(f"No selected checkpoint in {out_dir}; train first.")
+    return Path(max(found, key=lambda name: float(Path(name).stem.split("=")[1])))
+
+
+def shape_model_from(out_dir: str | Path):
+    """The graph's shape model (T8-S1) from the training cases' body centres (RAS mm) saved by the run."""
+    from ..points import LabelledPoint
+    from .training import region_levels
+
+    saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
+    annotated = [[LabelledPoint(name, tuple(ras)) for name, ras in points.items()] for points in saved.values()]
+    seen = [level for level in region_levels("lumbar") if sum(level in points for points in saved.values()) >= 2]
+    return fit_shape_model(annotated, levels=seen)  # T13 / L6 only where training cases had them
+
+
+def load_checkpoint(checkpoint: str | Path, network: HeatmapDetector | None = None) -> HeatmapDetector:
+    """The network (default architecture unless given) with the weights of a saved checkpoint (weights only)."""
+    network = network or HeatmapDetector()
+    network.load_state_dict(torch.load(str(checkpoint), map_location="cpu", weights_only=True))
+    return network.eval()
+
+
+def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model, metrics: dict, training_data: str,
+                   command: str, model_id: str = "spine-label-lumbar-heatmap", extra: dict | None = None) -> Path:
+    """Write ``models_dir/<model_id>/``: a spine-label package (lumbar region, anchor L5) of the heatmap network."""
+    card = ModelCard(
+        id=model_id, task=TASK, version="1.0",
+        labels={"0": "vertebral-body centre heatmap", "1": "L5 (last lumbar above the sacrum) heatmap"},
+        modalities=["CT", "T1", "T2"], spacing=[PIXEL_MM, PIXEL_MM, SLICE_STEP_MM], patch_size=[128, 128, 3],
+        normalisation={"method": "CT: HU window -250..1250; MR: percentiles 0.5..99.5 over the band"},
+        network=network.config, region="lumbar", validated_modalities=["MR (real, held-out patients)"],
+        training_data=training_data, training_command=command, software_version=__version__,
+        research_notice=RESEARCH_NOTICE, metrics=metrics,
+        extra={"anchor_level": "L5", "shape_model": shape_model.to_dict(), "levels": list(shape_model.levels),
+               "detector": "heatmap", "heatmap": dict(DEFAULT_HEATMAP), "pixel_mm": PIXEL_MM,
+               "labelling": {"transitional_penalty": 25.0, "gap_penalty": 10.0},
+               "max_slice_thickness_mm": 6.5, "min_spine_extent_mm": 60.0, "architecture": ARCHITECTURE,
+               **(extra or {})})
+    return save_model_package(models_dir, network.state_dict(), card, overwrite=True)
+
+
+def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str) -> Path:
+    """Package the best checkpoint of a run: shape model from its cases, measured metrics, heatmap settings."""
+    saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
+    generated = sum(name.startswith("synthetic") for name in saved)
+    data = (f"{len(saved) - generated} real MR scans of the splits.json 'train' patients of ../shared/data A10-A12 "
+            f"(their images, contrast-randomised: random intensity curve, per-body offset, bias field, gamma, blur, "
+            f"noise, thick-slice blur; rotations, scaling, tight crops); {generated} generated scans "
+            "(spinebrain.synth.spine: CT, T1, T2, random contrast; lumbar, whole, thoracic, short and cervical views). "
+            f"Train patients {', '.join(DEFAULT_SELECT)} held out to choose the epoch; the splits.json 'validation' "
+            "patients were never used in training or selection.")
+    metrics = json.loads(metrics_file.read_text()) if metrics_file else {}
+    network = load_checkpoint(best_checkpoint(out_dir))
+    extra = {"heatmap": {**DEFAULT_HEATMAP, **settings}}
+    return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, extra=extra)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--out", default="out/heatmap")
+    parser.add_argument("--minutes", type=float, default=45.0, help="train this long (from the first start)")
+    parser.add_argument("--until", help="or until this UTC time today, HH:MM (a restarted run keeps it)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--generated", type=int, default=120)
+    parser.add_argument("--samples-per-epoch", type=int, default=1600)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--export", metavar="MODELS_DIR",
+                        help="instead of training: write the best checkpoint of --out as a package into MODELS_DIR")
+    parser.add_argument("--metrics", type=Path, help="with --export: a JSON object of measured metrics for the card")
+    parser.add_argument("--settings", default="{}", help="with --export: JSON overrides of the card's heatmap settings")
+    parser.add_argument("--command", default="", help="with --export: the training command to record in the card")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.export:
+        print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command))
+        return
+    deadline = time.time() + 60.0 * args.minutes
+    if args.until:
+        hours, minutes = (int(v) for v in args.until.split(":"))
+        now = time.gmtime()
+        deadline = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0, 0, 0, 0))
+    train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,
+                  args.batch, args.lr, args.seed)
+
+
+if __name__ == "__main__":
+    main()
