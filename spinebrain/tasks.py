@@ -63,6 +63,8 @@ class Task:
     train: str | None = None
     evaluate: str | None = None
     available: bool = True
+    #: the card tasks its ``train`` entry makes (None: all of ``card_tasks``)
+    trained_card_tasks: tuple[str, ...] | None = None
 
     def entry(self, name: str):
         """The callable behind entry point ``name`` (``"command"``, ``"run_case"``, ``"train"`` ...)."""
@@ -72,6 +74,11 @@ class Task:
                              f"'spinebrain --help' lists what is available.")
         module_name, _, attribute = reference.partition(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+    def trains(self, card_task: str) -> bool:
+        """Whether ``spinebrain train <name>`` makes models of ``card_task`` in this version."""
+        made = self.card_tasks if self.trained_card_tasks is None else self.trained_card_tasks
+        return self.available and self.train is not None and card_task in made
 
     @property
     def out_help(self) -> str:
@@ -93,7 +100,7 @@ SPINE_LABEL = Task(
     evaluate="spinebrain.commands.evaluate:add_spine_label_arguments",
 )
 
-#: SpineSegment offers its 2D MR mode; BrainSeg is declared so its model cards are recognised.
+#: SpineSegment offers its 2D MR mode, BrainSeg its tissue model; the 3D CT mode and lesions come next.
 SPINE_SEGMENT = Task(
     name="spine-segment", title="SpineSegment",
     help="segment vertebral bodies of MR scans as instances (2D mode); writes .seg.nrrd + .csv",
@@ -107,9 +114,15 @@ SPINE_SEGMENT = Task(
     evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
 )
 BRAIN_SEG = Task(
-    name="brain-seg", title="BrainSeg", help="brain tissue and lesion segmentation (planned)",
+    name="brain-seg", title="BrainSeg",
+    help="segment brain tissue (GM, WM, CSF) of an MR scan and measure its volumes; writes .seg.nrrd + volumes .csv",
     card_tasks=("brain-tissue", "brain-lesion"), modalities=("T1", "T2", "FLAIR"), output_suffix=".seg.nrrd",
-    available=False,
+    command="spinebrain.commands.brain_seg:add_arguments",
+    load_models="spinebrain.brainseg.pipeline:load_tissue_model",
+    run_case="spinebrain.brainseg.pipeline:segment_tissue",
+    train="spinebrain.brainseg.training:add_arguments",
+    evaluate="spinebrain.brainseg.evaluate:add_arguments",
+    trained_card_tasks=("brain-tissue",),  # lesion models come later
 )
 
 #: Every task, in the order ``--help`` and the Slicer module list show them.

@@ -164,7 +164,7 @@ class ModelRegistry:
         folder = user_dir or default_user_dir()
         owner = task_for_card(task) if task else None
         importing = f"import a model package (folder with model_card.json and weights) into {folder}"
-        if owner is not None and not owner.available:
+        if owner is not None and not owner.trains(task):
             return f"This version cannot train {task} models yet; {importing}."
         command = owner.name if owner else "TASK"
         return f"Train one with 'spinebrain train {command} ...' (or the Training module in Slicer), or {importing}."

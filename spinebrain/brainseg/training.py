@@ -1,0 +1,168 @@
+"""``spinebrain train brain-seg``: the tissue model, trained on images synthesised from label maps.
+
+Training draws fresh crops every epoch from the training label maps (:mod:`.synthesis`); validation
+(for the choice of the best checkpoint only) uses fixed synthetic crops from held-out maps
+(default ``training_seg_17..20``), so no real scan is ever used to train or to tune. The loop is the
+shared engine's (:func:`spinebrain.training.run_training`: best weights, resume checkpoint after
+every epoch, ``STOP`` file, metrics log); the result is a model package (card task ``brain-tissue``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..models import ModelCard
+from ..protocol import Progress
+from .synthesis import CLASSES
+
+METRIC = "val_mean_dice"
+LABELS = {"0": "background", "1": "Cerebrospinal fluid", "2": "Grey matter", "3": "White matter"}
+DEFAULT_NETWORK = {"architecture": "UNet", "kwargs": {"channels": [16, 32, 64, 128], "strides": [2, 2, 2],
+                                                      "num_res_units": 1}}
+
+
+@dataclass
+class TissueRecipe:
+    maps: str
+    out: str
+    model_id: str = "brain-tissue-synth"
+    validation_maps: tuple[int, ...] = (17, 18, 19, 20)
+    spacing: float = 1.5
+    patch: int = 48
+    epochs: int = 200
+    steps_per_epoch: int = 50
+    batch_size: int = 2
+    validation_crops: int = 12
+    learning_rate: float = 2e-3
+    seed: int = 0
+    device: str = "auto"
+    run_dir: str | None = None
+    resume: bool = True
+    init_weights: str | None = None  # fine-tune from these weights (.safetensors of the same network)
+    command: str = ""
+
+    def card(self) -> ModelCard:
+        network = {"architecture": DEFAULT_NETWORK["architecture"],
+                   "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": len(CLASSES),
+                              **DEFAULT_NETWORK["kwargs"]}}
+        return ModelCard(
+            id=self.model_id, task="brain-tissue", version="0.1", labels=dict(LABELS), modalities=["T1"],
+            spacing=[self.spacing] * 3, patch_size=[self.patch] * 3,
+            # the brain-seg pipeline z-scores within the brain / head mask before the network
+            # (spinebrain.brainseg.pipeline), as the synthesis does; the card adds nothing on top
+            normalisation={"method": "none"}, network=network, training_command=self.command,
+            extra={"any_mr_contrast": True, "mask_normalisation": "zscore within the brain mask (head mask if none)"},
+        )
+
+    def map_names(self) -> tuple[list[str], list[str]]:
+        held = {f"training_seg_{i:02d}.nii.gz" for i in self.validation_maps}
+        names = sorted(p.name for p in Path(self.maps).glob("training_seg_*.nii.gz"))
+        return [n for n in names if n not in held], [n for n in names if n in held]
+
+
+def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=None) -> Path:
+    """Train and write ``<out>/<model_id>/``. ``banks``: (training, validation) :class:`.synthesis.LabelMapBank`
+    to use instead of the maps in ``recipe.maps`` (e.g. the brain generator's tissue maps)."""
+    from monai.data import DataLoader
+    from monai.losses import DiceCELoss
+    from monai.metrics import DiceMetric
+    from monai.transforms import AsDiscreted, Compose
+    from monai.utils import set_determinism
+
+    from ..models import build_network, save_model_package
+    from ..training import EngineSettings, init_distributed, load_best_weights, run_training, shutdown
+    from .synthesis import LabelMapBank, LabelMapSynthesiser, SynthDataset, SynthesisSettings
+
+    progress = progress or Progress(quiet=True)
+    card = recipe.card()
+    context = init_distributed(recipe.device)
+    try:
+        set_determinism(recipe.seed)
+        settings = SynthesisSettings(patch=recipe.patch)
+        if banks is None:
+            train_names, val_names = recipe.map_names()
+            progress.update("load", 0.0, f"{len(train_names)} training and {len(val_names)} validation label maps")
+            banks = (LabelMapBank.from_folder(recipe.maps, recipe.spacing, train_names, recipe.seed),
+                     LabelMapBank.from_folder(recipe.maps, recipe.spacing, val_names, recipe.seed + 1))
+        train_bank, val_bank = banks
+        train_names, val_names = [m.name for m in train_bank.maps], [m.name for m in val_bank.maps]
+        train_set = SynthDataset(LabelMapSynthesiser(train_bank, settings), recipe.steps_per_epoch * recipe.batch_size,
+                                 recipe.seed)
+        val_set = SynthDataset(LabelMapSynthesiser(val_bank, settings), recipe.validation_crops, recipe.seed + 7,
+                               fixed=True)
+        network = build_network(card)
+        if recipe.init_weights:
+            from safetensors.torch import load_file
+
+            network.load_state_dict(load_file(recipe.init_weights), strict=True)
+            progress.log(f"Starting from the weights in {recipe.init_weights}")
+        network = network.to(context.device)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
+        classes = len(CLASSES)
+        post = Compose([AsDiscreted("pred", argmax=True, to_onehot=classes), AsDiscreted("label", to_onehot=classes)])
+        run_dir = Path(recipe.run_dir or Path(recipe.out) / ".runs" / recipe.model_id)
+        outcome = run_training(
+            network, optimizer, DiceCELoss(to_onehot_y=True, softmax=True),
+            DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, num_workers=0),
+            DataLoader(val_set, batch_size=2), DiceMetric(include_background=False, reduction="mean"),
+            EngineSettings(run_dir, recipe.epochs, METRIC, resume=recipe.resume), context,
+            lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4),
+            val_postprocessing=post, progress=progress)
+        card.training_data = (f"{len(train_names)} label maps ({', '.join(train_names)}), images "
+                              f"synthesised on the fly: {recipe.steps_per_epoch * recipe.batch_size} crops of "
+                              f"{recipe.patch}^3 at {recipe.spacing} mm per epoch")
+        card.metrics = {METRIC: outcome.best_metric, "best_epoch": outcome.best_epoch,
+                        "epochs_run": outcome.epochs_run, "stopped": outcome.stopped,
+                        "measured_on": f"{recipe.validation_crops} fixed synthetic crops from held-out maps "
+                                       f"{', '.join(val_names)} (background excluded)"}
+        card.extra["training"] = {k: v for k, v in asdict(recipe).items() if k not in ("maps", "out", "run_dir", "command")}
+        path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
+        progress.result(path, kind="model")
+        progress.log(f"Model package written to {path} (best {METRIC} {outcome.best_metric} at epoch "
+                     f"{outcome.best_epoch}; {outcome.stopped} after epoch {outcome.epochs_run})")
+        return path
+    finally:
+        shutdown(context)
+
+
+# -- command line (registered in spinebrain.tasks as brain-seg's train entry) ------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Train the brain tissue model (background / CSF / GM / WM) on images synthesised from "
+                          "label maps in the SynthSeg manner (random contrast, deformation, bias, noise, resolution), "
+                          "and write a model package to --out/<id>/. Put a file named STOP in the run folder to end "
+                          "the run early with the best weights; run again to resume.")
+    add = parser.add_argument
+    add("--maps", required=True, help="folder of label maps with labels.json (the B7_synthseg_label_maps layout)")
+    add("--out", required=True, help="folder to write the model package into")
+    add("--id", dest="model_id", default="brain-tissue-synth", help="model id (default brain-tissue-synth)")
+    add("--validation-maps", type=int, nargs="+", default=[17, 18, 19, 20],
+        help="numbers of the maps held out for validation (default 17 18 19 20)")
+    add("--spacing", type=float, default=1.5, help="model voxel size in mm (default 1.5)")
+    add("--patch", type=int, default=48, help="crop edge in voxels (default 48)")
+    add("--epochs", type=int, default=200)
+    add("--steps-per-epoch", type=int, default=50)
+    add("--batch-size", type=int, default=2)
+    add("--validation-crops", type=int, default=12)
+    add("--lr", type=float, default=2e-3, dest="learning_rate")
+    add("--seed", type=int, default=0)
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add("--run-dir", help="checkpoints, metrics log and STOP file (default <out>/.runs/<id>)")
+    add("--no-resume", dest="resume", action="store_false", help="start afresh even if a checkpoint exists")
+    add("--init-weights", help="start from these weights (.safetensors of the same network), e.g. a run's "
+        "best.safetensors, instead of a random initialisation")
+    add("--threads", type=int, help="CPU threads for torch")
+    parser.set_defaults(run=run)
+
+
+def run(args, progress: Progress) -> None:
+    from ..commands.train import command_line
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = {k: v for k, v in vars(args).items() if k in TissueRecipe.__dataclass_fields__}
+    options["validation_maps"] = tuple(options["validation_maps"])
+    train_tissue(TissueRecipe(**options, command=command_line()), progress)
