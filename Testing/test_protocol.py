@@ -171,3 +171,19 @@ def test_as_progress_gives_an_object_to_call_unconditionally(capsys):
     assert seen == [("stage", 1.0, "clamped")]
     with pytest.raises(TypeError, match="progress must be None"):
         as_progress(42)
+
+
+def test_a_cancel_wrapped_by_a_library_still_exits_cancelled(capsys):
+    """MONAI wraps an error raised inside a transform in a RuntimeError; the cancel must still read as a cancel."""
+    from spinebrain.cli import execute
+    from spinebrain.errors import EXIT_CANCELLED, CancelledError
+    from spinebrain.protocol import Progress
+
+    def run(args, progress):
+        try:
+            raise CancelledError("Cancelled.")
+        except CancelledError as error:
+            raise RuntimeError("applying transform <RandCropByPosNegLabeld>") from error
+
+    assert execute(run, None, Progress(json_lines=True)) == EXIT_CANCELLED
+    assert '"code": 3' in capsys.readouterr().out

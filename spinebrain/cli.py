@@ -109,12 +109,28 @@ def execute(run, args, progress: Progress) -> int:
         code = EXIT_CANCELLED
         _report(progress, code, "Cancelled.")
     except Exception as error:  # noqa: BLE001 -- last resort: say what broke, exit "failed"
-        code = EXIT_FAILED
-        _report(progress, code, f"Internal error: {error}", traceback.format_exc())
+        cause = _project_error_behind(error)
+        if cause is not None:  # e.g. a cancel raised inside a MONAI transform, which wraps it in a RuntimeError
+            code = cause.exit_code
+            _report(progress, code, str(cause))
+        else:
+            code = EXIT_FAILED
+            _report(progress, code, f"Internal error: {error}", traceback.format_exc())
     finally:
         progress.close()
     progress.emit("done", code=code)
     return code
+
+
+def _project_error_behind(error: BaseException) -> SpineBrainError | None:
+    """The project's own error (cancel, bad input) that a library wrapped in its exception, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, SpineBrainError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _usage_error(error: UsageError, json_lines: bool) -> int:
