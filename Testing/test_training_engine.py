@@ -150,7 +150,7 @@ def _command(datalist: Path, out: Path, epochs: int) -> list[str]:
 
 def _environment() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1"}
+            "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}  # gloo on loopback: this machine's own address only
 
 
 @pytest.mark.slow

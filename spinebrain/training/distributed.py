@@ -50,6 +50,7 @@ def init_distributed(device_option: str | None = None) -> DistributedContext:
 
 def shutdown(context: DistributedContext) -> None:
     if context.distributed and dist.is_initialized():
+        dist.barrier()  # leave together: a process closing its connections while another still uses them aborts gloo
         dist.destroy_process_group()
 
 
