@@ -267,19 +267,16 @@ class SpineLabelLogic(TaskLogic):
         return state.setup
 
     def _load(self, region, model_id):
-        from spinebrain.spinelabel.pipeline import load_spine_label_models
-
         key = (region, model_id)
         if key not in self._loaded:  # relabels happen on every point edit: load each package once
-            self._loaded[key] = load_spine_label_models(region or "auto", model_id, device="cpu")[0]
+            load_models = SPINE_LABEL.entry("load_models")
+            self._loaded[key] = load_models(region or "auto", model_id, device="cpu")[0]
         return self._loaded[key]
 
     def _installed_model_for(self, points):
         """The first installed SpineLabel model that knows every label in ``points``."""
-        from spinebrain.spinelabel.pipeline import REGIONS
-
         wanted = {p.label for p in points if p.label in VERTEBRA_LABELS}
-        for region in REGIONS:
+        for region in SPINE_LABEL.regions:
             try:
                 model = self._load(region, None)
             except ModelError:
@@ -335,13 +332,13 @@ def _labelling_work(image, region, model, device, fixed):
     """The in-process run: the core's model choice and labelling, as the command line does it."""
 
     def work(progress):
-        from spinebrain.spinelabel.pipeline import SpineLabelModel, label_spine_best, load_spine_label_models
+        from spinebrain.spinelabel.pipeline import SpineLabelModel
 
         if isinstance(model, SpineLabelModel):
             models = [model]
         else:
-            models = load_spine_label_models(region, model, device=device)
-        return label_spine_best(image, models, fixed, device=device, progress=progress)
+            models = SPINE_LABEL.entry("load_models")(region, model, device=device)
+        return SPINE_LABEL.entry("run_case")(image, models, fixed, device=device, progress=progress)
 
     return work
 

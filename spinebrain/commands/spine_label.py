@@ -72,8 +72,7 @@ def run(args, progress) -> None:
 
 
 def _load_models(args, progress):
-    from ..spinelabel.pipeline import load_spine_label_models
-
+    load_spine_label_models = SPINE_LABEL.entry("load_models")  # the registry's entry, as the Slicer Logic uses it
     progress.update("load", 0.0, "loading the SpineLabel model(s)")
     models = load_spine_label_models(args.region, args.model, device=args.device)
     _log_model_problems(progress)
@@ -138,8 +137,7 @@ def _png_path(markups_path: Path) -> Path:
 
 def _label_one(image, path, markups_path: Path, models, fixed, args, progress) -> dict:
     """Label one checked scan and write its point list (and picture); returns the batch summary fields."""
-    from ..spinelabel.pipeline import label_spine_best
-
+    label_spine_best = SPINE_LABEL.entry("run_case")
     result = label_spine_best(image, models, fixed, progress=progress, detection_only=args.detection_only)
     if len(models) > 1:
         progress.log(f"{Path(path).name}: region auto {result.choice}")
