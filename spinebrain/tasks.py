@@ -65,6 +65,8 @@ class Task:
     available: bool = True
     #: the card tasks its ``train`` entry makes (None: all of ``card_tasks``)
     trained_card_tasks: tuple[str, ...] | None = None
+    #: the ``--mode`` values its command runs in this version, the default first (() : no modes)
+    modes: tuple[str, ...] = ()
 
     def entry(self, name: str):
         """The callable behind entry point ``name`` (``"command"``, ``"run_case"``, ``"train"`` ...)."""
@@ -112,6 +114,7 @@ SPINE_SEGMENT = Task(
     run_case="spinebrain.spinesegment.pipeline2d:run_case",
     train="spinebrain.commands.spine_segment:add_train_arguments",
     evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
+    modes=("2d",),  # the 3D CT mode joins when it lands
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg",

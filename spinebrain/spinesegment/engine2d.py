@@ -1,9 +1,11 @@
-"""The MONAI engines of the 2D MR training, and the run that drives them (resumable, time-limited).
+"""The 2D MR training run on the shared engine (:func:`spinebrain.training.run_training`).
 
-:func:`build_engines` is the one place the trainer, evaluator and handlers are put together (the
-shared training engine may take it over later). :func:`train` loads and caches the cases, resumes
-from the last epoch checkpoint in ``out_dir`` when there is one, and stops at early stopping,
-``max_epochs`` or the wall-clock ``stop_at``, keeping the best validation checkpoint.
+This module supplies only what is particular to the slice-wise task: the cached slice datasets
+(:mod:`.training2d`), a loss and a validation Dice that skip the voxels outside the labelled span of
+each scan (see :class:`SpanMaskedDiceCE`), an optional start from earlier weights, and a wall-clock
+stop. Resume, best weights (``best.safetensors``), early stopping, the metrics log, the stop file
+and progress are the shared engine's. ``history.json`` (options, network, per-epoch figures) is
+written beside them for the model card (:mod:`.package2d`).
 """
 
 from __future__ import annotations
@@ -14,69 +16,91 @@ import warnings
 from pathlib import Path
 
 import torch
+from ignite.engine import Events
 from monai import transforms as mt
 from monai.data import DataLoader, Dataset
-from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import (CheckpointLoader, CheckpointSaver, EarlyStopHandler, LrScheduleHandler, MeanDice,
-                            from_engine, stopping_fn_from_metric)
-from ignite.engine import Events
 from monai.losses import DiceCELoss
+from monai.metrics import DiceMetric
+from monai.utils import set_determinism
 
 from ..models.network import network_class
+from ..training import EngineSettings, run_training
+from ..training.handlers import METRICS_JSONL, STOP_FILE
 from .networks import network_spec
 from .training2d import (RandomSliceDataset, TrainOptions, augmentations, load_case, log, split_cases,
                          validation_items)
 
 VAL_METRIC = "val_dice"
-#: Training patients kept out of the gradient for early stopping (one or two per MR set; never a
-#: 'validation' case of splits.json, which stays untouched for the reported figures).
+#: Training patients kept out of the gradient for early stopping and for choosing the inference
+#: settings (one or two per MR set; never a 'validation' case of splits.json, which stays untouched
+#: for the reported figures).
 EARLY_STOP_CASES = ("A10_vb3_lumbar_mr/vb3_27", "A10_vb3_lumbar_mr/vb3_29", "A11_vb2_t2_lumbar/vb2_20",
                     "A12_vb1_thoracolumbar_pathology/vb1_16")
+#: Content of a stop file written by the wall-clock limit (removed again when the run is resumed;
+#: a stop file a person wrote is left alone).
+CLOCK_STOP = "stopped by the wall-clock limit\n"
+#: Logit given to ignored voxels: sigmoid ~ 1e-13, so they add nothing to the Dice or the BCE.
+IGNORED_LOGIT = -30.0
 
 
-def build_engines(network, optimizer, train_loader, val_loader, options: TrainOptions, out_dir: Path, device):
-    """SupervisedTrainer + SupervisedEvaluator with checkpoint, best-model, LR and early-stop handlers."""
-    post = mt.Compose([mt.Activationsd("pred", sigmoid=True), mt.AsDiscreted("pred", threshold=0.5)])
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=4)
-    evaluator = SupervisedEvaluator(
-        device=device, val_data_loader=val_loader, network=network, postprocessing=post,
-        key_val_metric={VAL_METRIC: MeanDice(include_background=True, output_transform=from_engine(["pred", "label"]))},
-    )
-    trainer = SupervisedTrainer(
-        device=device, max_epochs=options.max_epochs, train_data_loader=train_loader, network=network,
-        optimizer=optimizer, loss_function=DiceCELoss(sigmoid=True, batch=True),
-    )
-    state = {"network": network, "optimizer": optimizer, "trainer": trainer, "scheduler": scheduler}
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run(engine.state.epoch))
-    CheckpointSaver(str(out_dir), state, save_interval=1, n_saved=1, epoch_level=True).attach(trainer)
-    LrScheduleHandler(scheduler, step_transform=lambda engine: engine.state.metrics[VAL_METRIC]).attach(evaluator)
-    EarlyStopHandler(options.patience, stopping_fn_from_metric(VAL_METRIC), trainer=trainer).attach(evaluator)
-    return trainer, evaluator, state
+class SpanMaskedDiceCE(torch.nn.Module):
+    """MONAI Dice + BCE on channel 0 of the target, skipping voxels where channel 1 (ignore) is set.
+
+    Why: A10 labels L1-L5 only, A11 T11-L5, A12 T10-S1, yet every scan shows more vertebrae. A body
+    outside a scan's labelled span is unlabelled, not background; without the mask the network is
+    taught that S1 (or T12) is a body in one set and background in another. Ignored voxels get a very
+    negative logit and a zero target, which removes them from both terms (and from the gradient).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.loss = DiceCELoss(sigmoid=True, batch=True)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ignore = target[:, 1:2] > 0.5
+        return self.loss(logits.masked_fill(ignore, IGNORED_LOGIT), target[:, :1].masked_fill(ignore, 0.0))
+
+
+def _mask_validation_item(item: dict) -> dict:
+    """Validation post-processing: thresholded prediction and body label, both zero where ignored."""
+    keep = 1.0 - item["label"][1:2]
+    item["pred"] = (torch.sigmoid(item["pred"]) > 0.5).float() * keep
+    item["label"] = item["label"][:1] * keep
+    return item
 
 
 def train(options: TrainOptions) -> Path:
-    """Run (or resume) a training; returns the folder with ``best_network.pt`` and ``history.json``."""
+    """Run (or resume) a training; returns the run folder (``best.safetensors``, ``history.json``)."""
     torch.set_num_threads(options.threads)
     # Slices without a body are drawn on purpose (negatives); MONAI warns about each of them.
     warnings.filterwarnings("ignore", message="Num foregrounds 0")
-    torch.manual_seed(options.seed)
+    set_determinism(options.seed)
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_clock_stop(out_dir)
     train_cases, val_cases = _cached_cases(options)
     log(f"{len(train_cases)} training cases, {len(val_cases)} for early stopping")
 
     spec = network_spec(options.architecture, 2 * options.context + 1)
     network = network_class(spec["architecture"])(**spec["kwargs"])
+    if options.init_weights:
+        _load_initial_weights(network, options.init_weights)
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, options.max_epochs,
+                                                           eta_min=options.learning_rate * 0.03)
     train_loader = DataLoader(RandomSliceDataset(train_cases, options, augmentations(options)),
                               batch_size=options.batch_size, num_workers=0)
     val_pad = mt.DivisiblePadd(("image", "label"), k=16)
-    val_loader = DataLoader(Dataset(validation_items(val_cases, options.context), val_pad), batch_size=1)
-    device = torch.device("cpu")
-    trainer, evaluator, state = build_engines(network, optimizer, train_loader, val_loader, options, out_dir, device)
-    _resume(out_dir, state, trainer)
-    _attach_logging(trainer, evaluator, out_dir, options, spec)
-    trainer.run()
+    val_loader = DataLoader(Dataset(validation_items(val_cases, options), val_pad), batch_size=1)
+    settings = EngineSettings(out_dir, options.max_epochs, VAL_METRIC, early_stop_patience=options.patience)
+    _write_history(out_dir, options, spec, None)
+    outcome = run_training(network, optimizer, SpanMaskedDiceCE(), train_loader, val_loader,
+                           DiceMetric(include_background=True, reduction="mean"), settings,
+                           lr_scheduler=scheduler, val_postprocessing=_mask_validation_item,
+                           extra_handlers=[(Events.ITERATION_COMPLETED, _clock_stop(options, out_dir))])
+    _write_history(out_dir, options, spec, outcome)
+    log(f"{outcome.stopped} after epoch {outcome.epochs_run}; best {VAL_METRIC} {outcome.best_metric} "
+        f"at epoch {outcome.best_epoch}")
     return out_dir
 
 
@@ -92,40 +116,47 @@ def _cached_cases(options: TrainOptions):
     return loaded_fit, loaded_stop
 
 
-def _resume(out_dir: Path, state: dict, trainer) -> None:
-    checkpoints = sorted(out_dir.glob("checkpoint_epoch=*.pt"), key=lambda p: int(p.stem.split("=")[1]))
-    if checkpoints:
-        log(f"resuming from {checkpoints[-1].name}")
-        CheckpointLoader(str(checkpoints[-1]), state, map_location="cpu").attach(trainer)
+def _load_initial_weights(network: torch.nn.Module, path: str) -> None:
+    """Start from earlier weights (a model package folder or a safetensors file) of the same network."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    network.load_state_dict(load_file(str(path)), strict=True)
+    log(f"starting from the weights in {path}")
 
 
-def _attach_logging(trainer, evaluator, out_dir: Path, options: TrainOptions, spec: dict) -> None:
-    history_path = out_dir / "history.json"
-    history = json.loads(history_path.read_text(encoding="utf-8")) if history_path.exists() else {"epochs": []}
+def _clock_stop(options: TrainOptions, out_dir: Path):
+    """An iteration handler that writes the engine's stop file once ``options.stop_at`` has passed."""
+
+    def check(_engine) -> None:
+        stop_file = out_dir / STOP_FILE
+        if options.stop_at is not None and time.time() > options.stop_at and not stop_file.exists():
+            log("time limit reached: stopping with the best weights so far")
+            stop_file.write_text(CLOCK_STOP, encoding="utf-8")
+
+    return check
+
+
+def _clear_clock_stop(out_dir: Path) -> None:
+    stop_file = out_dir / STOP_FILE
+    if stop_file.is_file() and stop_file.read_text(encoding="utf-8") == CLOCK_STOP:
+        stop_file.unlink()
+
+
+def _write_history(out_dir: Path, options: TrainOptions, spec: dict, outcome) -> None:
+    """Options, network and per-epoch figures of the run (read by :func:`.package2d.card_for_run`)."""
+    path = out_dir / "history.json"
+    history = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     history.update({"network": spec, "options": {k: v for k, v in vars(options).items() if k != "stop_at"}})
-
-    def epoch_done(engine):
-        # The best weights are kept here rather than by a key-metric CheckpointSaver: that saver
-        # forgets its best score when a run is resumed, and would overwrite the best with a worse one.
-        dice = evaluator.state.metrics.get(VAL_METRIC)
-        if dice is not None and dice > history.get("best_val_dice", -1.0):
-            torch.save(engine.network.state_dict(), out_dir / "best_network.pt")
-            history["best_val_dice"], history["best_epoch"] = float(dice), engine.state.epoch
-        lr = engine.optimizer.param_groups[0]["lr"] if hasattr(engine, "optimizer") else None
-        entry = {"epoch": engine.state.epoch, "loss": float(engine.state.output[0]["loss"]) if isinstance(
-            engine.state.output, list) else None, "val_dice": dice, "lr": lr, "time": time.time()}
-        history["epochs"].append(entry)
-        history_path.write_text(json.dumps(history, indent=1), encoding="utf-8")
-        log(f"epoch {entry['epoch']}: loss {entry['loss']}, val Dice {dice:.4f} (best {history['best_val_dice']:.4f} "
-            f"at {history['best_epoch']}), lr {lr:.2g}")
-
-    def time_limit(engine):
-        if options.stop_at is not None and time.time() > options.stop_at:
-            log("time limit reached: stopping")
-            engine.terminate()
-
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_done)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, time_limit)
+    log_path = out_dir / METRICS_JSONL
+    if log_path.exists():
+        history["epochs"] = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if line]
+    if outcome is not None:
+        history.update({"best_val_dice": outcome.best_metric, "best_epoch": outcome.best_epoch,
+                        "stopped": outcome.stopped})
+    path.write_text(json.dumps(history, indent=1), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -134,21 +165,42 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--data", required=True, help="folder with splits.json and the A10-A12 MR sets")
-    parser.add_argument("--out", required=True, help="run folder (checkpoints, history, best weights)")
+    parser.add_argument("--out", required=True, help="run folder (resume checkpoint, metrics, best weights)")
     parser.add_argument("--architecture", default="unet")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--samples-per-epoch", type=int, default=800)
     parser.add_argument("--crop", type=int, default=160)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--validation-step", type=int, default=2, help="validate every n-th body slice")
+    parser.add_argument("--patience", type=int, default=12, help="early stopping, in epochs")
+    parser.add_argument("--init", help="start from these weights (model package folder or .safetensors)")
+    parser.add_argument("--no-span-mask", action="store_true", help="count every voxel in the loss")
     parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
+    parser.add_argument("--until", help="stop at this UTC time of day, HH:MM")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit-cases", type=int, default=None)
     parser.add_argument("--validation-cases", nargs="*", default=list(EARLY_STOP_CASES))
     args = parser.parse_args(argv)
     train(TrainOptions(data_root=args.data, out_dir=args.out, architecture=args.architecture,
                        max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, crop=args.crop,
-                       learning_rate=args.lr, limit_cases=args.limit_cases,
-                       validation_cases=list(args.validation_cases),
-                       stop_at=None if args.minutes is None else time.time() + 60 * args.minutes))
+                       learning_rate=args.lr, patience=args.patience, limit_cases=args.limit_cases,
+                       init_weights=args.init, validation_step=args.validation_step, span_mask=not args.no_span_mask, threads=args.threads,
+                       validation_cases=list(args.validation_cases), stop_at=stop_time(args.minutes, args.until)))
+
+
+def stop_time(minutes: float | None = None, until: str | None = None) -> float | None:
+    """Unix time to stop at: after ``minutes``, or at the next ``HH:MM`` UTC (whichever comes first)."""
+    import datetime as dt
+
+    candidates = [] if minutes is None else [time.time() + 60 * minutes]
+    if until:
+        hours, mins = (int(part) for part in until.split(":"))
+        now = dt.datetime.now(dt.timezone.utc)
+        target = now.replace(hour=hours, minute=mins, second=0, microsecond=0)
+        if target <= now:
+            target += dt.timedelta(days=1)
+        candidates.append(target.timestamp())
+    return min(candidates) if candidates else None
 
 
 if __name__ == "__main__":

@@ -39,8 +39,28 @@ def split_instances(mask: sitk.Image, probability: sitk.Image | None = None, ero
     ``1 - probability`` (or on the negated distance to the background when no probability is given).
     """
     mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
-    voxel_mm3 = float(np.prod(mask.GetSpacing()))
     radius = [max(1, int(round(erosion_mm / s))) for s in mask.GetSpacing()]
+    # Everything happens inside the mask's bounding box (plus the erosion radius): the bodies fill a
+    # few percent of a scan, and the watershed over the whole image was most of the run time.
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    result = sitk.Image(mask.GetSize(), sitk.sitkUInt16)
+    result.CopyInformation(mask)
+    if 1 not in stats.GetLabels():
+        return result
+    box = stats.GetBoundingBox(1)
+    low = [max(0, box[a] - radius[a] - 1) for a in range(3)]
+    high = [min(mask.GetSize()[a], box[a] + box[a + 3] + radius[a] + 1) for a in range(3)]
+    size = [h - lo for lo, h in zip(low, high, strict=True)]
+    crop = sitk.RegionOfInterest(mask, size, low)
+    crop_probability = None if probability is None else sitk.RegionOfInterest(probability, size, low)
+    instances = _split_in_box(crop, crop_probability, radius, min_volume_mm3, min_seed_mm3)
+    return sitk.Paste(result, instances, instances.GetSize(), [0, 0, 0], low)
+
+
+def _split_in_box(mask: sitk.Image, probability: sitk.Image | None, radius: list[int], min_volume_mm3: float,
+                  min_seed_mm3: float) -> sitk.Image:
+    voxel_mm3 = float(np.prod(mask.GetSpacing()))
     eroded = sitk.BinaryErode(mask, radius, sitk.sitkBall)
     seeds = sitk.RelabelComponent(sitk.ConnectedComponent(eroded), int(np.ceil(min_seed_mm3 / voxel_mm3)))
     if probability is None:

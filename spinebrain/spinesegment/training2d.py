@@ -47,6 +47,12 @@ class TrainOptions:
     stop_at: float | None = None  # unix time: stop cleanly at the end of the iteration after it
     limit_cases: int | None = None  # tiny runs (tests): at most this many training cases
     validation_cases: list[str] = field(default_factory=list)  # held-out train cases (early stopping)
+    init_weights: str | None = None  # start from these weights (package folder or .safetensors)
+    span_mask: bool = True  # loss only within each scan's labelled superior-inferior span (+ margin)
+    span_margin_mm: float = 2.0
+    balance_sets: bool = True  # draw each MR set equally often (A12, the hardest, has the fewest scans)
+    validation_step: int = 2  # every n-th body slice of the early-stopping cases is validated
+    remap_probability: float = 0.3  # random non-monotonic intensity curve (contrast randomisation)
 
 
 @dataclass
@@ -55,6 +61,27 @@ class CachedCase:
     image: np.ndarray  # [slice, rows, cols] float32 in [0, 1]
     mask: np.ndarray  # [slice, rows, cols] uint8 body (1) / background (0)
     body_slices: np.ndarray  # indices of slices that show a body
+    span: tuple[int, int]  # first and last superior-inferior index (columns, or slices when axial) labelled
+    plane: str = "sagittal"
+
+    @property
+    def dataset(self) -> str:
+        return self.name.split("/")[0]
+
+    def ignore(self, index: int, margin: int) -> np.ndarray:
+        """[1, rows, cols] 1 where slice ``index`` lies outside the labelled span (+ ``margin`` voxels)."""
+        ignore = np.zeros((1,) + self.mask.shape[1:], dtype=np.float32)
+        low, high = self.span[0] - margin, self.span[1] + margin
+        if self.si_in_columns:
+            ignore[..., : max(low, 0)] = 1.0
+            ignore[..., high + 1:] = 1.0
+        elif not low <= index <= high:
+            ignore[:] = 1.0
+        return ignore
+
+    @property
+    def si_in_columns(self) -> bool:
+        return self.plane != "axial"
 
 
 def split_cases(data_root: str | Path, part: str) -> list[tuple[str, Path]]:
@@ -71,20 +98,63 @@ def load_case(name: str, folder: Path, options: TrainOptions) -> CachedCase:
     volume = prepare_volume(sitk.ReadImage(str(folder / "image.nii.gz")), options.plane, options.spacing_mm, options.n4)
     mask = (mask_slices(sitk.ReadImage(str(folder / "vertebrae.nii.gz")), volume) > 0).astype(np.uint8)
     image = volume.array.astype(np.float16)  # half the memory; the network gets float32 back
-    return CachedCase(name, image, mask, np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)))
+    body_slices = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    # superior-inferior runs along the slice columns (sagittal, coronal) or across slices (axial)
+    along = np.flatnonzero(mask.any(axis=(0, 1))) if options.plane != "axial" else body_slices
+    span = (int(along[0]), int(along[-1])) if len(along) else (0, mask.shape[-1] - 1)
+    return CachedCase(name, image, mask, body_slices, span, options.plane)
+
+
+class RandContrastRemapd(mt.RandomizableTransform, mt.MapTransform):
+    """Replace the image's intensities by a random smooth, not necessarily monotonic, curve.
+
+    The SynthSeg idea (random contrast per structure) for scans that have only body masks: a piecewise
+    linear lookup through 4-8 random points on [0, 1] gives bright or dark bodies, inverted fat and
+    fluid, flat or strong contrast, so T1, T2, TIRM and water-fat scans all look like members of one
+    family. Hand-written because MONAI's RandHistogramShift is monotonic only and RandIntensityRemap
+    samples a curve over every distinct value, which for a float image is noise, not a contrast.
+    All channels (neighbouring slices) share one curve.
+    """
+
+    def __init__(self, keys, prob: float = 0.3, points: tuple[int, int] = (4, 8)):
+        mt.MapTransform.__init__(self, keys)
+        mt.RandomizableTransform.__init__(self, prob)
+        self.points = points
+        self.curve = (np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+
+    def randomize(self, data=None) -> None:
+        super().randomize(None)
+        count = int(self.R.randint(self.points[0], self.points[1] + 1))
+        self.curve = (np.linspace(0.0, 1.0, count), self.R.uniform(0.0, 1.0, count))
+
+    def __call__(self, data):
+        self.randomize()
+        if not self._do_transform:
+            return data
+        data = dict(data)
+        for key in self.key_iterator(data):
+            image = np.asarray(data[key], dtype=np.float32)
+            remapped = np.interp(np.clip(image, 0.0, 1.0), *self.curve).astype(np.float32)
+            low, high = float(remapped.min()), float(remapped.max())
+            data[key] = (remapped - low) / (high - low) if high - low > 1e-3 else remapped
+        return data
 
 
 def augmentations(options: TrainOptions) -> mt.Compose:
-    keys = ("image", "label")
+    """Crop, geometry and intensity augmentation; the body label and its ignore mask become the
+    two channels of ``label`` at the end (:class:`.engine2d.SpanMaskedDiceCE` reads them)."""
+    keys = ("image", "label", "ignore")
     crop = (options.crop, options.crop)
+    nearest = ("bilinear", "nearest", "nearest")
     return mt.Compose([
         mt.SpatialPadd(keys, crop),
         mt.RandCropByPosNegLabeld(keys, "label", crop, pos=3, neg=1, num_samples=1),
         mt.RandAffined(keys, prob=0.8, rotate_range=math.radians(20), scale_range=(0.1, 0.1),
-                       translate_range=(12, 12), mode=("bilinear", "nearest"), padding_mode="zeros"),
+                       translate_range=(12, 12), mode=nearest, padding_mode="zeros"),
         mt.Rand2DElasticd(keys, spacing=(24, 24), magnitude_range=(0.5, 2.0), prob=0.2,
-                          mode=("bilinear", "nearest"), padding_mode="zeros"),
+                          mode=nearest, padding_mode="zeros"),
         mt.RandFlipd(keys, prob=0.5, spatial_axis=1),  # superior-inferior: bodies look alike upside down
+        RandContrastRemapd("image", prob=options.remap_probability),
         mt.RandBiasFieldd("image", coeff_range=(0.0, 0.3), prob=0.3),
         mt.RandAdjustContrastd("image", gamma=(0.6, 1.7), prob=0.3),
         mt.RandHistogramShiftd("image", num_control_points=(5, 10), prob=0.2),
@@ -92,7 +162,9 @@ def augmentations(options: TrainOptions) -> mt.Compose:
         mt.RandShiftIntensityd("image", offsets=0.1, prob=0.3),
         mt.RandGaussianSmoothd("image", sigma_x=(0.4, 1.2), sigma_y=(0.4, 1.2), prob=0.15),
         mt.RandGaussianNoised("image", std=0.03, prob=0.2),
-        mt.EnsureTyped(keys, dtype=torch.float32, track_meta=False),
+        mt.ConcatItemsd(("label", "ignore"), "label"),
+        mt.DeleteItemsd("ignore"),
+        mt.EnsureTyped(("image", "label"), dtype=torch.float32, track_meta=False),
     ])
 
 
@@ -107,25 +179,42 @@ class RandomSliceDataset(torch.utils.data.Dataset):
         return self.options.samples_per_epoch
 
     def __getitem__(self, _index: int):
-        case = self.cases[self.rng.integers(len(self.cases))]
+        case = self._draw_case()
         if len(case.body_slices) and self.rng.random() < self.options.body_slice_fraction:
             index = int(self.rng.choice(case.body_slices))
         else:
             index = int(self.rng.integers(case.image.shape[0]))
         sample = {"image": stack(case.image, index, self.options.context).astype(np.float32),
-                  "label": case.mask[index][None].astype(np.float32)}
+                  "label": case.mask[index][None].astype(np.float32),
+                  "ignore": ignore_channel(case, index, self.options)}
         return self.transform(sample)
 
+    def _draw_case(self) -> CachedCase:
+        if not self.options.balance_sets:
+            return self.cases[self.rng.integers(len(self.cases))]
+        sets = sorted({case.dataset for case in self.cases})
+        chosen = sets[self.rng.integers(len(sets))]
+        members = [case for case in self.cases if case.dataset == chosen]
+        return members[self.rng.integers(len(members))]
 
-def validation_items(cases: list[CachedCase], context: int, step: int = 2) -> list[dict]:
-    """Whole slices (every ``step``-th one showing a body, plus two empty ones) of held-out cases."""
+
+def ignore_channel(case: CachedCase, index: int, options: TrainOptions) -> np.ndarray:
+    if not options.span_mask:
+        return np.zeros((1,) + case.mask.shape[1:], dtype=np.float32)
+    return case.ignore(index, int(round(options.span_margin_mm / options.spacing_mm)))
+
+
+def validation_items(cases: list[CachedCase], options: TrainOptions) -> list[dict]:
+    """Whole slices (every ``step``-th one showing a body, plus two empty ones) of held-out cases;
+    ``label`` holds the body mask and the ignore mask as two channels, as in training."""
     items = []
     for case in cases:
         empty = np.setdiff1d(np.arange(case.image.shape[0]), case.body_slices)
-        picks = list(case.body_slices[::step]) + list(empty[:: max(1, len(empty) // 2)][:2])
+        picks = list(case.body_slices[:: options.validation_step]) + list(empty[:: max(1, len(empty) // 2)][:2])
         for index in picks:
-            items.append({"image": stack(case.image, int(index), context).astype(np.float32),
-                          "label": case.mask[int(index)][None].astype(np.float32)})
+            body = case.mask[int(index)][None].astype(np.float32)
+            items.append({"image": stack(case.image, int(index), options.context).astype(np.float32),
+                          "label": np.concatenate([body, ignore_channel(case, int(index), options)])})
     return items
 
 
