@@ -123,6 +123,10 @@ def test_ticking_complete_in_the_table_updates_tag_display_and_undo(scene, slab)
     assert bridge.get_segment_flag(node, ids[row], "Complete") == "false"
     assert _opacity(node, ids[row]) == pytest.approx(INCOMPLETE_OPACITY)
     assert table.GetTable().GetColumnByName("volume").GetValue(row) > 1000
+    assert logic.apply_table_edits(table) == []  # nothing left to take over: the table is not rewritten
+    mtime = table.GetMTime()
+    logic.apply_table_edits(table)
+    assert table.GetMTime() == mtime
     assert logic.undo(node)
     assert bridge.get_segment_flag(node, ids[row], "Complete") == "true"
     assert _opacity(node, ids[row]) == pytest.approx(1.0)

@@ -17,6 +17,7 @@ the per-node undo history.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from spinebrain.errors import InputError
@@ -146,16 +147,22 @@ class SpineSegmentLogic(TaskLogic):
         if segmentation_node is None:
             raise InputError(f"The table '{table_node.GetName() if table_node else ''}' is not a SpineSegment "
                              "review table; choose the table of a SpineSegment result.")
-        edited = bridge.records_from_table_node(table_node, [c for c in review.REVIEW_COLUMNS
-                                                             if c.name in (review.VALUE, review.COMPLETE)])
-        current = {r[review.VALUE]: r for r in self.review_records(segmentation_node)}
+        try:
+            edited = bridge.records_from_table_node(table_node, review.REVIEW_COLUMNS)
+        except InputError:  # a column was removed by hand: rebuild the table
+            edited = []
+        records = self.review_records(segmentation_node)
+        current = {r[review.VALUE]: r for r in records}
         changes = [(r[review.VALUE], r[review.COMPLETE]) for r in edited
                    if r[review.VALUE] in current and current[r[review.VALUE]][review.COMPLETE] != r[review.COMPLETE]]
         if changes:
             with self.replacing([segmentation_node]):
                 for value, complete in changes:
                     bridge.set_segment_complete(segmentation_node, bridge.segment_id_for_label(value), complete)
-        self._write_table(segmentation_node, table_node)
+        # rewrite only when the table differs from the segments, so a table observer that calls this
+        # on every modification sees one more event at most, never a loop
+        if changes or not _same_records(edited, records):
+            self._write_table(segmentation_node, table_node)
         return [current[value][review.NAME] for value, _ in changes]
 
     def remove_incomplete(self, segmentation_node) -> list[str]:
@@ -210,6 +217,17 @@ class SpineSegmentLogic(TaskLogic):
     @staticmethod
     def _segment_id(segmentation_node, record: dict) -> str:
         return segmentation_node.GetSegmentation().GetSegmentIDs()[_row_index(segmentation_node, record)]
+
+
+def _same_records(first: list[dict], second: list[dict]) -> bool:
+    def same(a, b) -> bool:
+        if isinstance(a, float) or isinstance(b, float):
+            a, b = (math.nan if v is None else float(v) for v in (a, b))
+            return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 0.05  # the table keeps 1-2 decimals
+        return a == b
+
+    return len(first) == len(second) and all(
+        same(a[c.name], b[c.name]) for a, b in zip(first, second) for c in review.REVIEW_COLUMNS)
 
 
 def _row_index(segmentation_node, record: dict) -> int:

@@ -1,0 +1,282 @@
+"""SpineSegment: one segment per vertebra (2D MR vertebral-body mode now), with a review table.
+
+Thin Slicer layer: the widget reads the UI and calls the logic (SpineSegmentLib, which runs without
+Qt and is tested on slicer-core); the work itself is in the `spinebrain` core.
+"""
+
+import logging
+import os
+import sys
+
+# From a source checkout (this folder added to Slicer's module paths) the core packages sit one
+# folder up; in the built extension they are installed next to this file and already importable.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(_CHECKOUT, "spinebrain_slicer")) and _CHECKOUT not in sys.path:
+    sys.path.append(_CHECKOUT)
+
+from typing import Annotated
+
+import slicer
+import vtk
+from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+import spinebrain
+from SpineSegmentLib.logic import DIRECTION_CHOICES, MODE_CHOICES
+from SpineSegmentLib.logic import SpineSegmentLogic as SceneLogic
+from spinebrain.tasks import SPINE_SEGMENT
+from spinebrain_slicer import qt_choices
+from spinebrain_slicer.qt_parameters import ParameterNodeGui, first_volume_node
+from spinebrain_slicer.qt_task import TaskRunPanel
+
+TASK = SPINE_SEGMENT.name
+
+
+@parameterNodeWrapper
+class SpineSegmentParameterNode:
+    """The module's choices, saved with the scene; mode, direction, model and device also kept between sessions."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    labelsPoints: vtkMRMLMarkupsFiducialNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    mode: Annotated[str, Choice(list(MODE_CHOICES))] = MODE_CHOICES[0]
+    direction: Annotated[str, Choice(list(DIRECTION_CHOICES))] = "down"
+    model: str = qt_choices.DEFAULT_MODEL  # the installed models change: bound by ParameterNodeGui, not the .ui
+    device: Annotated[str, Choice(list(qt_choices.DEVICE_CHOICES))] = "auto"
+
+
+class SpineSegment(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "SpineSegment"
+        self.parent.categories = ["Spine"]
+        self.parent.dependencies = ["Segmentations", "Markups"]
+        self.parent.contributors = ["The SlicerSpineBrain contributors"]
+        self.parent.helpText = (
+            "Segments each vertebra of a spine scan as its own segment (2D mode: the vertebral bodies of an MR "
+            "scan, slice by slice). SpineLabel's points, when given, name the vertebrae; otherwise they are "
+            "Vertebra 1..n from the top.<br>The <b>Review</b> table lists each vertebra with its volume and "
+            "centroid: click a row to centre the views on it, tick or untick <b>complete</b> (incomplete "
+            "vertebrae are drawn semi-transparent), <b>Remove incomplete</b> deletes those; <b>Undo</b> reverts."
+            f"<br><br><b>{spinebrain.RESEARCH_NOTICE}</b>"
+        )
+        self.parent.acknowledgementText = (
+            "Methods after Lessmann et al., Iterative fully convolutional neural networks for automatic vertebra "
+            "segmentation and identification, Medical Image Analysis 2019, and slice-wise 2D vertebral-body "
+            "segmentation of MR. Built on PyTorch, MONAI, SimpleITK and 3D Slicer."
+        )
+
+
+class SpineSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Reads the UI, calls the Logic. Apply runs in the background (TaskRunPanel); review edits are instant."""
+
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.panel = None
+        self.parameters = None
+        self._parameterNode = None
+        self._table = None
+
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        ui_widget = slicer.util.loadUI(self.resourcePath("UI/SpineSegment.ui"))
+        self.layout.addWidget(ui_widget)
+        self.ui = slicer.util.childWidgetVariables(ui_widget)
+        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.logic = SpineSegmentLogic()
+
+        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
+        qt_choices.setup_install_button(
+            self.ui.installButton, lambda: qt_choices.fill_model_selector(self.ui.modelComboBox, TASK))
+        self.panel = TaskRunPanel(self.ui.applyButton, self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
+                                  self.ui.logTextEdit, on_finished=self.onSegmented,
+                                  can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
+        self.parameters = ParameterNodeGui("SpineSegment", self.ui, remembered=("mode", "direction", "model", "device"),
+                                           free_choices={"model": self.ui.modelComboBox},
+                                           on_modified=self.showReview)
+
+        self.ui.applyButton.connect("clicked()", self.onApply)
+        self.ui.removeIncompleteButton.connect("clicked()", lambda: self.edit(self.logic.remove_incomplete))
+        self.ui.refreshTableButton.connect("clicked()", lambda: self.edit(self.logic.update_review_table))
+        self.ui.undoButton.connect("clicked()", lambda: self.edit(self.logic.undo))
+        self.ui.reviewTableView.connect("clicked(QModelIndex)", lambda index: self.onRowChosen(index.row()))
+        self.ui.loadSampleButton.connect("clicked()", self.onLoadSample)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.removeObservers()
+        if self.panel is not None:
+            self.panel.stop()
+        if self.parameters is not None:
+            self.parameters.release()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        self.parameters.release()
+
+    def onSceneStartClose(self, caller, event):
+        self.panel.stop()  # a run's result must not land in the next scene
+        self.watchTable(None)
+        self.parameters.release()
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self._parameterNode = self.parameters.set(self.logic.getParameterNode(), SpineSegmentParameterNode)
+        if self._parameterNode is not None and not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = first_volume_node()
+
+    # ------------------------------------------------------------------ review table
+
+    def showReview(self):
+        """Show the chosen segmentation's review table (and follow the user's ticks in it)."""
+        segmentation = self.ui.outputSelector.currentNode()
+        table = self.logic.review_table(segmentation)
+        self.ui.reviewTableView.setMRMLTableNode(table)
+        self.watchTable(table)
+        for button in (self.ui.removeIncompleteButton, self.ui.refreshTableButton):
+            button.enabled = table is not None
+        self.ui.undoButton.enabled = segmentation is not None and self.logic.can_undo(segmentation)
+        self.panel.refresh()
+
+    def watchTable(self, table):
+        if self._table is not None:
+            self.removeObserver(self._table, vtk.vtkCommand.ModifiedEvent, self.onTableModified)
+        self._table = table
+        if table is not None:
+            self.addObserver(table, vtk.vtkCommand.ModifiedEvent, self.onTableModified)
+
+    def onTableModified(self, caller, event):
+        with slicer.util.tryWithErrorDisplay("SpineSegment could not take over the table edit.", waitCursor=False):
+            self.logic.apply_table_edits(caller)
+
+    def onRowChosen(self, row):
+        with slicer.util.tryWithErrorDisplay("SpineSegment could not show this vertebra.", waitCursor=False):
+            self.logic.centre_views(self.ui.outputSelector.currentNode(), row)
+
+    # ------------------------------------------------------------------ actions
+
+    def onApply(self):
+        if not qt_choices.core_dependencies_installed():
+            self.ui.installButton.click()
+            return
+        with slicer.util.tryWithErrorDisplay("SpineSegment could not start.", waitCursor=True):
+            self.panel.start(lambda **callbacks: self.logic.start_segmenting(
+                self.ui.inputSelector.currentNode(), self.ui.labelsSelector.currentNode(),
+                self.ui.outputSelector.currentNode(), mode=self.ui.modeComboBox.currentText,
+                direction=self.ui.directionComboBox.currentText, model=qt_choices.chosen_model(self.ui.modelComboBox),
+                device=qt_choices.chosen_device(self.ui.deviceComboBox), **callbacks))
+
+    def onSegmented(self, run):
+        """The background run ended: on success the segments are in the scene; otherwise nothing changed."""
+        if run.state.value == "succeeded":
+            node = run.output
+            self.ui.outputSelector.setCurrentNode(node)
+            records = self.logic.review_records(node)
+            self.ui.statusLabel.text = (f"{len(records)} vertebrae, {sum(not r['complete'] for r in records)} "
+                                        "incomplete; review them below.")
+        elif run.state.value != "cancelled":
+            slicer.util.errorDisplay(f"SpineSegment could not segment this volume: {run.error}",
+                                     detailedText=run.result.details if run.result else "")
+        self.showReview()
+
+    def edit(self, operation):
+        with slicer.util.tryWithErrorDisplay("SpineSegment could not change the segmentation.", waitCursor=True):
+            operation(self.ui.outputSelector.currentNode())
+            self.ui.statusLabel.text = "Segmentation updated."
+        self.showReview()
+
+    def onLoadSample(self):
+        with slicer.util.tryWithErrorDisplay("Could not make the sample.", waitCursor=True):
+            sample = qt_choices.load_spine_sample_into_views(modality="t2", view="lumbar")
+            self.ui.inputSelector.setCurrentNode(sample["volume"])
+            self.ui.statusLabel.text = "Sample T2 MR loaded."
+
+
+class SpineSegmentLogic(SceneLogic, ScriptedLoadableModuleLogic):
+    """The module logic on Slicer's scene (see SpineSegmentLib.logic for every method).
+
+    SceneLogic comes first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no
+    arguments, which must reach object, not SceneLogic.
+    """
+
+    def __init__(self, scene=None):
+        ScriptedLoadableModuleLogic.__init__(self)
+        SceneLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
+
+
+class SpineSegmentTest(ScriptedLoadableModuleTest):
+    """Self-test: segment a generated lumbar T2 phantom with the bundled model, review it, cancel a run."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_segment_and_review_a_phantom()
+        self.setUp()
+        self.test_background_run_and_cancel()
+
+    def _skipped_without_core(self) -> bool:
+        if qt_choices.core_dependencies_installed():
+            return False
+        self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        return True
+
+    def _phantom(self, seed):
+        from spinebrain_slicer.samples import load_spine_sample
+
+        return load_spine_sample(slicer.mrmlScene, seed=seed, modality="t2", view="lumbar", spacing=(1.5, 1.5, 1.5))
+
+    def test_segment_and_review_a_phantom(self):
+        if self._skipped_without_core():
+            return
+        sample = self._phantom(7001)
+        logic = SpineSegmentLogic()
+        node = logic.run(sample["volume"], mode="2d")
+        records = logic.review_records(node)
+        self.assertGreaterEqual(len(records), 3)
+        table = logic.review_table(node)
+        self.assertEqual(table.GetNumberOfRows(), len(records))
+        logic.set_complete(node, 0, False)
+        self.assertFalse(logic.review_records(node)[0]["complete"])
+        removed = logic.remove_incomplete(node)
+        self.assertIn(records[0]["name"], removed)
+        self.assertTrue(logic.undo(node))
+        self.assertEqual(len(logic.review_records(node)), len(records))
+        logic.centre_views(node, 0)
+        logging.info("SpineSegment self-test: %d vertebrae", len(records))
+        self.delayDisplay("SpineSegment self-test passed")
+
+    def test_background_run_and_cancel(self):
+        """Apply's path: the command runs in the background; a cancelled run leaves the scene as it was."""
+        from spinebrain.errors import CancelledError
+
+        if self._skipped_without_core():
+            return
+        sample = self._phantom(7002)
+        logic = SpineSegmentLogic()
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        run = logic.start_segmenting(sample["volume"])
+        run.cancel()
+        with self.assertRaises(CancelledError):
+            run.wait()
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
+        node = logic.start_segmenting(sample["volume"]).wait()
+        self.assertGreaterEqual(len(logic.review_records(node)), 3)
+        self.delayDisplay("SpineSegment background run passed")
