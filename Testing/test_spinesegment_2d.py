@@ -188,3 +188,92 @@ def test_a_tiny_training_run_resumes_and_becomes_a_loadable_model_package(data_d
     package = export_package(run, tmp_path / "models", {"measured_on": "nothing (test)"})
     model = load_model_2d(str(package), device="cpu")
     assert model.card.task == "spine-segment-2d" and model.card.network["architecture"].endswith("FPNSegNet")
+
+
+def test_overview_legend_names_a_segmentation_result_and_its_incomplete_vertebrae():
+    from matplotlib.figure import Figure
+
+    from spinebrain.outputs.pictures import Panel, _draw, _panel_slice
+
+    image = _image(np.zeros((56, 30, 30)))
+    labels = _image(_two_boxes(bridge=False) * 101)
+    array = sitk.GetArrayFromImage(labels)
+    array[4:20][array[4:20] > 0] = 102  # the lower box is a second instance
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(image)
+    names = {101: "Vertebra 1", 102: "Vertebra 2"}
+
+    def legend(panel):
+        axes = Figure().add_subplot()
+        _draw(axes, panel, _panel_slice(panel))
+        return [text.get_text() for text in axes.get_legend().get_texts()]
+
+    assert legend(Panel(image, label_image=labels, names=names)) == ["reference vertebrae"]  # the default
+    result = Panel(image, label_image=labels, names=names, labels_legend="result: one segment per vertebral body",
+                   faint_labels=frozenset({102}))
+    assert legend(result) == ["result: one segment per vertebral body", "incomplete (cut by the scan's edge)"]
+
+
+def test_the_span_mask_removes_ignored_voxels_from_the_loss():
+    from spinebrain.spinesegment.engine2d import SpanMaskedDiceCE
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 8, 8)
+    body = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    ignore = torch.zeros_like(body)
+    ignore[..., 6:] = 1.0  # the last two columns lie outside the labelled span
+    loss = SpanMaskedDiceCE()
+    masked = loss(logits, torch.cat([body, ignore], 1))
+    # whatever the network says and the label holds there, ignored voxels change nothing
+    other_logits, other_body = logits.clone(), body.clone()
+    other_logits[..., 6:] = 5.0
+    other_body[..., 6:] = 1.0 - other_body[..., 6:]
+    assert loss(other_logits, torch.cat([other_body, ignore], 1)) == pytest.approx(float(masked), abs=1e-6)
+    # and with nothing ignored it is MONAI's Dice + BCE
+    from monai.losses import DiceCELoss
+
+    plain = DiceCELoss(sigmoid=True, batch=True)(logits, body)
+    assert loss(logits, torch.cat([body, torch.zeros_like(body)], 1)) == pytest.approx(float(plain), abs=1e-6)
+    gradient_logits = logits.clone().requires_grad_(True)
+    loss(gradient_logits, torch.cat([body, ignore], 1)).backward()
+    assert torch.all(gradient_logits.grad[..., 6:] == 0) and torch.any(gradient_logits.grad[..., :6] != 0)
+
+
+def test_contrast_remapping_shares_one_curve_across_neighbour_slices_and_stays_in_range():
+    from spinebrain.spinesegment.training2d import RandContrastRemapd
+
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (3, 16, 1))
+    transform = RandContrastRemapd("image", prob=1.0)
+    transform.set_random_state(3)
+    out = np.asarray(transform({"image": ramp})["image"])
+    assert out.shape == ramp.shape and 0.0 <= out.min() and out.max() <= 1.0 + 1e-6
+    np.testing.assert_allclose(out[0], out[2])  # same curve for every channel
+    assert not np.allclose(out, ramp)
+    assert np.any(np.diff(out[0, 0]) < -1e-4) or np.any(np.diff(out[0, 0]) > 1e-4)
+    never = RandContrastRemapd("image", prob=0.0)
+    assert np.array_equal(np.asarray(never({"image": ramp})["image"]), ramp)
+
+
+def test_the_ignore_channel_covers_what_lies_beyond_the_labelled_span():
+    from spinebrain.spinesegment.training2d import CachedCase, TrainOptions, ignore_channel
+
+    mask = np.zeros((4, 10, 40), np.uint8)
+    mask[1:3, 2:8, 12:30] = 1
+    case = CachedCase("A10_vb3_lumbar_mr/x", mask.astype(np.float16), mask, np.array([1, 2]), (12, 29))
+    options = TrainOptions("data", "out", span_margin_mm=2.0)
+    ignore = ignore_channel(case, 1, options)[0]
+    assert ignore[:, :10].all() and ignore[:, 32:].all() and not ignore[:, 10:32].any()
+    options.span_mask = False
+    assert not ignore_channel(case, 1, options).any()
+
+
+def test_clock_stop_times():
+    import time
+
+    from spinebrain.spinesegment.engine2d import stop_time
+
+    assert stop_time() is None
+    assert abs(stop_time(minutes=10) - (time.time() + 600)) < 5
+    until = stop_time(until="00:00")
+    assert time.time() < until <= time.time() + 24 * 3600
+    assert stop_time(minutes=1, until="00:00") <= time.time() + 61

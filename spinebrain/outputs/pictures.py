@@ -52,6 +52,11 @@ class Panel:
     plane: str = "sagittal"
     title: str = ""
     reference_points: list[LabelledPoint] | None = None  # true centres, drawn as open circles
+    #: legend text of the label overlay and of the points: what they are in this picture
+    labels_legend: str = "reference vertebrae"
+    points_legend: str = "result (named centres)"
+    faint_labels: frozenset[int] = frozenset()  # label values drawn faint and dashed (e.g. incomplete vertebrae)
+    faint_legend: str = "incomplete (cut by the scan's edge)"
 
 
 def save_overview_png(
@@ -63,13 +68,18 @@ def save_overview_png(
     plane: str = "sagittal",
     title: str = "",
     reference_points: list[LabelledPoint] | None = None,
+    labels_legend: str = "reference vertebrae",
+    points_legend: str = "result (named centres)",
+    faint_labels=(),
 ) -> Path:
     """Save one slice (through the points' median, else the volume centre) with overlays as PNG.
 
-    With a reference (``label_image`` and/or ``reference_points``) the picture gets a legend saying
-    which marks are the result and which the reference.
+    With a label image or reference points the picture gets a legend saying what each mark is:
+    ``labels_legend`` names the label overlay (a reference, or a segmentation result), and
+    ``points_legend`` the points; ``faint_labels`` are label values drawn faint and dashed.
     """
-    panel = Panel(image, points, label_image, names, plane, title, reference_points)
+    panel = Panel(image, points, label_image, names, plane, title, reference_points, labels_legend, points_legend,
+                  frozenset(int(v) for v in faint_labels))
     return save_montage_png([panel], path, columns=1)
 
 
@@ -147,7 +157,7 @@ def _draw(axes, panel: Panel, plane_slice: _Slice) -> None:
     low, high = np.percentile(plane_slice.image, [1, 99]) if plane_slice.image.size else (0, 1)
     axes.imshow(plane_slice.image, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), interpolation="bilinear")
     if plane_slice.labels is not None:
-        _draw_labels(axes, plane_slice.labels, panel.names or {})
+        _draw_labels(axes, plane_slice.labels, panel.names or {}, panel.faint_labels)
     if panel.reference_points:
         _draw_reference_points(axes, panel.reference_points, plane_slice.grid)
     if panel.points:
@@ -165,13 +175,14 @@ def _label_color(value: int, names: dict[int, str]) -> tuple[float, float, float
     return structure(str(value)).color
 
 
-def _draw_labels(axes, labels: np.ndarray, names: dict[int, str]) -> None:
+def _draw_labels(axes, labels: np.ndarray, names: dict[int, str], faint=frozenset()) -> None:
     overlay = np.zeros(labels.shape + (4,))
     for value in np.unique(labels[labels > 0]):
         mask = labels == value
         color = _label_color(int(value), names)
-        overlay[mask] = (*color, 0.3)
-        axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=0.8)
+        overlay[mask] = (*color, 0.1 if int(value) in faint else 0.3)
+        axes.contour(mask.astype(float), levels=[0.5], colors=[color], linewidths=0.8,
+                     linestyles="dashed" if int(value) in faint else "solid")
     axes.imshow(overlay, interpolation="nearest")
 
 
@@ -199,12 +210,15 @@ def _draw_legend(axes, panel: Panel, plane_slice: _Slice) -> None:
     handles = []
     if panel.points:
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="cyan", markeredgecolor="black",
-                              label="result (named centres)"))
+                              label=panel.points_legend))
     if panel.reference_points:
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="magenta",
                               label="reference centres"))
     if plane_slice.labels is not None:
-        handles.append(Patch(facecolor=(0.6, 0.6, 0.9, 0.4), edgecolor="0.3", label="reference vertebrae"))
+        handles.append(Patch(facecolor=(0.6, 0.6, 0.9, 0.4), edgecolor="0.3", label=panel.labels_legend))
+        if panel.faint_labels and np.isin(plane_slice.labels, list(panel.faint_labels)).any():
+            handles.append(Patch(facecolor=(0.6, 0.6, 0.9, 0.1), edgecolor="0.3", linestyle="--",
+                                 label=panel.faint_legend))
     axes.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.7)
 
 

@@ -1,20 +1,20 @@
-"""Turn a 2D MR training run (``best_network.pt`` + ``history.json``) into a model package."""
+"""Turn a 2D MR training run (``best.safetensors`` + ``history.json``) into a model package."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
-
 from .. import RESEARCH_NOTICE, __version__
 from ..models import ModelCard, save_model_package
+from ..training.handlers import BEST_FILE
 from .pipeline2d import DEFAULT_INFERENCE, TASK
 
 MODEL_ID = "spine-segment-mr-2d"
 TRAINING_DATA = ("Real MR, 'train' lists of splits.json: A10 MyoSegmenTUM lumbar water-fat MR (L1-L5 bodies), "
                  "A11 lumbar T2 TSE (T11-L5), A12 pathological thoracolumbar T1/T2/TIRM (T10-S1); manual "
-                 "vertebral-body masks. Four training scans (one or two per set) held out for early stopping.")
+                 "vertebral-body masks. Four training scans (one or two per set) held out for early stopping and for "
+                 "choosing the inference settings.")
 
 
 def card_for_run(run_dir: str | Path, metrics: dict, inference: dict | None = None, command: str = "") -> ModelCard:
@@ -38,5 +38,7 @@ def card_for_run(run_dir: str | Path, metrics: dict, inference: dict | None = No
 
 def export_package(run_dir: str | Path, folder: str | Path, metrics: dict, inference: dict | None = None,
                    command: str = "", overwrite: bool = True) -> Path:
-    state = torch.load(Path(run_dir) / "best_network.pt", map_location="cpu", weights_only=True)
+    from safetensors.torch import load_file
+
+    state = load_file(str(Path(run_dir) / BEST_FILE))
     return save_model_package(folder, state, card_for_run(run_dir, metrics, inference, command), overwrite=overwrite)

@@ -226,7 +226,10 @@ def write_results(image: sitk.Image, result: Segmentation2D, seg_path, png_path=
         centres = [LabelledPoint(v.name, np.array(v.centroid_ras)) for v in result.vertebrae]
         written.append(save_overview_png(image, png_path, points=centres or None, label_image=result.label_image,
                                          names=result.names, plane="sagittal",
-                                         title=title or f"SpineSegment 2D MR: {len(centres)} vertebral bodies"))
+                                         title=title or f"SpineSegment 2D MR: {len(centres)} vertebral bodies",
+                                         labels_legend="result: one segment per vertebral body",
+                                         points_legend="segment names (at each centroid)",
+                                         faint_labels=[v.value for v in result.vertebrae if not v.complete]))
     return written
 
 
