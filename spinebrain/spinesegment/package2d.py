@@ -17,13 +17,14 @@ TRAINING_DATA = ("Real MR, 'train' lists of splits.json: A10 MyoSegmenTUM lumbar
                  "choosing the inference settings.")
 
 
-def card_for_run(run_dir: str | Path, metrics: dict, inference: dict | None = None, command: str = "") -> ModelCard:
+def card_for_run(run_dir: str | Path, metrics: dict, inference: dict | None = None, command: str = "",
+                 version: str = "1.0") -> ModelCard:
     history = json.loads((Path(run_dir) / "history.json").read_text(encoding="utf-8"))
     options = history["options"]
     context = int(options["context"])
     crop = int(options["crop"])
     return ModelCard(
-        id=MODEL_ID, task=TASK, version="1.0",
+        id=MODEL_ID, task=TASK, version=version,
         labels={"0": "background", "1": "vertebral body"},
         modalities=["MR"], validated_modalities=["T1", "T2", "water-fat GRE"],
         spacing=[float(options["spacing_mm"])] * 3, patch_size=[crop, crop, 2 * context + 1],
@@ -32,13 +33,16 @@ def card_for_run(run_dir: str | Path, metrics: dict, inference: dict | None = No
         training_data=TRAINING_DATA, training_command=command, metrics=metrics,
         extra={"plane": options["plane"], "context": context, "inference": {**DEFAULT_INFERENCE, **(inference or {})},
                "best_epoch": history.get("best_epoch"), "early_stop_val_dice": history.get("best_val_dice"),
+               "early_stop_metric": "mean Dice of whole slices of the held-out training scans, inside each scan's "
+                                    "labelled span" if options.get("span_mask") else "mean Dice of whole slices",
                "notice": RESEARCH_NOTICE, "software": __version__},
     )
 
 
 def export_package(run_dir: str | Path, folder: str | Path, metrics: dict, inference: dict | None = None,
-                   command: str = "", overwrite: bool = True) -> Path:
+                   command: str = "", overwrite: bool = True, version: str = "1.0") -> Path:
     from safetensors.torch import load_file
 
     state = load_file(str(Path(run_dir) / BEST_FILE))
-    return save_model_package(folder, state, card_for_run(run_dir, metrics, inference, command), overwrite=overwrite)
+    return save_model_package(folder, state, card_for_run(run_dir, metrics, inference, command, version),
+                              overwrite=overwrite)
