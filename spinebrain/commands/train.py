@@ -19,7 +19,11 @@ def register(subparsers) -> None:
         description="Train a model and write it as a model package (model_card.json + weights) that the "
         "pipelines and the Slicer modules can use. " + RESEARCH_NOTICE,
     )
-    add_task_subcommands(parser, "train", "train a {title} model")
+    tasks = add_task_subcommands(parser, "train", "train a {title} model")
+    from .train_datalist import add_arguments as add_datalist_arguments
+
+    add_datalist_arguments(tasks.add_parser(
+        "datalist", help="train or fine-tune a segmentation model on the cases of a datalist (the Training module's)"))
 
 
 def add_spine_label_arguments(parser) -> None:
