@@ -193,7 +193,8 @@ def test_a_tiny_run_streams_epochs_registers_its_model_and_the_model_runs(scene,
     assert [e["epoch"] for e in run.epochs] == [1, 2] and all(e["loss"] > 0 for e in run.epochs)
     assert progress and run.state is RunState.SUCCEEDED
     assert entry.card.id == "tiny" and entry.source == "user"
-    assert [e.card.id for e in logic.registry.list_models(task="spine-segment")] == ["tiny"]  # at once
+    listed = logic.registry.list_models(task="spine-segment")  # at once, beside the bundled 2D model
+    assert [e.card.id for e in listed if e.source == "user"] == ["tiny"]
     assert logic.models_to_fine_tune("spine-segment") == ["tiny"]
     card = entry.card
     assert card.extra["cases"]["validation"] and "val_mean_dice" in card.metrics
@@ -231,7 +232,7 @@ def test_cancel_keeps_nothing(scene, logic, four_cases, tmp_path):
     with pytest.raises(CancelledError):
         run.wait(timeout=600)
     assert run.state is RunState.CANCELLED and run.model is None
-    assert logic.registry.list_models(task="spine-segment") == []
+    assert [e for e in logic.registry.list_models() if e.source == "user"] == []
 
 
 @pytest.mark.slow
@@ -240,4 +241,4 @@ def test_closing_the_scene_stops_the_trainer_and_registers_nothing(scene, logic,
     with pytest.raises(CancelledError):
         run.wait(timeout=600)
     assert run.closed_scene and not run.runner.running
-    assert logic.registry.list_models() == [] or all(e.source == "bundled" for e in logic.registry.list_models())
+    assert [e for e in logic.registry.list_models() if e.source == "user"] == []

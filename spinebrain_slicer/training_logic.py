@@ -136,7 +136,7 @@ class TrainingLogic:
         """Ids of the installed models ``task`` can start from (empty where fine-tuning is not offered)."""
         if not get_training_task(task).can_fine_tune:
             return []
-        return [entry.card.id for entry in self.registry.list_models(task=task)]
+        return [entry.card.id for entry in self.registry.list_models(task=task) if entry.card.task == task]
 
     # -- export and start ----------------------------------------------------------------------
     def export(self, settings: TrainingSettings) -> ExportedCases:
