@@ -242,3 +242,31 @@ def test_closing_the_scene_stops_the_trainer_and_registers_nothing(scene, logic,
         run.wait(timeout=600)
     assert run.closed_scene and not run.runner.running
     assert [e for e in logic.registry.list_models() if e.source == "user"] == []
+
+
+@pytest.mark.slow
+def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelabel(scene, logic, tmp_path):
+    from SpineLabel.SpineLabelLib.logic import SpineLabelLogic
+    from spinebrain_slicer.samples import load_spine_sample
+
+    volumes = []
+    for number in range(2):
+        sample = load_spine_sample(scene, seed=20 + number, modality="t2", view="lumbar", spacing=(2.0, 2.0, 4.0))
+        sample["volume"].SetName(f"spine{number}")
+        sample["markups"].SetName(f"spine{number} body centres")
+        volumes.append(sample["volume"])
+    cases = logic.cases("spine-label")
+    assert [case.matched_by for case in cases] == ["name", "name"]
+    run = logic.start(settings(tmp_path, task="spine-label", model_id="sl-mine", epochs=1, synthetic_ratio=1.0))
+    with pytest.raises(InputError, match="cannot stop early"):
+        run.stop()
+    entry = run.wait(timeout=600)
+    assert entry.card.task == "spine-label" and entry.card.region == "lumbar"
+    assert "sl-mine" in [e.card.id for e in logic.registry.list_models(task="spine-label", region="lumbar")]
+    assert "2 real annotated scans" in entry.card.training_data
+    try:  # SpineLabel loads the new model by its id; after one epoch it may find no vertebra, which it says
+        points = SpineLabelLogic(scene).run(volumes[0], region="lumbar", model="sl-mine")
+    except InputError as error:
+        assert "No vertebrae were detected" in str(error)
+    else:
+        assert points.GetAttribute("SpineLabel.Model") == "sl-mine"
