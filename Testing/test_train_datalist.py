@@ -91,3 +91,13 @@ def test_a_generated_spine_case_has_the_users_label_values(tmp_path):
     label = sitk.GetArrayFromImage(sitk.ReadImage(entry["label"]))
     image = sitk.ReadImage(entry["image"][0])
     assert set(np.unique(label)) == {0, 2} and image.GetSize() == label.shape[::-1]
+
+
+def test_a_model_with_its_own_mask_normalisation_is_not_fine_tuned_from_a_datalist(datalist, tmp_path):
+    from spinebrain.models.registry import default_bundled_dir
+
+    if not (default_bundled_dir() / "brain-tissue-synth").is_dir():
+        pytest.skip("the bundled brain-tissue-synth model is not here")
+    with pytest.raises(InputError, match="within a brain mask"):
+        build_recipe(parse("--task", "brain-tissue", "--datalist", datalist, "--out", tmp_path, "--id", "m",
+                           "--init-from", default_bundled_dir() / "brain-tissue-synth"))

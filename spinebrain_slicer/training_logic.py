@@ -207,17 +207,10 @@ class TrainingLogic:
             raise InputError("A training run is still going on; stop or cancel it first.")
 
     def _fine_tune_labels(self, settings: TrainingSettings) -> dict[str, str]:
-        """The label set of the model to fine-tune (the exported cases must use it)."""
-        from spinebrain.errors import ModelError
-        from spinebrain.models.card import ModelCard
-        from spinebrain.models.registry import resolve_package
+        """The label set of the model to fine-tune (the exported cases must use it); the trainer's checks first."""
+        from spinebrain.training.fine_tune import load_start_model  # imports MONAI: only when fine-tuning
 
-        try:
-            card = ModelCard.read(resolve_package(settings.init_from, registry=self.registry))
-        except ModelError as error:
-            raise InputError(f"The model to fine-tune cannot be used: {error}") from None
-        if card.task != settings.task:
-            raise InputError(f"Model {card.id!r} is a {card.task} model; choose a {settings.task} model to fine-tune.")
+        card, _ = load_start_model(settings.init_from, settings.task, self.registry)
         return dict(card.labels)
 
     @staticmethod

@@ -12,18 +12,22 @@ from ..errors import InputError
 from ..models import ModelCard
 
 
-def load_start_model(model: str, task: str) -> tuple[ModelCard, dict]:
+def load_start_model(model: str, task: str, registry=None) -> tuple[ModelCard, dict]:
     """The verified card and weights of the model to fine-tune (an id of the registry or a package folder)."""
     from ..errors import ModelError
     from ..models.registry import load_model_package
 
     try:
-        card, weights = load_model_package(model)
+        card, weights = load_model_package(model, registry=registry)
     except ModelError as error:
         raise InputError(f"The model to fine-tune cannot be used: {error}") from None
     if card.task != task:
         raise InputError(f"Model {card.id!r} is a {card.task} model and cannot be fine-tuned into a {task} model; "
                          f"choose a {task} model or train from scratch.")
+    if card.extra.get("mask_normalisation"):  # its pipeline normalises inside a mask, which a datalist run does not
+        raise InputError(f"Model {card.id!r} normalises intensities within a brain mask in its own pipeline, which "
+                         "datalist training does not reproduce; fine-tune it with 'spinebrain train brain-seg "
+                         "--init-weights' instead.")
     return card, weights
 
 
