@@ -6,10 +6,8 @@ One sub-subcommand per task of :mod:`spinebrain.tasks` that declares a ``train``
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 from .. import RESEARCH_NOTICE
+from . import command_line  # noqa: F401 -- the model cards' command line (also imported from here by the trainers)
 from .task import add_task_subcommands
 
 
@@ -89,6 +87,3 @@ def _run_heatmap(args, progress, device: str) -> None:
     progress.log(f"Model package written to {path} (measure it with benchmarks/eval_spine_label_real_mr.py)")
 
 
-def command_line() -> str:
-    """The command as typed (``spinebrain ...``), for the model card."""
-    return "spinebrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])

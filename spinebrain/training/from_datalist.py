@@ -79,7 +79,7 @@ def build_recipe(args: argparse.Namespace):
                                 else DEFAULT_NETWORK["kwargs"]}}
     if args.synthetic_ratio < 0:
         raise InputError("--synthetic-ratio is a number of generated cases per training case, 0 or more.")
-    from ..commands.train import command_line
+    from ..commands import command_line
 
     return SegmentationRecipe(
         datalist=args.datalist, out=args.out, model_id=args.model_id, task=args.task, epochs=args.epochs,
