@@ -270,3 +270,19 @@ def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelab
         assert "No vertebrae were detected" in str(error)
     else:
         assert points.GetAttribute("SpineLabel.Model") == "sl-mine"
+
+
+def test_a_label_map_on_another_grid_is_resampled_onto_its_volume_only_on_request(scene, logic, tmp_path):
+    for number in range(2):
+        image, mask = box_case(number)
+        volume_node_from_image(scene, image, f"v{number}")
+        coarse = sitk.Resample(mask, [12, 12, 12], sitk.Transform(), sitk.sitkNearestNeighbor, mask.GetOrigin(),
+                               (3.0, 3.0, 3.0), mask.GetDirection(), 0, sitk.sitkUInt8)
+        volume_node_from_image(scene, coarse, f"v{number}-label", class_name="vtkMRMLLabelMapVolumeNode")
+    with pytest.raises(InputError, match="another grid"):
+        logic.export(settings(tmp_path))
+    exported = logic.export(settings(tmp_path, resample=True))
+    entry = json.loads(exported.datalist.read_text())["training"][0]
+    label = sitk.ReadImage(str(exported.folder / entry["label"]))
+    assert label.GetSize() == (24, 24, 24) and label.GetSpacing() == (1.5, 1.5, 1.5)
+    assert sitk.GetArrayFromImage(label).sum() > 0
