@@ -23,7 +23,6 @@ No Qt, no ``slicer.app``: runs on slicer-core (the tests) as in Slicer.
 from __future__ import annotations
 
 import atexit
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path

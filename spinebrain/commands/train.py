@@ -7,7 +7,7 @@ One sub-subcommand per task of :mod:`spinebrain.tasks` that declares a ``train``
 from __future__ import annotations
 
 from .. import RESEARCH_NOTICE
-from . import command_line  # noqa: F401 -- the model cards' command line (also imported from here by the trainers)
+from . import command_line  # the model cards' command line (the trainers import it from here too)
 from .task import add_task_subcommands
 
 
