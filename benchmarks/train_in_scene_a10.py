@@ -50,7 +50,7 @@ def save_curves(epochs: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     numbers = [e["epoch"] for e in epochs]
-    figure, loss_axes = plt.subplots(figsize=(6.4, 3.4), dpi=120)
+    figure, loss_axes = plt.subplots(figsize=(6.4, 3.8), dpi=120)
     loss_axes.plot(numbers, [e["loss"] for e in epochs], "o-", color="#c0392b", label="training loss (Dice + CE)")
     loss_axes.set_xlabel("epoch")
     loss_axes.set_ylabel("training loss")
@@ -60,7 +60,9 @@ def save_curves(epochs: list[dict], path: Path, title: str) -> None:
     metric_axes.set_ylabel("validation Dice")
     metric_axes.set_ylim(0, 1)
     lines = loss_axes.get_legend_handles_labels()[0] + metric_axes.get_legend_handles_labels()[0]
-    loss_axes.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
+    loss_axes.legend(lines, [line.get_label() for line in lines], loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                     ncol=2, fontsize=8, frameon=False)
+    loss_axes.xaxis.get_major_locator().set_params(integer=True)
     loss_axes.set_title(title, fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
