@@ -67,6 +67,8 @@ class Task:
     trained_card_tasks: tuple[str, ...] | None = None
     #: the ``--mode`` values its command runs in this version, the default first (() : no modes)
     modes: tuple[str, ...] = ()
+    #: card tasks ``spinebrain train datalist`` makes from image + label-map cases (the Training module's route)
+    datalist_card_tasks: tuple[str, ...] = ()
 
     def entry(self, name: str):
         """The callable behind entry point ``name`` (``"command"``, ``"run_case"``, ``"train"`` ...)."""
@@ -115,6 +117,7 @@ SPINE_SEGMENT = Task(
     train="spinebrain.commands.spine_segment:add_train_arguments",
     evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
     modes=("2d",),  # the 3D CT mode joins when it lands
+    datalist_card_tasks=("spine-segment",),  # 3D models from label maps (spinebrain.training.from_datalist)
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg",
@@ -126,6 +129,7 @@ BRAIN_SEG = Task(
     train="spinebrain.brainseg.training:add_arguments",
     evaluate="spinebrain.brainseg.evaluate:add_arguments",
     trained_card_tasks=("brain-tissue",),  # lesion models come later
+    datalist_card_tasks=("brain-tissue", "brain-lesion"),
 )
 
 #: Every task, in the order ``--help`` and the Slicer module list show them.
