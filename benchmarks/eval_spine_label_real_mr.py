@@ -151,10 +151,12 @@ def summary(rows: list[dict]) -> dict:
 
 
 def evaluate_model(model_ref: str, data: Path, with_ct: bool = True, split: str = "validation",
-                   settings: dict | None = None) -> dict:
+                   settings: dict | None = None, evidence: dict | None = None) -> dict:
     model = load_spine_label_model("lumbar", model_ref, device="cpu")
     if settings:  # trying heatmap settings (on the selection split only)
         model.card.extra["heatmap"] = {**model.card.extra.get("heatmap", {}), **settings}
+    if evidence:  # trying level-evidence settings (on the selection split only)
+        model.card.extra["evidence"] = {**model.card.extra.get("evidence", {}), **evidence}
     rows = [score_mr_case(folder, model) for folder in validation_cases(data, split)]
     report = {"model": model.card.id, "detector": model.card.extra.get("detector", "paper patch CNN pair"),
               "summary": summary(rows), "cases": [{k: v for k, v in r.items() if k != "metrics"} for r in rows]}
@@ -171,9 +173,11 @@ def main(argv=None) -> None:
     parser.add_argument("--no-ct", action="store_true", help="skip the CT crops")
     parser.add_argument("--split", choices=("validation", "select"), default="validation")
     parser.add_argument("--settings", default="{}", help="JSON overrides of a heatmap card's settings")
+    parser.add_argument("--evidence", default="{}", help="JSON overrides of a card's level-evidence settings")
     args = parser.parse_args(argv)
     models = args.models or [e.id for e in ModelRegistry().list_models(task=TASK, region="lumbar")]
-    reports = [evaluate_model(m, args.data, not args.no_ct, args.split, json.loads(args.settings)) for m in models]
+    reports = [evaluate_model(m, args.data, not args.no_ct, args.split, json.loads(args.settings),
+                              json.loads(args.evidence)) for m in models]
     for report in reports:
         print(f"\n== {report['model']} ({report['detector']})")
         for row in report["cases"]:

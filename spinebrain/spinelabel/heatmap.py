@@ -121,11 +121,15 @@ def predict_band(network: HeatmapDetector, image, pixel_mm: float, options: dict
     slab = extract_sagittal_slab(image, pixel_mm, each, step)
     arrays = normalise_slab(slab.arrays)
     stacks = np.stack([slice_stack(arrays, s, network.in_slices) for s in range(len(arrays))])
+    heatmaps = int(options.get("heatmaps", network.kwargs["outputs"]))
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(stacks), int(options["batch"])):
-            batch = torch.from_numpy(stacks[start:start + int(options["batch"])]).to(device)
-            outputs.append(torch.sigmoid(network(batch)).cpu().numpy())
+            logits = network(torch.from_numpy(stacks[start:start + int(options["batch"])]).to(device))
+            maps = [torch.sigmoid(logits[:, :heatmaps])]
+            if logits.shape[1] > heatmaps:  # level classes: one distribution per pixel
+                maps.append(torch.softmax(logits[:, heatmaps:], dim=1))
+            outputs.append(torch.cat(maps, dim=1).cpu().numpy())
     return slab, np.concatenate(outputs).transpose(1, 0, 2, 3)
 
 
@@ -221,8 +225,25 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     threshold = float(options["anchor_threshold"])
     peaks = suppress_near(peak_points(slab, maps[1], 0.5 * threshold, options), nms_mm, float(options["nms_r_scale"]))
     answers = [Detection(p, h, h, 1, ()) for p, h in anchor_answers(peaks, threshold)]
+    heatmaps = int(options.get("heatmaps", model.networks.kwargs["outputs"]))
+    if heatmaps >= 3 and maps.shape[0] > heatmaps:  # S1 heatmap and level classes: evidence per candidate
+        candidates = [with_level_evidence(c, slab, maps, heatmaps) for c in candidates]
     return attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
 
 
+def with_level_evidence(candidate: Candidate, slab: SagittalSlab, maps: np.ndarray, heatmaps: int,
+                        half=(1, 2, 2)) -> Candidate:
+    """The candidate with its level-class probabilities (mean over a small box around it) and L5 / S1 heights (max).
+
+    The box (3 slices x 5 x 5 pixels, 6 x 10 x 10 mm) stays inside the body core the level classes were taught on.
+    """
+    index = np.rint(slab.ras_to_pixel(np.asarray(candidate.position, float)[None])[0]).astype(int)
+    box = tuple(slice(max(i - h, 0), min(i + h + 1, n)) for i, h, n in zip(index, half, maps.shape[1:]))
+    levels = maps[(slice(heatmaps, None), *box)].reshape(maps.shape[0] - heatmaps, -1).mean(axis=1)
+    ends = tuple(float(maps[(c, *box)].max()) for c in (1, 2))
+    return Candidate(candidate.position, candidate.probability, candidate.anchor_probability,
+                     levels / max(float(levels.sum()), 1e-9), ends)
+
+
 __all__ = ["HeatmapDetector", "heatmap_candidates", "anchor_answers", "normalise_slab", "gaussian_heatmap", "find_peaks",
-           "suppress_near", "predict_band", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]
+           "suppress_near", "predict_band", "with_level_evidence", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]

@@ -268,33 +268,50 @@ def shape_model_from(out_dir: str | Path):
 
 
 def load_checkpoint(checkpoint: str | Path, network: HeatmapDetector | None = None) -> HeatmapDetector:
-    """The network (default architecture unless given) with the weights of a saved checkpoint (weights only)."""
-    network = network or HeatmapDetector()
-    network.load_state_dict(torch.load(str(checkpoint), map_location="cpu", weights_only=True))
+    """The network (its output count read from the weights unless given) of a saved checkpoint (weights only)."""
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    network = network or HeatmapDetector(outputs=int(state["unet.final_conv.weight"].shape[0]))
+    network.load_state_dict(state)
     return network.eval()
+
+
+def _channel_labels(outputs: int, heatmaps: int) -> dict:
+    names = ["vertebral-body centre heatmap", "L5 (last lumbar above the sacrum) heatmap", "S1 body heatmap"]
+    labels = {str(k): names[k] for k in range(heatmaps)}
+    labels.update({str(heatmaps + k): f"level class {name} (softmax)" for k, name in enumerate(LEVEL_CLASSES)
+                   if heatmaps + k < outputs})
+    return labels
 
 
 def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model, metrics: dict, training_data: str,
                    command: str, model_id: str = "spine-label-lumbar-heatmap", extra: dict | None = None) -> Path:
-    """Write ``models_dir/<model_id>/``: a spine-label package (lumbar region, anchor L5) of the heatmap network."""
+    """Write ``models_dir/<model_id>/``: a spine-label package (lumbar region, anchor L5) of the heatmap network.
+
+    A network with more than 3 outputs has the S1 heatmap and the level classes; its card lists the
+    classes (``level_classes``), and the graph names by their evidence (:mod:`.level_evidence`).
+    """
+    outputs = int(network.kwargs["outputs"])
+    heatmaps = min(outputs, 3)
+    level_extra = {"level_classes": list(LEVEL_CLASSES)} if outputs > heatmaps else {}
     card = ModelCard(
-        id=model_id, task=TASK, version="1.0",
-        labels={"0": "vertebral-body centre heatmap", "1": "L5 (last lumbar above the sacrum) heatmap"},
+        id=model_id, task=TASK, version="1.0", labels=_channel_labels(outputs, heatmaps),
         modalities=["CT", "T1", "T2"], spacing=[PIXEL_MM, PIXEL_MM, SLICE_STEP_MM], patch_size=[128, 128, 3],
         normalisation={"method": "CT: HU window -250..1250; MR: percentiles 0.5..99.5 over the band"},
         network=network.config, region="lumbar", validated_modalities=["MR (real, held-out patients)"],
         training_data=training_data, training_command=command, software_version=__version__,
         research_notice=RESEARCH_NOTICE, metrics=metrics,
         extra={"anchor_level": "L5", "shape_model": shape_model.to_dict(), "levels": list(shape_model.levels),
-               "detector": "heatmap", "heatmap": dict(DEFAULT_HEATMAP), "pixel_mm": PIXEL_MM,
+               "detector": "heatmap", "heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps}, "pixel_mm": PIXEL_MM,
                "labelling": {"transitional_penalty": 25.0, "gap_penalty": 10.0},
                "max_slice_thickness_mm": 6.5, "min_spine_extent_mm": 60.0, "architecture": ARCHITECTURE,
-               **(extra or {})})
+               **level_extra, **(extra or {})})
     return save_model_package(models_dir, network.state_dict(), card, overwrite=True)
 
 
-def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str) -> Path:
-    """Package the best checkpoint of a run: shape model from its cases, measured metrics, heatmap settings."""
+def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str,
+               checkpoint: str | None = None, evidence: dict | None = None,
+               model_id: str = "spine-label-lumbar-heatmap") -> Path:
+    """Package a checkpoint of a run (default: the best by selection loss): shape model from its cases, metrics, settings."""
     saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
     generated = sum(name.startswith("synthetic") for name in saved)
     data = (f"{len(saved) - generated} real MR scans of the splits.json 'train' patients of ../shared/data A10-A12 "
@@ -304,9 +321,12 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
             f"Train patients {', '.join(DEFAULT_SELECT)} held out to choose the epoch; the splits.json 'validation' "
             "patients were never used in training or selection.")
     metrics = json.loads(metrics_file.read_text()) if metrics_file else {}
-    network = load_checkpoint(best_checkpoint(out_dir))
-    extra = {"heatmap": {**DEFAULT_HEATMAP, **settings}}
-    return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, extra=extra)
+    network = load_checkpoint(checkpoint or best_checkpoint(out_dir))
+    heatmaps = min(int(network.kwargs["outputs"]), 3)
+    extra = {"heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps, **settings}}
+    if evidence is not None:
+        extra["evidence"] = evidence
+    return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, model_id, extra)
 
 
 def main(argv=None) -> None:
@@ -333,10 +353,15 @@ def main(argv=None) -> None:
     parser.add_argument("--metrics", type=Path, help="with --export: a JSON object of measured metrics for the card")
     parser.add_argument("--settings", default="{}", help="with --export: JSON overrides of the card's heatmap settings")
     parser.add_argument("--command", default="", help="with --export: the training command to record in the card")
+    parser.add_argument("--checkpoint", help="with --export: this checkpoint instead of the best by selection loss")
+    parser.add_argument("--evidence", help="with --export: JSON settings of the level-evidence naming")
+    parser.add_argument("--model-id", default="spine-label-lumbar-heatmap", help="with --export: the package id")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export:
-        print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command))
+        evidence = json.loads(args.evidence) if args.evidence else None
+        print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command,
+                         args.checkpoint, evidence, args.model_id))
         return
     deadline = time.time() + 60.0 * args.minutes
     if args.until:
