@@ -168,7 +168,10 @@ def test_the_commands_name_the_exported_data_and_the_options(scene, logic, tmp_p
     assert args[:4] == ["train", "datalist", "--task", "spine-segment"]
     assert str(exported.datalist) in args and "--no-amp" in args and args[args.index("--patch") + 1] == "16"
     labelling = settings(tmp_path, task="spine-label", model_id="sl")
-    assert logic.command(labelling, exported)[:4] == ["train", "spine-label", "--region", "lumbar"]
+    labelling_args = logic.command(labelling, exported)
+    assert labelling_args[:4] == ["train", "spine-label", "--region", "lumbar"]
+    assert labelling_args[labelling_args.index("--real-validation") + 1] == str(exported.validation_points_folder)
+    assert labelling_args[labelling_args.index("--run-dir") + 1] == str(exported.folder.parent / "run")
 
 
 # ------------------------------------------------------------------------------------ real training runs
@@ -257,13 +260,20 @@ def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelab
         volumes.append(sample["volume"])
     cases = logic.cases("spine-label")
     assert [case.matched_by for case in cases] == ["name", "name"]
-    run = logic.start(settings(tmp_path, task="spine-label", model_id="sl-mine", epochs=1, synthetic_ratio=1.0))
-    with pytest.raises(InputError, match="cannot stop early"):
-        run.stop()
+    holder = {}
+    run = logic.start(settings(tmp_path, task="spine-label", model_id="sl-mine", epochs=2, synthetic_ratio=1.0),
+                      on_epoch=_first_epoch_then(lambda: holder["run"].stop()))
+    holder["run"] = run
     entry = run.wait(timeout=600)
     assert entry.card.task == "spine-label" and entry.card.region == "lumbar"
     assert "sl-mine" in [e.card.id for e in logic.registry.list_models(task="spine-label", region="lumbar")]
-    assert "2 real annotated scans" in entry.card.training_data
+    offered = logic.models_to_fine_tune("spine-label")  # the paper detector pairs only (bundled ones too)
+    assert "sl-mine" in offered and all(logic.registry.find(model).card.network["architecture"].endswith("DetectorPair")
+                                        for model in offered)
+    # one scene case trained, the other validated each epoch (its loss is the curve's metric); Stop kept a model
+    assert "1 real annotated scans" in entry.card.training_data and entry.card.metrics["real_validation"]["cases"] == 1
+    assert entry.card.metrics["stopped"] == "stop requested" and entry.card.metrics["epochs_run"] < 6
+    assert run.epochs[0]["val_loss"] > 0 and run.curves().GetNumberOfRows() == len(run.epochs)
     try:  # SpineLabel loads the new model by its id; after one epoch it may find no vertebra, which it says
         points = SpineLabelLogic(scene).run(volumes[0], region="lumbar", model="sl-mine")
     except InputError as error:

@@ -7,6 +7,7 @@ written, so a failure or a full disk leaves nothing half-written)::
     labels/<case>.nii.gz          segmentation tasks: the label map on the volume's grid
     points/<case>.nii.gz + .mrk.json   labelling: scan and named body centres side by side
                                   (the layout of ``spinebrain train spine-label --real-data``)
+    points-validation/...         labelling: the validation cases, same layout (``--real-validation``)
     datalist.json                 {"training": [...], "validation": [...], "labels": {...}, "modality": {...}}
 
 Label values are the same for every case: segments are matched by name (case-insensitive) to one
@@ -33,6 +34,7 @@ from .bridge import image_from_volume_node, labels_from_segmentation_node, point
 from .training_cases import POINTS, SEGMENTATION, TrainingCase
 
 DATALIST = "datalist.json"
+POINT_FOLDERS = {"training": "points", "validation": "points-validation"}  # labelling cases, one folder per part
 
 
 @dataclass
@@ -48,6 +50,10 @@ class ExportedCases:
     @property
     def points_folder(self) -> Path:
         return self.folder / "points"
+
+    @property
+    def validation_points_folder(self) -> Path:
+        return self.folder / POINT_FOLDERS["validation"]
 
 
 def split_cases(cases: list[TrainingCase], validation_fraction: float, seed: int = 0,
@@ -84,23 +90,23 @@ def export_cases(training: list[TrainingCase], validation: list[TrainingCase], w
     with staged_outputs(folder, overwrite=overwrite) as stage:
         for part, cases in (("training", training), ("validation", validation)):
             for case in cases:
-                document[part].append(_write_case(case, stage.path, labels, fixed))
+                document[part].append(_write_case(case, stage.path, labels, fixed, POINT_FOLDERS[part]))
         document.update(labels=labels, modality={"0": modality}, numTraining=len(training))
         stage.path(DATALIST).write_text(json.dumps(document, indent=2), encoding="utf-8")
     return ExportedCases(folder, folder / DATALIST, labels if len(labels) > 1 else {},
                          [c.name for c in training], [c.name for c in validation])
 
 
-def _write_case(case: TrainingCase, staged, labels: dict[str, str], fixed: bool) -> dict:
+def _write_case(case: TrainingCase, staged, labels: dict[str, str], fixed: bool, points: str = "points") -> dict:
     image = image_from_volume_node(case.volume)
     reference = case.reference
     if reference.IsA(POINTS):
-        points = points_from_markups_node(reference)
-        if not points:
+        centres = points_from_markups_node(reference)
+        if not centres:
             raise InputError(f"{case.name}: the point list '{reference.GetName()}' is empty; place the points.")
-        write_image(image, _parent(staged(f"points/{case.name}.nii.gz")))
-        write_markups(points, staged(f"points/{case.name}.mrk.json"), name=case.name)
-        return {"name": case.name, "image": f"points/{case.name}.nii.gz", "label": f"points/{case.name}.mrk.json"}
+        write_image(image, _parent(staged(f"{points}/{case.name}.nii.gz")))
+        write_markups(centres, staged(f"{points}/{case.name}.mrk.json"), name=case.name)
+        return {"name": case.name, "image": f"{points}/{case.name}.nii.gz", "label": f"{points}/{case.name}.mrk.json"}
     label_image = _label_image(case, image, labels, fixed)
     write_image(image, _parent(staged(f"images/{case.name}.nii.gz")))
     write_image(label_image, _parent(staged(f"labels/{case.name}.nii.gz")))

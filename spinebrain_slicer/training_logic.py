@@ -57,7 +57,7 @@ def training_tasks() -> list[TrainingTask]:
     tasks = []
     for task in available_tasks():
         if task.name == LABELLING and task.train:
-            tasks.append(TrainingTask(LABELLING, "Vertebra labelling (SpineLabel)", "points", "T2", False, False))
+            tasks.append(TrainingTask(LABELLING, "Vertebra labelling (SpineLabel)", "points", "T2", True, True))
         for card_task in task.datalist_card_tasks:
             modality = {"brain-lesion": "FLAIR", "brain-tissue": "T1"}.get(card_task, "CT")
             tasks.append(TrainingTask(card_task, f"{card_task.replace('-', ' ')} ({task.title})", "labels", modality,
@@ -135,18 +135,19 @@ class TrainingLogic:
         """Ids of the installed models ``task`` can start from (empty where fine-tuning is not offered)."""
         if not get_training_task(task).can_fine_tune:
             return []
-        return [entry.card.id for entry in self.registry.list_models(task=task) if entry.card.task == task]
+        entries = [entry for entry in self.registry.list_models(task=task) if entry.card.task == task]
+        if task == LABELLING:  # only the paper's detector pair is trained from the scene
+            from spinebrain.spinelabel.fine_tune import PAIR_ARCHITECTURE
+
+            entries = [entry for entry in entries if entry.card.network.get("architecture") == PAIR_ARCHITECTURE]
+        return [entry.card.id for entry in entries]
 
     # -- export and start ----------------------------------------------------------------------
     def export(self, settings: TrainingSettings) -> ExportedCases:
         """Write the usable cases and the datalist into ``<work_folder>/data``; InputError on bad input."""
         task = get_training_task(settings.task)
         cases = training_cases.usable_cases(self.cases(settings.task, settings.resample))
-        if task.reference == "points":  # the labelling trainer validates on held-out generated scans
-            training, validation = cases, []
-        else:
-            training, validation = split_cases(cases, settings.validation_fraction, settings.seed,
-                                               settings.validation_cases)
+        training, validation = split_cases(cases, settings.validation_fraction, settings.seed, settings.validation_cases)
         label_set = self._fine_tune_labels(settings) if settings.init_from else None
         return export_cases(training, validation, self._work_folder(settings), settings.modality or task.modality,
                             label_set)
@@ -176,8 +177,12 @@ class TrainingLogic:
             common += ["--threads", str(settings.threads)]
         if settings.task == LABELLING:
             synthetic = max(2, int(round(settings.synthetic_ratio * len(exported.training))))
-            return ["train", "spine-label", "--region", settings.region, "--real-data", str(exported.points_folder),
-                    "--cases", str(synthetic), "--validation-cases", str(max(1, synthetic // 4)), *common]
+            args = ["train", "spine-label", "--region", settings.region, "--real-data", str(exported.points_folder),
+                    "--cases", str(synthetic), "--validation-cases", str(max(1, synthetic // 4)),
+                    "--run-dir", str(work / "run"), *common]
+            if exported.validation:
+                args += ["--real-validation", str(exported.validation_points_folder)]
+            return args + (["--init-from", settings.init_from] if settings.init_from else [])
         args = ["train", "datalist", "--task", settings.task, "--datalist", str(exported.datalist),
                 "--run-dir", str(work / "run"), "--lr", str(settings.learning_rate),
                 "--batch-size", str(settings.batch_size), "--synthetic-ratio", str(settings.synthetic_ratio),
@@ -205,8 +210,17 @@ class TrainingLogic:
         if any(run.running for run in self.runs):
             raise InputError("A training run is still going on; stop or cancel it first.")
 
-    def _fine_tune_labels(self, settings: TrainingSettings) -> dict[str, str]:
+    def _fine_tune_labels(self, settings: TrainingSettings) -> dict[str, str] | None:
         """The label set of the model to fine-tune (the exported cases must use it); the trainer's checks first."""
+        if settings.task == LABELLING:  # point lists have no label set; the model must suit the region's trainer
+            from spinebrain.spinelabel.fine_tune import check_start_card, read_start_card
+            from spinebrain.spinelabel.slices import MODEL_PIXEL_MM
+
+            region = settings.region
+            patches = _labelling_patches(region)
+            check_start_card(read_start_card(settings.init_from, self.registry), region, MODEL_PIXEL_MM[region],
+                             *patches)
+            return None
         from spinebrain.training.fine_tune import load_start_model  # imports MONAI: only when fine-tuning
 
         card, _ = load_start_model(settings.init_from, settings.task, self.registry)
@@ -324,7 +338,7 @@ class TrainingRun:
         if not self.running:
             return
         if not get_training_task(self.settings.task).can_stop:
-            raise InputError("The vertebra labelling trainer cannot stop early; let it finish or cancel it.")
+            raise InputError(f"The {self.settings.task} trainer cannot stop early; let it finish or cancel it.")
         self.stop_path.parent.mkdir(parents=True, exist_ok=True)
         self.stop_path.write_text("stop requested from Slicer\n", encoding="utf-8")
         self.stop_requested, self.status = True, "stopping after this iteration (the best weights are kept)"
@@ -378,6 +392,13 @@ class TrainingRun:
     def _kill_at_exit(self) -> None:
         if self.running:
             self.runner.cancel(grace_seconds=0.0)
+
+
+def _labelling_patches(region: str) -> tuple[int, int]:
+    """The vertebra and anchor patch sizes the labelling trainer uses for ``region``."""
+    from spinebrain.spinelabel.detector import PATCH_SIZE
+
+    return PATCH_SIZE[region], PATCH_SIZE[f"{region}-anchor"]
 
 
 def _epoch_status(event: dict) -> str:
