@@ -101,3 +101,75 @@ def test_a_model_with_its_own_mask_normalisation_is_not_fine_tuned_from_a_datali
     with pytest.raises(InputError, match="within a brain mask"):
         build_recipe(parse("--task", "brain-tissue", "--datalist", datalist, "--out", tmp_path, "--id", "m",
                            "--init-from", default_bundled_dir() / "brain-tissue-synth"))
+
+
+# ------------------------------------------------------------------------ tiny real runs through the datalist path
+
+def _box_cases(folder: Path, count: int, labels: int, size: int = 20) -> list[dict]:
+    """Noisy scans with ``labels`` bright boxes (values 1..labels, brighter for higher values)."""
+    entries = []
+    for number in range(count):
+        rng = np.random.default_rng(number)
+        label = np.zeros((size,) * 3, np.uint8)
+        for value in range(1, labels + 1):
+            k, j, i = rng.integers(4, size - 8, 3)
+            label[k:k + 5, j:j + 5, i:i + 5] = value
+        image = sitk.GetImageFromArray((60.0 * label + rng.normal(0, 10, label.shape)).astype(np.float32))
+        image.SetSpacing((1.5,) * 3)
+        mask = sitk.GetImageFromArray(label)
+        mask.CopyInformation(image)
+        sitk.WriteImage(image, str(folder / f"case{number}.nii.gz"))
+        sitk.WriteImage(mask, str(folder / f"case{number}_label.nii.gz"))
+        entries.append({"name": f"case{number}", "image": f"case{number}.nii.gz", "label": f"case{number}_label.nii.gz"})
+    return entries
+
+
+def _train(tmp_path: Path, task: str, labels: dict, modality: str, cases: list[dict], *options) -> Path:
+    from spinebrain.protocol import Progress
+
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": cases[:-1], "validation": cases[-1:], "labels": labels,
+                                    "modality": {"0": modality}}))
+    args = parse("--task", task, "--datalist", datalist, "--out", tmp_path / "out", "--id", f"tiny-{task}",
+                 "--epochs", 2, "--patch", 16, 16, 16, "--batch-size", 1, "--samples-per-case", 1, "--spacing",
+                 1.5, 1.5, 1.5, "--network-kwargs", json.dumps(TINY), "--device", "cpu", "--threads", 1,
+                 "--run-dir", tmp_path / "run", *options)
+    args.run(args, Progress(quiet=True))
+    return tmp_path / "out" / f"tiny-{task}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, labels, modality", [
+    ("brain-tissue", {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}, "T1"),
+    ("brain-lesion", {"0": "background", "1": "lesion"}, "FLAIR"),
+])
+def test_a_tiny_brain_run_writes_a_package_that_segments(tmp_path, task, labels, modality):
+    from spinebrain.inference import run_inference
+    from spinebrain.models import load_network
+
+    cases = _box_cases(tmp_path, 3, len(labels) - 1)
+    package = _train(tmp_path, task, labels, modality, cases)
+    card, network = load_network(str(package), device="cpu")
+    assert card.task == task and card.labels == labels and card.modalities == [modality]
+    assert card.metrics["epochs_run"] == 2 and card.extra["cases"] == {"training": ["case0", "case1"],
+                                                                      "validation": ["case2"]}
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2] and all(row["loss"] > 0 for row in rows)
+    result = run_inference(sitk.ReadImage(str(tmp_path / "case2.nii.gz")), network, card, device="cpu")
+    values = set(np.unique(sitk.GetArrayFromImage(result.labels)))
+    assert result.labels.GetSize() == (20, 20, 20) and values <= {int(v) for v in labels}
+
+
+@pytest.mark.slow
+def test_synthetic_cases_are_generated_and_trained_on_beside_the_users(tmp_path):
+    cases = _box_cases(tmp_path, 2, 1)
+    package = _train(tmp_path, "spine-segment", {"0": "background", "1": "vertebrae"}, "CT", cases,
+                     "--synthetic-ratio", 1, "--epochs", 1)
+    card = json.loads((package / "model_card.json").read_text())
+    trained = card["cases"]["training"]
+    assert trained[0] == "case0" and len(trained) == 2 and trained[1].startswith("synthetic-")
+    generated = sorted((tmp_path / "run" / "synthetic").iterdir())
+    assert [p.name for p in generated] == [f"{trained[1]}_0.nii.gz", f"{trained[1]}_label.nii.gz"]
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(generated[1])))
+    assert set(np.unique(label)) == {0, 1}  # every generated vertebra became the user's one label
+    assert card["metrics"]["epochs_run"] == 1 and "2 training" in card["training_data"]
