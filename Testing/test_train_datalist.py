@@ -173,3 +173,58 @@ def test_synthetic_cases_are_generated_and_trained_on_beside_the_users(tmp_path)
     label = sitk.GetArrayFromImage(sitk.ReadImage(str(generated[1])))
     assert set(np.unique(label)) == {0, 1}  # every generated vertebra became the user's one label
     assert card["metrics"]["epochs_run"] == 1 and "2 training" in card["training_data"]
+
+
+def _body_cases(folder: Path, count: int) -> list[dict]:
+    """MR-like volumes with three bright 'bodies' stacked superior-inferior, labelled L3, L4, L5 (all bodies)."""
+    entries = []
+    for number in range(count):
+        rng = np.random.default_rng(10 + number)
+        label = np.zeros((30, 20, 20), np.uint8)  # (S, A, R) array order
+        for value, start in enumerate((3, 12, 21), start=1):
+            label[start:start + 6, 6:14, 5:15] = value
+        image = sitk.GetImageFromArray((80.0 * (label > 0) + rng.normal(20, 8, label.shape)).astype(np.float32))
+        image.SetSpacing((1.5, 1.5, 1.5))
+        mask = sitk.GetImageFromArray(label)
+        mask.CopyInformation(image)
+        sitk.WriteImage(image, str(folder / f"mr{number}.nii.gz"))
+        sitk.WriteImage(mask, str(folder / f"mr{number}_label.nii.gz"))
+        entries.append({"name": f"mr{number}", "image": f"mr{number}.nii.gz", "label": f"mr{number}_label.nii.gz"})
+    return entries
+
+
+@pytest.mark.slow
+def test_the_2d_body_model_trains_from_volumes_and_masks_and_fine_tunes(tmp_path):
+    from spinebrain.protocol import Progress
+    from spinebrain.spinesegment.pipeline2d import load_model_2d
+
+    cases = _body_cases(tmp_path, 3)
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": cases[:2], "validation": cases[2:],
+                                    "labels": {"0": "background", "1": "L3", "2": "L4", "3": "L5"}}))
+    tiny_unet = json.dumps({"features": [4, 4, 8, 8, 16, 4]})
+    common = ["--task", "spine-segment-2d", "--datalist", datalist, "--out", tmp_path / "out", "--epochs", 2,
+              "--batch-size", 2, "--samples-per-epoch", 4, "--device", "cpu", "--threads", 1]
+    args = parse(*common, "--id", "mr2d", "--patch", 32, 32, 1, "--network-kwargs", tiny_unet,
+                 "--run-dir", tmp_path / "run")
+    args.run(args, Progress(quiet=True))
+    model = load_model_2d(str(tmp_path / "out" / "mr2d"))
+    card = model.card
+    assert card.task == "spine-segment-2d" and card.labels == {"0": "background", "1": "vertebral body"}
+    assert card.patch_size == [32, 32, 3] and model.plane == "sagittal" and model.context == 1
+    assert card.metrics["epochs_run"] == 2 and 0.0 <= card.metrics["val_dice"] <= 1.0
+    assert card.extra["cases"] == {"training": ["mr0", "mr1"], "validation": ["mr2"]}
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2] and rows[0]["val_dice"] is not None
+
+    tuned = parse(*common, "--id", "mr2d-tuned", "--init-from", tmp_path / "out" / "mr2d", "--epochs", 1,
+                  "--run-dir", tmp_path / "run-tuned")
+    tuned.run(tuned, Progress(quiet=True))
+    tuned_card = json.loads((tmp_path / "out" / "mr2d-tuned" / "model_card.json").read_text())
+    assert tuned_card["fine_tuned_from"]["id"] == "mr2d" and tuned_card["network"] == card.network
+    with pytest.raises(InputError, match="keeps the patch size"):
+        bad = parse(*common, "--id", "x", "--init-from", tmp_path / "out" / "mr2d", "--patch", 64, 64, 1)
+        bad.run(bad, Progress(quiet=True))
+    with pytest.raises(InputError, match="synthetic ratio to 0"):
+        bad = parse(*common, "--id", "x", "--synthetic-ratio", 1)
+        bad.run(bad, Progress(quiet=True))

@@ -17,6 +17,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 
 from spinebrain_slicer.bridge import segmentation_node_from_labels, volume_node_from_image  # noqa: E402
 from spinebrain_slicer.runner import RunState  # noqa: E402
+from spinebrain_slicer.task_logic import TaskInputError  # noqa: E402
 from spinebrain_slicer.training_logic import TrainingLogic, TrainingSettings, training_tasks  # noqa: E402
 
 
@@ -69,7 +70,8 @@ def settings(tmp_path, model_id="tiny", **changes) -> TrainingSettings:
 
 def test_the_registry_gives_the_module_its_tasks():
     keys = {task.key: task for task in training_tasks()}
-    assert {"spine-label", "spine-segment", "brain-tissue", "brain-lesion"} <= set(keys)
+    assert {"spine-label", "spine-segment", "spine-segment-2d", "brain-tissue", "brain-lesion"} <= set(keys)
+    assert keys["spine-segment-2d"].modality == "MR" and keys["spine-label"].can_stop
     assert keys["spine-label"].reference == "points" and keys["brain-tissue"].reference == "labels"
 
 
@@ -133,6 +135,39 @@ def test_export_writes_images_labels_and_a_datalist_with_one_label_set(scene, lo
         assert set(np.unique(sitk.GetArrayFromImage(label))) == {0, 1}
     with pytest.raises(InputError, match="already holds exported cases"):
         logic.export(settings(tmp_path))  # a second export never replaces the first silently
+
+
+def test_export_reports_each_case_and_closing_the_scene_meanwhile_writes_nothing(scene, logic, tmp_path):
+    for number in range(3):
+        add_case(scene, f"case{number}", number)
+    updates = []
+    logic.export(settings(tmp_path, model_id="a"), on_progress=lambda *update: updates.append(update))
+    assert {stage for stage, _, _ in updates} == {"export"} and updates[-1][1] == 1.0
+    fractions = [fraction for _, fraction, _ in updates]
+    assert fractions == sorted(fractions) and any("case1 (2 of 3)" in message for _, _, message in updates)
+
+    # a run exports in steps (one case per poll); closing the scene meanwhile leaves nothing behind
+    started = []
+    logic.runner_factory = lambda args: started.append(args)
+    run = logic.start(settings(tmp_path, model_id="b"), on_progress=lambda stage, fraction, message: (
+        scene.Clear(0) if "(2 of 3)" in message else None))
+    assert run.running and run.runner is None and run.status == "starting"  # start returned before exporting
+    with pytest.raises(CancelledError):
+        run.wait(timeout=60)
+    assert run.closed_scene and not started and not (tmp_path / "work-b" / "data").exists()
+    assert list((tmp_path / "work-b").iterdir()) == []  # no staged leftovers either
+
+
+def test_a_bad_case_found_during_the_export_ends_the_run_with_nothing_written(scene, logic, tmp_path):
+    add_case(scene, "good", 1)
+    volume_node_from_image(scene, box_case(2)[0], "empty")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty segmentation")
+    segmentation.GetSegmentation().AddEmptySegment("bone")  # a segment with no voxel: found only on export
+    run = logic.start(settings(tmp_path, validation_fraction=0.0))
+    with pytest.raises(TaskInputError, match="empty: the reference 'empty segmentation' is empty"):
+        run.wait(timeout=60)
+    assert run.state is RunState.BAD_INPUT and run.runner is None
+    assert not (tmp_path / "work-tiny" / "data").exists()
 
 
 def test_bad_input_is_refused_before_anything_is_written_or_started(scene, logic, tmp_path):
@@ -212,8 +247,8 @@ def test_a_tiny_run_streams_epochs_registers_its_model_and_the_model_runs(scene,
     assert tuned.card.extra["fine_tuned_from"]["id"] == "tiny"
     assert tuned.card.patch_size == card.patch_size and tuned.card.labels == card.labels
     add_case(scene, "other", 7, segment="disc")
-    with pytest.raises(InputError, match="not a label of the model to fine-tune"):
-        logic.start(settings(tmp_path, model_id="tiny-2", init_from="tiny"))
+    with pytest.raises(TaskInputError, match="not a label of the model to fine-tune"):
+        logic.start(settings(tmp_path, model_id="tiny-2", init_from="tiny")).wait(timeout=60)
 
 
 @pytest.mark.slow

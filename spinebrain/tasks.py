@@ -114,7 +114,8 @@ SPINE_SEGMENT = Task(
     run_case="spinebrain.spinesegment.pipeline2d:run_case",
     train="spinebrain.commands.spine_segment:add_train_arguments",
     evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
-    datalist_card_tasks=("spine-segment",),  # 3D models from label maps (spinebrain.training.from_datalist)
+    # 3D models from label maps (spinebrain.training.from_datalist); the 2D MR body model from volumes + body masks
+    datalist_card_tasks=("spine-segment", "spine-segment-2d"),
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg",

@@ -9,9 +9,10 @@ One method per thing a user does, shared by the widget and the Python console::
     run.model.card.id                                    # registered: listed by ModelRegistry at once
     logic.apply_model("my-brain", volumeNode)            # a segmentation node from the new model
 
-Start exports the cases (:mod:`.training_export`), then runs ``spinebrain train ...`` in a background
-process (:mod:`.runner`): ``train datalist`` for segmentation tasks, ``train spine-label --real-data``
-for vertebra labelling. Progress arrives as JSON lines; each ``epoch`` event (loss, validation metric,
+Start checks the settings and cases at once, then the run exports the cases in steps (one case read
+from the scene per poll, its files written on a worker thread: Slicer stays responsive; progress
+stage "export"), then runs ``spinebrain train ...`` in a background process (:mod:`.runner`): ``train datalist`` for segmentation tasks, ``train spine-label --real-data ... --real-validation ...``
+for vertebra labelling (the scene's validation cases choose the detectors' best epochs). Progress arrives as JSON lines; each ``epoch`` event (loss, validation metric,
 seconds left) goes into :attr:`TrainingRun.epochs` and the curves table. **Stop** writes the run's
 ``STOP`` file: the trainer ends after the current iteration and writes a package from the best weights
 so far, which is registered. **Cancel** terminates the process: nothing is registered. Closing the
@@ -34,7 +35,7 @@ from . import training_cases
 from .runner import RunState
 from .task_logic import TaskError, TaskInputError, core_process_runner
 from .training_curves import fill_curves
-from .training_export import ExportedCases, export_cases, split_cases
+from .training_export import ExportedCases, ExportJob, export_cases, split_cases
 
 STOP_FILE = "STOP"  # spinebrain.training.handlers.STOP_FILE, named here to keep torch out of Slicer's process
 LABELLING = "spine-label"
@@ -59,7 +60,7 @@ def training_tasks() -> list[TrainingTask]:
         if task.name == LABELLING and task.train:
             tasks.append(TrainingTask(LABELLING, "Vertebra labelling (SpineLabel)", "points", "T2", True, True))
         for card_task in task.datalist_card_tasks:
-            modality = {"brain-lesion": "FLAIR", "brain-tissue": "T1"}.get(card_task, "CT")
+            modality = {"brain-lesion": "FLAIR", "brain-tissue": "T1", "spine-segment-2d": "MR"}.get(card_task, "CT")
             tasks.append(TrainingTask(card_task, f"{card_task.replace('-', ' ')} ({task.title})", "labels", modality,
                                       True, True))
     return tasks
@@ -105,6 +106,7 @@ class TrainingLogic:
         self.runner_factory = runner_factory or core_process_runner
         self._registry = registry
         self.runs: list[TrainingRun] = []
+        self._closed_while_exporting = False
         self._close_tag = scene.AddObserver(scene.StartCloseEvent, self._on_scene_close)
 
     @property
@@ -143,24 +145,38 @@ class TrainingLogic:
         return [entry.card.id for entry in entries]
 
     # -- export and start ----------------------------------------------------------------------
-    def export(self, settings: TrainingSettings) -> ExportedCases:
-        """Write the usable cases and the datalist into ``<work_folder>/data``; InputError on bad input."""
+    def export(self, settings: TrainingSettings, on_progress=None) -> ExportedCases:
+        """Write the usable cases and the datalist into ``<work_folder>/data``; InputError on bad input.
+
+        Blocks (the Python console); :meth:`start` exports in steps instead. ``on_progress(stage,
+        fraction, message)`` is called about ten times a second; closing the scene meanwhile ends the
+        export (CancelledError) with nothing written."""
+        self._closed_while_exporting = False
+        return export_cases(*self._export_plan(settings), progress=lambda *update: self._export_progress(on_progress,
+                                                                                                          *update))
+
+    def _export_plan(self, settings: TrainingSettings) -> tuple:
+        """(training cases, validation cases, work folder, modality, label set) of an export; InputError first."""
         task = get_training_task(settings.task)
         cases = training_cases.usable_cases(self.cases(settings.task, settings.resample))
         training, validation = split_cases(cases, settings.validation_fraction, settings.seed, settings.validation_cases)
         label_set = self._fine_tune_labels(settings) if settings.init_from else None
-        return export_cases(training, validation, self._work_folder(settings), settings.modality or task.modality,
-                            label_set)
+        return training, validation, self._work_folder(settings), settings.modality or task.modality, label_set
+
+    def _export_progress(self, on_progress, stage: str, fraction: float, message: str) -> None:
+        if on_progress:
+            on_progress(stage, fraction, message)
+        if self._closed_while_exporting:
+            from spinebrain.errors import CancelledError
+
+            raise CancelledError("The scene was closed during the export; nothing was written or started.")
 
     def start(self, settings: TrainingSettings, on_progress=None, on_log=None, on_epoch=None) -> TrainingRun:
         """Check, export the cases and start the trainer in the background; bad input raises at once."""
         self._check(settings)
-        exported = self.export(settings)
-        work = exported.folder.parent
-        args = self.command(settings, exported)
-        runner = self.runner_factory(args)
-        run = TrainingRun(self, settings, exported, runner, work / "run" / STOP_FILE, on_progress, on_log, on_epoch)
-        runner.start()
+        plan = self._export_plan(settings)
+        job = ExportJob(*plan)
+        run = TrainingRun(self, settings, job, Path(plan[2]) / "run" / STOP_FILE, on_progress, on_log, on_epoch)
         self.runs.append(run)
         return run
 
@@ -224,7 +240,7 @@ class TrainingLogic:
         from spinebrain.training.fine_tune import load_start_model  # imports MONAI: only when fine-tuning
 
         card, _ = load_start_model(settings.init_from, settings.task, self.registry)
-        return dict(card.labels)
+        return None if settings.task == "spine-segment-2d" else dict(card.labels)  # 2D: every segment is a body
 
     @staticmethod
     def _work_folder(settings: TrainingSettings) -> Path:
@@ -265,6 +281,7 @@ class TrainingLogic:
             run.cancel(grace_seconds=2.0)
 
     def _on_scene_close(self, caller, event) -> None:
+        self._closed_while_exporting = True
         for run in self.runs:
             if run.running:
                 run.cancel(grace_seconds=2.0)
@@ -272,11 +289,19 @@ class TrainingLogic:
 
 
 class TrainingRun:
-    """One background training run: poll (timer) or wait (console); stop keeps the best, cancel keeps nothing."""
+    """One background training run: poll (timer) or wait (console); stop keeps the best, cancel keeps nothing.
 
-    def __init__(self, logic: TrainingLogic, settings: TrainingSettings, exported: ExportedCases, runner,
-                 stop_path: Path, on_progress=None, on_log=None, on_epoch=None):
-        self.logic, self.settings, self.exported, self.runner = logic, settings, exported, runner
+    It first exports the cases in steps (:class:`~.training_export.ExportJob`: one case read from the
+    scene per poll, its files written on a worker thread, ``progress`` events of stage "export"), then
+    starts the trainer. A bad case found during the export ends the run as bad input, nothing written;
+    Stop or Cancel before the trainer started end it with nothing written or registered.
+    """
+
+    def __init__(self, logic: TrainingLogic, settings: TrainingSettings, job: ExportJob, stop_path: Path,
+                 on_progress=None, on_log=None, on_epoch=None):
+        self.logic, self.settings, self.job = logic, settings, job
+        self.exported: ExportedCases | None = None
+        self.runner = None  # the trainer's ProcessRunner once the export is done
         self.stop_path = stop_path
         self.on_progress, self.on_log, self.on_epoch = on_progress, on_log, on_epoch
         self.state = RunState.RUNNING
@@ -297,11 +322,14 @@ class TrainingRun:
 
     @property
     def work_folder(self) -> Path:
-        return self.exported.folder.parent
+        return self.job.folder.parent
 
     def poll(self, timeout: float = 0.0) -> list[dict]:
-        """Handle the events that arrived; on a successful end register the package."""
+        """Advance the export, or handle the trainer's events that arrived; on a successful end register the package."""
         if self.finished:
+            return []
+        if self.runner is None:
+            self._export_step(timeout)
             return []
         events = self.runner.poll(timeout)
         for event in events:
@@ -337,6 +365,9 @@ class TrainingRun:
         """End after the current iteration, keeping the best weights so far (they are registered)."""
         if not self.running:
             return
+        if self.runner is None:  # nothing trained yet: nothing to keep
+            self.cancel()
+            return
         if not get_training_task(self.settings.task).can_stop:
             raise InputError(f"The {self.settings.task} trainer cannot stop early; let it finish or cancel it.")
         self.stop_path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +378,11 @@ class TrainingRun:
         """Terminate the trainer; nothing is registered."""
         if self.running:
             self.cancel_requested, self.status = True, "cancelling"
-            self.runner.cancel(grace_seconds)
+            if self.runner is None:
+                self.job.abort()
+                self._end(RunState.CANCELLED, "")
+            else:
+                self.runner.cancel(grace_seconds)
 
     def curves(self, table_node=None):
         """The loss and metric curves in a table node (filled or made), with plot series and a chart."""
@@ -367,8 +402,27 @@ class TrainingRun:
         elif kind == "log" and self.on_log:
             self.on_log(str(event.get("message", "")))
 
+    def _export_step(self, timeout: float) -> None:
+        from spinebrain.errors import CancelledError
+
+        try:
+            message = self.job.step(timeout)
+        except Exception as error:  # noqa: BLE001 -- the run ends with the message; nothing was written
+            self.job.abort()
+            bad = isinstance(error, (InputError, CancelledError))
+            self._end(RunState.BAD_INPUT if bad else RunState.FAILED, str(error) if bad else
+                      f"The cases could not be exported: {error}")
+            return
+        self.status = message
+        if self.on_progress:
+            self.on_progress("export", self.job.fraction, message)
+        if self.job.result is not None:
+            self.exported = self.job.result
+            self.runner = self.logic.runner_factory(self.logic.command(self.settings, self.exported))
+            self.runner.start()
+            self.status = "training starts"
+
     def _finish(self, result) -> None:
-        atexit.unregister(self._kill_at_exit)
         state, self.error = result.state, result.error
         if state is RunState.SUCCEEDED and (self.cancel_requested or self.closed_scene):
             state = RunState.CANCELLED  # the cancel came too late to stop the process: still register nothing
@@ -381,7 +435,11 @@ class TrainingRun:
                 self.status = f"model {self.model.card.id} registered in {self.model.path.parent}"
             except Exception as error:  # noqa: BLE001 -- a failed install must not leave the run "running"
                 state, self.error = RunState.FAILED, f"The model could not be registered: {error}"
-        self.state = state
+        self._end(state, self.error)
+
+    def _end(self, state: RunState, error: str) -> None:
+        atexit.unregister(self._kill_at_exit)
+        self.state, self.error = state, error
         if state is RunState.CANCELLED:
             self.status = "cancelled; no model was registered"
         elif self.error:
@@ -390,8 +448,10 @@ class TrainingRun:
             self.on_log(self.status)
 
     def _kill_at_exit(self) -> None:
-        if self.running:
+        if self.running and self.runner is not None:
             self.runner.cancel(grace_seconds=0.0)
+        elif self.running:
+            self.job.abort()
 
 
 def _labelling_patches(region: str) -> tuple[int, int]:
