@@ -139,9 +139,8 @@ def _train(tmp_path: Path, task: str, labels: dict, modality: str, cases: list[d
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task, labels, modality", [
+@pytest.mark.parametrize("task, labels, modality", [  # brain-lesion: the torchrun test below
     ("brain-tissue", {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}, "T1"),
-    ("brain-lesion", {"0": "background", "1": "lesion"}, "FLAIR"),
 ])
 def test_a_tiny_brain_run_writes_a_package_that_segments(tmp_path, task, labels, modality):
     from spinebrain.inference import run_inference
@@ -228,3 +227,31 @@ def test_the_2d_body_model_trains_from_volumes_and_masks_and_fine_tunes(tmp_path
     with pytest.raises(InputError, match="synthetic ratio to 0"):
         bad = parse(*common, "--id", "x", "--synthetic-ratio", 1)
         bad.run(bad, Progress(quiet=True))
+
+
+@pytest.mark.slow
+def test_a_brain_lesion_model_trains_under_torchrun_with_two_gloo_processes(tmp_path):
+    """``spinebrain train datalist`` under torchrun (DDP, gloo on the CPU): one package, one report, a real lesion run."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    cases = _box_cases(tmp_path, 3, 1)
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": cases[:2], "validation": cases[2:],
+                                    "labels": {"0": "background", "1": "lesion"}, "modality": {"0": "FLAIR"}}))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+               "-m", "spinebrain", "--progress-json", "train", "datalist", "--task", "brain-lesion", "--datalist",
+               str(datalist), "--out", str(tmp_path / "out"), "--id", "ddp", "--epochs", "2", "--patch", "16", "16",
+               "16", "--spacing", "1.5", "1.5", "1.5", "--network-kwargs", json.dumps(TINY), "--batch-size", "1",
+               "--samples-per-case", "1", "--device", "cpu", "--threads", "1", "--run-dir", str(tmp_path / "run")]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+                   "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}  # gloo on loopback only
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    events = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events].count("result") == 1  # only rank 0 reports and writes
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
+    card = json.loads((tmp_path / "out" / "ddp" / "model_card.json").read_text())
+    assert card["task"] == "brain-lesion" and card["metrics"]["epochs_run"] == 2
