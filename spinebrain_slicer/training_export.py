@@ -142,7 +142,7 @@ class ExportJob:
         if self.writer is not None:
             self.writer.join(timeout)
             if self.writer.is_alive():
-                return f"writing case {self.current} ({len(self.document['training']) + len(self.document['validation'])} of {self.total})"
+                return self._writing_message()
             self.writer = None
             self._raise_failure()
         if self.queue:
@@ -152,7 +152,7 @@ class ExportJob:
             self.document[part].append(entry)
             self.writer = threading.Thread(target=self._write, args=(writes,), name="spinebrain-export", daemon=True)
             self.writer.start()
-            return f"writing case {case.name} ({len(self.document['training']) + len(self.document['validation'])} of {self.total})"
+            return self._writing_message()
         self.document.update(labels=self.labels, modality={"0": self.modality}, numTraining=len(self.names["training"]))
         self.stage.path(DATALIST).write_text(json.dumps(self.document, indent=2), encoding="utf-8")
         self.stage.commit()
@@ -160,6 +160,10 @@ class ExportJob:
         self.result = ExportedCases(self.folder, self.folder / DATALIST, self.labels if len(self.labels) > 1 else {},
                                     self.names["training"], self.names["validation"])
         return f"{self.total} cases exported"
+
+    def _writing_message(self) -> str:
+        number = len(self.document["training"]) + len(self.document["validation"])
+        return f"writing case {self.current} ({number} of {self.total})"
 
     def abort(self) -> None:
         """Wait for the file being written, then remove everything staged (nothing reaches the work folder)."""

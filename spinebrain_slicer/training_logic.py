@@ -11,9 +11,10 @@ One method per thing a user does, shared by the widget and the Python console::
 
 Start checks the settings and cases at once, then the run exports the cases in steps (one case read
 from the scene per poll, its files written on a worker thread: Slicer stays responsive; progress
-stage "export"), then runs ``spinebrain train ...`` in a background process (:mod:`.runner`): ``train datalist`` for segmentation tasks, ``train spine-label --real-data ... --real-validation ...``
-for vertebra labelling (the scene's validation cases choose the detectors' best epochs). Progress arrives as JSON lines; each ``epoch`` event (loss, validation metric,
-seconds left) goes into :attr:`TrainingRun.epochs` and the curves table. **Stop** writes the run's
+stage "export"), then runs ``spinebrain train ...`` in a background process (:mod:`.runner`):
+``train datalist`` for segmentation tasks, ``train spine-label --real-data ... --real-validation ...``
+for vertebra labelling (the scene's validation cases choose the detectors' best epochs). Progress
+arrives as JSON lines; each ``epoch`` event (loss, validation metric, seconds left) goes into :attr:`TrainingRun.epochs` and the curves table. **Stop** writes the run's
 ``STOP`` file: the trainer ends after the current iteration and writes a package from the best weights
 so far, which is registered. **Cancel** terminates the process: nothing is registered. Closing the
 scene cancels a run. On success the package is installed into the user model folder

@@ -31,7 +31,8 @@ def check_start_card(card, region: str, pixel_mm: float, patch: int, anchor_patc
     sizes = (int(kwargs.get("vertebra", {}).get("patch", -1)), int(kwargs.get("anchor", {}).get("patch", -1)))
     if sizes != (patch, anchor_patch):
         raise InputError(f"Model {card.id!r} has {sizes[0]}/{sizes[1]}-pixel patches; the trainer uses "
-                         f"{patch}/{anchor_patch} for the {region} spine, so it cannot be fine-tuned; train from scratch.")
+                         f"{patch}/{anchor_patch} for the {region} spine, so it cannot be fine-tuned; train from "
+                         "scratch.")
     if abs(float(card.spacing[0]) - pixel_mm) > 1e-6:
         raise InputError(f"Model {card.id!r} reads {card.spacing[0]} mm pixels; the trainer uses {pixel_mm} mm for "
                          f"the {region} spine, so it cannot be fine-tuned; train from scratch.")
