@@ -331,3 +331,16 @@ def test_a_label_map_on_another_grid_is_resampled_onto_its_volume_only_on_reques
     label = sitk.ReadImage(str(exported.folder / entry["label"]))
     assert label.GetSize() == (24, 24, 24) and label.GetSpacing() == (1.5, 1.5, 1.5)
     assert sitk.GetArrayFromImage(label).sum() > 0
+
+
+def test_a_trainer_that_cannot_start_ends_the_run_with_the_reason(scene, logic, tmp_path):
+    for number in range(2):
+        add_case(scene, f"c{number}", number)
+
+    def no_python(args):
+        raise FileNotFoundError("PythonSlicer was not found")
+    logic.runner_factory = no_python
+    run = logic.start(settings(tmp_path))
+    with pytest.raises(Exception, match="could not be started: PythonSlicer was not found"):
+        run.wait(timeout=60)
+    assert run.state is RunState.FAILED and not run.running

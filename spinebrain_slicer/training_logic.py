@@ -419,9 +419,13 @@ class TrainingRun:
             self.on_progress("export", self.job.fraction, message)
         if self.job.result is not None:
             self.exported = self.job.result
-            self.runner = self.logic.runner_factory(self.logic.command(self.settings, self.exported))
-            self.runner.start()
-            self.status = "training starts"
+            try:
+                runner = self.logic.runner_factory(self.logic.command(self.settings, self.exported))
+                runner.start()
+            except Exception as error:  # noqa: BLE001 -- e.g. no Python to run the trainer: end the run, say why
+                self._end(RunState.FAILED, f"The trainer could not be started: {error}")
+                return
+            self.runner, self.status = runner, "training starts"
 
     def _finish(self, result) -> None:
         state, self.error = result.state, result.error
