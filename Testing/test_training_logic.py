@@ -283,8 +283,11 @@ def test_closing_the_scene_stops_the_trainer_and_registers_nothing(scene, logic,
 
 
 @pytest.mark.slow
-def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelabel(scene, logic, tmp_path):
-    from SpineLabel.SpineLabelLib.logic import SpineLabelLogic
+def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelabel(scene, logic, tmp_path, monkeypatch):
+    # the module folder on the path, as Slicer (and test_spinelabel_logic.py) does: with it there,
+    # "SpineLabel" names the Qt file SpineLabel/SpineLabel.py, not the folder, so import the Lib directly
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "SpineLabel"))
+    from SpineLabelLib.logic import SpineLabelLogic
     from spinebrain_slicer.samples import load_spine_sample
 
     volumes = []
