@@ -35,8 +35,8 @@ COMPLETE_MAX_OUTSIDE = 0.03
 
 @dataclass
 class SamplerSettings:
-    patch: int = 40
-    min_voxels: int = 37  # the paper's n_min (1000 voxels at 1 mm = 1000 mm^3) at 3 mm
+    patch: int = 32
+    min_voxels: int = 16  # the paper's n_min (1000 voxels at 1 mm = 1000 mm^3) at 4 mm
     random_share: float = 1 / 6
     empty_memory_share: float = 0.2
     flip_share: float = 0.5

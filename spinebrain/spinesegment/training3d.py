@@ -36,15 +36,15 @@ MODEL_ID = "spine-segment-ct-3d"
 class Train3DOptions:
     cache: str
     out_dir: str
-    spacing_mm: float = 3.0
-    patch: int = 40
-    filters: int = 16
+    spacing_mm: float = 4.0
+    patch: int = 32
+    filters: int = 12
     levels: int = 3
     dropout: float = 0.2
-    min_voxels: int = 37  # the paper's 1000 mm^3 at 3 mm
+    min_voxels: int = 16  # the paper's n_min, 1000 mm^3, at 4 mm
     batch_size: int = 2
-    samples_per_epoch: int = 100
-    validation_patches: int = 20
+    samples_per_epoch: int = 40
+    validation_patches: int = 12
     max_epochs: int = 1000
     learning_rate: float = 1e-3
     seed: int = 0
@@ -105,7 +105,7 @@ def train(options: Train3DOptions, progress=None) -> Path:
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(options.cache)
-    settings = SamplerSettings(patch=options.patch, min_voxels=options.min_voxels)
+    settings = SamplerSettings(patch=options.patch, min_voxels=options.min_voxels, elastic_probability=0.1)
     cases = CaseList(cache, options.limit_cases, options.spacing_mm)
     val_cases = [load_case(p, options.spacing_mm) for p in cached_cases(cache, "val_")] or cases()[:1]
     val_items = fixed_samples(val_cases, options.validation_patches, settings)
@@ -173,7 +173,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--until", help="clock stop HH:MM (UTC, today)")
     parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--samples", type=int, default=40)
     args = parser.parse_args(argv)
     stop = None
     if args.until:
