@@ -104,9 +104,10 @@ class PatchSampler:
 
     def centre(self, case: PreparedCase) -> tuple[np.ndarray, int]:
         """A patch centre (voxel index) and the forced rank (0 for a random patch)."""
-        if len(case.names) == 0 or self.rng.random() < self.settings.random_share:
+        present = np.flatnonzero(case.voxels > 0) + 1  # a tiny cut vertebra may vanish on a coarser grid
+        if len(present) == 0 or self.rng.random() < self.settings.random_share:
             return np.array([self.rng.integers(n) for n in case.ranks.shape]), 0
-        rank = int(self.rng.integers(1, len(case.names) + 1))
+        rank = int(self.rng.choice(present))
         where = np.argwhere(case.ranks == rank)
         lo, hi = where.min(0), where.max(0)
         if self.rng.random() < self.settings.centred_share:

@@ -54,6 +54,9 @@ class Instance:
     centre: tuple[int, int, int]
     iterations: int
     converged: bool  # False: stopped at the iteration cap (midpoint taken)
+    #: the network's probabilities over the instance (its fragment grown by one voxel), whole volume;
+    #: sub-voxel detail for bringing the instance back to a finer grid
+    probability: np.ndarray | None = None
 
     @property
     def complete(self) -> bool:
@@ -185,7 +188,11 @@ class Traversal:
                 return None
         mask = np.zeros(self.volume.shape, bool)
         mask[volume_slices] = fragment[patch_slices]
-        return Instance(mask, complete, tuple(int(c) for c in history[-1]), iteration, converged)
+        soft = np.zeros(self.volume.shape, np.float32)
+        near = ndimage.binary_dilation(fragment)
+        soft[volume_slices] = (probability * near)[patch_slices]
+        soft[volume_slices] *= ~(self.memory[volume_slices] & ~mask[volume_slices])  # never inside earlier ones
+        return Instance(mask, complete, tuple(int(c) for c in history[-1]), iteration, converged, soft)
 
 
 def _overlap(centre, patch: int, shape) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
