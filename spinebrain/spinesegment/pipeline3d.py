@@ -99,13 +99,16 @@ def run_case(image: sitk.Image, models: Model3D, fixed_points=(), device=None, p
 
 
 def check_ct(image: sitk.Image, model: Model3D | None = None) -> None:
-    """Refuse a scan that is not CT in Hounsfield units (no fat or air below -150, no bone above 150)."""
-    sample = sitk.GetArrayViewFromImage(image)[::2, ::4, ::4]
+    """Refuse a scan that is not CT in Hounsfield units (nothing below -150 HU: no fat, no air) or shows no bone."""
+    sample = sitk.GetArrayViewFromImage(image)[::2, ::2, ::2]
     low, high = float(np.min(sample)), float(np.max(sample))
-    if low > -150 or high < 150:
+    if low > -150:
         name = f" ({model.card.id})" if model is not None else ""
         raise InputError(f"This scan's intensities ({low:.0f} to {high:.0f}) are not CT in Hounsfield units, and the "
                          f"3D vertebra model{name} is a CT-only model; give a CT scan, or use --mode 2d for MR.")
+    if np.count_nonzero(sample >= 200) < 50:
+        raise InputError("This CT shows no bone (almost nothing at 200 HU or above); give a scan with the spine "
+                         "in its field of view.")
 
 
 def segment_vertebrae(image: sitk.Image, model: Model3D, points=None, direction: str = "down",
@@ -225,7 +228,7 @@ def refine_on_ct(labels: sitk.Image, image: sitk.Image, refine_hu: float = 200.0
     array = sitk.GetArrayFromImage(labels)
     hu = sitk.GetArrayViewFromImage(image)
     spacing = np.array(image.GetSpacing()[::-1])
-    grow = np.maximum(np.rint(grow_mm / spacing).astype(int), 0)
+    grow = np.where(grow_mm > 0, np.maximum(np.rint(grow_mm / spacing), 1), 0).astype(int)  # at least a voxel
     structure = ndimage.generate_binary_structure(3, 1)
     for number in [int(v) for v in np.unique(array) if v]:
         where = np.argwhere(array == number)
