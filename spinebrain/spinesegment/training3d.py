@@ -47,6 +47,8 @@ class Train3DOptions:
     validation_patches: int = 12
     max_epochs: int = 1000
     learning_rate: float = 1e-3
+    beta1: float = 0.99  # the paper's; 0.9 adapts faster in a short CPU run
+    init_weights: str | None = None  # start from these weights (safetensors), e.g. an earlier run's
     seed: int = 0
     threads: int = 1
     stop_at: float | None = None  # unix time
@@ -113,7 +115,11 @@ def train(options: Train3DOptions, progress=None) -> Path:
                                                batch_size=options.batch_size, num_workers=0)
     val_loader = torch.utils.data.DataLoader(val_items, batch_size=2, num_workers=0)
     network = IterativeInstanceNet(2, options.filters, options.levels, options.dropout)
-    optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate, betas=(0.99, 0.999))
+    if options.init_weights:
+        from safetensors.torch import load_file
+
+        network.load_state_dict(load_file(options.init_weights))
+    optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate, betas=(options.beta1, 0.999))
     metric = PatchScore(output_transform=from_engine(["pred", "label"]))
     (out / "options.json").write_text(json.dumps(asdict(options), indent=1), encoding="utf-8")
 
@@ -174,13 +180,16 @@ def main(argv=None) -> None:
     parser.add_argument("--until", help="clock stop HH:MM (UTC, today)")
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--beta1", type=float, default=0.99)
+    parser.add_argument("--init", help="initial weights (safetensors)")
     args = parser.parse_args(argv)
     stop = None
     if args.until:
         hour, minute = (int(x) for x in args.until.split(":"))
         now = time.gmtime()
         stop = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hour, minute, 0))
-    train(Train3DOptions(args.cache, args.out, max_epochs=args.epochs, samples_per_epoch=args.samples, stop_at=stop))
+    train(Train3DOptions(args.cache, args.out, max_epochs=args.epochs, samples_per_epoch=args.samples, stop_at=stop,
+                         beta1=args.beta1, init_weights=args.init))
 
 
 if __name__ == "__main__":
