@@ -41,7 +41,7 @@ class TraversalSettings:
     delta_max: int = 2
     max_iterations: int = 20
     threshold: float = 0.5
-    max_steps: int = 1000  # a safety net: a run never exceeds it, whatever the predictor does
+    max_steps: int = 300  # a safety net: a run never exceeds it, whatever the predictor does
     #: False (the paper): the run ends when the re-analysis after a vertebra finds no fragment.
     #: True: the search then resumes where it stopped (finds spine parts beyond a gap; slower).
     continue_search: bool = False
