@@ -109,8 +109,10 @@ def summarise(scores: list[CaseScore]) -> dict:
         "dice_median": round(float(np.median([v.dice for v in matched])), 4) if matched else None,
         "surface_mm_mean": mean([v.surface_mm for v in matched]),
         "completeness_accuracy": mean([float(v.predicted_complete == v.reference_complete) for v in judged]),
-        "false_per_scan": mean([s.false_instances for s in scores]), "missed_per_scan": mean([s.missed for s in scores]),
-        "seconds_per_scan": mean([s.seconds for s in scores]), "cpu_seconds_per_scan": mean([s.cpu_seconds for s in scores]),
+        "false_per_scan": mean([s.false_instances for s in scores]),
+        "missed_per_scan": mean([s.missed for s in scores]),
+        "seconds_per_scan": mean([s.seconds for s in scores]),
+        "cpu_seconds_per_scan": mean([s.cpu_seconds for s in scores]),
         "steps_per_scan": mean([s.steps for s in scores]),
     }
 

@@ -131,7 +131,8 @@ class PatchSampler:
         target_rank = choose_target(ranks, memory_ranks, order, s.min_voxels)
         target = (ranks == target_rank) if target_rank else np.zeros(ranks.shape, bool)
         complete = is_complete(case, target_rank, int(target.sum()))
-        data = {"image": image[None].astype(np.float32), "memory": memory[None], "target": target[None].astype(np.float32)}
+        data = {"image": image[None].astype(np.float32), "memory": memory[None],
+                "target": target[None].astype(np.float32)}
         data = self.intensity(self.elastic(data))
         as_numpy = lambda x: x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)  # noqa: E731
         target = as_numpy(data["target"])[0] > 0.5
