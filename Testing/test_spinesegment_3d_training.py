@@ -77,3 +77,16 @@ def test_tiny_training_run_writes_a_loadable_package(tmp_path):
     hu[10:30, 12:28, 12:28] = 700
     result = segment_vertebrae(sitk.GetImageFromArray(hu), model)  # runs end to end (quality not judged)
     assert result.label_image.GetSize() == (40, 40, 40)
+
+
+@pytest.mark.slow
+def test_train_command_in_3d_mode_uses_a_prepared_cache(tmp_path):
+    from spinebrain.cli import main
+
+    cache = tmp_path / "cache"
+    save_case(box_case("train_a"), cache)
+    run = tmp_path / "run"
+    assert main(["--quiet", "train", "spine-segment", "--mode", "3d", "--out", str(run), "--cache", str(cache),
+                 "--synthetic", "0:0", "--validation-cases", "0", "--epochs", "1", "--samples", "2",
+                 "--patch", "16", "--filters", "4", "--levels", "2"]) == 0
+    assert (run / "package" / "spine-segment-ct-3d" / "model_card.json").is_file()

@@ -59,7 +59,7 @@ def train(args, progress) -> None:
         maps = [verse] if verse.is_file() else []
     progress.update("data", 0.0, f"preparing {last - first} generated CT cases in {cache}")
     build_cache(cache, range(first, last), args.spacing, "train_", maps, per_map=max(1, (last - first) // 2))
-    build_cache(cache, range(90000, 90000 + max(1, args.validation_cases)), args.spacing, "val_", [], 0)
+    build_cache(cache, range(90000, 90000 + args.validation_cases), args.spacing, "val_", [], 0)
     stop = None if args.minutes is None else time.time() + 60 * args.minutes
     train_3d(Train3DOptions(str(cache), str(out), spacing_mm=args.spacing, patch=args.patch, filters=args.filters,
                             levels=args.levels, max_epochs=args.epochs, samples_per_epoch=args.samples,
