@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.metrics import compute_average_surface_distance
+from monai.metrics import compute_average_surface_distance, compute_dice
 
 MIN_REFERENCE_MM3 = 1000.0
 MIN_MATCH_DICE = 0.2
@@ -74,11 +74,11 @@ def score_case(name: str, predicted: sitk.Image, predicted_complete: dict[int, b
         record = VertebraScore(vertebra_name, bool(reference_complete[value]), False)
         if best:
             mask = pred == best
-            dice = 2.0 * float((mask & target).sum()) / float(mask.sum() + target.sum())
+            dice, surface = _pair_metrics(mask, target, spacing)
             if dice >= MIN_MATCH_DICE:
                 matched_predictions.add(best)
                 record.matched, record.dice = True, round(dice, 4)
-                record.surface_mm = round(_surface_distance(mask, target, spacing), 3)
+                record.surface_mm = round(surface, 3)
                 record.predicted_complete = bool(predicted_complete.get(best, False))
         score.missed += not record.matched
         score.vertebrae.append(record)
@@ -87,14 +87,17 @@ def score_case(name: str, predicted: sitk.Image, predicted_complete: dict[int, b
     return score
 
 
-def _surface_distance(mask: np.ndarray, target: np.ndarray, spacing) -> float:
+def _pair_metrics(mask: np.ndarray, target: np.ndarray, spacing) -> tuple[float, float]:
+    """(Dice, symmetric mean surface distance in mm) by MONAI, in the box around the pair."""
     where = np.argwhere(mask | target)
     lo, hi = np.maximum(where.min(0) - 2, 0), where.max(0) + 3
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a[box]))[None, None].float()  # noqa: E731
-    distance = compute_average_surface_distance(as_tensor(mask), as_tensor(target), symmetric=True,
+    prediction, reference = as_tensor(mask), as_tensor(target)
+    dice = float(compute_dice(prediction, reference).item())
+    distance = compute_average_surface_distance(prediction, reference, symmetric=True,
                                                 spacing=[float(s) for s in spacing])
-    return float(distance.item())
+    return dice, float(distance.item())
 
 
 def summarise(scores: list[CaseScore]) -> dict:
