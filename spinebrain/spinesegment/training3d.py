@@ -139,7 +139,7 @@ def train(options: Train3DOptions, progress=None) -> Path:
     return outcome.best_weights
 
 
-def card_for(options: dict, metrics: dict, command: str = ""):
+def card_for(options: dict, metrics: dict, command: str = "", threshold: float = 0.5):
     from .. import RESEARCH_NOTICE, __version__
     from ..models import ModelCard
 
@@ -155,12 +155,13 @@ def card_for(options: dict, metrics: dict, command: str = ""):
         training_command=command, metrics=metrics,
         extra={"loss": {"lambda": LAMBDA, "gamma": GAMMA, "sigma": SIGMA},
                "traversal": {"n_min": int(options["min_voxels"]), "delta_max": 2, "max_iterations": 20,
-                             "threshold": 0.5, "step_fraction": 0.5, "refine_hu": 200.0},
+                             "threshold": float(threshold), "step_fraction": 0.5},
                "notice": RESEARCH_NOTICE, "software": __version__},
     )
 
 
-def export_package(run_dir: str | Path, folder: str | Path, metrics: dict, command: str = "") -> Path:
+def export_package(run_dir: str | Path, folder: str | Path, metrics: dict, command: str = "",
+                   threshold: float = 0.5) -> Path:
     from safetensors.torch import load_file
 
     from ..models import save_model_package
@@ -168,7 +169,7 @@ def export_package(run_dir: str | Path, folder: str | Path, metrics: dict, comma
     run_dir = Path(run_dir)
     options = json.loads((run_dir / "options.json").read_text(encoding="utf-8"))
     state = load_file(str(run_dir / "best.safetensors"))
-    return save_model_package(folder, state, card_for(options, metrics, command), overwrite=True)
+    return save_model_package(folder, state, card_for(options, metrics, command, threshold), overwrite=True)
 
 
 def main(argv=None) -> None:
