@@ -67,6 +67,10 @@ def main() -> None:
         figures["real_ct"] = [asdict(s) for s in real]
     if args.start_points:
         figures["start_points"] = start_point_steps(model, first, first + args.start_points)
+    import resource
+
+    figures["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: kB
+    print("peak memory (MB):", figures["peak_memory_mb"])
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1), encoding="utf-8")
 
