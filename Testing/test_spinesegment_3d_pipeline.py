@@ -140,3 +140,22 @@ def test_refinement_peels_soft_tissue_off_the_surface_only():
     refined = sitk.GetArrayFromImage(pipeline3d.refine_on_ct(sitk.GetImageFromArray(labels), image, grow_mm=0.0,
                                                              peel_layers=3))
     np.testing.assert_array_equal(refined == 1, hu >= 100)  # the shell went, the soft core stayed
+
+
+def test_command_line_runs_the_bundled_ct_model_on_a_phantom(tmp_path):
+    """From the files a fresh clone has: the bundled model, the CLI, the three outputs (quality not judged here)."""
+    from spinebrain.cli import main
+    from spinebrain.io import write_image
+
+    clean = phantom()
+    noisy = sitk.GetArrayFromImage(clean) + np.random.default_rng(1).normal(0, 20, (70, 40, 40)).astype(np.int16)
+    image = sitk.GetImageFromArray(noisy.astype(np.int16))  # a scan, not a 3-value label map
+    image.CopyInformation(clean)
+    scan = write_image(image, tmp_path / "phantom.nii.gz")
+    out = tmp_path / "phantom.seg.nrrd"
+    assert main(["--quiet", "spine-segment", str(scan), "--mode", "3d", "--direction", "up", "--out", str(out),
+                 "--png", "--device", "cpu"]) == 0
+    assert out.exists() and (tmp_path / "phantom.csv").exists() and (tmp_path / "phantom.png").exists()
+    labels, names = read_segmentation(out)
+    assert labels.GetSize() == (40, 40, 70)  # on the scan's own grid
+    assert all(name.startswith("Vertebra ") for name in names.values())
