@@ -7,6 +7,7 @@ the map's own tissue classes, the network's argmax inside the brain and the inte
 never on the real brains (B5, B2), which stay held out for reporting.
 
     python benchmarks/eval_brainseg_synthetic.py --model Resources/Models/brain-tissue-synth
+    python benchmarks/eval_brainseg_synthetic.py --run-dir RUN  # a training run's best weights so far
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import SimpleITK as sitk
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA = Path(os.environ.get("SPINEBRAIN_TEST_DATA", ROOT.parent / "shared" / "data"))
-WEIGHTS = (1.0, 0.5, 0.3, 0.2, 0.1)
+#: (prior weight, EM rounds) tried; one round = class statistics from the network's own soft labels
+SETTINGS = ((1.0, 8), (0.5, 8), (0.2, 8), (1.0, 1), (0.5, 1), (0.2, 1))
 
 
 def rendered_brains(maps, seed: int = 11):
@@ -60,13 +63,21 @@ def main() -> int:
     from spinebrain.brainseg.refine import refine_tissue
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="model package folder")
+    parser.add_argument("--model", help="model package folder")
+    parser.add_argument("--run-dir", help="training run folder (its best.safetensors)")
     parser.add_argument("--maps", type=int, nargs="+", default=[17, 18, 19, 20])
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_tissue_model(args.model)
+    if args.model:
+        model = load_tissue_model(args.model)
+    else:
+        import tempfile
+
+        from eval_brainseg_tissue import model_from_run
+
+        model = load_tissue_model(str(model_from_run(Path(args.run_dir), Path(tempfile.mkdtemp()))))
     rows = []
     for name, image, truth in rendered_brains(args.maps):
         brain = _largest_filled(sitk.Cast(sitk.NotEqual(image, 0), sitk.sitkUInt8))
@@ -75,9 +86,10 @@ def main() -> int:
         probabilities = _probabilities(prepared, model, "cpu", None, None)
         reference = np.where(inside, sitk.GetArrayViewFromImage(truth), 0)
         row = {"case": name, "network": dice_per_class(np.where(inside, probabilities[1:].argmax(0) + 1, 0), reference)}
-        for weight in WEIGHTS:
-            labels = refine_tissue(probabilities, sitk.GetArrayViewFromImage(prepared), inside, prior_weight=weight)
-            row[f"refined w={weight}"] = dice_per_class(labels, reference)
+        for weight, rounds in SETTINGS:
+            labels = refine_tissue(probabilities, sitk.GetArrayViewFromImage(prepared), inside, prior_weight=weight,
+                                   rounds=rounds)
+            row[f"refined w={weight} r={rounds}"] = dice_per_class(labels, reference)
         rows.append(row)
         print(name + ": " + "; ".join(f"{k} " + "/".join(f"{v:.3f}" for v in d.values())
                                        for k, d in row.items() if k != "case"), flush=True)

@@ -187,13 +187,14 @@ def _tissue_in_brain(image: sitk.Image, brain: sitk.Image, model: TissueModel, d
                      refine: bool) -> sitk.Image:
     """CSF / GM / WM for every voxel of the brain mask, 0 outside. Background is no choice inside the mask
     (else dark CSF beside the zeroed outside is lost to it); ``refine``: see :mod:`.refine`."""
-    from .refine import refine_tissue
+    from .refine import CARD_KEY, DEFAULT_PRIOR_WEIGHT, refine_tissue
 
     probabilities = _probabilities(image, model, device, progress, cancel_event)
     inside = sitk.GetArrayViewFromImage(brain).astype(bool)
     if refine:
         progress.update("refine", 0.0, "fitting the tissue intensities of this scan")
-        array = refine_tissue(probabilities, sitk.GetArrayViewFromImage(image), inside)
+        weight = float(model.card.extra.get(CARD_KEY, DEFAULT_PRIOR_WEIGHT))
+        array = refine_tissue(probabilities, sitk.GetArrayViewFromImage(image), inside, prior_weight=weight)
     else:
         array = np.where(inside, probabilities[1:].argmax(0) + 1, 0).astype(np.uint8)
     labels = sitk.GetImageFromArray(array)

@@ -21,10 +21,14 @@ import numpy as np
 
 #: how many EM rounds; the class parameters settle within a handful on every brain tried
 ROUNDS = 8
+#: the prior weight when the model card names none (its ``refine_prior_weight``, chosen per model on
+#: synthetic held-out brains by ``benchmarks/eval_brainseg_synthetic.py``)
+DEFAULT_PRIOR_WEIGHT = 0.5
+CARD_KEY = "refine_prior_weight"
 
 
 def refine_tissue(probabilities: np.ndarray, intensities: np.ndarray, inside: np.ndarray,
-                  prior_weight: float = 0.5, rounds: int = ROUNDS) -> np.ndarray:
+                  prior_weight: float = DEFAULT_PRIOR_WEIGHT, rounds: int = ROUNDS) -> np.ndarray:
     """Tissue labels (1 CSF, 2 GM, 3 WM inside ``inside``, 0 elsewhere) from the network's probabilities.
 
     ``probabilities``: (4, ...) background, CSF, GM, WM on the scan's grid; ``intensities``: the scan (any
