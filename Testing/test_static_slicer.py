@@ -563,3 +563,26 @@ def test_cmake_configures_against_a_stub_slicer(tmp_path):
     assert recorded.get("resource", set()) == {"spinebrain/py.typed"} | models
     assert recorded["install"] == {"lib/Slicer-5.10/qt-scripted-modules"}
     assert recorded.get("module", set()) == set(module_folders(REPO))
+
+
+def logic_calls(source: str, owner: str) -> set[str]:
+    """Attribute names used as ``self.<owner>.<name>`` in the source (``owner`` e.g. ``logic`` or ``run``)."""
+    return {
+        node.attr for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == owner
+        and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"
+    }
+
+
+def test_the_training_widget_uses_only_what_the_logic_and_the_run_offer():
+    """The Qt layer cannot run here: every self.logic.X / self.run.X it uses must exist on the headless classes."""
+    pytest.importorskip("slicer", reason="slicer-core wheel not installed")
+    from spinebrain_slicer.training_logic import TrainingLogic, TrainingRun
+
+    source = (REPO / "SpineBrainTraining" / "SpineBrainTraining.py").read_text(encoding="utf-8")
+    missing = sorted(f"logic.{name}" for name in logic_calls(source, "logic") if not hasattr(TrainingLogic, name))
+    missing += sorted(f"run.{name}" for name in logic_calls(source, "run") if not hasattr(TrainingRun, name)
+                      and name not in ("state", "epochs", "status", "error", "model", "settings", "exported"))
+    assert missing == []
+    assert logic_calls(source, "logic") >= {"start", "cases", "set_reference", "apply_model", "models_to_fine_tune",
+                                            "release"}

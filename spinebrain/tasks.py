@@ -65,6 +65,8 @@ class Task:
     available: bool = True
     #: the card tasks its ``train`` entry makes (None: all of ``card_tasks``)
     trained_card_tasks: tuple[str, ...] | None = None
+    #: card tasks ``spinebrain train datalist`` makes from image + label-map cases (the Training module's route)
+    datalist_card_tasks: tuple[str, ...] = ()
 
     def entry(self, name: str):
         """The callable behind entry point ``name`` (``"command"``, ``"run_case"``, ``"train"`` ...)."""
@@ -112,6 +114,7 @@ SPINE_SEGMENT = Task(
     run_case="spinebrain.spinesegment.pipeline2d:run_case",
     train="spinebrain.commands.spine_segment:add_train_arguments",
     evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
+    datalist_card_tasks=("spine-segment",),  # 3D models from label maps (spinebrain.training.from_datalist)
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg",
@@ -123,6 +126,7 @@ BRAIN_SEG = Task(
     train="spinebrain.brainseg.training:add_arguments",
     evaluate="spinebrain.brainseg.evaluate:add_arguments",
     trained_card_tasks=("brain-tissue",),  # lesion models come later
+    datalist_card_tasks=("brain-tissue", "brain-lesion"),
 )
 
 #: Every task, in the order ``--help`` and the Slicer module list show them.

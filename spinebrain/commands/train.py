@@ -6,10 +6,8 @@ One sub-subcommand per task of :mod:`spinebrain.tasks` that declares a ``train``
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 from .. import RESEARCH_NOTICE
+from . import command_line  # the model cards' command line (the trainers import it from here too)
 from .task import add_task_subcommands
 
 
@@ -19,7 +17,11 @@ def register(subparsers) -> None:
         description="Train a model and write it as a model package (model_card.json + weights) that the "
         "pipelines and the Slicer modules can use. " + RESEARCH_NOTICE,
     )
-    add_task_subcommands(parser, "train", "train a {title} model")
+    tasks = add_task_subcommands(parser, "train", "train a {title} model")
+    from .train_datalist import add_arguments as add_datalist_arguments
+
+    add_datalist_arguments(tasks.add_parser(
+        "datalist", help="train or fine-tune a segmentation model on the cases of a datalist (the Training module's)"))
 
 
 def add_spine_label_arguments(parser) -> None:
@@ -85,6 +87,3 @@ def _run_heatmap(args, progress, device: str) -> None:
     progress.log(f"Model package written to {path} (measure it with benchmarks/eval_spine_label_real_mr.py)")
 
 
-def command_line() -> str:
-    """The command as typed (``spinebrain ...``), for the model card."""
-    return "spinebrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
