@@ -34,7 +34,7 @@ from spinebrain.tasks import available_tasks
 
 from . import training_cases
 from .runner import RunState
-from .task_logic import TaskError, TaskInputError, core_process_runner
+from .task_logic import TaskError, TaskInputError, core_process_runner, poll_until_finished
 from .training_curves import fill_curves
 from .training_export import ExportedCases, ExportJob, export_cases, split_cases
 
@@ -341,26 +341,20 @@ class TrainingRun:
 
     def wait(self, timeout: float | None = None):
         """Block until the end: the registered model entry; TaskError, TaskInputError or CancelledError otherwise."""
-        import time
-
         from spinebrain.errors import CancelledError
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while self.running:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"Training was still running after {timeout} s and was cancelled.")
-                self.poll(0.05)
-        except BaseException:
-            self.cancel(grace_seconds=0.0)
-            while self.running:
-                self.poll(0.05)
-            raise
+        poll_until_finished(self, timeout, self._cancel_now, "Training")
         if self.state is RunState.CANCELLED:
             raise CancelledError("Training was cancelled; no model was registered.")
         if self.state is not RunState.SUCCEEDED:
             raise (TaskInputError if self.state is RunState.BAD_INPUT else TaskError)(self.error, self.state)
         return self.model
+
+    def _cancel_now(self) -> None:
+        """Cancel without a grace period and wait until the trainer has gone (nothing registered)."""
+        self.cancel(grace_seconds=0.0)
+        while self.running:
+            self.poll(0.05)
 
     def stop(self) -> None:
         """End after the current iteration, keeping the best weights so far (they are registered)."""
