@@ -192,6 +192,8 @@ def test_bad_requests_are_refused_before_any_work(scene, slab):
     count = scene.GetNumberOfNodes()
     with pytest.raises(InputError, match="not available"):
         logic.run(volume, mode="4d")
+    with pytest.raises(InputError, match="background command only"):
+        logic.run(volume, mode="3d")
     with pytest.raises(InputError, match="direction"):
         logic.run(volume, direction="sideways")
     table = scene.AddNewNodeByClass("vtkMRMLTableNode")

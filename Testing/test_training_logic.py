@@ -17,6 +17,7 @@ slicer = pytest.importorskip("slicer", reason="slicer-core wheel not installed")
 
 from spinebrain_slicer.bridge import segmentation_node_from_labels, volume_node_from_image  # noqa: E402
 from spinebrain_slicer.runner import RunState  # noqa: E402
+from spinebrain_slicer.task_logic import TaskInputError  # noqa: E402
 from spinebrain_slicer.training_logic import TrainingLogic, TrainingSettings, training_tasks  # noqa: E402
 
 
@@ -69,7 +70,8 @@ def settings(tmp_path, model_id="tiny", **changes) -> TrainingSettings:
 
 def test_the_registry_gives_the_module_its_tasks():
     keys = {task.key: task for task in training_tasks()}
-    assert {"spine-label", "spine-segment", "brain-tissue", "brain-lesion"} <= set(keys)
+    assert {"spine-label", "spine-segment", "spine-segment-2d", "brain-tissue", "brain-lesion"} <= set(keys)
+    assert keys["spine-segment-2d"].modality == "MR" and keys["spine-label"].can_stop
     assert keys["spine-label"].reference == "points" and keys["brain-tissue"].reference == "labels"
 
 
@@ -135,6 +137,39 @@ def test_export_writes_images_labels_and_a_datalist_with_one_label_set(scene, lo
         logic.export(settings(tmp_path))  # a second export never replaces the first silently
 
 
+def test_export_reports_each_case_and_closing_the_scene_meanwhile_writes_nothing(scene, logic, tmp_path):
+    for number in range(3):
+        add_case(scene, f"case{number}", number)
+    updates = []
+    logic.export(settings(tmp_path, model_id="a"), on_progress=lambda *update: updates.append(update))
+    assert {stage for stage, _, _ in updates} == {"export"} and updates[-1][1] == 1.0
+    fractions = [fraction for _, fraction, _ in updates]
+    assert fractions == sorted(fractions) and any("case1 (2 of 3)" in message for _, _, message in updates)
+
+    # a run exports in steps (one case per poll); closing the scene meanwhile leaves nothing behind
+    started = []
+    logic.runner_factory = lambda args: started.append(args)
+    run = logic.start(settings(tmp_path, model_id="b"), on_progress=lambda stage, fraction, message: (
+        scene.Clear(0) if "(2 of 3)" in message else None))
+    assert run.running and run.runner is None and run.status == "starting"  # start returned before exporting
+    with pytest.raises(CancelledError):
+        run.wait(timeout=60)
+    assert run.closed_scene and not started and not (tmp_path / "work-b" / "data").exists()
+    assert list((tmp_path / "work-b").iterdir()) == []  # no staged leftovers either
+
+
+def test_a_bad_case_found_during_the_export_ends_the_run_with_nothing_written(scene, logic, tmp_path):
+    add_case(scene, "good", 1)
+    volume_node_from_image(scene, box_case(2)[0], "empty")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty segmentation")
+    segmentation.GetSegmentation().AddEmptySegment("bone")  # a segment with no voxel: found only on export
+    run = logic.start(settings(tmp_path, validation_fraction=0.0))
+    with pytest.raises(TaskInputError, match="empty: the reference 'empty segmentation' is empty"):
+        run.wait(timeout=60)
+    assert run.state is RunState.BAD_INPUT and run.runner is None
+    assert not (tmp_path / "work-tiny" / "data").exists()
+
+
 def test_bad_input_is_refused_before_anything_is_written_or_started(scene, logic, tmp_path):
     started = []
     logic.runner_factory = lambda args: started.append(args)
@@ -168,7 +203,10 @@ def test_the_commands_name_the_exported_data_and_the_options(scene, logic, tmp_p
     assert args[:4] == ["train", "datalist", "--task", "spine-segment"]
     assert str(exported.datalist) in args and "--no-amp" in args and args[args.index("--patch") + 1] == "16"
     labelling = settings(tmp_path, task="spine-label", model_id="sl")
-    assert logic.command(labelling, exported)[:4] == ["train", "spine-label", "--region", "lumbar"]
+    labelling_args = logic.command(labelling, exported)
+    assert labelling_args[:4] == ["train", "spine-label", "--region", "lumbar"]
+    assert labelling_args[labelling_args.index("--real-validation") + 1] == str(exported.validation_points_folder)
+    assert labelling_args[labelling_args.index("--run-dir") + 1] == str(exported.folder.parent / "run")
 
 
 # ------------------------------------------------------------------------------------ real training runs
@@ -209,8 +247,8 @@ def test_a_tiny_run_streams_epochs_registers_its_model_and_the_model_runs(scene,
     assert tuned.card.extra["fine_tuned_from"]["id"] == "tiny"
     assert tuned.card.patch_size == card.patch_size and tuned.card.labels == card.labels
     add_case(scene, "other", 7, segment="disc")
-    with pytest.raises(InputError, match="not a label of the model to fine-tune"):
-        logic.start(settings(tmp_path, model_id="tiny-2", init_from="tiny"))
+    with pytest.raises(TaskInputError, match="not a label of the model to fine-tune"):
+        logic.start(settings(tmp_path, model_id="tiny-2", init_from="tiny")).wait(timeout=60)
 
 
 @pytest.mark.slow
@@ -245,8 +283,11 @@ def test_closing_the_scene_stops_the_trainer_and_registers_nothing(scene, logic,
 
 
 @pytest.mark.slow
-def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelabel(scene, logic, tmp_path):
-    from SpineLabel.SpineLabelLib.logic import SpineLabelLogic
+def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelabel(scene, logic, tmp_path, monkeypatch):
+    # the module folder on the path, as Slicer (and test_spinelabel_logic.py) does: with it there,
+    # "SpineLabel" names the Qt file SpineLabel/SpineLabel.py, not the folder, so import the Lib directly
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "SpineLabel"))
+    from SpineLabelLib.logic import SpineLabelLogic
     from spinebrain_slicer.samples import load_spine_sample
 
     volumes = []
@@ -257,13 +298,20 @@ def test_a_labelling_model_trained_on_point_lists_is_listed_and_runs_in_spinelab
         volumes.append(sample["volume"])
     cases = logic.cases("spine-label")
     assert [case.matched_by for case in cases] == ["name", "name"]
-    run = logic.start(settings(tmp_path, task="spine-label", model_id="sl-mine", epochs=1, synthetic_ratio=1.0))
-    with pytest.raises(InputError, match="cannot stop early"):
-        run.stop()
+    holder = {}
+    run = logic.start(settings(tmp_path, task="spine-label", model_id="sl-mine", epochs=2, synthetic_ratio=1.0),
+                      on_epoch=_first_epoch_then(lambda: holder["run"].stop()))
+    holder["run"] = run
     entry = run.wait(timeout=600)
     assert entry.card.task == "spine-label" and entry.card.region == "lumbar"
     assert "sl-mine" in [e.card.id for e in logic.registry.list_models(task="spine-label", region="lumbar")]
-    assert "2 real annotated scans" in entry.card.training_data
+    offered = logic.models_to_fine_tune("spine-label")  # the paper detector pairs only (bundled ones too)
+    assert "sl-mine" in offered and all(logic.registry.find(model).card.network["architecture"].endswith("DetectorPair")
+                                        for model in offered)
+    # one scene case trained, the other validated each epoch (its loss is the curve's metric); Stop kept a model
+    assert "1 real annotated scans" in entry.card.training_data and entry.card.metrics["real_validation"]["cases"] == 1
+    assert entry.card.metrics["stopped"] == "stop requested" and entry.card.metrics["epochs_run"] < 6
+    assert run.epochs[0]["val_loss"] > 0 and run.curves().GetNumberOfRows() == len(run.epochs)
     try:  # SpineLabel loads the new model by its id; after one epoch it may find no vertebra, which it says
         points = SpineLabelLogic(scene).run(volumes[0], region="lumbar", model="sl-mine")
     except InputError as error:
@@ -286,3 +334,16 @@ def test_a_label_map_on_another_grid_is_resampled_onto_its_volume_only_on_reques
     label = sitk.ReadImage(str(exported.folder / entry["label"]))
     assert label.GetSize() == (24, 24, 24) and label.GetSpacing() == (1.5, 1.5, 1.5)
     assert sitk.GetArrayFromImage(label).sum() > 0
+
+
+def test_a_trainer_that_cannot_start_ends_the_run_with_the_reason(scene, logic, tmp_path):
+    for number in range(2):
+        add_case(scene, f"c{number}", number)
+
+    def no_python(args):
+        raise FileNotFoundError("PythonSlicer was not found")
+    logic.runner_factory = no_python
+    run = logic.start(settings(tmp_path))
+    with pytest.raises(Exception, match="could not be started: PythonSlicer was not found"):
+        run.wait(timeout=60)
+    assert run.state is RunState.FAILED and not run.running

@@ -3,7 +3,8 @@
 Everything that needs the list of tasks reads it from here: the command line (``spinebrain <task>``,
 ``spinebrain train <task>``, ``spinebrain evaluate <task>`` and their batch runs), model-card
 checks (:data:`spinebrain.models.card.KNOWN_TASKS`), ``spinebrain info`` and the Slicer modules.
-A new task is one package (``spinebrain/<task>/``) plus one :class:`Task` in :data:`TASKS`.
+A new task is one package (``spinebrain/<task>/``) plus one :class:`Task` in :data:`TASKS`, and its Slicer
+module folder; ``Testing/test_task_registration.py`` shows a toy task picked up from that alone.
 
 Entry points are ``"module:attribute"`` strings resolved on first use (:meth:`Task.entry`), so this
 module imports nothing heavy and nothing imports back into it (no import cycle): the CLI's
@@ -104,11 +105,14 @@ SPINE_LABEL = Task(
     evaluate="spinebrain.commands.evaluate:add_spine_label_arguments",
 )
 
-#: SpineSegment offers its 2D MR mode, BrainSeg its tissue model; the 3D CT mode and lesions come next.
+#: SpineSegment offers its 2D MR mode and its 3D CT mode (``--mode 3d``: run_case of
+#: spinebrain.spinesegment.pipeline3d); BrainSeg its tissue model; lesions come next.
 SPINE_SEGMENT = Task(
     name="spine-segment", title="SpineSegment",
-    help="segment vertebral bodies of MR scans as instances (2D mode); writes .seg.nrrd + .csv",
-    card_tasks=("spine-segment", "spine-segment-2d"), modalities=("CT", "T1", "T2"), output_suffix=".seg.nrrd",
+    help="segment vertebrae as instances: MR vertebral bodies (2D mode) or whole CT vertebrae with completeness "
+         "(3D mode); writes .seg.nrrd + .csv",
+    card_tasks=("spine-segment", "spine-segment-2d", "spine-segment-3d"), modalities=("CT", "T1", "T2"),
+    output_suffix=".seg.nrrd",
     regions=("cervical", "lumbar", "whole"),
     summary_columns=(Column("vertebrae", "int"), Column("names", "text"), Column("complete", "int")),
     command="spinebrain.commands.spine_segment:add_arguments",
@@ -116,8 +120,9 @@ SPINE_SEGMENT = Task(
     run_case="spinebrain.spinesegment.pipeline2d:run_case",
     train="spinebrain.commands.spine_segment:add_train_arguments",
     evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
-    modes=("2d",),  # the 3D CT mode joins when it lands
-    datalist_card_tasks=("spine-segment",),  # 3D models from label maps (spinebrain.training.from_datalist)
+    modes=("2d", "3d"),  # the --mode values the command runs, the default first
+    # 3D models from label maps (spinebrain.training.from_datalist); the 2D MR body model from volumes + body masks
+    datalist_card_tasks=("spine-segment", "spine-segment-2d"),
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg",

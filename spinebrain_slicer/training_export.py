@@ -7,7 +7,12 @@ written, so a failure or a full disk leaves nothing half-written)::
     labels/<case>.nii.gz          segmentation tasks: the label map on the volume's grid
     points/<case>.nii.gz + .mrk.json   labelling: scan and named body centres side by side
                                   (the layout of ``spinebrain train spine-label --real-data``)
+    points-validation/...         labelling: the validation cases, same layout (``--real-validation``)
     datalist.json                 {"training": [...], "validation": [...], "labels": {...}, "modality": {...}}
+
+Each case is read from the scene on the main thread -- MRML is not thread-safe -- and its files are
+compressed and written by a worker thread (:class:`ExportJob`, stepped by the Training run's timer,
+so Slicer stays responsive and shows which case is being written).
 
 Label values are the same for every case: segments are matched by name (case-insensitive) to one
 label set -- the model's when fine-tuning (a name it does not know is refused), else the names of all
@@ -17,6 +22,7 @@ cases in order of first appearance.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +31,7 @@ import SimpleITK as sitk
 
 from spinebrain.errors import InputError
 from spinebrain.io import write_image
-from spinebrain.outputs import staged_outputs
+from spinebrain.outputs import StagedOutputs
 from spinebrain.outputs.markups import write_markups
 from spinebrain.resample import resample_like
 
@@ -33,6 +39,7 @@ from .bridge import image_from_volume_node, labels_from_segmentation_node, point
 from .training_cases import POINTS, SEGMENTATION, TrainingCase
 
 DATALIST = "datalist.json"
+POINT_FOLDERS = {"training": "points", "validation": "points-validation"}  # labelling cases, one folder per part
 
 
 @dataclass
@@ -48,6 +55,10 @@ class ExportedCases:
     @property
     def points_folder(self) -> Path:
         return self.folder / "points"
+
+    @property
+    def validation_points_folder(self) -> Path:
+        return self.folder / POINT_FOLDERS["validation"]
 
 
 def split_cases(cases: list[TrainingCase], validation_fraction: float, seed: int = 0,
@@ -73,38 +84,128 @@ def split_cases(cases: list[TrainingCase], validation_fraction: float, seed: int
 
 
 def export_cases(training: list[TrainingCase], validation: list[TrainingCase], work_folder, modality: str,
-                 label_set: dict[str, str] | None = None, overwrite: bool = False) -> ExportedCases:
-    """Write the cases under ``<work_folder>/data`` (see the module docstring); nothing on failure."""
-    folder = Path(work_folder) / "data"
-    if folder.exists() and not overwrite:
-        raise InputError(f"{folder} already holds exported cases; choose another work folder or allow replacing it.")
-    labels = {"0": "background"} if label_set is None else dict(label_set)
-    fixed = label_set is not None
-    document = {"training": [], "validation": []}
-    with staged_outputs(folder, overwrite=overwrite) as stage:
-        for part, cases in (("training", training), ("validation", validation)):
-            for case in cases:
-                document[part].append(_write_case(case, stage.path, labels, fixed))
-        document.update(labels=labels, modality={"0": modality}, numTraining=len(training))
-        stage.path(DATALIST).write_text(json.dumps(document, indent=2), encoding="utf-8")
-    return ExportedCases(folder, folder / DATALIST, labels if len(labels) > 1 else {},
-                         [c.name for c in training], [c.name for c in validation])
+                 label_set: dict[str, str] | None = None, overwrite: bool = False, progress=None) -> ExportedCases:
+    """Write the cases under ``<work_folder>/data`` (see the module docstring) and wait; nothing on failure.
+
+    ``progress(stage, fraction, message)``, if given, is called about ten times a second; an exception
+    it raises (e.g. the scene was closed) ends the export with nothing written."""
+    job = ExportJob(training, validation, work_folder, modality, label_set, overwrite)
+    try:
+        while job.result is None:
+            message = job.step(timeout=0.1)
+            if progress:
+                progress("export", job.fraction, message)
+    except BaseException:
+        job.abort()
+        raise
+    return job.result
 
 
-def _write_case(case: TrainingCase, staged, labels: dict[str, str], fixed: bool) -> dict:
+class ExportJob:
+    """One export in steps, for a timer on Slicer's main thread: each :meth:`step` returns at once.
+
+    A step reads the next case from the scene (main thread: MRML is not thread-safe) once the
+    previous case's files are written, and hands the new files to a worker thread, which compresses
+    and writes them; the last step writes the datalist and moves the staged folder into place. Only
+    one case is held in memory beside the scene. :meth:`abort` removes everything staged.
+    """
+
+    def __init__(self, training: list[TrainingCase], validation: list[TrainingCase], work_folder, modality: str,
+                 label_set: dict[str, str] | None = None, overwrite: bool = False):
+        self.folder = Path(work_folder) / "data"
+        if self.folder.exists() and not overwrite:
+            raise InputError(f"{self.folder} already holds exported cases; choose another work folder or allow "
+                             "replacing it.")
+        self.labels = {"0": "background"} if label_set is None else dict(label_set)
+        self.fixed, self.modality = label_set is not None, modality
+        self.queue = [("training", case) for case in training] + [("validation", case) for case in validation]
+        self.total = len(self.queue)
+        self.names = {"training": [c.name for c in training], "validation": [c.name for c in validation]}
+        self.document: dict = {"training": [], "validation": []}
+        self.stage = StagedOutputs(self.folder, overwrite=overwrite)
+        self.writer: threading.Thread | None = None
+        self.failure: list[BaseException] = []
+        self.current = ""
+        self.result: ExportedCases | None = None
+
+    @property
+    def fraction(self) -> float:
+        written = len(self.document["training"]) + len(self.document["validation"]) - (1 if self.writing else 0)
+        return 1.0 if self.result is not None else written / max(self.total, 1)
+
+    @property
+    def writing(self) -> bool:
+        return self.writer is not None and self.writer.is_alive()
+
+    def step(self, timeout: float = 0.0) -> str:
+        """Advance the export by at most one case; a message for the progress display."""
+        if self.writer is not None:
+            self.writer.join(timeout)
+            if self.writer.is_alive():
+                return self._writing_message()
+            self.writer = None
+            self._raise_failure()
+        if self.queue:
+            part, case = self.queue.pop(0)
+            self.current = case.name
+            entry, writes = _case_files(case, self.stage.path, self.labels, self.fixed, POINT_FOLDERS[part])
+            self.document[part].append(entry)
+            self.writer = threading.Thread(target=self._write, args=(writes,), name="spinebrain-export", daemon=True)
+            self.writer.start()
+            return self._writing_message()
+        self.document.update(labels=self.labels, modality={"0": self.modality}, numTraining=len(self.names["training"]))
+        self.stage.path(DATALIST).write_text(json.dumps(self.document, indent=2), encoding="utf-8")
+        self.stage.commit()
+        self.stage.cleanup()
+        self.result = ExportedCases(self.folder, self.folder / DATALIST, self.labels if len(self.labels) > 1 else {},
+                                    self.names["training"], self.names["validation"])
+        return f"{self.total} cases exported"
+
+    def _writing_message(self) -> str:
+        number = len(self.document["training"]) + len(self.document["validation"])
+        return f"writing case {self.current} ({number} of {self.total})"
+
+    def abort(self) -> None:
+        """Wait for the file being written, then remove everything staged (nothing reaches the work folder)."""
+        if self.writer is not None:
+            self.writer.join()
+        self.queue.clear()
+        if self.result is None:
+            self.stage.cleanup()
+
+    def _write(self, writes: list) -> None:
+        try:
+            for write in writes:
+                write()
+        except BaseException as error:  # noqa: BLE001 -- raised again on the main thread by the next step
+            self.failure.append(error)
+
+    def _raise_failure(self) -> None:
+        if not self.failure:
+            return
+        error = self.failure[0]
+        if isinstance(error, OSError):
+            raise InputError(f"Cannot write the exported cases ({error.strerror or error}); free some disk space or "
+                             "choose another work folder.") from None
+        raise error
+
+
+def _case_files(case: TrainingCase, staged, labels: dict[str, str], fixed: bool, points: str = "points"):
+    """(datalist entry, file writers) of one case: the scene is read here, the writers touch no MRML."""
     image = image_from_volume_node(case.volume)
     reference = case.reference
     if reference.IsA(POINTS):
-        points = points_from_markups_node(reference)
-        if not points:
+        centres = points_from_markups_node(reference)
+        if not centres:
             raise InputError(f"{case.name}: the point list '{reference.GetName()}' is empty; place the points.")
-        write_image(image, _parent(staged(f"points/{case.name}.nii.gz")))
-        write_markups(points, staged(f"points/{case.name}.mrk.json"), name=case.name)
-        return {"name": case.name, "image": f"points/{case.name}.nii.gz", "label": f"points/{case.name}.mrk.json"}
+        image_path, points_path = _parent(staged(f"{points}/{case.name}.nii.gz")), staged(f"{points}/{case.name}.mrk.json")
+        return ({"name": case.name, "image": f"{points}/{case.name}.nii.gz", "label": f"{points}/{case.name}.mrk.json"},
+                [lambda: write_image(image, image_path), lambda: write_markups(centres, points_path, name=case.name)])
     label_image = _label_image(case, image, labels, fixed)
-    write_image(image, _parent(staged(f"images/{case.name}.nii.gz")))
-    write_image(label_image, _parent(staged(f"labels/{case.name}.nii.gz")))
-    return {"name": case.name, "image": f"images/{case.name}.nii.gz", "label": f"labels/{case.name}.nii.gz"}
+    image_path = _parent(staged(f"images/{case.name}.nii.gz"))
+    label_path = _parent(staged(f"labels/{case.name}.nii.gz"))
+    return ({"name": case.name, "image": f"images/{case.name}.nii.gz", "label": f"labels/{case.name}.nii.gz"},
+            [lambda: write_image(image, image_path), lambda: write_image(label_image, label_path)])
 
 
 def _label_image(case: TrainingCase, image: sitk.Image, labels: dict[str, str], fixed: bool) -> sitk.Image:

@@ -9,10 +9,12 @@ One method per thing a user does, shared by the widget and the Python console::
     run.model.card.id                                    # registered: listed by ModelRegistry at once
     logic.apply_model("my-brain", volumeNode)            # a segmentation node from the new model
 
-Start exports the cases (:mod:`.training_export`), then runs ``spinebrain train ...`` in a background
-process (:mod:`.runner`): ``train datalist`` for segmentation tasks, ``train spine-label --real-data``
-for vertebra labelling. Progress arrives as JSON lines; each ``epoch`` event (loss, validation metric,
-seconds left) goes into :attr:`TrainingRun.epochs` and the curves table. **Stop** writes the run's
+Start checks the settings and cases at once, then the run exports the cases in steps (one case read
+from the scene per poll, its files written on a worker thread: Slicer stays responsive; progress
+stage "export"), then runs ``spinebrain train ...`` in a background process (:mod:`.runner`):
+``train datalist`` for segmentation tasks, ``train spine-label --real-data ... --real-validation ...``
+for vertebra labelling (the scene's validation cases choose the detectors' best epochs). Progress
+arrives as JSON lines; each ``epoch`` event (loss, validation metric, seconds left) goes into :attr:`TrainingRun.epochs` and the curves table. **Stop** writes the run's
 ``STOP`` file: the trainer ends after the current iteration and writes a package from the best weights
 so far, which is registered. **Cancel** terminates the process: nothing is registered. Closing the
 scene cancels a run. On success the package is installed into the user model folder
@@ -32,9 +34,9 @@ from spinebrain.tasks import available_tasks
 
 from . import training_cases
 from .runner import RunState
-from .task_logic import TaskError, TaskInputError, core_process_runner
+from .task_logic import TaskError, TaskInputError, core_process_runner, poll_until_finished
 from .training_curves import fill_curves
-from .training_export import ExportedCases, export_cases, split_cases
+from .training_export import ExportedCases, ExportJob, export_cases, split_cases
 
 STOP_FILE = "STOP"  # spinebrain.training.handlers.STOP_FILE, named here to keep torch out of Slicer's process
 LABELLING = "spine-label"
@@ -57,9 +59,9 @@ def training_tasks() -> list[TrainingTask]:
     tasks = []
     for task in available_tasks():
         if task.name == LABELLING and task.train:
-            tasks.append(TrainingTask(LABELLING, "Vertebra labelling (SpineLabel)", "points", "T2", False, False))
+            tasks.append(TrainingTask(LABELLING, "Vertebra labelling (SpineLabel)", "points", "T2", True, True))
         for card_task in task.datalist_card_tasks:
-            modality = {"brain-lesion": "FLAIR", "brain-tissue": "T1"}.get(card_task, "CT")
+            modality = {"brain-lesion": "FLAIR", "brain-tissue": "T1", "spine-segment-2d": "MR"}.get(card_task, "CT")
             tasks.append(TrainingTask(card_task, f"{card_task.replace('-', ' ')} ({task.title})", "labels", modality,
                                       True, True))
     return tasks
@@ -105,6 +107,7 @@ class TrainingLogic:
         self.runner_factory = runner_factory or core_process_runner
         self._registry = registry
         self.runs: list[TrainingRun] = []
+        self._closed_while_exporting = False
         self._close_tag = scene.AddObserver(scene.StartCloseEvent, self._on_scene_close)
 
     @property
@@ -135,31 +138,46 @@ class TrainingLogic:
         """Ids of the installed models ``task`` can start from (empty where fine-tuning is not offered)."""
         if not get_training_task(task).can_fine_tune:
             return []
-        return [entry.card.id for entry in self.registry.list_models(task=task) if entry.card.task == task]
+        entries = [entry for entry in self.registry.list_models(task=task) if entry.card.task == task]
+        if task == LABELLING:  # only the paper's detector pair is trained from the scene
+            from spinebrain.spinelabel.fine_tune import PAIR_ARCHITECTURE
+
+            entries = [entry for entry in entries if entry.card.network.get("architecture") == PAIR_ARCHITECTURE]
+        return [entry.card.id for entry in entries]
 
     # -- export and start ----------------------------------------------------------------------
-    def export(self, settings: TrainingSettings) -> ExportedCases:
-        """Write the usable cases and the datalist into ``<work_folder>/data``; InputError on bad input."""
+    def export(self, settings: TrainingSettings, on_progress=None) -> ExportedCases:
+        """Write the usable cases and the datalist into ``<work_folder>/data``; InputError on bad input.
+
+        Blocks (the Python console); :meth:`start` exports in steps instead. ``on_progress(stage,
+        fraction, message)`` is called about ten times a second; closing the scene meanwhile ends the
+        export (CancelledError) with nothing written."""
+        self._closed_while_exporting = False
+        return export_cases(*self._export_plan(settings), progress=lambda *update: self._export_progress(on_progress,
+                                                                                                          *update))
+
+    def _export_plan(self, settings: TrainingSettings) -> tuple:
+        """(training cases, validation cases, work folder, modality, label set) of an export; InputError first."""
         task = get_training_task(settings.task)
         cases = training_cases.usable_cases(self.cases(settings.task, settings.resample))
-        if task.reference == "points":  # the labelling trainer validates on held-out generated scans
-            training, validation = cases, []
-        else:
-            training, validation = split_cases(cases, settings.validation_fraction, settings.seed,
-                                               settings.validation_cases)
+        training, validation = split_cases(cases, settings.validation_fraction, settings.seed, settings.validation_cases)
         label_set = self._fine_tune_labels(settings) if settings.init_from else None
-        return export_cases(training, validation, self._work_folder(settings), settings.modality or task.modality,
-                            label_set)
+        return training, validation, self._work_folder(settings), settings.modality or task.modality, label_set
+
+    def _export_progress(self, on_progress, stage: str, fraction: float, message: str) -> None:
+        if on_progress:
+            on_progress(stage, fraction, message)
+        if self._closed_while_exporting:
+            from spinebrain.errors import CancelledError
+
+            raise CancelledError("The scene was closed during the export; nothing was written or started.")
 
     def start(self, settings: TrainingSettings, on_progress=None, on_log=None, on_epoch=None) -> TrainingRun:
         """Check, export the cases and start the trainer in the background; bad input raises at once."""
         self._check(settings)
-        exported = self.export(settings)
-        work = exported.folder.parent
-        args = self.command(settings, exported)
-        runner = self.runner_factory(args)
-        run = TrainingRun(self, settings, exported, runner, work / "run" / STOP_FILE, on_progress, on_log, on_epoch)
-        runner.start()
+        plan = self._export_plan(settings)
+        job = ExportJob(*plan)
+        run = TrainingRun(self, settings, job, Path(plan[2]) / "run" / STOP_FILE, on_progress, on_log, on_epoch)
         self.runs.append(run)
         return run
 
@@ -176,8 +194,12 @@ class TrainingLogic:
             common += ["--threads", str(settings.threads)]
         if settings.task == LABELLING:
             synthetic = max(2, int(round(settings.synthetic_ratio * len(exported.training))))
-            return ["train", "spine-label", "--region", settings.region, "--real-data", str(exported.points_folder),
-                    "--cases", str(synthetic), "--validation-cases", str(max(1, synthetic // 4)), *common]
+            args = ["train", "spine-label", "--region", settings.region, "--real-data", str(exported.points_folder),
+                    "--cases", str(synthetic), "--validation-cases", str(max(1, synthetic // 4)),
+                    "--run-dir", str(work / "run"), *common]
+            if exported.validation:
+                args += ["--real-validation", str(exported.validation_points_folder)]
+            return args + (["--init-from", settings.init_from] if settings.init_from else [])
         args = ["train", "datalist", "--task", settings.task, "--datalist", str(exported.datalist),
                 "--run-dir", str(work / "run"), "--lr", str(settings.learning_rate),
                 "--batch-size", str(settings.batch_size), "--synthetic-ratio", str(settings.synthetic_ratio),
@@ -205,12 +227,21 @@ class TrainingLogic:
         if any(run.running for run in self.runs):
             raise InputError("A training run is still going on; stop or cancel it first.")
 
-    def _fine_tune_labels(self, settings: TrainingSettings) -> dict[str, str]:
+    def _fine_tune_labels(self, settings: TrainingSettings) -> dict[str, str] | None:
         """The label set of the model to fine-tune (the exported cases must use it); the trainer's checks first."""
+        if settings.task == LABELLING:  # point lists have no label set; the model must suit the region's trainer
+            from spinebrain.spinelabel.fine_tune import check_start_card, read_start_card
+            from spinebrain.spinelabel.slices import MODEL_PIXEL_MM
+
+            region = settings.region
+            patches = _labelling_patches(region)
+            check_start_card(read_start_card(settings.init_from, self.registry), region, MODEL_PIXEL_MM[region],
+                             *patches)
+            return None
         from spinebrain.training.fine_tune import load_start_model  # imports MONAI: only when fine-tuning
 
         card, _ = load_start_model(settings.init_from, settings.task, self.registry)
-        return dict(card.labels)
+        return None if settings.task == "spine-segment-2d" else dict(card.labels)  # 2D: every segment is a body
 
     @staticmethod
     def _work_folder(settings: TrainingSettings) -> Path:
@@ -251,6 +282,7 @@ class TrainingLogic:
             run.cancel(grace_seconds=2.0)
 
     def _on_scene_close(self, caller, event) -> None:
+        self._closed_while_exporting = True
         for run in self.runs:
             if run.running:
                 run.cancel(grace_seconds=2.0)
@@ -258,11 +290,19 @@ class TrainingLogic:
 
 
 class TrainingRun:
-    """One background training run: poll (timer) or wait (console); stop keeps the best, cancel keeps nothing."""
+    """One background training run: poll (timer) or wait (console); stop keeps the best, cancel keeps nothing.
 
-    def __init__(self, logic: TrainingLogic, settings: TrainingSettings, exported: ExportedCases, runner,
-                 stop_path: Path, on_progress=None, on_log=None, on_epoch=None):
-        self.logic, self.settings, self.exported, self.runner = logic, settings, exported, runner
+    It first exports the cases in steps (:class:`~.training_export.ExportJob`: one case read from the
+    scene per poll, its files written on a worker thread, ``progress`` events of stage "export"), then
+    starts the trainer. A bad case found during the export ends the run as bad input, nothing written;
+    Stop or Cancel before the trainer started end it with nothing written or registered.
+    """
+
+    def __init__(self, logic: TrainingLogic, settings: TrainingSettings, job: ExportJob, stop_path: Path,
+                 on_progress=None, on_log=None, on_epoch=None):
+        self.logic, self.settings, self.job = logic, settings, job
+        self.exported: ExportedCases | None = None
+        self.runner = None  # the trainer's ProcessRunner once the export is done
         self.stop_path = stop_path
         self.on_progress, self.on_log, self.on_epoch = on_progress, on_log, on_epoch
         self.state = RunState.RUNNING
@@ -283,11 +323,14 @@ class TrainingRun:
 
     @property
     def work_folder(self) -> Path:
-        return self.exported.folder.parent
+        return self.job.folder.parent
 
     def poll(self, timeout: float = 0.0) -> list[dict]:
-        """Handle the events that arrived; on a successful end register the package."""
+        """Advance the export, or handle the trainer's events that arrived; on a successful end register the package."""
         if self.finished:
+            return []
+        if self.runner is None:
+            self._export_step(timeout)
             return []
         events = self.runner.poll(timeout)
         for event in events:
@@ -298,33 +341,30 @@ class TrainingRun:
 
     def wait(self, timeout: float | None = None):
         """Block until the end: the registered model entry; TaskError, TaskInputError or CancelledError otherwise."""
-        import time
-
         from spinebrain.errors import CancelledError
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while self.running:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"Training was still running after {timeout} s and was cancelled.")
-                self.poll(0.05)
-        except BaseException:
-            self.cancel(grace_seconds=0.0)
-            while self.running:
-                self.poll(0.05)
-            raise
+        poll_until_finished(self, timeout, self._cancel_now, "Training")
         if self.state is RunState.CANCELLED:
             raise CancelledError("Training was cancelled; no model was registered.")
         if self.state is not RunState.SUCCEEDED:
             raise (TaskInputError if self.state is RunState.BAD_INPUT else TaskError)(self.error, self.state)
         return self.model
 
+    def _cancel_now(self) -> None:
+        """Cancel without a grace period and wait until the trainer has gone (nothing registered)."""
+        self.cancel(grace_seconds=0.0)
+        while self.running:
+            self.poll(0.05)
+
     def stop(self) -> None:
         """End after the current iteration, keeping the best weights so far (they are registered)."""
         if not self.running:
             return
+        if self.runner is None:  # nothing trained yet: nothing to keep
+            self.cancel()
+            return
         if not get_training_task(self.settings.task).can_stop:
-            raise InputError("The vertebra labelling trainer cannot stop early; let it finish or cancel it.")
+            raise InputError(f"The {self.settings.task} trainer cannot stop early; let it finish or cancel it.")
         self.stop_path.parent.mkdir(parents=True, exist_ok=True)
         self.stop_path.write_text("stop requested from Slicer\n", encoding="utf-8")
         self.stop_requested, self.status = True, "stopping after this iteration (the best weights are kept)"
@@ -333,7 +373,11 @@ class TrainingRun:
         """Terminate the trainer; nothing is registered."""
         if self.running:
             self.cancel_requested, self.status = True, "cancelling"
-            self.runner.cancel(grace_seconds)
+            if self.runner is None:
+                self.job.abort()
+                self._end(RunState.CANCELLED, "")
+            else:
+                self.runner.cancel(grace_seconds)
 
     def curves(self, table_node=None):
         """The loss and metric curves in a table node (filled or made), with plot series and a chart."""
@@ -353,8 +397,31 @@ class TrainingRun:
         elif kind == "log" and self.on_log:
             self.on_log(str(event.get("message", "")))
 
+    def _export_step(self, timeout: float) -> None:
+        from spinebrain.errors import CancelledError
+
+        try:
+            message = self.job.step(timeout)
+        except Exception as error:  # noqa: BLE001 -- the run ends with the message; nothing was written
+            self.job.abort()
+            bad = isinstance(error, (InputError, CancelledError))
+            self._end(RunState.BAD_INPUT if bad else RunState.FAILED, str(error) if bad else
+                      f"The cases could not be exported: {error}")
+            return
+        self.status = message
+        if self.on_progress:
+            self.on_progress("export", self.job.fraction, message)
+        if self.job.result is not None:
+            self.exported = self.job.result
+            try:
+                runner = self.logic.runner_factory(self.logic.command(self.settings, self.exported))
+                runner.start()
+            except Exception as error:  # noqa: BLE001 -- e.g. no Python to run the trainer: end the run, say why
+                self._end(RunState.FAILED, f"The trainer could not be started: {error}")
+                return
+            self.runner, self.status = runner, "training starts"
+
     def _finish(self, result) -> None:
-        atexit.unregister(self._kill_at_exit)
         state, self.error = result.state, result.error
         if state is RunState.SUCCEEDED and (self.cancel_requested or self.closed_scene):
             state = RunState.CANCELLED  # the cancel came too late to stop the process: still register nothing
@@ -367,7 +434,11 @@ class TrainingRun:
                 self.status = f"model {self.model.card.id} registered in {self.model.path.parent}"
             except Exception as error:  # noqa: BLE001 -- a failed install must not leave the run "running"
                 state, self.error = RunState.FAILED, f"The model could not be registered: {error}"
-        self.state = state
+        self._end(state, self.error)
+
+    def _end(self, state: RunState, error: str) -> None:
+        atexit.unregister(self._kill_at_exit)
+        self.state, self.error = state, error
         if state is RunState.CANCELLED:
             self.status = "cancelled; no model was registered"
         elif self.error:
@@ -376,8 +447,17 @@ class TrainingRun:
             self.on_log(self.status)
 
     def _kill_at_exit(self) -> None:
-        if self.running:
+        if self.running and self.runner is not None:
             self.runner.cancel(grace_seconds=0.0)
+        elif self.running:
+            self.job.abort()
+
+
+def _labelling_patches(region: str) -> tuple[int, int]:
+    """The vertebra and anchor patch sizes the labelling trainer uses for ``region``."""
+    from spinebrain.spinelabel.detector import PATCH_SIZE
+
+    return PATCH_SIZE[region], PATCH_SIZE[f"{region}-anchor"]
 
 
 def _epoch_status(event: dict) -> str:

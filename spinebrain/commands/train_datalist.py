@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--epochs", type=int, default=50)
     add("--batch-size", type=int, default=2)
     add("--samples-per-case", type=int, default=2, help="random patches per case and iteration")
+    add("--samples-per-epoch", type=int, default=200, help="spine-segment-2d: random slices per epoch")
     add("--lr", type=float, default=1e-3, dest="learning_rate")
     add("--val-interval", type=int, default=1, help="validate every N epochs")
     add("--patience", type=int, help="stop after N validations without improvement (default: never)")

@@ -10,7 +10,8 @@ Which model-card tasks can be trained this way is the task registry's word
 :data:`TASK_DEFAULTS`. With ``--init-from MODEL`` the run fine-tunes that model: its labels,
 channels, spacing, patch, normalisation and network are kept, and a request that differs is refused
 (:mod:`.fine_tune`). ``--synthetic-ratio R`` adds R generated cases per training case
-(:mod:`.synthetic_mix`). The same command runs under ``torchrun`` (DDP). The loop is the shared
+(:mod:`.synthetic_mix`). ``spine-segment-2d`` (3D volumes + body masks -> the slice-wise 2D MR model)
+goes to :mod:`.from_datalist_2d`. The same command runs under ``torchrun`` (DDP; 3D tasks). The loop is the shared
 engine's (:func:`~.segmentation.train_segmentation`): best weights, resume, ``STOP`` file, metrics log.
 """
 
@@ -112,6 +113,11 @@ def run(args, progress: Progress) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.task == "spine-segment-2d":  # slice-wise training of the 2D MR body model (its own adapter)
+        from .from_datalist_2d import run as train_2d
+
+        train_2d(args, progress)
+        return
     recipe = build_recipe(args)
     if args.synthetic_ratio > 0:
         from .datalist import split_datalist
