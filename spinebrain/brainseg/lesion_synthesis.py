@@ -54,16 +54,27 @@ INFRATENTORIAL_WM = (7, 16, 46)
 MAP_LESIONS = (25, 57)
 
 
-def lesion_zones(labels: np.ndarray, spacing_mm: float) -> np.ndarray:
-    """Zone of every voxel of a FreeSurfer label array (uint8, :data:`ZONE_NAMES`; 0 outside the white matter)."""
-    ventricle_mm = _distance_mm(np.isin(labels, LATERAL_VENTRICLES), spacing_mm)
-    cortex_mm = _distance_mm(np.isin(labels, CORTEX), spacing_mm)
+def lesion_zones(labels: np.ndarray, spacing_mm: float, tissue_map: bool = False) -> np.ndarray:
+    """Zone of every voxel of a FreeSurfer label array (uint8, :data:`ZONE_NAMES`; 0 outside the white matter).
+
+    ``tissue_map``: ``labels`` are tissue classes (1 CSF, 2 GM, 3 WM, e.g. the brain generator's): the
+    ventricles are then the CSF that does not reach the brain's surface, and nothing is infratentorial.
+    """
+    if tissue_map:
+        from .lesions import _ventricles
+
+        ventricles, cortex, cerebral = _ventricles(labels), labels == 2, labels == 3
+    else:
+        ventricles, cortex = np.isin(labels, LATERAL_VENTRICLES), np.isin(labels, CORTEX)
+        cerebral = np.isin(labels, CEREBRAL_WM + MAP_LESIONS)
+    ventricle_mm = _distance_mm(ventricles, spacing_mm)
+    cortex_mm = _distance_mm(cortex, spacing_mm)
     zones = np.zeros(labels.shape, np.uint8)
-    cerebral = np.isin(labels, CEREBRAL_WM + MAP_LESIONS)
     zones[cerebral] = DEEP
     zones[cerebral & (cortex_mm <= JUXTACORTICAL_MM)] = JUXTACORTICAL
     zones[cerebral & (ventricle_mm <= PERIVENTRICULAR_MM)] = PERIVENTRICULAR  # wins where both are near
-    zones[np.isin(labels, INFRATENTORIAL_WM)] = INFRATENTORIAL
+    if not tissue_map:
+        zones[np.isin(labels, INFRATENTORIAL_WM)] = INFRATENTORIAL
     return zones
 
 
@@ -115,12 +126,13 @@ class LesionSettings:
 class LesionBank:
     """A :class:`.synthesis.LabelMapBank` plus each map's zones, lesion-prone centre points and a lesion index."""
 
-    def __init__(self, bank: LabelMapBank, spacing_mm: float, seed: int = 0):
+    def __init__(self, bank: LabelMapBank, spacing_mm: float, seed: int = 0, tissue_maps: bool = False):
         self.bank = bank
         values = np.asarray(bank.values)
         self.lesion_index = len(values)  # painted lesions get one new compact label
         self.is_lesion = np.zeros(len(values) + 1, bool)
-        self.is_lesion[:-1] = np.isin(values, MAP_LESIONS)
+        if not tissue_maps:  # FreeSurfer's lesion labels; in a tissue map 2 and 3 are GM and WM
+            self.is_lesion[:-1] = np.isin(values, MAP_LESIONS)
         self.is_lesion[self.lesion_index] = True
         self.tissue = np.append(bank.tissue, 3)  # painted lesions replace white matter
         self.brain = self.tissue > 0
@@ -129,14 +141,23 @@ class LesionBank:
         rng = np.random.default_rng(seed)
         self.zones, self.zone_points = [], []
         for source in bank.maps:
-            zones = lesion_zones(values[source.indices], spacing_mm)
+            zones = lesion_zones(values[source.indices], spacing_mm, tissue_maps)
             points = np.argwhere(zones > 0)
+            if not len(points):
+                points = source.brain_points
             self.zones.append(zones)
             self.zone_points.append(points[rng.choice(len(points), min(len(points), 20000), replace=False)])
 
     @classmethod
     def from_folder(cls, folder, spacing_mm: float, names=None, seed: int = 0) -> LesionBank:
         return cls(LabelMapBank.from_folder(folder, spacing_mm, names, seed), spacing_mm, seed)
+
+    @classmethod
+    def from_tissue_maps(cls, tissue_maps, spacing_mm: float, seed: int = 0) -> LesionBank:
+        """From tissue maps (0 background, 1 CSF, 2 GM, 3 WM), e.g. the brain generator's."""
+        from .synthesis import bank_from_tissue_maps
+
+        return cls(bank_from_tissue_maps(tissue_maps, spacing_mm, seed), spacing_mm, seed, tissue_maps=True)
 
 
 class LesionSynthesiser:
