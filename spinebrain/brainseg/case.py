@@ -140,7 +140,8 @@ def segment_case(sequences: dict[str, sitk.Image], models: BrainSegModels, optio
     labels.CopyInformation(image)
     names = {v: n for v, n in NAMES.items() if (v != LESION_VALUE or options.task != "tissue")
              and (v == LESION_VALUE or tissue is not None)}
-    return BrainSegResult(labels, names, reference, brain, source, brain_volumes(labels, names), lesion_records,
+    return BrainSegResult(labels, names, reference, brain, source,
+                          brain_volumes(labels, names, brain if tissue is None else None), lesion_records,
                           used, warnings, probability)
 
 
