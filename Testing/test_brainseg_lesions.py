@@ -243,3 +243,18 @@ def test_sequences_are_matched_by_file_name(tmp_path):
     (tmp_path / "t1_again.nii.gz").write_bytes(b"")
     with pytest.raises(InputError, match="two T1"):
         match_sequences(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "B7_synthseg_label_maps").is_dir(), reason="B7 label maps not available")
+def test_train_command_makes_a_lesion_package_with_its_required_inputs(tmp_path):
+    from spinebrain.models import ModelCard
+
+    out = tmp_path / "models"
+    assert main(["train", "brain-seg", "--target", "lesion", "--maps", str(DATA / "B7_synthseg_label_maps"),
+                 "--out", str(out), "--spacing", "4", "--patch", "16", "--epochs", "1", "--steps-per-epoch", "1",
+                 "--validation-crops", "1", "--batch-size", "1", "--device", "cpu", "--threads", "1", "--quiet"]) == 0
+    card = ModelCard.read(out / "brain-lesion-synth")
+    assert card.task == "brain-lesion" and card.modalities == ["FLAIR", "T1", "T2"]
+    assert card.extra["required_inputs"] == ["FLAIR"] and card.spacing == [4.0, 4.0, 4.0]
+    assert card.training_command.startswith("spinebrain train brain-seg --target lesion")

@@ -120,9 +120,9 @@ BRAIN_SEG = Task(
     command="spinebrain.commands.brain_seg:add_arguments",
     load_models="spinebrain.brainseg.case:load_models",
     run_case="spinebrain.brainseg.case:segment_case",
-    train="spinebrain.brainseg.training:add_arguments",
+    train="spinebrain.brainseg.train_entry:add_arguments",
     evaluate="spinebrain.brainseg.evaluate:add_arguments",
-    trained_card_tasks=("brain-tissue",),  # lesion models come later
+    trained_card_tasks=("brain-tissue", "brain-lesion"),  # --target tissue | lesion
 )
 
 #: Every task, in the order ``--help`` and the Slicer module list show them.
