@@ -61,9 +61,7 @@ def lesion_zones(labels: np.ndarray, spacing_mm: float, tissue_map: bool = False
     ventricles are then the CSF that does not reach the brain's surface, and nothing is infratentorial.
     """
     if tissue_map:
-        from .lesions import _ventricles
-
-        ventricles, cortex, cerebral = _ventricles(labels), labels == 2, labels == 3
+        ventricles, cortex, cerebral = inner_csf(labels), labels == 2, labels == 3
     else:
         ventricles, cortex = np.isin(labels, LATERAL_VENTRICLES), np.isin(labels, CORTEX)
         cerebral = np.isin(labels, CEREBRAL_WM + MAP_LESIONS)
@@ -76,6 +74,21 @@ def lesion_zones(labels: np.ndarray, spacing_mm: float, tissue_map: bool = False
     if not tissue_map:
         zones[np.isin(labels, INFRATENTORIAL_WM)] = INFRATENTORIAL
     return zones
+
+
+def inner_csf(tissue: np.ndarray) -> np.ndarray:
+    """Ventricular CSF: CSF components that do not touch the outside of the brain (sulcal CSF does)."""
+    from scipy import ndimage
+
+    csf = tissue == 1
+    labelled, count = ndimage.label(csf)
+    if not count:
+        return csf
+    brain = tissue > 0
+    border = brain & ~ndimage.binary_erosion(brain, iterations=2)
+    outer = set(np.unique(labelled[border & csf]).tolist()) - {0}
+    inner = [n for n in range(1, count + 1) if n not in outer]
+    return np.isin(labelled, inner) if inner else np.zeros_like(csf)
 
 
 def _distance_mm(mask: np.ndarray, spacing_mm: float) -> np.ndarray:

@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..protocol import Progress
 from ..tables import Column
-from .lesion_synthesis import CHANNELS, REQUIRED_CHANNELS
+from .lesion_synthesis import inner_csf
 
 CARD_TASK = "brain-lesion"
 LESION_NAME = "Lesion"
@@ -165,7 +165,7 @@ def _location_classifier(components: sitk.Image, tissue: sitk.Image):
     spacing = tissue.GetSpacing()
     comp = sitk.GetArrayViewFromImage(components)
     tissue_array = sitk.GetArrayViewFromImage(tissue)
-    ventricles = _ventricles(tissue_array)
+    ventricles = inner_csf(tissue_array)
     to_ventricle = _distance_mm(ventricles, spacing)
     to_cortex = _distance_mm(tissue_array == 2, spacing)
     lowest_ventricle = _lowest_superior_index(_largest_two(ventricles), tissue)
@@ -181,21 +181,6 @@ def _location_classifier(components: sitk.Image, tissue: sitk.Image):
         return "deep white matter"
 
     return classify
-
-
-def _ventricles(tissue: np.ndarray) -> np.ndarray:
-    """Ventricular CSF: CSF components that do not touch the outside of the brain (sulcal CSF does)."""
-    from scipy import ndimage
-
-    csf = tissue == 1
-    labelled, count = ndimage.label(csf)
-    if not count:
-        return csf
-    brain = tissue > 0
-    border = brain & ~ndimage.binary_erosion(brain, iterations=2)
-    outer = set(np.unique(labelled[border & csf]).tolist()) - {0}
-    inner = [n for n in range(1, count + 1) if n not in outer]
-    return np.isin(labelled, inner) if inner else np.zeros_like(csf)
 
 
 def _largest_two(mask: np.ndarray) -> np.ndarray:
