@@ -17,7 +17,9 @@ One draw (:meth:`LesionSynthesiser.draw`), in the SynthSeg manner but with seque
 4. one image per sequence of :data:`CHANNELS` (FLAIR, T1, T2) with class means drawn around that
    sequence's contrast (:func:`sequence_means`: FLAIR lesions brighter than GM and WM, T1 lesions
    darker than WM, T2 lesions brighter than both), a small jitter per structure, a spread, blur,
-   bias field (MONAI ``RandBiasField``) and noise, each sequence independently;
+   a smooth random brightness change within the tissues (real white matter is not flat: only a
+   focal, sharper hyperintensity is a lesion), bias field (MONAI ``RandBiasField``) and noise, each
+   sequence independently;
 5. skull stripped (zero outside the brain) or kept, z-score within the brain (or head);
 6. the optional sequences (T1, T2) dropped at random (all zero), so the model runs with FLAIR
    alone or with any of them.
@@ -134,6 +136,8 @@ class LesionSettings:
     max_blur: float = 0.8
     max_noise: float = 0.05
     max_bias: float = 0.12
+    max_texture: float = 0.1  # smooth within-tissue brightness changes (real FLAIR white matter is not flat)
+    texture_mm: tuple[float, float] = (6.0, 20.0)
 
 
 class LesionBank:
@@ -259,7 +263,18 @@ class LesionSynthesiser:
         means[self.bank.is_lesion] = lesion_means[self.bank.is_lesion]
         spreads = rng.uniform(0.005, 0.05, n)
         image = means[labels] + spreads[labels] * rng.standard_normal(labels.shape)
+        image *= 1.0 + self._texture(labels.shape, rng)
         return np.clip(image, 0.0, None).astype(np.float32)
+
+    def _texture(self, shape, rng: np.random.Generator) -> np.ndarray:
+        """A smooth random relative brightness change (a few mm to 2 cm): not every bright patch is a lesion."""
+        from ..synth.brain_lesions import smooth_noise
+
+        amplitude = rng.uniform(0.0, self.settings.max_texture)
+        if amplitude < 0.01:
+            return np.zeros(shape, np.float32)
+        scale = rng.uniform(*self.settings.texture_mm)
+        return amplitude * smooth_noise(rng, shape, (self.spacing_mm,) * 3, scale)
 
     def _acquisition(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         s = self.settings

@@ -45,6 +45,7 @@ class LesionRecipe:
     run_dir: str | None = None
     resume: bool = True
     until: str | None = None  # HH:MM UTC
+    init_weights: str | None = None  # start from these weights (.safetensors of the same network)
     minimum_lesion_mm3: float = 10.0  # written to the card; the pipeline drops smaller components
     command: str = ""
 
@@ -107,7 +108,13 @@ def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=N
                                   recipe.steps_per_epoch * recipe.batch_size, recipe.seed)
         val_set = LesionDataset(LesionSynthesiser(val_bank, settings, recipe.spacing), recipe.validation_crops,
                                 recipe.seed + 7, fixed=True)
-        network = build_network(card).to(context.device)
+        network = build_network(card)
+        if recipe.init_weights:
+            from safetensors.torch import load_file
+
+            network.load_state_dict(load_file(recipe.init_weights), strict=True)
+            progress.log(f"Starting from the weights in {recipe.init_weights}")
+        network = network.to(context.device)
         optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
         post = Compose([AsDiscreted("pred", argmax=True, to_onehot=2), AsDiscreted("label", to_onehot=2)])
         run_dir = Path(recipe.run_dir or Path(recipe.out) / ".runs" / recipe.model_id)
@@ -166,6 +173,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--run-dir", help="checkpoints, metrics log and STOP file (default <out>/.runs/<id>)")
     add("--no-resume", dest="resume", action="store_false", help="start afresh even if a checkpoint exists")
     add("--until", help="UTC clock time HH:MM after which the run ends with its best weights")
+    add("--init-weights", help="start from these weights (.safetensors of the same network), e.g. a run's "
+        "best.safetensors")
     add("--threads", type=int, help="CPU threads for torch")
     parser.set_defaults(run=run)
 

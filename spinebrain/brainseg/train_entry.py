@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import InputError
 from ..protocol import Progress
 
 TARGETS = ("tissue", "lesion")
@@ -44,8 +43,6 @@ def run_lesion(args, progress: Progress) -> None:
     from .lesion_training import LesionRecipe, train_lesion
     from .training import add_arguments as tissue_arguments
 
-    if getattr(args, "init_weights", None):
-        raise InputError("--init-weights is for the tissue model; the lesion model starts afresh or resumes its run.")
     if args.threads:
         torch.set_num_threads(args.threads)
     tissue_defaults = argparse.ArgumentParser()
