@@ -258,3 +258,20 @@ def test_train_command_makes_a_lesion_package_with_its_required_inputs(tmp_path)
     assert card.task == "brain-lesion" and card.modalities == ["FLAIR", "T1", "T2"]
     assert card.extra["required_inputs"] == ["FLAIR"] and card.spacing == [4.0, 4.0, 4.0]
     assert card.metrics["epochs_run"] == 1 and "val_lesion_dice" in card.metrics
+
+
+def test_evaluate_command_lesion_target_writes_every_metric(tmp_path):
+    from spinebrain.brainseg.lesion_metrics import LESION_METRIC_COLUMNS
+    from spinebrain.outputs import read_table
+
+    reference = cube((20, 20, 20), np.s_[2:6, 2:6, 2:6], np.s_[12:14, 12:14, 12:14])
+    predicted = cube((20, 20, 20), np.s_[2:6, 2:6, 2:6])
+    sitk.WriteImage(image_of(reference), str(tmp_path / "ref.nii.gz"))
+    sitk.WriteImage(image_of(predicted * 4), str(tmp_path / "pred.nii.gz"))
+    out = tmp_path / "lesions.csv"
+    assert main(["evaluate", "brain-seg", "--target", "lesion", "--prediction", str(tmp_path / "pred.nii.gz"),
+                 "--reference", str(tmp_path / "ref.nii.gz"), "--min-lesion-size", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    row = read_table(out, list(LESION_METRIC_COLUMNS))[0]
+    assert row["dice"] == pytest.approx(2 * 64 / (64 + 72), abs=1e-4)
+    assert row["lesion-wise tpr"] == pytest.approx(0.5) and row["lesion-wise ppv"] == pytest.approx(1.0)
