@@ -9,7 +9,8 @@ SAMSEG is a yardstick, never a dependency: install it into a separate virtual en
 and only BrainSeg runs.
 
 Both run as child processes on the same input (B5 ``bet.nii.gz``, a skull-stripped 1 mm T1) with the
-same thread count; wall time is the child's, peak memory its maximum resident set size
+same thread count; wall time is the child's, CPU time its user + system seconds (the figure that does
+not depend on what else the machine runs), peak memory its maximum resident set size
 (``getrusage(RUSAGE_CHILDREN)`` of a wrapper with that one child). The reference is the one of
 ``benchmarks/eval_brainseg_tissue.py`` (FSL FAST argmax inside the brain, the two artificial spheres
 ignored). SAMSEG's ``seg.mgz`` is mapped to tissue classes with :data:`SAMSEG_TO_TISSUE` -- the
@@ -50,20 +51,20 @@ SAMSEG_TO_TISSUE = {
 _MEASURE = ("import resource, subprocess, sys, time\n"
             "start = time.perf_counter()\n"
             "code = subprocess.call(sys.argv[1:])\n"
-            "print('MEASURED', code, time.perf_counter() - start, "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+            "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "print('MEASURED', code, time.perf_counter() - start, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)\n")
 
 
-def measured(command: list[str], threads: int, log: Path) -> tuple[int, float, float]:
-    """(exit code, wall seconds, peak resident memory in MB) of one child process."""
+def measured(command: list[str], threads: int, log: Path) -> tuple[int, float, float, float]:
+    """(exit code, wall seconds, peak resident memory in MB, CPU seconds user + system) of one child process."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(threads),
                PYTHONPATH=str(ROOT))
     with open(log, "w") as handle:
         output = subprocess.run([sys.executable, "-c", _MEASURE, *command], env=env, stdout=subprocess.PIPE,
                                 stderr=handle, text=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("MEASURED"))
-    _, code, seconds, kilobytes = line.split()
-    return int(code), float(seconds), float(kilobytes) / 1024.0
+    _, code, seconds, kilobytes, cpu = line.split()
+    return int(code), float(seconds), float(kilobytes) / 1024.0, float(cpu)
 
 
 def samseg_tissue(seg_mgz: Path, like: sitk.Image) -> sitk.Image:
@@ -91,10 +92,11 @@ def b5_reference():
     return module.DATA / "B5_nii2mesh_t1_fast" / "bet.nii.gz", *module.b5_reference()
 
 
-def dice_row(name: str, predicted: sitk.Image | None, reference, ignore, code, seconds, memory) -> dict:
+def dice_row(name: str, predicted: sitk.Image | None, reference, ignore, code, seconds, memory, cpu) -> dict:
     from spinebrain.brainseg.quantify import tissue_metrics
 
-    row = {"method": name, "exit code": code, "wall seconds": round(seconds, 1), "peak memory MB": round(memory)}
+    row = {"method": name, "exit code": code, "wall seconds": round(seconds, 1), "CPU seconds": round(cpu, 1),
+           "peak memory MB": round(memory)}
     if predicted is not None:
         brain = sitk.Cast(reference > 0, sitk.sitkUInt8)
         inside = sitk.Mask(predicted, brain)  # both judged inside the reference brain
@@ -119,16 +121,16 @@ def main() -> int:
     rows = []
     command = [sys.executable, "-m", "spinebrain", "brain-seg", "--t1", str(t1_path), "--out", str(work / "brainseg"),
                "--device", "cpu", "--overwrite", "--quiet"] + (["--model", args.model] if args.model else [])
-    code, seconds, memory = measured(command, args.threads, work / "brainseg.log")
+    code, seconds, memory, cpu = measured(command, args.threads, work / "brainseg.log")
     labels = read_segmentation(work / "brainseg" / "bet.seg.nrrd")[0] if code == 0 else None
-    rows.append(dice_row("BrainSeg", labels, reference, ignore, code, seconds, memory))
+    rows.append(dice_row("BrainSeg", labels, reference, ignore, code, seconds, memory, cpu))
     if args.samseg and Path(args.samseg).exists():
         out = work / "samseg"
-        code, seconds, memory = measured([args.samseg, "-i", str(t1_path), "-o", str(out), "--threads",
-                                          str(args.threads)], args.threads, work / "samseg.log")
+        code, seconds, memory, cpu = measured([args.samseg, "-i", str(t1_path), "-o", str(out), "--threads",
+                                               str(args.threads)], args.threads, work / "samseg.log")
         seg = out / "seg.mgz"
         labels = samseg_tissue(seg, reference) if code == 0 and seg.is_file() else None
-        rows.append(dice_row("SAMSEG", labels, reference, ignore, code, seconds, memory))
+        rows.append(dice_row("SAMSEG", labels, reference, ignore, code, seconds, memory, cpu))
     else:
         rows.append({"method": "SAMSEG", "note": "not installed (pip install samseg into a separate venv; --samseg)"})
     for row in rows:
