@@ -56,9 +56,9 @@ def test_lesion_metrics_voxel_and_lesion_wise_on_hand_made_maps():
 
 def test_small_lesions_are_dropped_by_volume_not_voxel_count():
     labels = image_of(cube((20, 20, 20), np.s_[2:4, 2:4, 2:4], np.s_[10, 10, 10]), spacing=(2.0, 2.0, 2.0))
-    kept = sitk.GetArrayViewFromImage(remove_small_lesions(labels, minimum_mm3=10.0))  # 1 voxel = 8 mm³
+    kept = sitk.GetArrayFromImage(remove_small_lesions(labels, minimum_mm3=10.0))  # 1 voxel = 8 mm³
     assert kept.sum() == 8 and kept[10, 10, 10] == 0
-    assert sitk.GetArrayViewFromImage(remove_small_lesions(labels, 0.0)).sum() == 9
+    assert sitk.GetArrayFromImage(remove_small_lesions(labels, 0.0)).sum() == 9
 
 
 # -- quantification -------------------------------------------------------------------------------------

@@ -163,8 +163,8 @@ def lesion_summary(records: list[dict]) -> dict:
 def _location_classifier(components: sitk.Image, tissue: sitk.Image):
     """A function lesion number -> location class, from the tissue map (1 CSF, 2 GM, 3 WM, on the same grid)."""
     spacing = tissue.GetSpacing()
-    comp = sitk.GetArrayViewFromImage(components)
-    tissue_array = sitk.GetArrayViewFromImage(tissue)
+    comp = sitk.GetArrayFromImage(components)
+    tissue_array = sitk.GetArrayFromImage(tissue)
     ventricles = inner_csf(tissue_array)
     to_ventricle = _distance_mm(ventricles, spacing)
     to_cortex = _distance_mm(tissue_array == 2, spacing)
