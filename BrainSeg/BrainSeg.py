@@ -126,6 +126,7 @@ class BrainSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.parameters.release()
 
     def enter(self):
+        self.fillModels()  # models trained since (Training module) appear
         self.initializeParameterNode()
 
     def exit(self):

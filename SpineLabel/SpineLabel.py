@@ -121,6 +121,7 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.parameters.release()
 
     def enter(self):
+        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)  # models trained since (Training module) appear
         self.initializeParameterNode()
 
     def exit(self):

@@ -201,7 +201,8 @@ BUNDLED = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "brain-
 @pytest.mark.skipif(not (BUNDLED.is_dir() and (DATA / "B5_nii2mesh_t1_fast").is_dir()),
                     reason="bundled tissue model or B5 data not available")
 def test_bundled_model_on_the_real_b5_brain_meets_its_card():
-    """The shipped claim, measured again: GM and WM Dice > 0.5 against FSL FAST on B5 (never trained on)."""
+    """The shipped claim, measured again against FSL FAST on B5 (never trained on): at least SAMSEG's Dice
+    there (GM 0.81, WM 0.87, CSF 0.76); the card records 0.866 / 0.892 / 0.901."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("eval_tissue", BUNDLED.parents[2] / "benchmarks" / "eval_brainseg_tissue.py")
@@ -213,4 +214,4 @@ def test_bundled_model_on_the_real_b5_brain_meets_its_card():
     result = segment_tissue(t1, load_tissue_model(str(BUNDLED)))
     assert result.mask_source == "skull-stripped input"
     dice = {r["structure"]: r["dice"] for r in tissue_metrics(result.labels, reference, ignore)}
-    assert dice["Grey matter"] > 0.5 and dice["White matter"] > 0.5
+    assert dice["Grey matter"] >= 0.81 and dice["White matter"] >= 0.87 and dice["Cerebrospinal fluid"] >= 0.76

@@ -1,5 +1,6 @@
-"""Imports go one way: no import cycle among the modules of ``spinebrain`` and ``spinebrain_slicer``, and
-every module imports on its own in a fresh interpreter.
+"""Imports go one way: no import cycle among the modules of ``spinebrain``, ``spinebrain_slicer`` and the
+Slicer module folders (``<Name>/<Name>.py`` with its ``<Name>Lib``), and every core module imports on its
+own in a fresh interpreter.
 
 The graph is read from the source, every import statement included (also those deferred into
 functions). ``from package import name`` counts as an import of ``package.name`` when that is a
@@ -20,11 +21,21 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("spinebrain", "spinebrain_slicer")
 
 
-def module_files() -> dict[str, Path]:
+def module_folders(root: Path = REPO) -> list[Path]:
+    """Slicer module folders: ``<Name>/<Name>.py``; Slicer puts the folder itself on the path."""
+    return sorted(f for f in root.iterdir() if f.is_dir() and (f / f"{f.name}.py").is_file())
+
+
+def module_files(root: Path = REPO) -> dict[str, Path]:
+    """Dotted module name -> file: the two packages (from the repository root) and each module folder's
+    files, named as Slicer imports them (``SpineLabel``, ``SpineLabelLib.logic``)."""
     modules = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            parts = list(path.relative_to(REPO).with_suffix("").parts)
+    trees = [(root / package, root) for package in PACKAGES] + [(folder, folder) for folder in module_folders(root)]
+    for tree, base in trees:
+        for path in sorted(tree.rglob("*.py")):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if "Testing" in parts or "__pycache__" in parts:
+                continue
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             modules[".".join(parts)] = path
@@ -95,6 +106,19 @@ def test_relative_imports_are_resolved():
     assert "spinebrain.models.package" in graph["spinebrain.models.registry"]
     assert "spinebrain.synth.realism.common" in graph["spinebrain.synth.realism.spine"]
     assert "spinebrain.tasks" in graph["spinebrain.models.card"]
+    assert "SpineLabelLib.logic" in graph["SpineLabelLib"] and "SpineLabelLib.logic" in graph["SpineLabel"]
+    assert "spinebrain_slicer.task_logic" in graph["SpineLabelLib.logic"]
+
+
+def test_a_cycle_inside_a_module_folder_is_found(tmp_path):
+    folder = tmp_path / "FakeMod"
+    (folder / "FakeModLib").mkdir(parents=True)
+    (folder / "FakeMod.py").write_text("from FakeModLib.logic import Logic\n")
+    (folder / "FakeModLib" / "__init__.py").write_text("from .logic import Logic\n")
+    (folder / "FakeModLib" / "logic.py").write_text("def later():\n    import FakeMod\n")
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    assert find_cycle(import_graph(module_files(tmp_path))) == ["FakeMod", "FakeModLib.logic", "FakeMod"]
 
 
 def test_no_import_cycles():

@@ -224,16 +224,18 @@ def test_run_blocking_real_cli_bad_input_shows_the_message():
 
 
 def test_runner_needs_no_qt_and_the_qt_panel_only_uses_the_runs_public_api():
-    probe = ("import sys, spinebrain_slicer.runner, spinebrain_slicer.task_logic; "
+    probe = ("import sys, spinebrain_slicer.runner, spinebrain_slicer.task_logic, spinebrain_slicer.task_panel; "
              "print(sorted(m for m in ('qt', 'slicer', 'ctk') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"
     from spinebrain_slicer.task_logic import TaskRun
 
-    panel = Path(__file__).resolve().parents[1] / "spinebrain_slicer" / "qt_task.py"
-    tree = ast.parse(panel.read_text())  # it imports qt, so it is checked without importing it
-    used = {
-        node.attr for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "run"
-    }
+    folder = Path(__file__).resolve().parents[1] / "spinebrain_slicer"
+    used = set()
+    for panel in (folder / "qt_task.py", folder / "task_panel.py"):  # the Qt panel and its state machine
+        tree = ast.parse(panel.read_text())  # qt_task imports qt, so it is checked without importing it
+        used |= {
+            node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "run"
+        }
     public = set(dir(TaskRun)) | {"state", "error", "output", "result"}  # the last four are set in __init__
     assert used and all(name in public and not name.startswith("_") for name in used), used

@@ -150,6 +150,54 @@ def test_training_lowers_the_loss_and_finds_the_vertebrae_of_an_unseen_image(one
     assert max(d.min() for d in nearest) < 4.5  # mm: within about two pixels of the centre
 
 
+def reference_training(patches, labels, model, epochs, batch_size, learning_rate, seed):
+    """The paper loop written out by hand (the loop the engine replaced, commit 6873769): one global seeded
+    stream for the shuffle and the dropout, zero-grad / forward / cross-entropy / backward / step / schedule."""
+    patches, labels = torch.as_tensor(patches[:, None]), torch.as_tensor(labels)
+    losses = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.train()
+        optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=0.9, nesterov=True,
+                                    weight_decay=1e-4)
+        steps = epochs * -(-len(labels) // batch_size)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=0.05 * learning_rate)
+        for _ in range(epochs):
+            order, total = torch.randperm(len(labels)), 0.0
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                loss = torch.nn.functional.cross_entropy(model.classify_patches(patches[batch]), labels[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                schedule.step()
+                total += loss.item() * len(batch)
+            losses.append(total / len(labels))
+    return model.eval(), losses
+
+
+def test_engine_training_gives_the_hand_written_loops_weights_bit_for_bit(one_thread):
+    """The engine (MONAI SupervisedTrainer) must not change what the detectors learn: same order, same
+    dropout masks, same loss terms, same schedule, so the same weights (a last batch smaller than the rest)."""
+    rng = np.random.default_rng(3)
+    patches = rng.random((70, 24, 24), dtype=np.float32)
+    labels = (patches[:, 10:14, 10:14].mean(axis=(1, 2)) > 0.5).astype(np.int64)
+    torch.manual_seed(1)
+    initial = VertebraDetector(24, **SMALL).state_dict()
+    models = [VertebraDetector(24, **SMALL) for _ in range(2)]
+    for model in models:
+        model.load_state_dict(initial)
+    global_state = torch.get_rng_state()
+    engine, engine_losses = train_detector(patches, labels, models[0], epochs=3, batch_size=16, learning_rate=0.05,
+                                           seed=5)
+    assert torch.equal(torch.get_rng_state(), global_state)  # the caller's random stream is left alone
+    reference, reference_losses = reference_training(patches, labels, models[1], 3, 16, 0.05, seed=5)
+    assert engine_losses == pytest.approx(reference_losses, rel=1e-6)
+    trained, expected = engine.state_dict(), reference.state_dict()
+    assert not torch.equal(trained["output.conv.weight"], initial["output.conv.weight"])  # it did train
+    assert all(torch.equal(trained[name], expected[name]) for name in expected)
+
+
 def test_slab_training_patches_use_the_points_of_each_slice_and_the_anchor(one_thread):
     image, points = synthetic_spine(3)
     slab = three_slice_slab(image.shape, pixel_mm=2.0)

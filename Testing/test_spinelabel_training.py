@@ -118,3 +118,84 @@ def test_augmentation_varies_intensities_but_keeps_the_range():
     assert max(np.abs(a - b).mean() for a in variants for b in variants) > 0.02  # not one fixed mapping
     # the anatomy stays: every variant still peaks in the middle of the blob
     assert all(np.corrcoef(v[0].ravel(), slab[0].ravel())[0, 1] > 0.5 for v in variants)
+
+
+# ------------------------------------------------------------------ the Training module's run: stop, epochs, fine-tune
+
+def _write_real_layout(cases, folder):
+    """Scans with their body centres side by side, as the Training module exports them (--real-data)."""
+    from spinebrain.io import write_image
+    from spinebrain.outputs.markups import write_markups
+
+    folder.mkdir(parents=True)
+    for number, case in enumerate(cases):
+        write_image(case.image, folder / f"scan{number}.nii.gz")
+        write_markups(case.points, folder / f"scan{number}.mrk.json", name=f"scan{number}")
+    return folder
+
+
+def test_fine_tuning_refuses_a_model_of_another_kind_region_or_size():
+    from spinebrain.models import ModelCard
+    from spinebrain.spinelabel.fine_tune import PAIR_ARCHITECTURE, check_start_card
+
+    pair = {"architecture": PAIR_ARCHITECTURE, "kwargs": {"vertebra": {"patch": 24}, "anchor": {"patch": 32}}}
+
+    def card(**changes):
+        values = dict(id="start", task="spine-label", version="1", labels={"0": "background", "1": "centre"},
+                      modalities=["T2"], spacing=[2.0, 2.0, 4.0], patch_size=[24, 24, 1], normalisation={},
+                      network=pair, region="lumbar")
+        values.update(changes)
+        return ModelCard(**values)
+
+    check_start_card(card(), "lumbar", 2.0, 24, 32)  # the trainer's own sizes: accepted
+    with pytest.raises(InputError, match="labels the cervical spine"):
+        check_start_card(card(region="cervical"), "lumbar", 2.0, 24, 32)
+    with pytest.raises(InputError, match="heatmap.*detector"):
+        check_start_card(card(network={"architecture": "spinebrain.spinelabel.heatmap.HeatmapDetector", "kwargs": {}}),
+                         "lumbar", 2.0, 24, 32)
+    with pytest.raises(InputError, match="32/32-pixel patches"):
+        check_start_card(card(network={**pair, "kwargs": {"vertebra": {"patch": 32}, "anchor": {"patch": 32}}}),
+                         "lumbar", 2.0, 24, 32)
+    with pytest.raises(InputError, match="1.0 mm pixels"):
+        check_start_card(card(spacing=[1.0, 1.0, 4.0]), "lumbar", 2.0, 24, 32)
+    with pytest.raises(InputError, match="not a vertebra labelling model"):
+        check_start_card(card(task="brain-tissue"), "lumbar", 2.0, 24, 32)
+
+
+@pytest.mark.slow
+def test_held_out_real_scans_choose_epochs_a_stop_file_ends_early_and_the_package_fine_tunes(tmp_path):
+    import io
+
+    from spinebrain.protocol import Progress
+
+    real = training.generate_cases("lumbar", 2, first_seed=31)
+    train_dir = _write_real_layout(real[:1], tmp_path / "points")
+    validation_dir = _write_real_layout(real[1:], tmp_path / "points-validation")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "STOP").write_text("stop")  # each detector then ends after its first epoch
+    stream = io.StringIO()
+    options = training.TrainingOptions(region="lumbar", cases=2, validation_cases=1, epochs=3, seed=4,
+                                       patches_per_slice=60, model_id="scene-lumbar", real_data=str(train_dir),
+                                       real_validation=str(validation_dir), run_dir=str(run_dir))
+    path = training.train_spine_label(options, tmp_path / "out", Progress(json_lines=True, stream=stream))
+    card = json.loads((path / "model_card.json").read_text())
+    assert card["metrics"]["stopped"] == "stop requested" and card["metrics"]["epochs_run"] == 2
+    assert card["metrics"]["real_validation"]["cases"] == 1 and "held-out real" in \
+        card["metrics"]["real_validation"]["measured_on"]
+    epochs = [json.loads(line) for line in stream.getvalue().splitlines() if '"event": "epoch"' in line]
+    assert [(e["epoch"], e["epochs"], e["detector"]) for e in epochs] == [(1, 8, "vertebra"), (2, 8, "anchor")]
+    assert all(e["val_loss"] is not None and e["val_loss"] > 0 and e["best_epoch"] == e["epoch"] for e in epochs)
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in logged] == [1, 2]
+
+    (run_dir / "STOP").unlink()
+    tuned = training.train_spine_label(training.TrainingOptions(
+        region="lumbar", cases=2, validation_cases=1, epochs=1, anchor_epochs=1, seed=5, patches_per_slice=60,
+        model_id="scene-lumbar-tuned", real_data=str(train_dir), init_from=str(path)), tmp_path / "out")
+    tuned_card = json.loads((tuned / "model_card.json").read_text())
+    assert tuned_card["fine_tuned_from"]["id"] == "scene-lumbar" and tuned_card["metrics"]["epochs_run"] == 2
+    assert tuned_card["network"] == card["network"]
+    with pytest.raises(InputError, match="labels the lumbar spine"):
+        training.train_spine_label(training.TrainingOptions(region="cervical", cases=2, init_from=str(path)),
+                                   tmp_path / "out")

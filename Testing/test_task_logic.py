@@ -1,4 +1,5 @@
-"""The shared task Logic on real MRML (slicer-core): import only on success, cancel, failure, undo.
+"""The shared task Logic on real MRML (slicer-core): import only on success, cancel, failure, undo; and the
+Apply / Cancel state machine the Qt panel shows (spinebrain_slicer.task_panel) on the same runs.
 
 A stand-in runner (the Runner protocol) replays scripted events, so each ending is tested
 without a process; the in-process runner runs real work on its worker thread. The end-to-end
@@ -19,6 +20,9 @@ from spinebrain.tables import Column  # noqa: E402
 from spinebrain_slicer import bridge  # noqa: E402
 from spinebrain_slicer.runner import OutputFile, RunResult, RunState  # noqa: E402
 from spinebrain_slicer.task_logic import InProcessRunner, NodeHistory, TaskError, TaskJob, TaskLogic  # noqa: E402
+from spinebrain_slicer.task_panel import (  # noqa: E402
+    CANCELLING_STATUS, RUNNING_STATUS, PanelState, PanelView, TaskRunControls,
+)
 
 COLUMNS = [Column("name", "text"), Column("value", "float")]
 
@@ -201,3 +205,76 @@ def test_a_wait_that_times_out_cancels_the_run_and_changes_nothing(scene):
         run.wait(timeout=0.2)
     assert runner.cancelled and run.state is RunState.CANCELLED and not run.workdir.exists()
     assert scene_state(scene) == before
+
+
+# -- the Apply / Cancel state machine (what the Qt panel shows), on the same runs -------------------
+
+def test_panel_goes_idle_running_idle_shows_progress_and_allows_one_run_at_a_time(scene):
+    table = existing_table(scene)
+    inputs_chosen, finished, logs = [False], [], []
+    controls = TaskRunControls(can_apply=lambda: inputs_chosen[0], on_log=logs.append, on_finished=finished.append)
+    assert controls.view() == PanelView(apply_enabled=False, cancel_enabled=False, cancel_visible=False,
+                                        progress_visible=False, progress_percent=0, status="")
+    inputs_chosen[0] = True
+    assert controls.view().apply_enabled
+    logic = TableTask(scene, ScriptedRunner(PROGRESS[:2] + [{"event": "log", "message": "hello"}],
+                                            outputs=[OutputFile(Path("/x.csv"), "table", {"model": "m"})]))
+    assert controls.start(lambda **callbacks: logic.start({"output": table}, **callbacks))
+    view = controls.view()
+    assert controls.state is PanelState.RUNNING and view.status == RUNNING_STATUS
+    assert not view.apply_enabled and view.cancel_enabled and view.cancel_visible and view.progress_visible
+    assert not controls.start(lambda **callbacks: pytest.fail("a second run must not start"))
+    assert not controls.poll() and controls.view().progress_percent == 0  # first event: 0 %
+    assert not controls.poll() and controls.view().progress_percent == 50 and controls.view().status == "work: 0.5"
+    while not controls.poll():
+        pass
+    view = controls.view()
+    assert controls.state is PanelState.IDLE and view.status == "Done." and view.apply_enabled
+    assert not view.cancel_visible and view.progress_visible  # the bar keeps showing how far the run got
+    assert [run.output for run in finished] == [table] and logs == ["hello"]
+    assert bridge.records_from_table_node(table, COLUMNS) == [{"name": "table", "value": 1.0}]
+    assert not controls.poll() and len(finished) == 1  # on_finished once per run
+
+
+def test_panel_cancel_leaves_the_scene_as_it_was_and_says_so(scene):
+    table = existing_table(scene)
+    before = scene_state(scene)
+    runner = ScriptedRunner(PROGRESS, outputs=[OutputFile(Path("/x.csv"), "table", {})])
+    finished = []
+    controls = TaskRunControls(on_finished=finished.append)
+    controls.start(lambda **callbacks: TableTask(scene, runner).start({"output": table}, **callbacks))
+    controls.poll()
+    assert controls.cancel() and runner.cancelled
+    view = controls.view()
+    assert controls.state is PanelState.CANCELLING and view.status == CANCELLING_STATUS
+    assert not view.cancel_enabled and view.cancel_visible and not view.apply_enabled
+    assert not controls.cancel()  # a second click does nothing
+    while not controls.poll():
+        pass
+    assert controls.view().status == "Cancelled; nothing was changed." and controls.view().apply_enabled
+    assert finished[0].state is RunState.CANCELLED and scene_state(scene) == before
+
+
+def test_panel_shows_a_failures_message_and_stays_idle_on_bad_input(scene):
+    table = existing_table(scene)
+    before = scene_state(scene)
+    failing = ScriptedRunner(PROGRESS, state=RunState.FAILED, error="spinebrain: the scan is 2D; give a 3D scan.")
+    controls = TaskRunControls()
+    controls.start(lambda **callbacks: TableTask(scene, failing).start({"output": table}, **callbacks))
+    while not controls.poll():
+        pass
+    assert controls.view().status == "spinebrain: the scan is 2D; give a 3D scan." and scene_state(scene) == before
+    with pytest.raises(InputError, match="bad"):
+        controls.start(lambda **callbacks: TableTask(scene, ScriptedRunner(PROGRESS)).start({"bad": True}, **callbacks))
+    assert controls.state is PanelState.IDLE and controls.view().apply_enabled
+
+
+def test_panel_stop_cancels_a_running_run_and_waits_for_its_end(scene):
+    table = existing_table(scene)
+    before = scene_state(scene)
+    runner = ScriptedRunner(PROGRESS * 5)
+    controls = TaskRunControls()
+    controls.start(lambda **callbacks: TableTask(scene, runner).start({"output": table}, **callbacks))
+    controls.stop()
+    assert runner.cancelled and controls.run.finished and controls.state is PanelState.IDLE
+    assert controls.view().status == "Cancelled; nothing was changed." and scene_state(scene) == before

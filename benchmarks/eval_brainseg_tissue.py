@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -85,6 +86,7 @@ def main() -> int:
     parser.add_argument("--heads", type=int, nargs="*", default=[],
                         help="also whole heads (skull kept) rendered from these held-out B7 maps, e.g. 17 18")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-refine", action="store_true", help="the network's argmax, without the intensity refinement")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model_path = args.model or model_from_run(Path(args.run_dir), Path(tempfile.mkdtemp()))
@@ -93,9 +95,13 @@ def main() -> int:
 
     t1, reference, ignore = b5_reference()
     started = time.perf_counter()
-    result = segment_tissue(t1, model)
+    result = segment_tissue(t1, model, refine=not args.no_refine)
     figures["B5"] = {"seconds": round(time.perf_counter() - started, 1), "mask": result.mask_source,
+                     "threads": args.threads, "refine": not args.no_refine,
+                     "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 2),
                      "metrics": tissue_metrics(result.labels, reference, ignore)}
+    print(f"B5 (1 mm, {t1.GetSize()}): {figures['B5']['seconds']} s on {args.threads} thread(s), peak memory of "
+          f"this process so far {figures['B5']['peak_memory_gb']} GB")
     for record in figures["B5"]["metrics"]:
         print(f"B5 {record['structure']:20s} Dice {record['dice']:.3f}  HD95 {record['hd95']:5.1f} mm  "
               f"ASSD {record['assd']:.2f} mm  volume {record['volume predicted']:.0f} vs {record['volume reference']:.0f} mL")
@@ -103,7 +109,7 @@ def main() -> int:
     maps = {}
     for contrast in ("T1", "FLAIR"):
         image = sitk.ReadImage(str(DATA / "B2_ms_lesjak2017_mni" / "patient07" / f"{contrast}.nii.gz"))
-        result = segment_tissue(image, model, name=f"B2 {contrast}")
+        result = segment_tissue(image, model, name=f"B2 {contrast}", refine=not args.no_refine)
         maps[contrast] = result.labels
         figures[f"B2_{contrast}"] = {"mask": result.mask_source, "volumes": tissue_volumes(result.labels)}
         print(f"B2 patient07 {contrast}: " + ", ".join(
@@ -114,7 +120,7 @@ def main() -> int:
     print("B2 T1 vs FLAIR Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in figures["B2_T1_vs_FLAIR_dice"].items()))
     if args.heads:
         for name, image, tissue in synthetic_heads(args.heads):
-            result = segment_tissue(image, model, name=name)
+            result = segment_tissue(image, model, name=name, refine=not args.no_refine)
             truth = sitk.Cast(tissue > 0, sitk.sitkUInt8)
             overlap = sitk.LabelOverlapMeasuresImageFilter()
             overlap.Execute(truth, result.brain_mask)

@@ -76,7 +76,7 @@ def n4_bias_correction(
     image_f = sitk.Cast(image, sitk.sitkFloat32)
     inside = _mask_array(image, mask)
     if inside is None:
-        inside = sitk.GetArrayViewFromImage(sitk.OtsuThreshold(image_f, 0, 1, 200)) != 0
+        inside = sitk.GetArrayFromImage(sitk.OtsuThreshold(image_f, 0, 1, 200)) != 0  # a view would outlive the image
     inside = inside & (sitk.GetArrayViewFromImage(image_f) > 0)
     if not inside.any():
         raise InputError(

@@ -3,7 +3,8 @@
 Everything that needs the list of tasks reads it from here: the command line (``spinebrain <task>``,
 ``spinebrain train <task>``, ``spinebrain evaluate <task>`` and their batch runs), model-card
 checks (:data:`spinebrain.models.card.KNOWN_TASKS`), ``spinebrain info`` and the Slicer modules.
-A new task is one package (``spinebrain/<task>/``) plus one :class:`Task` in :data:`TASKS`.
+A new task is one package (``spinebrain/<task>/``) plus one :class:`Task` in :data:`TASKS`, and its Slicer
+module folder; ``Testing/test_task_registration.py`` shows a toy task picked up from that alone.
 
 Entry points are ``"module:attribute"`` strings resolved on first use (:meth:`Task.entry`), so this
 module imports nothing heavy and nothing imports back into it (no import cycle): the CLI's
@@ -65,6 +66,8 @@ class Task:
     available: bool = True
     #: the card tasks its ``train`` entry makes (None: all of ``card_tasks``)
     trained_card_tasks: tuple[str, ...] | None = None
+    #: card tasks ``spinebrain train datalist`` makes from image + label-map cases (the Training module's route)
+    datalist_card_tasks: tuple[str, ...] = ()
 
     def entry(self, name: str):
         """The callable behind entry point ``name`` (``"command"``, ``"run_case"``, ``"train"`` ...)."""
@@ -112,6 +115,8 @@ SPINE_SEGMENT = Task(
     run_case="spinebrain.spinesegment.pipeline2d:run_case",
     train="spinebrain.commands.spine_segment:add_train_arguments",
     evaluate="spinebrain.commands.spine_segment:add_evaluate_arguments",
+    # 3D models from label maps (spinebrain.training.from_datalist); the 2D MR body model from volumes + body masks
+    datalist_card_tasks=("spine-segment", "spine-segment-2d"),
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg",
@@ -123,6 +128,7 @@ BRAIN_SEG = Task(
     train="spinebrain.brainseg.train_entry:add_arguments",
     evaluate="spinebrain.brainseg.evaluate:add_arguments",
     trained_card_tasks=("brain-tissue", "brain-lesion"),  # --target tissue | lesion
+    datalist_card_tasks=("brain-tissue", "brain-lesion"),
 )
 
 #: Every task, in the order ``--help`` and the Slicer module list show them.

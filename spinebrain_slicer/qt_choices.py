@@ -1,46 +1,35 @@
 """The choices every module offers, filled the same way: model, device, Install dependencies, Load sample.
 
-Runs in Slicer only (Qt); checked statically in CI. The lists come from the core (the model
-registry, the device rules) through lazy imports, so a Slicer without torch still opens the
-module and offers the Install button.
+Runs in Slicer only (Qt); checked statically in CI. The lists come from
+:mod:`spinebrain_slicer.choices` (the model registry through lazy imports, tested headless), so a
+Slicer without torch still opens the module and offers the Install button.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 import slicer
 
-DEFAULT_MODEL = "default"  # the installed default for the task (and region)
-DEVICE_CHOICES = ("auto", "cpu", "cuda")  # a parameter node Choice: the connector fills the device box
-CORE_PACKAGES = ("torch", "monai")
+from .choices import DEFAULT_MODEL, DEVICE_CHOICES, core_dependencies_installed, device_argument, model_argument, \
+    model_choices
 
-
-def core_dependencies_installed() -> bool:
-    return all(importlib.util.find_spec(name) is not None for name in CORE_PACKAGES)
+__all__ = ["DEFAULT_MODEL", "DEVICE_CHOICES", "chosen_device", "chosen_model", "core_dependencies_installed",
+           "fill_model_selector", "load_spine_sample_into_views", "setup_install_button"]
 
 
 def fill_model_selector(combo_box, task: str, region: str | None = None) -> None:
     """``default`` plus every installed model package of ``task`` (and ``region``); keeps the current choice."""
-    current = combo_box.currentText
-    ids = []
-    if core_dependencies_installed():
-        from spinebrain.models.registry import ModelRegistry
-
-        ids = [entry.card.id for entry in ModelRegistry().list_models(task=task, region=region)]
-    _fill(combo_box, [DEFAULT_MODEL, *ids], current)
+    _fill(combo_box, model_choices(task, region), combo_box.currentText)
 
 
 def chosen_model(combo_box):
     """The model argument for the Logic: None for the default, else the package id."""
-    text = combo_box.currentText
-    return None if text in ("", DEFAULT_MODEL) else text
+    return model_argument(combo_box.currentText)
 
 
 def chosen_device(combo_box):
-    text = combo_box.currentText
-    return None if text in ("", "auto") else text
+    return device_argument(combo_box.currentText)
 
 
 def _fill(combo_box, items: list[str], current: str) -> None:

@@ -19,7 +19,7 @@ import qt
 import slicer
 import vtk
 
-SETTINGS_GROUP = "SlicerSpineBrain"
+from .choices import RememberedChoices
 
 
 class ParameterNodeGui:
@@ -36,6 +36,7 @@ name of the parameter in the node, i.e. the wrapper is used without a prefix).
         self.free_choices = dict(free_choices or {})
         self.on_modified = on_modified
         self.node = None
+        self.remembered_choices = RememberedChoices(qt.QSettings(), module_name, self.remembered)
         self._gui_tag = None
         self._observer = None
         for name, combo_box in self.free_choices.items():
@@ -52,7 +53,7 @@ name of the parameter in the node, i.e. the wrapper is used without a prefix).
             return None
         missing = [name for name in self.remembered if not scripted_module_node.GetParameter(name)]
         self.node = wrapper_class(scripted_module_node)
-        self._restore(missing)
+        self.remembered_choices.restore(self.node, missing)
         self._gui_tag = self.node.connectGui(self.ui)
         self._observer = self.node.parameterNode.AddObserver(vtk.vtkCommand.ModifiedEvent, self._modified)
         self._modified()
@@ -66,41 +67,18 @@ name of the parameter in the node, i.e. the wrapper is used without a prefix).
                 self.node.parameterNode.RemoveObserver(self._observer)
         self.node, self._gui_tag, self._observer = None, None, None
 
-    def _key(self, name: str) -> str:
-        return f"{SETTINGS_GROUP}/{self.module_name}/{name}"
-
-    def _restore(self, names) -> None:
-        settings = qt.QSettings()
-        for name in names:
-            if not settings.contains(self._key(name)):
-                continue
-            default = getattr(self.node, name)
-            value = settings.value(self._key(name))
-            try:
-                setattr(self.node, name, _as_type(value, type(default)))
-            except Exception:  # noqa: BLE001 -- a stale or foreign setting: keep the default
-                settings.remove(self._key(name))
-
     def _chosen(self, name: str, text: str) -> None:
         if self.node is not None and text and getattr(self.node, name) != text:
             setattr(self.node, name, text)
 
     def _modified(self, *_):
-        settings = qt.QSettings()
-        for name in self.remembered:
-            settings.setValue(self._key(name), getattr(self.node, name))
+        self.remembered_choices.remember(self.node)
         for name, combo_box in self.free_choices.items():
             index = combo_box.findText(str(getattr(self.node, name)))
             if index >= 0 and index != combo_box.currentIndex:
                 combo_box.setCurrentIndex(index)
         if self.on_modified:
             self.on_modified()
-
-
-def _as_type(value, kind):
-    if kind is bool:
-        return str(value).lower() in ("true", "1")
-    return kind(value)
 
 
 def first_volume_node():

@@ -162,6 +162,19 @@ class _EventProgress(Progress):
         self._put({"event": "log", "message": message})
 
 
+def poll_until_finished(run, timeout: float | None, stop_now: Callable[[], None], what: str) -> None:
+    """Poll ``run`` until it has finished (console, tests); a timeout or Ctrl+C stops it first, then re-raises."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not run.finished:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{what} was still running after {timeout} s and was cancelled.")
+            run.poll(POLL_SECONDS)
+    except BaseException:  # a timeout, Ctrl+C in the console: stop the run, keep nothing
+        stop_now()
+        raise
+
+
 class TaskRun:
     """One run of a task. Drive it with :meth:`poll` (a Qt timer) or :meth:`wait` (console, tests).
 
@@ -195,15 +208,7 @@ class TaskRun:
 
     def wait(self, timeout: float | None = None):
         """Block until the end: the import's output; else TaskError (TaskInputError: bad input) or CancelledError."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not self.finished:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"The task was still running after {timeout} s and was cancelled.")
-                self.poll(POLL_SECONDS)
-        except BaseException:  # a timeout, Ctrl+C in the console: stop the run, import nothing
-            self._stop_now()
-            raise
+        poll_until_finished(self, timeout, self._stop_now, "The task")
         if self.state is RunState.CANCELLED:
             raise CancelledError("The run was cancelled; nothing was changed.")
         if self.state is not RunState.SUCCEEDED:

@@ -209,6 +209,7 @@ def _command(nodes: dict, mask_node, options, request, workdir: Path) -> tuple[l
     args += ["--out", str(out), "--task", options.task, "--normalise", options.normalisation]
     args += ["--n4"] if options.n4 else []
     args += [] if options.register else ["--no-register"]
+    args += [] if options.refine else ["--no-refine"]
     if options.minimum_lesion_mm3 is not None:
         args += ["--min-lesion-size", str(options.minimum_lesion_mm3)]
     for option, key in (("--model", "model"), ("--lesion-model", "lesion_model"), ("--device", "device")):

@@ -37,6 +37,7 @@ class BrainSegOptions:
     n4: bool = False
     normalisation: str = "zscore"
     register: bool = True
+    refine: bool = True  # the tissue network's probabilities as prior of a mixture fitted to the scan (.refine)
     minimum_lesion_mm3: float | None = None  # None: the lesion model card's
 
     def __post_init__(self):
@@ -165,7 +166,7 @@ def _brain_and_tissue(image, given, models, options, device, progress, cancel_ev
     if models.tissue is not None:
         result = segment_tissue(image, models.tissue, mask=given, n4=options.n4, device=device, progress=progress,
                                 cancel_event=cancel_event, normalisation=options.normalisation,
-                                name="reference scan")
+                                refine=options.refine, name="reference scan")
         tissue = result.labels if options.task != "lesion" else None
         return result.brain_mask, result.mask_source, tissue
     if given is not None:

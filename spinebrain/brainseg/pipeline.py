@@ -14,6 +14,10 @@ Preprocessing toggles, each with its default and the reason for it:
 * normalisation (default ``zscore``): z-score within the mask (the brain, else the head), as in
   training, or ``nyul`` (:mod:`.preprocess`); the card itself says ``none`` because this step
   happens here.
+* ``refine`` (default **on**): inside the brain, the network's probabilities serve as the prior of a
+  Gaussian mixture fitted to the scan's own intensities (:mod:`.refine`); the network says which
+  cluster is which tissue (any contrast), the scan says where the boundaries are. Off: the
+  network's argmax over CSF / GM / WM.
 
 Everything is mapped back to the input grid: the network's probabilities are resampled linearly
 by the inference block and the argmax taken there (sharper than nearest-neighbour labels).
@@ -141,7 +145,7 @@ def normalised(image: sitk.Image, mask: sitk.Image, strip: bool, method: str = "
 
 def segment_tissue(image: sitk.Image, model: TissueModel, mask: sitk.Image | None = None, n4: bool = False,
                    device="cpu", progress: Progress | None = None, cancel_event=None,
-                   name: str = "T1", normalisation: str = "zscore") -> TissueResult:
+                   name: str = "T1", refine: bool = True, normalisation: str = "zscore") -> TissueResult:
     """Background / CSF / GM / WM of one MR scan, on its own grid (see the module docstring for the steps)."""
     progress = progress or Progress(quiet=True)
     warnings = check_input(image, model.card.modalities, name)
@@ -162,17 +166,41 @@ def segment_tissue(image: sitk.Image, model: TissueModel, mask: sitk.Image | Non
         if not np.any(sitk.GetArrayViewFromImage(brain)):
             raise InputError(f"No brain tissue was found in the {name}; check that it is a brain MR scan, or give "
                              "--mask.")
-    labels = _probabilities_argmax(normalised(image, brain, True, normalisation), model, device, progress, cancel_event)
-    labels = sitk.Mask(labels, brain)
+    labels = _tissue_in_brain(normalised(image, brain, True, normalisation), brain, model, device, progress,
+                              cancel_event, refine)
     return TissueResult(labels, brain, source, model.card.id, str(device), warnings)
 
 
-def _probabilities_argmax(image: sitk.Image, model: TissueModel, device, progress, cancel_event) -> sitk.Image:
+def _probabilities(image: sitk.Image, model: TissueModel, device, progress, cancel_event) -> np.ndarray:
+    """(4, k, j, i) class probabilities on the input grid."""
     from ..inference import run_inference
 
     result = run_inference(image, model.network, model.card, device=device, output="probabilities",
                            progress=progress, cancel_event=cancel_event)
-    stacked = np.stack([sitk.GetArrayViewFromImage(p) for p in result.probabilities])
-    labels = sitk.GetImageFromArray(stacked.argmax(0).astype(np.uint8))
+    return np.stack([sitk.GetArrayViewFromImage(p) for p in result.probabilities])
+
+
+def _probabilities_argmax(image: sitk.Image, model: TissueModel, device, progress, cancel_event) -> sitk.Image:
+    labels = sitk.GetImageFromArray(_probabilities(image, model, device, progress, cancel_event).argmax(0)
+                                    .astype(np.uint8))
+    labels.CopyInformation(image)
+    return labels
+
+
+def _tissue_in_brain(image: sitk.Image, brain: sitk.Image, model: TissueModel, device, progress, cancel_event,
+                     refine: bool) -> sitk.Image:
+    """CSF / GM / WM for every voxel of the brain mask, 0 outside. Background is no choice inside the mask
+    (else dark CSF beside the zeroed outside is lost to it); ``refine``: see :mod:`.refine`."""
+    from .refine import CARD_KEY, DEFAULT_PRIOR_WEIGHT, refine_tissue
+
+    probabilities = _probabilities(image, model, device, progress, cancel_event)
+    inside = sitk.GetArrayViewFromImage(brain).astype(bool)
+    if refine:
+        progress.update("refine", 0.0, "fitting the tissue intensities of this scan")
+        weight = float(model.card.extra.get(CARD_KEY, DEFAULT_PRIOR_WEIGHT))
+        array = refine_tissue(probabilities, sitk.GetArrayViewFromImage(image), inside, prior_weight=weight)
+    else:
+        array = np.where(inside, probabilities[1:].argmax(0) + 1, 0).astype(np.uint8)
+    labels = sitk.GetImageFromArray(array)
     labels.CopyInformation(image)
     return labels

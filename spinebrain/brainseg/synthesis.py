@@ -8,10 +8,14 @@ One draw (:meth:`LabelMapSynthesiser.draw`) is a crop around a random brain voxe
 
 1. spatial: MONAI ``RandAffine`` (rotation, scale, shear, translation) and, sometimes,
    ``Rand3DElastic`` on the label crop, nearest neighbour, so the labels stay exact;
+   Then a random permutation and flips of the three axes, so the network learns no orientation (the
+   inference block feeds scans in their stored axis order, whatever it is);
 2. contrast: a random mean and spread per label. Usually the structures of one tissue class share a
-   class mean (with a small per-structure jitter) and the three class means are drawn independently
-   (any order: T1-, T2-, FLAIR-like or none of them); with ``p_random_contrast`` every label is drawn
-   independently as SynthSeg does. Non-brain labels always draw their own means;
+   class mean (with a small per-structure jitter). The three class means are random and kept apart;
+   their order follows ``contrast_orders`` (T1-like CSF < GM < WM, T2-like WM < GM < CSF, FLAIR-like
+   CSF < WM < GM, or any order), weighted towards the orders of real MR contrasts because a CPU-sized
+   training budget cannot also learn every arbitrary order well; with ``p_random_contrast`` every
+   label is drawn independently as SynthSeg does. Non-brain labels always draw their own means;
 3. skull kept or stripped at random (stripped: zero outside the brain, as in skull-stripped scans);
 4. blur, random slice thickness (average down along one axis, linear back up), MONAI
    ``RandBiasField``, Gaussian noise, a random gamma;
@@ -124,6 +128,9 @@ class SynthesisSettings:
     p_strip: float = 0.5
     p_random_contrast: float = 0.1
     min_class_separation: float = 0.15  # between the CSF, GM and WM means (intensities span 0..1)
+    #: (weight, order of CSF, GM, WM from dark to bright; None = any order) of the tissue-class means
+    contrast_orders: tuple = ((0.45, (CSF, GM, WM)), (0.2, (WM, GM, CSF)), (0.15, (CSF, WM, GM)), (0.2, None))
+    p_reorient: float = 1.0  # random axis permutation and flips
     p_elastic: float = 0.3
     p_thick: float = 0.5
     max_thickness: float = 3.0  # in voxels of the model grid
@@ -176,13 +183,16 @@ class LabelMapSynthesiser:
         if rng.random() < self.settings.p_elastic:
             self.elastic.set_random_state(int(rng.integers(2**31)))
             tensor = self.elastic(tensor)
-        return np.asarray(tensor[0]).round().astype(np.uint8)
+        labels = np.asarray(tensor[0]).round().astype(np.uint8)
+        if rng.random() < self.settings.p_reorient:
+            labels = _reoriented(labels, rng)
+        return labels
 
     def _intensities(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         n = len(self.bank.values)
         means = rng.uniform(0.0, 1.0, n)
         if rng.random() >= self.settings.p_random_contrast:  # one mean per tissue class, small jitter per structure
-            class_means = _separated_class_means(rng, self.settings.min_class_separation)
+            class_means = _ordered_class_means(rng, self.settings)
             brain = self.bank.brain
             means[brain] = class_means[self.bank.tissue[brain]] + rng.normal(0, 0.03, brain.sum())
         means[self.bank.outside] = rng.uniform(0.0, 0.15)
@@ -202,6 +212,23 @@ class LabelMapSynthesiser:
         image = image + rng.uniform(0, s.max_noise) * rng.standard_normal(image.shape).astype(np.float32)
         image = np.clip(image, 0.0, None) ** np.exp(rng.normal(0, 0.25))
         return image.astype(np.float32)
+
+
+def _reoriented(array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``array`` with its axes in a random order, each flipped or not (a contiguous copy)."""
+    array = array.transpose(rng.permutation(3))
+    flips = tuple(axis for axis in range(3) if rng.random() < 0.5)
+    return np.ascontiguousarray(np.flip(array, flips) if flips else array)
+
+
+def _ordered_class_means(rng: np.random.Generator, settings: SynthesisSettings) -> np.ndarray:
+    """Means for (background, CSF, GM, WM), kept apart, the tissues in an order drawn from ``contrast_orders``."""
+    means = _separated_class_means(rng, settings.min_class_separation)
+    weights = np.array([w for w, _ in settings.contrast_orders], float)
+    order = settings.contrast_orders[rng.choice(len(weights), p=weights / weights.sum())][1]
+    if order is not None:
+        means[list(order)] = np.sort(means[1:])
+    return means
 
 
 def _separated_class_means(rng: np.random.Generator, separation: float) -> np.ndarray:

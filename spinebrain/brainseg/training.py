@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
 from ..models import ModelCard
 from ..protocol import Progress
 from .synthesis import CLASSES
@@ -43,6 +44,7 @@ class TissueRecipe:
     run_dir: str | None = None
     resume: bool = True
     init_weights: str | None = None  # fine-tune from these weights (.safetensors of the same network)
+    until: str | None = None  # "HH:MM" UTC: end the run after the first epoch past this time (a clock stop)
     command: str = ""
 
     def card(self) -> ModelCard:
@@ -111,7 +113,7 @@ def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=N
             DataLoader(val_set, batch_size=2), DiceMetric(include_background=False, reduction="mean"),
             EngineSettings(run_dir, recipe.epochs, METRIC, resume=recipe.resume), context,
             lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4),
-            val_postprocessing=post, progress=progress)
+            val_postprocessing=post, progress=progress, extra_handlers=clock_stop(recipe.until, run_dir))
         card.training_data = (f"{len(train_names)} label maps ({', '.join(train_names)}), images "
                               f"synthesised on the fly: {recipe.steps_per_epoch * recipe.batch_size} crops of "
                               f"{recipe.patch}^3 at {recipe.spacing} mm per epoch")
@@ -127,6 +129,30 @@ def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=N
         return path
     finally:
         shutdown(context)
+
+
+def clock_stop(until: str | None, run_dir: Path) -> list:
+    """An epoch handler that writes the run's STOP file once the UTC clock passes ``until`` ("HH:MM"), so an
+    unattended run ends by itself with its best weights (the engine's stop-file handler runs right after)."""
+    if not until:
+        return []
+    from datetime import datetime, timezone
+
+    from ignite.engine import Events
+
+    from ..training.handlers import STOP_FILE
+
+    try:
+        hour, minute = (int(part) for part in until.split(":"))
+    except ValueError:
+        raise InputError(f"--until {until!r} is not a UTC time; give it as HH:MM, e.g. 15:15.") from None
+
+    def _stop_when_late(trainer) -> None:
+        now = datetime.now(timezone.utc)
+        if (now.hour, now.minute) >= (hour, minute):
+            (run_dir / STOP_FILE).write_text(f"clock stop at {until} UTC\n")
+
+    return [(Events.EPOCH_COMPLETED, _stop_when_late)]
 
 
 # -- command line (registered in spinebrain.tasks as brain-seg's train entry) ------------------------
@@ -154,6 +180,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-resume", dest="resume", action="store_false", help="start afresh even if a checkpoint exists")
     add("--init-weights", help="start from these weights (.safetensors of the same network), e.g. a run's "
         "best.safetensors, instead of a random initialisation")
+    add("--until", help="UTC time HH:MM after which the run ends at the next epoch end (best weights kept)")
     add("--threads", type=int, help="CPU threads for torch")
     parser.set_defaults(run=run)
 

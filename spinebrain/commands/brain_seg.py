@@ -59,6 +59,8 @@ def add_arguments(parser) -> None:
         "zscore (default, as in training) or nyul (piecewise-linear histogram standardisation)")
     add("--no-register", dest="register", action="store_false", help="do not register sequences that are on "
         "another grid (default: rigid registration to the reference); they must then share world coordinates")
+    add("--no-refine", dest="refine", action="store_false", help="tissue: the network's argmax alone (default: "
+        "refined by a Gaussian mixture fitted to the scan with the network as prior)")
     add("--min-lesion-size", type=float, metavar="MM3", help="drop lesions smaller than this (mm³; default: the "
         "lesion model card's, 10 mm³)")
     add("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -105,7 +107,7 @@ def run(args, progress) -> None:
     from ..brainseg.case import BrainSegOptions
 
     options = BrainSegOptions(task=args.task, n4=args.n4, normalisation=args.normalise, register=args.register,
-                              minimum_lesion_mm3=args.min_lesion_size)
+                              refine=args.refine, minimum_lesion_mm3=args.min_lesion_size)
     out = Path(args.out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder for the segmentation, volumes table and picture.")

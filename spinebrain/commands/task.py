@@ -16,15 +16,16 @@ def register(subparsers) -> None:
         describe_out(parser, task)
 
 
-def add_task_subcommands(parser, entry: str, help_text: str) -> None:
+def add_task_subcommands(parser, entry: str, help_text: str):
     """``spinebrain train|evaluate TASK``: one subcommand per available task that declares ``entry``.
 
-    ``help_text`` may name the task's ``{title}``.
+    ``help_text`` may name the task's ``{title}``. Returns the subparsers (room for more subcommands).
     """
     tasks = parser.add_subparsers(title="task", metavar="TASK", dest="task", required=True)
     for task in available_tasks():
         if getattr(task, entry):
             task.entry(entry)(tasks.add_parser(task.name, help=help_text.format(title=task.title)))
+    return tasks
 
 
 def describe_out(parser, task: Task) -> None:

@@ -6,10 +6,8 @@ One sub-subcommand per task of :mod:`spinebrain.tasks` that declares a ``train``
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 from .. import RESEARCH_NOTICE
+from . import command_line  # the model cards' command line (the trainers import it from here too)
 from .task import add_task_subcommands
 
 
@@ -19,7 +17,11 @@ def register(subparsers) -> None:
         description="Train a model and write it as a model package (model_card.json + weights) that the "
         "pipelines and the Slicer modules can use. " + RESEARCH_NOTICE,
     )
-    add_task_subcommands(parser, "train", "train a {title} model")
+    tasks = add_task_subcommands(parser, "train", "train a {title} model")
+    from .train_datalist import add_arguments as add_datalist_arguments
+
+    add_datalist_arguments(tasks.add_parser(
+        "datalist", help="train or fine-tune a segmentation model on the cases of a datalist (the Training module's)"))
 
 
 def add_spine_label_arguments(parser) -> None:
@@ -37,6 +39,12 @@ def add_spine_label_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--real-data", metavar="DIR", help="also train on real scans: image + <stem>.mrk.json pairs")
+    parser.add_argument("--real-validation", metavar="DIR", help="held-out real scans (same layout as --real-data): "
+                        "per-epoch validation loss, each detector's best epoch, metrics in the card")
+    parser.add_argument("--run-dir", metavar="DIR", help="a file named STOP here ends training after the epoch, "
+                        "keeping the best weights (the package is still written); metrics.jsonl is written here")
+    parser.add_argument("--init-from", metavar="MODEL", help="fine-tune this spine-label model (id or package "
+                        "folder): same detectors, region, pixel size and patch sizes; the shape model is refitted")
     parser.add_argument("--id", dest="model_id", help="model id (default spine-label-<region>)")
     parser.add_argument("--patches-per-slice", type=int, default=240,
                         help="most training patches per sagittal slice and detector (default 240)")
@@ -54,6 +62,11 @@ def run_spine_label(args, progress) -> None:
     from ..device import select_device
 
     if args.detector == "heatmap":
+        if args.init_from or args.real_validation or args.run_dir:
+            from ..errors import InputError
+
+            raise InputError("--init-from, --real-validation and --run-dir train the paper detectors; drop them "
+                             "for --detector heatmap (its recipe is spinebrain.spinelabel.heatmap_recipe).")
         return _run_heatmap(args, progress, str(select_device(args.device)))
     from ..spinelabel.training import TrainingOptions, train_spine_label
 
@@ -62,6 +75,7 @@ def run_spine_label(args, progress) -> None:
         seed=args.seed, device=str(select_device(args.device)), real_data=args.real_data,
         command=command_line(), model_id=args.model_id, threads=args.threads,
         patches_per_slice=args.patches_per_slice, anchor_epochs=args.anchor_epochs,
+        real_validation=args.real_validation, run_dir=args.run_dir, init_from=args.init_from,
     )
     path = train_spine_label(options, args.out, progress)
     progress.result(path, kind="model")
@@ -85,6 +99,3 @@ def _run_heatmap(args, progress, device: str) -> None:
     progress.log(f"Model package written to {path} (measure it with benchmarks/eval_spine_label_real_mr.py)")
 
 
-def command_line() -> str:
-    """The command as typed (``spinebrain ...``), for the model card."""
-    return "spinebrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])

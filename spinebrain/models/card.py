@@ -23,8 +23,9 @@ from ..tasks import card_tasks
 
 CARD_FILE = "model_card.json"
 
-#: Card tasks of the task registry (:mod:`spinebrain.tasks`). Other well-formed names are accepted
-#: (a card may serve a newer version's task); :func:`spinebrain.tasks.task_for_card` says which serve none.
+#: Card tasks of the task registry (:mod:`spinebrain.tasks`) when this module was imported (messages read the
+#: registry itself). Other well-formed names are accepted (a card may serve a newer version's task);
+#: :func:`spinebrain.tasks.task_for_card` says which serve none.
 KNOWN_TASKS = card_tasks()
 
 #: Keys a card file must have; the others have defaults.
@@ -144,7 +145,7 @@ class ModelCard:
         if not isinstance(self.id, str) or not _ID_PATTERN.match(self.id):
             fail(f"an invalid id {self.id!r} (letters, digits, '.', '_', '-' only: it names the folder)")
         if not isinstance(self.task, str) or not _TASK_PATTERN.match(self.task):
-            fail(f"an invalid task {self.task!r} (e.g. {', '.join(KNOWN_TASKS)})")
+            fail(f"an invalid task {self.task!r} (e.g. {', '.join(card_tasks())})")
         if not isinstance(self.version, str) or not self.version:
             fail("an empty or non-text version")
         if self.region is not None and not isinstance(self.region, str):

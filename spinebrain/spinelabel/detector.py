@@ -270,10 +270,31 @@ def train_detector(
     return model.eval(), losses
 
 
+class _GlobalPermutation(torch.utils.data.Sampler):
+    """Each epoch's order from ``torch.randperm`` on torch's global generator, drawn when the epoch's first batch
+    is fetched. Shuffle and dropout then share one seeded stream in the same order as the paper loop this engine
+    replaced (commit 6873769), so both give the same weights (``benchmarks/bench_detector_engine_parity.py``).
+    A DataLoader ``shuffle=True`` would draw from its own generator and shift the dropout masks."""
+
+    def __init__(self, length: int):
+        self.length = length
+
+    def __iter__(self):
+        yield from torch.randperm(self.length).tolist()
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _patch_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of (B, 2, 1, 1) patch logits against (B,) labels, the paper loop's loss term for term."""
+    return F.cross_entropy(logits[:, :, 0, 0], targets)
+
+
 def _run_engine(model, patches, targets, epochs, batch_size, learning_rate, momentum, weight_decay, seed, callback,
                 device) -> list[float]:
-    """The training loop on :func:`spinebrain.training.run_training` (MONAI SupervisedTrainer): the forward pass
-    gives (B, 2, 1, 1) logits, so the targets are (B, 1, 1) and cross-entropy is the patch classifier's."""
+    """The training loop on :func:`spinebrain.training.run_training` (MONAI SupervisedTrainer): per batch zero the
+    gradients, forward, cross-entropy, backward, SGD step, cosine schedule step, as the paper loop did."""
     import tempfile
 
     from ignite.engine import Events
@@ -284,8 +305,9 @@ def _run_engine(model, patches, targets, epochs, batch_size, learning_rate, mome
     model.to(device).train()
     optimiser = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum, nesterov=True,
                                 weight_decay=weight_decay)
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(patches, targets[:, None, None]),
-                                         batch_size=batch_size, shuffle=True,
+    # the loader's own generator only seeds worker processes (none here); the order comes from the global stream
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(patches, targets), batch_size=batch_size,
+                                         sampler=_GlobalPermutation(len(targets)),
                                          generator=torch.Generator().manual_seed(seed))
     # cosine decay to 5 % of the rate, stepped per batch: large steps early, settling into a minimum by the last epoch
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, epochs * len(loader), eta_min=0.05 * learning_rate)
@@ -304,7 +326,7 @@ def _run_engine(model, patches, targets, epochs, batch_size, learning_rate, mome
 
     with tempfile.TemporaryDirectory(prefix="spinelabel-train-") as run_dir:
         settings = EngineSettings(run_dir, epochs, resume=False, schedule_per_epoch=False)
-        run_training(model, optimiser, torch.nn.CrossEntropyLoss(), loader, None, None, settings,
+        run_training(model, optimiser, _patch_cross_entropy, loader, None, None, settings,
                      DistributedContext(device=device), lr_scheduler=schedule,
                      extra_handlers=[(Events.ITERATION_COMPLETED, add_loss), (Events.EPOCH_COMPLETED, end_epoch)])
     return losses

@@ -9,7 +9,10 @@ detectors (SGD with Nesterov momentum), fits the shape model from the 3D points,
 whole pipeline on held-out synthetic cases (:mod:`.metrics`) and writes the model package.
 
 Real annotated scans (``real_data``: ``*.nii.gz`` beside ``*.mrk.json`` with the same stem) are
-added to the training cases when given.
+added to the training cases when given. Held-out real scans (``real_validation``, same layout) give
+the per-epoch validation loss, choose each detector's best epoch and are measured in the card
+(``metrics["real_validation"]``); ``run_dir`` holds the ``STOP`` file and ``metrics.jsonl``;
+``init_from`` fine-tunes a labelling model (:mod:`.training_control`, :mod:`.fine_tune`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .detector import (ANCHOR, PATCH_SIZE, VertebraDetector, normalise_intensiti
 from .graph import FULL_ORDER, fit_shape_model
 from .metrics import aggregate, evaluate_points
 from .pipeline import ARCHITECTURE, TASK, DetectorPair, SpineLabelModel, label_spine
+from . import training_control
 from .slices import MODEL_PIXEL_MM, SagittalSlab, extract_sagittal_slab
 
 TRAINABLE_REGIONS = ("cervical", "lumbar")
@@ -82,6 +86,9 @@ class TrainingOptions:
     command: str = ""
     model_id: str | None = None
     threads: int | None = None
+    real_validation: str | None = None  # held-out real scans: epoch choice and measured metrics
+    run_dir: str | None = None  # STOP file (ends training, best weights kept) and metrics.jsonl
+    init_from: str | None = None  # fine-tune this spine-label model (id or package folder)
 
     def __post_init__(self):
         if self.region not in TRAINABLE_REGIONS:
@@ -289,9 +296,14 @@ def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=No
         torch.set_num_threads(options.threads)
     region, rng = options.region, np.random.default_rng(options.seed)
     train_seed, validation_seed = options.seed * 100_000 + 1, options.seed * 100_000 + 50_001
+    start, start_card = training_control.start_pair(options.init_from, region) if options.init_from else (None, None)
     cases = generate_cases(region, options.cases, train_seed, progress)
     if options.real_data:
         cases += read_real_cases(options.real_data)
+    real_validation = read_real_cases(options.real_validation) if options.real_validation else []
+    held = training_control.validation_patches(real_validation, region, options, case_patches) if real_validation \
+        else (None,) * 4
+    tracker = training_control.EpochTracker(options.epochs + _anchor_epochs(options), options.run_dir, progress)
     _report(progress, "patches", 0.0, "sampling balanced patches")
     parts = [case_patches(case, region, rng, options) for case in cases]
     v_patches, v_labels, a_patches, a_labels = (np.concatenate([p[k] for p in parts]) for k in range(4))
@@ -299,8 +311,10 @@ def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=No
         raise InputError("The training cases gave no positive patches; use more cases (at least a few with "
                          f"the {ANCHOR[region]} vertebra in view).")
     _report(progress, "patches", 1.0, f"{len(v_labels)} vertebra and {len(a_labels)} anchor patches")
-    vertebra = _train(v_patches, v_labels, "vertebra", options, progress)
-    anchor = _train(a_patches, a_labels, "anchor", options, progress, epochs=_anchor_epochs(options))
+    vertebra = _train(v_patches, v_labels, "vertebra", options, progress, tracker=tracker, held=held[:2],
+                      start=start.vertebra if start else None)
+    anchor = _train(a_patches, a_labels, "anchor", options, progress, epochs=_anchor_epochs(options), tracker=tracker,
+                    held=held[2:], start=start.anchor if start else None)
     networks = DetectorPair.from_detectors(vertebra, anchor)
     levels = region_levels(region)
     shape_model = fit_shape_model([_region_points(c.points, region) for c in cases if len(c.points) > 1],
@@ -310,7 +324,13 @@ def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=No
     validation = generate_cases(region, options.validation_cases, validation_seed, progress, "validation",
                                 VALIDATION_MAX_VOXELS[region])
     card.metrics = validate(model, validation, progress)
-    card.metrics["training_seconds"] = round(time.perf_counter() - started, 1)
+    if real_validation:
+        card.metrics["real_validation"] = dict(validate(model, real_validation, progress), measured_on=(
+            f"{len(real_validation)} held-out real scans from {options.real_validation} (they chose the best epochs)"))
+    card.metrics.update(stopped="stop requested" if tracker.stopped else "completed", epochs_run=tracker.done,
+                        training_seconds=round(time.perf_counter() - started, 1))
+    if start_card is not None:
+        card.extra["fine_tuned_from"] = {"id": start_card.id, "version": start_card.version}
     path = save_model_package(out_dir, networks.state_dict(), card, overwrite=True)
     _report(progress, "save", 1.0, f"model package written to {path}")
     return path
@@ -324,28 +344,37 @@ def _seen(level: str, cases: list[_Case], region: str) -> bool:
     return any(p.label == level for c in cases for p in _region_points(c.points, region))
 
 
-def _train(patches, labels, name: str, options: TrainingOptions, progress, epochs: int | None = None) -> VertebraDetector:
-    """Train one detector; a tenth of the patches is held out to report validation loss and accuracy per epoch."""
+def _train(patches, labels, name: str, options: TrainingOptions, progress, epochs: int | None = None, tracker=None,
+           held=(None, None), start: VertebraDetector | None = None) -> VertebraDetector:
+    """Train one detector (from ``start``'s weights when fine-tuning), reporting validation loss and accuracy per
+    epoch on ``held`` (patches of held-out real scans: the best epoch's weights are kept) or else on a tenth of the
+    patches held out (the final weights are kept). ``tracker`` (:class:`.training_control.EpochTracker`) numbers
+    the epochs, logs them and ends training when the stop file exists."""
     epochs = epochs or options.epochs
+    tracker = tracker or training_control.EpochTracker(epochs, None, progress)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(options.seed)
-        model = VertebraDetector(patch=patches.shape[-1], **NETWORK)
-    order = np.random.default_rng(options.seed).permutation(len(labels))
-    held = order[: max(len(labels) // 10, 1)] if len(labels) >= 20 else order[:0]
-    train = order[len(held):]
-    held_patches = torch.as_tensor(patches[held][:, None])
-    held_labels = torch.as_tensor(labels[held])
+        model = VertebraDetector(**start.kwargs) if start is not None else VertebraDetector(patch=patches.shape[-1],
+                                                                                             **NETWORK)
+    if start is not None:
+        model.load_state_dict(start.state_dict())
+    train = np.random.default_rng(options.seed).permutation(len(labels))
+    if held[0] is not None and len(held[1]):
+        held_patches, held_labels = torch.as_tensor(held[0][:, None]), torch.as_tensor(held[1])
+    else:
+        own = train[: max(len(labels) // 10, 1)] if len(labels) >= 20 else train[:0]
+        train = train[len(own):]
+        held_patches, held_labels = torch.as_tensor(patches[own][:, None]), torch.as_tensor(labels[own])
+    best = training_control.BestSoFar(enabled=held[0] is not None and len(held[1]) > 0)
 
     def callback(epoch: int, loss: float) -> None:
         val_loss, val_accuracy = _held_out_scores(model, held_patches, held_labels, options.device)
-        message = f"epoch {epoch + 1}/{epochs} loss {loss:.4f} validation loss {val_loss:.4f} accuracy {val_accuracy:.3f}"
-        _report(progress, f"train {name}", (epoch + 1) / epochs, message)
-        as_progress(progress).emit("epoch", detector=name, epoch=epoch + 1, epochs=epochs, loss=round(loss, 5),
-                                   validation_loss=round(val_loss, 5), validation_accuracy=round(val_accuracy, 4))
+        tracker.epoch_done(name, epoch + 1, epochs, loss, val_loss, val_accuracy, best.offer(model, val_loss))
 
-    model, _ = train_detector(patches[train], labels[train], model, epochs=epochs, batch_size=options.batch_size,
-                              learning_rate=options.learning_rate, seed=options.seed, callback=callback,
-                              device=options.device)
+    training_control.train_until_stopped(
+        train_detector, patches[train], labels[train], model, epochs=epochs, batch_size=options.batch_size,
+        learning_rate=options.learning_rate, seed=options.seed, callback=callback, device=options.device)
+    best.restore(model)
     return model.cpu().eval()
 
 

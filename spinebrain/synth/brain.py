@@ -36,6 +36,7 @@ from scipy import ndimage
 
 from spinebrain.errors import InputError
 from spinebrain.geometry import image_from_array
+from spinebrain.synth import brain_appearance as appearance
 from spinebrain.synth import brain_lesions as bl
 from spinebrain.synth.brain_template import (  # noqa: F401 -- load_template, template_folder: public here too
     MAP_NAMES, load_template, template_at, template_folder, template_icv_ml,
@@ -47,23 +48,6 @@ MS_LESION_NAMES = {bl.MS_LESION: "Lesion"}
 TUMOUR_NAMES = {bl.NECROSIS: "Necrosis", bl.ENHANCING: "Neoplasm", bl.OEDEMA: "Oedema"}
 CONTRASTS = ("t1", "t2", "flair", "t1c")
 LESION_KINDS = (None, "ms", "tumour")
-
-
-# Mean intensity of each class per contrast, relative to the brightest brain tissue, read off
-# typical clinical 1.5/3 T scans and checked against the B2/B5/B6 reference cases with the
-# realism report (T1 GM/WM ~0.63 and CSF/WM ~0.33 in B5; T2 tissue ~0.3 of CSF and oedema about
-# twice WM in B6; FLAIR MS lesions ~1.3x the brain in B2). Each case jitters them.
-_MEANS = {
-    "t1": dict(csf=0.25, gm=0.52, wm=0.85, lesion=0.50, necrosis=0.25, enhancing=0.55, oedema=0.55,
-               bone=0.05, marrow=0.70, scalp=0.80),
-    "t1c": dict(csf=0.25, gm=0.52, wm=0.85, lesion=0.55, necrosis=0.25, enhancing=1.25, oedema=0.55,
-                bone=0.05, marrow=0.70, scalp=0.80),
-    "t2": dict(csf=1.00, gm=0.42, wm=0.32, lesion=0.65, necrosis=0.90, enhancing=0.55, oedema=0.62,
-               bone=0.05, marrow=0.40, scalp=0.55),
-    "flair": dict(csf=0.10, gm=0.62, wm=0.48, lesion=0.85, necrosis=0.40, enhancing=0.80, oedema=0.95,
-                  bone=0.05, marrow=0.45, scalp=0.60),
-}
-_LESION_CLASSES = {"ms": ("lesion",), "tumour": ("necrosis", "enhancing", "oedema")}
 
 
 @dataclass(frozen=True)
@@ -142,22 +126,22 @@ def generate_brain(seed: int, contrasts=("t1",), lesions: str | None = None, sku
     ventricles = (probs["ventricles"] > 0.5) & (tissue == CSF)
 
     lesion_map, lesion_contrast = _insert_lesions(rng, lesions, tissue, ventricles, spacing_kji, options)
-    weights = _class_weights(rng, probs, tissue, lesion_map, lesion_contrast, lesions, options)
+    weights = appearance.class_weights(rng, probs, tissue, lesion_map, lesion_contrast, lesions, options)
     if skull:
-        weights.update(_skull_weights(rng, tissue > 0, spacing_kji))
-    means = {c: _draw_means(rng, c, options) for c in contrasts}
+        weights.update(appearance.skull_weights(rng, tissue > 0, spacing_kji))
+    means = {c: appearance.draw_means(rng, c, options) for c in contrasts}
     texture = (1.0 + options.texture * bl.smooth_noise(rng, tissue.shape, spacing_kji, 10.0)
                + options.fine_texture * bl.smooth_noise(rng, tissue.shape, spacing_kji, 2.0))
 
     images = {}
     for contrast in contrasts:
-        clean = _synthesise(weights, means[contrast], texture)
-        clean *= _bias_field(rng, clean.shape, spacing_kji, options)
+        clean = appearance.synthesise(weights, means[contrast], texture)
+        clean *= appearance.bias_field(rng, clean.shape, spacing_kji, options)
         images[contrast] = image_from_array(clean, reference)
-    images, label_images = _acquire(images, tissue, lesion_map, reference, acquired)
+    images, label_images = appearance.acquire(images, tissue, lesion_map, reference, acquired)
     mask_array = (sitk.GetArrayViewFromImage(label_images["tissue"]) > 0)
     for contrast in contrasts:
-        array = _rician(rng, sitk.GetArrayFromImage(images[contrast]), options)
+        array = appearance.rician(rng, sitk.GetArrayFromImage(images[contrast]), options)
         if not skull:
             array *= mask_array  # skull-stripped: nothing outside the brain, as after BET
         images[contrast] = image_from_array(array.astype(np.float32) * 1000.0, images[contrast])
@@ -392,117 +376,3 @@ def _insert_lesions(rng, kind, tissue, ventricles, spacing_kji, options):
         labels = bl.insert_tumour(rng, tissue, ventricles, spacing_kji, options.tumour_radius_mm, options.oedema_mm)
         return labels, (labels > 0).astype(np.float32)
     return np.zeros(tissue.shape, np.uint8), np.zeros(tissue.shape, np.float32)
-
-
-# ---------------------------------------------------------------- appearance
-
-
-def _class_weights(rng, probs, tissue, lesion_map, lesion_contrast, kind, options: BrainOptions) -> dict:
-    """Soft (partial-volume) weight of each intensity class; they sum to at most 1 per voxel.
-
-    The labels blurred by half a voxel: the partial volume of a real acquisition, so each voxel
-    looks like the tissue it is labelled (its weight stays above one half) and borders are as
-    sharp as the grid allows.
-    """
-    sigma = 0.5  # voxels
-    weights = {name: _soft(tissue == value, sigma) for name, value in (("csf", CSF), ("gm", GM), ("wm", WM))}
-    # basal ganglia and thalamus: between cortical GM and WM in brightness on every contrast
-    deep = weights["gm"] * probs["deep"] * rng.uniform(*options.deep_gm_shift)
-    weights["gm"] -= deep
-    weights["wm"] += deep
-    if kind is None:
-        return weights
-    union = _soft(lesion_map > 0, sigma)
-    healthy = 1.0 - union
-    for name in ("csf", "gm", "wm"):
-        weights[name] *= healthy
-    brain = _soft(tissue > 0, sigma)
-    classes = _LESION_CLASSES[kind]
-    for value, name in enumerate(classes, start=1):
-        weights[name] = _soft(lesion_map == value, sigma) * brain
-    if kind == "ms":  # per-lesion strength: 0 = looks like WM, 1 = full lesion contrast
-        strength = np.clip(_soft_values(lesion_contrast, sigma) / np.maximum(union, 1e-3), 0.0, 1.0)
-        weights["wm"] += weights["lesion"] * (1.0 - strength)
-        weights["lesion"] *= strength
-    return weights
-
-
-def _soft(mask: np.ndarray, sigma: float) -> np.ndarray:
-    return _soft_values(mask.astype(np.float32), sigma)
-
-
-def _soft_values(array: np.ndarray, sigma: float) -> np.ndarray:
-    return ndimage.gaussian_filter(array, sigma, truncate=3.0)
-
-
-def _skull_weights(rng, brain: np.ndarray, spacing_kji) -> dict:
-    """A simple head shell: CSF gap, inner table, diploe (marrow), outer table, scalp."""
-    distance = bl.distance_mm(brain, spacing_kji)
-    wobble = bl.smooth_noise(rng, brain.shape, spacing_kji, 30.0)
-    d = distance - 1.0 * wobble  # thickness varies smoothly around the head
-    layers = [("csf", rng.uniform(0.5, 2.5)), ("bone", rng.uniform(1.5, 3.0)), ("marrow", rng.uniform(1.5, 4.0)),
-              ("bone", rng.uniform(1.5, 3.0)), ("scalp", rng.uniform(3.0, 7.0))]
-    step = max(spacing_kji)
-    weights: dict[str, np.ndarray] = {}
-    inner = 0.0
-    for name, thickness in layers:
-        outer = inner + thickness
-        layer = np.clip((d - inner) / step + 0.5, 0, 1) - np.clip((d - outer) / step + 0.5, 0, 1)
-        layer[brain] = 0.0
-        weights[f"shell_{name}"] = weights.get(f"shell_{name}", 0.0) + layer.astype(np.float32)
-        inner = outer
-    return weights
-
-
-def _draw_means(rng, contrast: str, options: BrainOptions) -> dict:
-    base = _MEANS[contrast]
-    if rng.random() < options.random_contrast_probability:
-        return {name: float(rng.uniform(0.02, 1.0)) for name in base}
-    return {name: float(value * np.exp(rng.normal(0.0, options.intensity_jitter))) for name, value in base.items()}
-
-
-def _synthesise(weights: dict, means: dict, texture: np.ndarray) -> np.ndarray:
-    image = np.zeros(texture.shape, dtype=np.float32)
-    for name, weight in weights.items():
-        mean = means[name.removeprefix("shell_")]
-        image += weight * mean
-    return image * texture
-
-
-def _bias_field(rng, shape, spacing_kji, options: BrainOptions) -> np.ndarray:
-    strength = rng.uniform(*options.bias_strength)
-    return np.exp(strength * bl.smooth_noise(rng, shape, spacing_kji, 80.0)).astype(np.float32)
-
-
-def _rician(rng, array: np.ndarray, options: BrainOptions) -> np.ndarray:
-    """Magnitude of the image plus complex Gaussian noise (Rician), sigma relative to tissue."""
-    sigma = rng.uniform(*options.noise) * float(np.percentile(array[array > 0], 99)) if np.any(array > 0) else 0.0
-    real = array + rng.normal(0.0, sigma, array.shape).astype(np.float32)
-    imaginary = rng.normal(0.0, sigma, array.shape).astype(np.float32)
-    return np.sqrt(real * real + imaginary * imaginary)
-
-
-def _acquire(images: dict, tissue: np.ndarray, lesions: np.ndarray, reference: sitk.Image, acquired) -> tuple[dict, dict]:
-    """Resample to the acquired grid; thick slices are blurred with their slice profile first."""
-    base = reference.GetSpacing()[0]
-    labels = {"tissue": image_from_array(tissue, reference), "lesions": image_from_array(lesions, reference)}
-    if np.allclose(acquired, base):
-        return images, labels
-    spacing = np.array(acquired, dtype=float)
-    size = [max(1, int(n * base // s)) for n, s in zip(reference.GetSize(), spacing)]
-    direction = np.array(reference.GetDirection()).reshape(3, 3)
-    origin = np.array(reference.GetOrigin()) + direction @ ((spacing - base) / 2)  # slab centres
-    grid = sitk.Image(size, sitk.sitkUInt8)
-    grid.SetSpacing(tuple(spacing))
-    grid.SetOrigin(tuple(origin))
-    grid.SetDirection(reference.GetDirection())
-    out = {}
-    for name, image in images.items():
-        for axis in np.flatnonzero(spacing > base * 1.01):
-            # FWHM of the slice profile = slice thickness
-            sigma = float(np.sqrt(max(spacing[axis] ** 2 - base ** 2, 0.0)) / 2.355)
-            image = sitk.RecursiveGaussian(image, sigma, False, sitk.RecursiveGaussianImageFilter.ZeroOrder, int(axis))
-        out[name] = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    labels = {k: sitk.Resample(v, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0) for k, v in labels.items()}
-    return out, labels
-

@@ -59,7 +59,8 @@ def load_template() -> sitk.Image:
 def template_icv_ml() -> float:
     """Brain mask volume of the template (mL): the reference for scaling each case's size."""
     template = load_template()
-    brain = sitk.GetArrayViewFromImage(sitk.VectorIndexSelectionCast(template, MAP_NAMES.index("brain")))
+    # a copy, not a view: a view of the temporary image would read freed memory once the image is gone
+    brain = sitk.GetArrayFromImage(sitk.VectorIndexSelectionCast(template, MAP_NAMES.index("brain")))
     return float(np.count_nonzero(brain > 0.5) * np.prod(template.GetSpacing()) / 1000.0)
 
 

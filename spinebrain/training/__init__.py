@@ -18,6 +18,11 @@ Pieces, each in one place:
   AdamW, cosine LR -> validation Dice by sliding window -> a model package whose card records the
   command, the datalist summary and the measured validation metric.
 
+* :mod:`.from_datalist` -- ``spinebrain train datalist``: the segmentation recipe for the card tasks the
+  registry lists (:attr:`spinebrain.tasks.Task.datalist_card_tasks`), labels and channels from the datalist,
+  fine-tuning (:mod:`.fine_tune`: ``--init-from`` keeps the model's labels and preprocessing) and generated
+  cases mixed in (:mod:`.synthetic_mix`). The Slicer Training module exports the scene's cases and runs it.
+
 How SpineSegment / BrainSeg use it: a task whose data are image + label-map volumes calls
 :func:`~.segmentation.train_segmentation` with a :class:`~.segmentation.SegmentationRecipe` (its labels,
 modalities, spacing, patch size, normalisation, network), and registers

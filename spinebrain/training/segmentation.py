@@ -53,6 +53,9 @@ class SegmentationRecipe:
     run_dir: str | None = None  # default <out>/.runs/<model_id>
     resume: bool = True
     command: str = ""
+    init_from: str | None = None  # fine-tune: a model id or package folder with the same card settings
+    amp: bool = True  # mixed precision (used on CUDA only)
+    extra_training: list[dict] = field(default_factory=list)  # more training cases (e.g. synthetic ones)
 
     def card(self) -> ModelCard:
         """The card without weights, sha256 or metrics; checked before any training starts."""
@@ -103,19 +106,23 @@ def train_segmentation(recipe: SegmentationRecipe, progress: Progress | None = N
     try:
         set_determinism(recipe.seed)
         training, validation = split_datalist(recipe.datalist, recipe.validation_fraction, recipe.seed)
+        training = training + list(recipe.extra_training)
         progress.update("load", 0.0, f"{len(training)} training and {len(validation)} validation cases")
         train_set = CacheDataset(training, _transforms(recipe, True), progress=False)
         val_set = CacheDataset(validation, _transforms(recipe, False), progress=False)
         sampler = sampler_for(train_set, context, shuffle=True, seed=recipe.seed)
         train_loader = DataLoader(train_set, batch_size=recipe.batch_size, shuffle=sampler is None, sampler=sampler)
         val_loader = DataLoader(val_set, batch_size=1)
-        network = wrap_network(build_network(card), context)
+        network = build_network(card)
+        if recipe.init_from:
+            _start_from(network, card, recipe.init_from, progress)
+        network = wrap_network(network, context)
         optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
         classes = len(recipe.labels)
         post = Compose([AsDiscreted("pred", argmax=True, to_onehot=classes), AsDiscreted("label", to_onehot=classes)])
         settings = EngineSettings(Path(recipe.run_dir or Path(recipe.out) / ".runs" / recipe.model_id), recipe.epochs,
                                   METRIC, val_interval=recipe.val_interval, early_stop_patience=recipe.patience,
-                                  resume=recipe.resume)
+                                  resume=recipe.resume, amp=recipe.amp)
         outcome = run_training(
             network, optimizer, DiceCELoss(to_onehot_y=True, softmax=True), train_loader, val_loader,
             DiceMetric(include_background=False, reduction="mean"), settings, context,
@@ -130,20 +137,39 @@ def train_segmentation(recipe: SegmentationRecipe, progress: Progress | None = N
         shutdown(context)
 
 
+def _start_from(network, card: ModelCard, model: str, progress: Progress) -> None:
+    """Fine-tuning: the start model's weights, after checking it keeps labels, channels and preprocessing."""
+    from .fine_tune import check_compatible, load_into, load_start_model
+
+    start, weights = load_start_model(model, card.task)
+    check_compatible(start, card.labels, card.modalities, card.spacing, card.patch_size, card.normalisation,
+                     card.network)
+    load_into(network, weights, start)
+    card.extra["fine_tuned_from"] = {"id": start.id, "version": start.version, "sha256": start.sha256}
+    progress.log(f"Fine-tuning model {start.id!r} (its labels, channels, spacing and normalisation are kept)")
+
+
 def _write_package(recipe, card: ModelCard, outcome: TrainingOutcome, training, validation, progress) -> Path:
     card.training_data = summarise(recipe.datalist, training, validation)
     card.metrics = {METRIC: outcome.best_metric, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
                     "stopped": outcome.stopped, "resumed_from_epoch": outcome.resumed_from_epoch,
                     "measured_on": f"{len(validation)} validation cases of {Path(recipe.datalist).name} "
                                    "(sliding window on the model grid, background excluded)"}
+    card.extra["cases"] = {"training": [case_name(c) for c in training], "validation": [case_name(c) for c in validation]}
     card.extra["training"] = {key: value for key, value in asdict(recipe).items()
                               if key not in ("datalist", "out", "run_dir", "command", "labels", "spacing", "patch_size",
-                                             "modalities", "normalisation", "network", "model_id", "task")}
+                                             "modalities", "normalisation", "network", "model_id", "task", "extra_training")}
     path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
     progress.result(path, kind="model")
     progress.log(f"Model package written to {path} (best {METRIC} {outcome.best_metric} at epoch "
                  f"{outcome.best_epoch}; {outcome.stopped} after epoch {outcome.epochs_run})")
     return path
+
+
+def case_name(case: dict) -> str:
+    """A datalist entry's ``name``, else its (first) image file's name."""
+    image = case["image"][0] if isinstance(case["image"], (list, tuple)) else case["image"]
+    return str(case.get("name") or Path(str(image)).name)
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -174,6 +200,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--run-dir", help="checkpoints, metrics log and STOP file (default <out>/.runs/<id>)")
     add("--no-resume", dest="resume", action="store_false", help="start afresh even if a resume checkpoint exists")
     add("--threads", type=int, help="CPU threads for torch")
+    add("--init-from", metavar="MODEL", help="fine-tune this model (id or package folder) instead of random weights; "
+        "labels, channels, spacing, patch, normalisation and network must be the model's")
+    add("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
 
 
 def run(args, progress: Progress) -> None:
