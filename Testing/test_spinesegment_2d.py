@@ -162,11 +162,13 @@ def test_cli_on_a_generated_t2_phantom_with_the_bundled_model(tmp_path):
     assert all(name.startswith("Vertebra ") for name in names.values())
 
 
-def test_3d_mode_is_refused_clearly_and_writes_nothing(tmp_path, capsys):
-    scan = write_image(_image(np.zeros((8, 8, 8))), tmp_path / "x.nii.gz")
+def test_3d_mode_refuses_a_scan_that_is_not_ct_and_writes_nothing(tmp_path, capsys):
+    smooth = np.add.outer(np.arange(12.0), np.arange(12.0))[None].repeat(12, axis=0) * 30
+    mr_like = smooth + np.random.default_rng(0).uniform(0, 5, smooth.shape)  # 0..665, no Hounsfield units
+    scan = write_image(sitk.GetImageFromArray(mr_like.astype(np.float32)), tmp_path / "x.nii.gz")
     out = tmp_path / "o.seg.nrrd"
     assert main(["spine-segment", str(scan), "--out", str(out), "--mode", "3d"]) == 2
-    assert "not available yet" in capsys.readouterr().err
+    assert "CT-only model" in capsys.readouterr().err  # the 3D model is a CT model (test_spinesegment_3d_*)
     assert not out.exists()
 
 

@@ -27,11 +27,11 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_command_names_and_card_tasks_are_reconciled_once():
     assert [t.name for t in TASKS] == ["spine-label", "spine-segment", "brain-seg"]
     assert task_for_card("spine-label").name == "spine-label"
-    assert task_for_card("spine-segment-2d").name == "spine-segment"
+    assert task_for_card("spine-segment-2d").name == task_for_card("spine-segment-3d").name == "spine-segment"
     assert task_for_card("brain-lesion").name == task_for_card("brain-tissue").name == "brain-seg"
     assert task_for_card("something-newer") is None
-    assert KNOWN_TASKS == card_tasks() == ("spine-label", "spine-segment", "spine-segment-2d", "brain-tissue",
-                                           "brain-lesion")
+    assert KNOWN_TASKS == card_tasks() == ("spine-label", "spine-segment", "spine-segment-2d", "spine-segment-3d",
+                                           "brain-tissue", "brain-lesion")
     assert card_tasks_for("brain-seg") == ("brain-tissue", "brain-lesion")
     assert card_tasks_for("brain-tissue") == ("brain-tissue",)
 

@@ -33,7 +33,7 @@ from spinebrain.io import load_volume, read_image
 from spinebrain.models import ModelRegistry
 from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel.metrics import aggregate, evaluate_points, label_at, reference_centroids
-from spinebrain.spinelabel.pipeline import TASK, label_spine, load_spine_label_model
+from spinebrain.spinelabel.pipeline import TASK, label_spine, load_spine_label_model, relabel
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = ("A10_vb3_lumbar_mr", "A11_vb2_t2_lumbar", "A12_vb1_thoracolumbar_pathology")
@@ -90,7 +90,25 @@ def score_mr_case(folder: Path, model) -> dict:
     row.update({k: metrics[k] for k in ("tp", "fp", "fn", "correct_labels", "missed", "false_positives")})
     row["distances_mm"] = [round(d, 2) for d in metrics["distances_mm"]]
     row["metrics"] = metrics
+    if predicted:
+        row["after_one_point"] = _after_one_point(result, centroids, labels, low, high, partial)
     return row
+
+
+def _after_one_point(result, centroids: dict, labels, low: float, high: float, partial) -> dict:
+    """Relabel with one user-set point (the middle masked body, at its mask centroid); score the other points.
+
+    As a user would: the run's detections are kept, the point fixes its level, the graph re-solves.
+    """
+    names = list(centroids)
+    level = names[len(names) // 2]
+    fixed = LabelledPoint(level, tuple(float(v) for v in centroids[level]), None, True)
+    after = relabel(result, fixed_points=[fixed])
+    others = [p for p in after.points if not p.user_set and (low - 3.0 <= p.ras[2] <= high + 3.0
+                                                             or label_at(labels, p.ras) is not None)]
+    reference = [LabelledPoint(n, tuple(c)) for n, c in centroids.items() if n != level]
+    metrics = evaluate_points(others, reference, labels, set(partial) | {level})
+    return {"fixed": level, "correct": metrics["correct_labels"], "of": metrics["tp"] + metrics["fn"]}
 
 
 def ct_crops(data: Path, model) -> list[dict]:
@@ -146,15 +164,25 @@ def summary(rows: list[dict]) -> dict:
             "localisation_p90_mm": round(float(np.percentile(distances, 90)), 2) if distances else None,
             "labeling_accuracy": round(pooled["labeling_accuracy"], 4),
             "anchored": sum(bool(r.get("anchored")) for r in rows),
+            "after_one_point": _pooled_one_point(rows),
             "cases_all_named_right": sum(r["fn"] == 0 and r["correct_labels"] == r["tp"] for r in rows),
             "tp": pooled["tp"], "fp": pooled["fp"], "fn": pooled["fn"]}
 
 
+def _pooled_one_point(rows: list[dict]) -> float | None:
+    """Share of the other bodies named right after one user-set point, pooled over the scans."""
+    scored = [r["after_one_point"] for r in rows if "after_one_point" in r]
+    total = sum(s["of"] for s in scored)
+    return round(sum(s["correct"] for s in scored) / total, 4) if total else None
+
+
 def evaluate_model(model_ref: str, data: Path, with_ct: bool = True, split: str = "validation",
-                   settings: dict | None = None) -> dict:
+                   settings: dict | None = None, evidence: dict | None = None) -> dict:
     model = load_spine_label_model("lumbar", model_ref, device="cpu")
     if settings:  # trying heatmap settings (on the selection split only)
         model.card.extra["heatmap"] = {**model.card.extra.get("heatmap", {}), **settings}
+    if evidence:  # trying level-evidence settings (on the selection split only)
+        model.card.extra["evidence"] = {**model.card.extra.get("evidence", {}), **evidence}
     rows = [score_mr_case(folder, model) for folder in validation_cases(data, split)]
     report = {"model": model.card.id, "detector": model.card.extra.get("detector", "paper patch CNN pair"),
               "summary": summary(rows), "cases": [{k: v for k, v in r.items() if k != "metrics"} for r in rows]}
@@ -171,14 +199,17 @@ def main(argv=None) -> None:
     parser.add_argument("--no-ct", action="store_true", help="skip the CT crops")
     parser.add_argument("--split", choices=("validation", "select"), default="validation")
     parser.add_argument("--settings", default="{}", help="JSON overrides of a heatmap card's settings")
+    parser.add_argument("--evidence", default="{}", help="JSON overrides of a card's level-evidence settings")
     args = parser.parse_args(argv)
     models = args.models or [e.id for e in ModelRegistry().list_models(task=TASK, region="lumbar")]
-    reports = [evaluate_model(m, args.data, not args.no_ct, args.split, json.loads(args.settings)) for m in models]
+    reports = [evaluate_model(m, args.data, not args.no_ct, args.split, json.loads(args.settings),
+                              json.loads(args.evidence)) for m in models]
     for report in reports:
         print(f"\n== {report['model']} ({report['detector']})")
         for row in report["cases"]:
             print(f"  {row['case']:<12} tp {row['tp']} fp {row['fp']} fn {row['fn']} named {row['correct_labels']}"
                   f" anchored {row.get('anchored')} | {' '.join(row['points'])} | err {row['distances_mm']}"
+                  + (" | one point: {correct}/{of}".format(**row["after_one_point"]) if "after_one_point" in row else "")
                   + (f" | {row['error']}" if 'error' in row else ""))
         print("  total:", json.dumps(report["summary"]))
         for row in report.get("ct_crops", []):

@@ -103,11 +103,14 @@ SPINE_LABEL = Task(
     evaluate="spinebrain.commands.evaluate:add_spine_label_arguments",
 )
 
-#: SpineSegment offers its 2D MR mode, BrainSeg its tissue model; the 3D CT mode and lesions come next.
+#: SpineSegment offers its 2D MR mode and its 3D CT mode (``--mode 3d``: run_case of
+#: spinebrain.spinesegment.pipeline3d); BrainSeg its tissue model; lesions come next.
 SPINE_SEGMENT = Task(
     name="spine-segment", title="SpineSegment",
-    help="segment vertebral bodies of MR scans as instances (2D mode); writes .seg.nrrd + .csv",
-    card_tasks=("spine-segment", "spine-segment-2d"), modalities=("CT", "T1", "T2"), output_suffix=".seg.nrrd",
+    help="segment vertebrae as instances: MR vertebral bodies (2D mode) or whole CT vertebrae with completeness "
+         "(3D mode); writes .seg.nrrd + .csv",
+    card_tasks=("spine-segment", "spine-segment-2d", "spine-segment-3d"), modalities=("CT", "T1", "T2"),
+    output_suffix=".seg.nrrd",
     regions=("cervical", "lumbar", "whole"),
     summary_columns=(Column("vertebrae", "int"), Column("names", "text"), Column("complete", "int")),
     command="spinebrain.commands.spine_segment:add_arguments",

@@ -162,9 +162,11 @@ def write_labels(image, result, markups_path: Path, png_path: Path | None = None
 
     written = [write_markups(result.points, markups_path, name="Vertebrae")]
     if png_path is not None:
-        state = "anchored" if result.labelling.anchored else "not anchored"
+        state = "anchored" if result.labelling.anchored else "not anchored: names uncertain (?)"
         title = f"SpineLabel ({result.region}): {len(result.points)} vertebrae, {state}"
+        named = bool(result.labelling.assignments)  # detection-only points have no names to doubt
         written.append(save_overview_png(image, png_path, points=result.points, label_image=label_image,
                                          names=names, plane="sagittal", title=title,
-                                         reference_points=reference_points))
+                                         reference_points=reference_points,
+                                         uncertain=named and not result.labelling.anchored))
     return written

@@ -52,6 +52,7 @@ class Panel:
     plane: str = "sagittal"
     title: str = ""
     reference_points: list[LabelledPoint] | None = None  # true centres, drawn as open circles
+    uncertain: bool = False  # the names are not anchored: drawn as "L3?" in orange
 
 
 def save_overview_png(
@@ -63,13 +64,16 @@ def save_overview_png(
     plane: str = "sagittal",
     title: str = "",
     reference_points: list[LabelledPoint] | None = None,
+    uncertain: bool = False,
 ) -> Path:
     """Save one slice (through the points' median, else the volume centre) with overlays as PNG.
 
     With a reference (``label_image`` and/or ``reference_points``) the picture gets a legend saying
-    which marks are the result and which the reference.
+    which marks are the result and which the reference. ``uncertain``: the point names are not
+    anchored; they are drawn with a question mark in orange. CT (Hounsfield units) is shown in a
+    bone window, anything else between its 1st and 99th percentiles.
     """
-    panel = Panel(image, points, label_image, names, plane, title, reference_points)
+    panel = Panel(image, points, label_image, names, plane, title, reference_points, uncertain)
     return save_montage_png([panel], path, columns=1)
 
 
@@ -143,16 +147,31 @@ def _resample(volume: sitk.Image, grid: sitk.Image, interpolator) -> np.ndarray:
     return sitk.GetArrayFromImage(resampled)[0]
 
 
+#: Display window of CT (HU): bone (cortex and trabecular bone apart) with the soft tissue still grey.
+CT_BONE_WINDOW = (-400.0, 1200.0)
+UNCERTAIN_COLOR = "orange"
+
+
+def display_window(image: np.ndarray) -> tuple[float, float]:
+    """(low, high) grey range: a bone window for CT (air and fat well below -150 HU), else percentiles 1-99."""
+    if not image.size:
+        return 0.0, 1.0
+    if float(np.percentile(image, 0.5)) < -150.0:
+        return CT_BONE_WINDOW
+    low, high = np.percentile(image, [1, 99])
+    return float(low), float(max(high, low + 1e-6))
+
+
 def _draw(axes, panel: Panel, plane_slice: _Slice) -> None:
-    low, high = np.percentile(plane_slice.image, [1, 99]) if plane_slice.image.size else (0, 1)
-    axes.imshow(plane_slice.image, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), interpolation="bilinear")
+    low, high = display_window(plane_slice.image)
+    axes.imshow(plane_slice.image, cmap="gray", vmin=low, vmax=high, interpolation="bilinear")
     if plane_slice.labels is not None:
         _draw_labels(axes, plane_slice.labels, panel.names or {})
     if panel.reference_points:
         _draw_reference_points(axes, panel.reference_points, plane_slice.grid)
     if panel.points:
-        _draw_points(axes, panel.points, plane_slice.grid)
-    if panel.reference_points or plane_slice.labels is not None:
+        _draw_points(axes, panel.points, plane_slice.grid, panel.uncertain)
+    if panel.reference_points or plane_slice.labels is not None or panel.uncertain:
         _draw_legend(axes, panel, plane_slice)
     _draw_letters(axes, panel.plane, plane_slice.image.shape)
     axes.set_title(panel.title or panel.plane, fontsize=9)
@@ -175,13 +194,14 @@ def _draw_labels(axes, labels: np.ndarray, names: dict[int, str]) -> None:
     axes.imshow(overlay, interpolation="nearest")
 
 
-def _draw_points(axes, points: list[LabelledPoint], grid: sitk.Image) -> None:
+def _draw_points(axes, points: list[LabelledPoint], grid: sitk.Image, uncertain: bool = False) -> None:
     for point in points:
         column, row, _ = grid.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in ras_to_lps(point.ras)))
-        color = "yellow" if point.user_set else "cyan"
+        doubtful = uncertain and not point.user_set
+        color = "yellow" if point.user_set else (UNCERTAIN_COLOR if doubtful else "cyan")
         axes.plot(column, row, marker="o", markersize=5, markeredgecolor="black", markerfacecolor=color)
-        axes.annotate(point.label, (column, row), xytext=(6, 0), textcoords="offset points", va="center",
-                      fontsize=8, color=color, fontweight="bold",
+        axes.annotate(point.label + ("?" if doubtful else ""), (column, row), xytext=(6, 0),
+                      textcoords="offset points", va="center", fontsize=8, color=color, fontweight="bold",
                       path_effects=[patheffects.withStroke(linewidth=2.5, foreground="black")])  # legible on any overlay
 
 
@@ -198,8 +218,9 @@ def _draw_legend(axes, panel: Panel, plane_slice: _Slice) -> None:
 
     handles = []
     if panel.points:
-        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="cyan", markeredgecolor="black",
-                              label="result (named centres)"))
+        color, what = (UNCERTAIN_COLOR, "uncertain names") if panel.uncertain else ("cyan", "named centres")
+        handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor=color, markeredgecolor="black",
+                              label=f"result ({what})"))
     if panel.reference_points:
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="magenta",
                               label="reference centres"))

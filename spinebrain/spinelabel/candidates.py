@@ -10,7 +10,7 @@ slab instead of one image), and its mean detector probability is kept beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -111,8 +111,8 @@ def attach_anchor(candidates: list[Candidate], anchor_detections: list[Detection
     anchor index is the candidate with the highest anchor probability (None without anchor
     detections); it is what :func:`spinebrain.spinelabel.graph.label_candidates` takes as anchor.
     """
-    result = [Candidate(np.asarray(c.position, float), float(c.probability), float(c.anchor_probability))
-              for c in candidates]
+    result = [replace(c, position=np.asarray(c.position, float), probability=float(c.probability),
+                      anchor_probability=float(c.anchor_probability)) for c in candidates]
     for detection in anchor_detections:
         confidence = float(detection.mean_probability)
         distances = [np.linalg.norm(c.position - detection.position) for c in result]

@@ -55,6 +55,8 @@ class Candidate:
     position: np.ndarray
     probability: float
     anchor_probability: float = 0.0
+    levels: np.ndarray | None = None  # level-class probabilities of a detector with a level output
+    ends: tuple[float, float] | None = None  # its L5 and S1 heatmap heights here
 
 
 @dataclass

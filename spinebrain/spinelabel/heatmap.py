@@ -33,7 +33,8 @@ ARCHITECTURE = "spinebrain.spinelabel.heatmap.HeatmapDetector"
 OUTPUTS = ("vertebra", "anchor")
 #: Card ``extra["heatmap"]`` defaults: slice step and band half-width (mm), peak thresholds, peak window (mm).
 DEFAULT_HEATMAP = {"slice_step_mm": 2.0, "band_mm": 40.0, "threshold": 0.3, "anchor_threshold": 0.5,
-                   "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "nms_r_scale": 0.4, "batch": 8}
+                   "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "nms_r_scale": 0.4, "batch": 8,
+                   "coarse_step": 1, "dense_mm": 20.0, "coarse_share": 0.3}
 #: CT is scaled with a fixed HU window (bone to fat), MR between robust percentiles.
 CT_WINDOW_HU = (-250.0, 1250.0)
 MR_PERCENTILES = (0.5, 99.5)
@@ -115,21 +116,75 @@ def settings(card) -> dict:
 
 
 def predict_band(network: HeatmapDetector, image, pixel_mm: float, options: dict, device="cpu"):
-    """(slab, sigmoid heatmaps (outputs, slices, rows, cols)) on the band of sagittal slices around the middle R."""
+    """(slab, heatmaps (outputs, slices, rows, cols)) on the band of sagittal slices around the middle R.
+
+    Coarse to fine (card ``coarse_step``, ``dense_mm``, ``coarse_share``): the network first runs on
+    every ``coarse_step``-th slice of the band; then on every slice within ``dense_mm`` of each
+    coarse slice whose vertebra evidence reaches ``coarse_share`` of the best one's. A body's
+    heatmap spans about +-15 mm in R, so the slices left out lie away from every body and stay 0.
+    ``coarse_step`` 1 runs every slice (the plain dense band).
+    """
     step = float(options["slice_step_mm"])
     each = int(round(float(options["band_mm"]) / step))
     slab = extract_sagittal_slab(image, pixel_mm, each, step)
     arrays = normalise_slab(slab.arrays)
-    stacks = np.stack([slice_stack(arrays, s, network.in_slices) for s in range(len(arrays))])
-    outputs = []
+    heatmaps = int(options.get("heatmaps", network.kwargs["outputs"]))
+    maps = np.zeros((network.kwargs["outputs"], *arrays.shape), np.float32)
+    coarse = list(range(len(arrays) % int(options["coarse_step"]) // 2, len(arrays), int(options["coarse_step"])))
+    _run_slices(network, arrays, coarse, maps, heatmaps, int(options["batch"]), device)
+    evidence = np.array([_slice_evidence(maps[0, s], float(options["threshold"])) for s in coarse])
+    if evidence.max() > 0:
+        reach = int(round(float(options["dense_mm"]) / step))
+        chosen = [s for s, e in zip(coarse, evidence) if e >= float(options["coarse_share"]) * evidence.max()]
+        dense = sorted({d for s in chosen for d in range(s - reach, s + reach + 1) if 0 <= d < len(arrays)} - set(coarse))
+        _run_slices(network, arrays, dense, maps, heatmaps, int(options["batch"]), device)
+        done = set(coarse) | set(dense)
+        for _ in range(len(arrays)):  # a peak whose R run reaches slices not run yet: run those, look again
+            todo = _unfinished_peaks(maps[0], done, options)
+            if not todo:
+                break
+            _run_slices(network, arrays, todo, maps, heatmaps, int(options["batch"]), device)
+            done |= set(todo)
+    return slab, maps
+
+
+def _unfinished_peaks(vertebra: np.ndarray, done: set[int], options: dict) -> list[int]:
+    """Slices not run yet that a peak's test needs: its maximum-filter window and its R run (+1 slice each side)."""
+    step = float(options["slice_step_mm"])
+    half = round(float(options["peak_window_mm"][0]) / step / 2)
+    window = (2 * half + 1, 3, 3)
+    todo = set()
+    for index, height in find_peaks(vertebra, float(options["threshold"]), window, refine=False):
+        s, row, col = (int(v) for v in index)
+        low, high = s, s
+        while low - 1 in done and vertebra[low - 1, row, col] > 0.5 * height:
+            low -= 1
+        while high + 1 in done and vertebra[high + 1, row, col] > 0.5 * height:
+            high += 1
+        todo |= {n for n in range(min(low - 1, s - half), max(high + 1, s + half) + 1)
+                 if 0 <= n < len(vertebra) and n not in done}
+    return sorted(todo)
+
+
+def _slice_evidence(vertebra_map: np.ndarray, threshold: float) -> float:
+    """How much body one slice shows: the summed vertebra heat above the peak threshold."""
+    return float(vertebra_map[vertebra_map >= threshold].sum())
+
+
+def _run_slices(network, arrays, indices, maps, heatmaps: int, batch: int, device) -> None:
+    """The network on the stacks centred on ``indices``, written into ``maps`` (sigmoid heatmaps, softmax levels)."""
     with torch.inference_mode():
-        for start in range(0, len(stacks), int(options["batch"])):
-            batch = torch.from_numpy(stacks[start:start + int(options["batch"])]).to(device)
-            outputs.append(torch.sigmoid(network(batch)).cpu().numpy())
-    return slab, np.concatenate(outputs).transpose(1, 0, 2, 3)
+        for start in range(0, len(indices), batch):
+            chunk = indices[start:start + batch]
+            stacks = np.stack([slice_stack(arrays, s, network.in_slices) for s in chunk])
+            logits = network(torch.from_numpy(stacks).to(device))
+            out = [torch.sigmoid(logits[:, :heatmaps])]
+            if logits.shape[1] > heatmaps:  # level classes: one distribution per pixel
+                out.append(torch.softmax(logits[:, heatmaps:], dim=1))
+            maps[:, chunk] = torch.cat(out, dim=1).cpu().numpy().transpose(1, 0, 2, 3)
 
 
-def find_peaks(volume: np.ndarray, threshold: float, window_px) -> list[tuple[np.ndarray, float]]:
+def find_peaks(volume: np.ndarray, threshold: float, window_px, refine: bool = True) -> list[tuple[np.ndarray, float]]:
     """3D local maxima of a (slices, rows, cols) heatmap above ``threshold``: (sub-voxel index, height).
 
     Hand-written (a maximum filter and a weighted centroid): MONAI and SimpleITK offer no 3D peak
@@ -143,6 +198,9 @@ def find_peaks(volume: np.ndarray, threshold: float, window_px) -> list[tuple[np
     peaks = []
     for index in np.array(firsts, int).reshape(-1, 3):
         height = float(volume[tuple(index)])
+        if not refine:  # the voxel of the maximum is enough
+            peaks.append((index.astype(float), height))
+            continue
         box = tuple(slice(max(i - 1, 0), i + 2) for i in index)
         values = np.clip(volume[box] - 0.5 * height, 0.0, None)
         grid = np.stack(np.meshgrid(*[np.arange(b.start, b.start + n) for b, n in zip(box, values.shape)],
@@ -221,8 +279,25 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     threshold = float(options["anchor_threshold"])
     peaks = suppress_near(peak_points(slab, maps[1], 0.5 * threshold, options), nms_mm, float(options["nms_r_scale"]))
     answers = [Detection(p, h, h, 1, ()) for p, h in anchor_answers(peaks, threshold)]
+    heatmaps = int(options.get("heatmaps", model.networks.kwargs["outputs"]))
+    if heatmaps >= 3 and maps.shape[0] > heatmaps:  # S1 heatmap and level classes: evidence per candidate
+        candidates = [with_level_evidence(c, slab, maps, heatmaps) for c in candidates]
     return attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
 
 
+def with_level_evidence(candidate: Candidate, slab: SagittalSlab, maps: np.ndarray, heatmaps: int,
+                        half=(1, 2, 2)) -> Candidate:
+    """The candidate with its level-class probabilities (mean over a small box around it) and L5 / S1 heights (max).
+
+    The box (3 slices x 5 x 5 pixels, 6 x 10 x 10 mm) stays inside the body core the level classes were taught on.
+    """
+    index = np.rint(slab.ras_to_pixel(np.asarray(candidate.position, float)[None])[0]).astype(int)
+    box = tuple(slice(max(i - h, 0), min(i + h + 1, n)) for i, h, n in zip(index, half, maps.shape[1:]))
+    levels = maps[(slice(heatmaps, None), *box)].reshape(maps.shape[0] - heatmaps, -1).mean(axis=1)
+    ends = tuple(float(maps[(c, *box)].max()) for c in (1, 2))
+    return Candidate(candidate.position, candidate.probability, candidate.anchor_probability,
+                     levels / max(float(levels.sum()), 1e-9), ends)
+
+
 __all__ = ["HeatmapDetector", "heatmap_candidates", "anchor_answers", "normalise_slab", "gaussian_heatmap", "find_peaks",
-           "suppress_near", "predict_band", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]
+           "suppress_near", "predict_band", "with_level_evidence", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]

@@ -35,7 +35,7 @@ from .. import RESEARCH_NOTICE, __version__
 from ..models import ModelCard, save_model_package
 from .graph import fit_shape_model
 from .heatmap import ARCHITECTURE, DEFAULT_HEATMAP, HeatmapDetector
-from .heatmap_training import (PIXEL_MM, SLICE_STEP_MM, HeatmapSamples, generated_case,
+from .heatmap_training import (LEVEL_CLASSES, PIXEL_MM, SLICE_STEP_MM, HeatmapSamples, generated_case,
                                read_real_case, real_split)
 from .pipeline import TASK
 
@@ -44,25 +44,43 @@ DEFAULT_SELECT = ("vb3_27", "vb3_29", "vb2_20")
 VIEWS = {"lumbar": 0.45, "whole": 0.2, "thoracic": 0.1, "short": 0.15, "cervical": 0.1}
 MODALITIES = ("ct", "t1", "t2", "random")
 LEVELS = ("T8", "S1")
+#: Generated development seeds added to the selection set (never training seeds, never the reported 150001-150030).
+SELECT_SEED = 990_101
 #: Positive pixels are few: their loss counts this many times more.
 POSITIVE_WEIGHT = 20.0
+#: The level cross-entropy (about 2.5 untrained, a few tenths trained) against the heatmap BCE (a few hundredths).
+LEVEL_WEIGHT = 0.1
 
 
 class HeatmapLoss(torch.nn.Module):
-    """Weighted binary cross-entropy on soft Gaussian targets; ``label`` = targets then weight maps."""
+    """Weighted binary cross-entropy on soft Gaussian targets, plus cross-entropy on the dense level maps.
+
+    ``label`` = ``heatmaps`` targets, their weight maps, then (optionally) the one-hot level maps;
+    the logits hold ``heatmaps`` heatmap channels, then the level logits. Level pixels count only
+    where a level is taught (the one-hot maps sum to 1 there, 0 elsewhere; rotated, they blend).
+    """
+
+    def __init__(self, heatmaps: int | None = None, level_weight: float = LEVEL_WEIGHT):
+        super().__init__()
+        self.heatmaps, self.level_weight = heatmaps, float(level_weight)
 
     def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        channels = logits.shape[1]
-        targets, weights = label[:, :channels], label[:, channels:]
+        channels = self.heatmaps or logits.shape[1]
+        targets, weights = label[:, :channels], label[:, channels:2 * channels]
         weights = weights * (1.0 + POSITIVE_WEIGHT * targets)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-        return (loss * weights).sum() / weights.sum().clamp(min=1.0)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, :channels], targets, reduction="none")
+        total = (loss * weights).sum() / weights.sum().clamp(min=1.0)
+        if logits.shape[1] > channels:
+            levels = label[:, 2 * channels:]
+            log_p = torch.log_softmax(logits[:, channels:], dim=1)
+            total = total + self.level_weight * -(levels * log_p).sum() / levels.sum().clamp(min=1.0)
+        return total
 
 
 def build_engines(network, train_loader, select_loader, out_dir: Path, epochs: int, learning_rate: float,
-                  deadline: float, device="cpu", patience: int = 6):
+                  deadline: float, device="cpu", patience: int = 6, heatmaps: int | None = None):
     """(trainer, evaluator): AdamW, cosine schedule, selection every epoch, checkpoints, early stop, deadline."""
-    loss = HeatmapLoss()
+    loss = HeatmapLoss(heatmaps)
     optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=learning_rate * 0.05)
     if np.isfinite(deadline):  # on a shared machine the epochs per hour vary: anneal by the clock instead
@@ -83,6 +101,8 @@ def build_engines(network, train_loader, select_loader, out_dir: Path, epochs: i
                                      iteration_log=20, name="train")])
     CheckpointSaver(str(out_dir), {"network": network, "optimizer": optimizer, "scheduler": scheduler,
                                    "trainer": trainer}, save_interval=1, n_saved=1, epoch_level=True).attach(trainer)
+    # every epoch's network too: the epoch is chosen by naming on the selection scans, not by the loss alone
+    CheckpointSaver(str(out_dir), {"net": network}, save_interval=1, n_saved=None, epoch_level=True).attach(trainer)
     EarlyStopHandler(patience, lambda engine: -engine.state.metrics["select_loss"], trainer=trainer).attach(evaluator)
     _stop_at(trainer, deadline)
     _reseed_each_epoch(trainer, train_loader.dataset)
@@ -140,7 +160,8 @@ def resume(trainer, network, scheduler, out_dir: Path) -> None:
 # ------------------------------------------------------------------------------------------- data
 
 
-def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int) -> tuple[list, list]:
+def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int,
+               select_generated: int = 0) -> tuple[list, list]:
     """(training cases, selection cases): real train-split scans and generated scans, selection patients apart."""
     train, chosen = [], []
     for folder in real_split(data_dir, "train"):
@@ -153,13 +174,22 @@ def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: in
             train.append(generated_case(seed * 100_000 + number + 1, str(view), str(modality)))
         except Exception as error:  # a generated case too small for the grid: skip it, say so
             print(f"generated case {number} skipped: {error}", flush=True)
+    for number in range(select_generated):  # development seeds: the selection loss sees the pelvis and S1 too
+        view = ("lumbar", "short", "thoracic", "whole")[number % 4]
+        chosen.append(generated_case(SELECT_SEED + number, view, MODALITIES[number % len(MODALITIES)]))
     return train, chosen
 
 
 def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40, generated: int = 120,
                   samples_per_epoch: int = 1600, batch: int = 8, learning_rate: float = 2e-3, seed: int = 0,
-                  select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128, device: str = "cpu") -> Path:
-    """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first."""
+                  select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128, device: str = "cpu",
+                  outputs: int = 2, init: str | None = None, real_share: float = 0.6,
+                  select_generated: int = 0, levels: bool = False) -> Path:
+    """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first.
+
+    ``outputs`` 3 adds the S1 channel; ``levels`` the dense level classes (:data:`LEVEL_CLASSES`);
+    ``init``: a heatmap package to start from (:func:`warm_start`).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -167,21 +197,49 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
     if cache.exists():  # our own prepared arrays from an interrupted run of this recipe (never weights)
         cases, chosen = pickle.loads(cache.read_bytes())
     else:
-        cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed)
+        cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed, select_generated)
         cache.write_bytes(pickle.dumps((cases, chosen)))
     write_shape_points(cases, out)
     print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
           f"{len(chosen)} selection cases", flush=True)
-    train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed)
-    select_set = HeatmapSamples(chosen, 96, size=size, seed=seed + 1, augment=False, real_share=1.0)
+    train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed, real_share=real_share, channels=outputs,
+                               levels=levels)
+    select_share = 1.0 if not select_generated else 0.6
+    select_set = HeatmapSamples(chosen, 128, size=size, seed=seed + 1, augment=False, real_share=select_share,
+                                channels=outputs, levels=levels)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=False, num_workers=0)
     select_loader = torch.utils.data.DataLoader(select_set, batch_size=batch, num_workers=0)
-    network = HeatmapDetector().to(device)
+    network = HeatmapDetector(outputs=outputs + (len(LEVEL_CLASSES) if levels else 0)).to(device)
+    if init:
+        warm_start(network, init, heatmaps=outputs)
     trainer, _, scheduler = build_engines(network, loader, select_loader, out, epochs, learning_rate, deadline,
-                                          device=device)
+                                          device=device, heatmaps=outputs)
     resume(trainer, network, scheduler, out)
     trainer.run()
     return out
+
+
+def warm_start(network: HeatmapDetector, package: str | Path, heatmaps: int = 3) -> None:
+    """Start from a trained heatmap package's weights; new heatmap channels start as copies of its anchor's.
+
+    Fine-tuning keeps what the earlier run learned about real bodies (70 CPU minutes) and spends the
+    new run on the new channels and data. A new S1 channel starts from the L5 anchor's filter (a
+    neighbouring end-of-spine answer) rather than at random; level logits keep their random start.
+    """
+    from safetensors.torch import load_file
+
+    saved = load_file(str(Path(package) / "model.safetensors"))
+    own = network.state_dict()
+    for key, value in saved.items():
+        if key not in own:
+            continue
+        if own[key].shape == value.shape:
+            own[key] = value
+        elif value.ndim >= 1 and own[key].shape[1:] == value.shape[1:]:  # final conv: more output channels
+            own[key][:len(value)] = value
+            own[key][len(value):heatmaps] = value[-1]
+    network.load_state_dict(own)
+    print(f"warm start from {package}", flush=True)
 
 
 def write_shape_points(cases, out: Path) -> None:
@@ -210,33 +268,50 @@ def shape_model_from(out_dir: str | Path):
 
 
 def load_checkpoint(checkpoint: str | Path, network: HeatmapDetector | None = None) -> HeatmapDetector:
-    """The network (default architecture unless given) with the weights of a saved checkpoint (weights only)."""
-    network = network or HeatmapDetector()
-    network.load_state_dict(torch.load(str(checkpoint), map_location="cpu", weights_only=True))
+    """The network (its output count read from the weights unless given) of a saved checkpoint (weights only)."""
+    state = torch.load(str(checkpoint), map_location="cpu", weights_only=True)
+    network = network or HeatmapDetector(outputs=int(state["unet.final_conv.weight"].shape[0]))
+    network.load_state_dict(state)
     return network.eval()
+
+
+def _channel_labels(outputs: int, heatmaps: int) -> dict:
+    names = ["vertebral-body centre heatmap", "L5 (last lumbar above the sacrum) heatmap", "S1 body heatmap"]
+    labels = {str(k): names[k] for k in range(heatmaps)}
+    labels.update({str(heatmaps + k): f"level class {name} (softmax)" for k, name in enumerate(LEVEL_CLASSES)
+                   if heatmaps + k < outputs})
+    return labels
 
 
 def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model, metrics: dict, training_data: str,
                    command: str, model_id: str = "spine-label-lumbar-heatmap", extra: dict | None = None) -> Path:
-    """Write ``models_dir/<model_id>/``: a spine-label package (lumbar region, anchor L5) of the heatmap network."""
+    """Write ``models_dir/<model_id>/``: a spine-label package (lumbar region, anchor L5) of the heatmap network.
+
+    A network with more than 3 outputs has the S1 heatmap and the level classes; its card lists the
+    classes (``level_classes``), and the graph names by their evidence (:mod:`.level_evidence`).
+    """
+    outputs = int(network.kwargs["outputs"])
+    heatmaps = min(outputs, 3)
+    level_extra = {"level_classes": list(LEVEL_CLASSES)} if outputs > heatmaps else {}
     card = ModelCard(
-        id=model_id, task=TASK, version="1.0",
-        labels={"0": "vertebral-body centre heatmap", "1": "L5 (last lumbar above the sacrum) heatmap"},
+        id=model_id, task=TASK, version="1.0", labels=_channel_labels(outputs, heatmaps),
         modalities=["CT", "T1", "T2"], spacing=[PIXEL_MM, PIXEL_MM, SLICE_STEP_MM], patch_size=[128, 128, 3],
         normalisation={"method": "CT: HU window -250..1250; MR: percentiles 0.5..99.5 over the band"},
         network=network.config, region="lumbar", validated_modalities=["MR (real, held-out patients)"],
         training_data=training_data, training_command=command, software_version=__version__,
         research_notice=RESEARCH_NOTICE, metrics=metrics,
         extra={"anchor_level": "L5", "shape_model": shape_model.to_dict(), "levels": list(shape_model.levels),
-               "detector": "heatmap", "heatmap": dict(DEFAULT_HEATMAP), "pixel_mm": PIXEL_MM,
+               "detector": "heatmap", "heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps}, "pixel_mm": PIXEL_MM,
                "labelling": {"transitional_penalty": 25.0, "gap_penalty": 10.0},
                "max_slice_thickness_mm": 6.5, "min_spine_extent_mm": 60.0, "architecture": ARCHITECTURE,
-               **(extra or {})})
+               **level_extra, **(extra or {})})
     return save_model_package(models_dir, network.state_dict(), card, overwrite=True)
 
 
-def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str) -> Path:
-    """Package the best checkpoint of a run: shape model from its cases, measured metrics, heatmap settings."""
+def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str,
+               checkpoint: str | None = None, evidence: dict | None = None,
+               model_id: str = "spine-label-lumbar-heatmap") -> Path:
+    """Package a checkpoint of a run (default: the best by selection loss): shape model from its cases, metrics, settings."""
     saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
     generated = sum(name.startswith("synthetic") for name in saved)
     data = (f"{len(saved) - generated} real MR scans of the splits.json 'train' patients of ../shared/data A10-A12 "
@@ -246,9 +321,12 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
             f"Train patients {', '.join(DEFAULT_SELECT)} held out to choose the epoch; the splits.json 'validation' "
             "patients were never used in training or selection.")
     metrics = json.loads(metrics_file.read_text()) if metrics_file else {}
-    network = load_checkpoint(best_checkpoint(out_dir))
-    extra = {"heatmap": {**DEFAULT_HEATMAP, **settings}}
-    return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, extra=extra)
+    network = load_checkpoint(checkpoint or best_checkpoint(out_dir))
+    heatmaps = min(int(network.kwargs["outputs"]), 3)
+    extra = {"heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps, **settings}}
+    if evidence is not None:
+        extra["evidence"] = evidence
+    return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, model_id, extra)
 
 
 def main(argv=None) -> None:
@@ -264,15 +342,26 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also S1")
+    parser.add_argument("--levels", action="store_true", help="add the dense level-class output")
+    parser.add_argument("--init", help="a heatmap model package to start from (fine-tuning)")
+    parser.add_argument("--real-share", type=float, default=0.6, help="share of samples from real scans")
+    parser.add_argument("--select-generated", type=int, default=0,
+                        help="generated development scans added to the selection set (seeds from 990101)")
     parser.add_argument("--export", metavar="MODELS_DIR",
                         help="instead of training: write the best checkpoint of --out as a package into MODELS_DIR")
     parser.add_argument("--metrics", type=Path, help="with --export: a JSON object of measured metrics for the card")
     parser.add_argument("--settings", default="{}", help="with --export: JSON overrides of the card's heatmap settings")
     parser.add_argument("--command", default="", help="with --export: the training command to record in the card")
+    parser.add_argument("--checkpoint", help="with --export: this checkpoint instead of the best by selection loss")
+    parser.add_argument("--evidence", help="with --export: JSON settings of the level-evidence naming")
+    parser.add_argument("--model-id", default="spine-label-lumbar-heatmap", help="with --export: the package id")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export:
-        print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command))
+        evidence = json.loads(args.evidence) if args.evidence else None
+        print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command,
+                         args.checkpoint, evidence, args.model_id))
         return
     deadline = time.time() + 60.0 * args.minutes
     if args.until:
@@ -280,7 +369,8 @@ def main(argv=None) -> None:
         now = time.gmtime()
         deadline = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0, 0, 0, 0))
     train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,
-                  args.batch, args.lr, args.seed)
+                  args.batch, args.lr, args.seed, outputs=args.outputs, init=args.init, real_share=args.real_share,
+                  select_generated=args.select_generated, levels=args.levels)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,17 @@ ANCHOR_SACRUM_STEPS = 0.8
 BAND_MM = 50.0
 #: Not bodies for the vertebra heatmap (see module text): the sacrum below S1.
 NOT_BODIES = {"S2", "S3", "S4", "S5", "Co"}
+#: Level classes of the dense level output: every body above T8 is "upper"; T13 / L6 have none.
+LEVEL_CLASSES = ("upper", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1")
+_UPPER = {f"C{k}" for k in range(1, 8)} | {f"T{k}" for k in range(1, 8)}
+#: A level target covers the pixels within this share of a vertebra step of a centre (in-plane), and
+#: slices within LEVEL_R_MM of it: the body's core, so neighbouring levels never overlap.
+LEVEL_RADIUS_STEPS, LEVEL_R_MM = 0.3, 12.0
+
+
+def level_class(name: str) -> int | None:
+    """Index of a vertebra name in :data:`LEVEL_CLASSES` (None for T13, L6, the sacrum below S1)."""
+    return 0 if name in _UPPER else (LEVEL_CLASSES.index(name) if name in LEVEL_CLASSES else None)
 
 
 @dataclass
@@ -136,8 +147,12 @@ def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_00
 # ---------------------------------------------------------------------------------------- samples
 
 
-def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice, in_view_bottom: float):
-    """(targets (2, H, W), weights (2, H, W)) of one slice window; see the module text for the rules."""
+def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice, in_view_bottom: float,
+                   channels: int = 2):
+    """(targets (C, H, W), weights (C, H, W)) of one slice window; see the module text for the rules.
+
+    ``channels`` 2: vertebra, L5 anchor; 3: also the S1 body (:func:`_s1_target`).
+    """
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     offset = np.array([rows.start, cols.start], float)
     r_mm = (case.centres[:, 0] - slice_index) * SLICE_STEP_MM
@@ -157,13 +172,62 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
                                       SIGMA_MM, SIGMA_R_MM)
         elif inside[k] and below_px > 0.25 * case.step_px:
             anchor_weight = 0.0  # the crop cuts through L5's lower neighbour: neither clearly there nor gone
-    weights = np.ones((2, *shape), np.float32)
+    weights = np.ones((channels, *shape), np.float32)
     weights[1] *= anchor_weight
     top = int(np.clip(np.ceil(case.top_row - rows.start), 0, shape[0])) if np.isfinite(case.top_row) else 0
     weights[0, :top] = 0.0
     if np.isfinite(case.bottom_row):
         weights[0, int(np.clip(np.floor(case.bottom_row - rows.start), 0, shape[0])):] = 0.0
-    return np.stack([vertebra, anchor]), weights
+    targets = [vertebra, anchor]
+    if channels >= 3:
+        s1, weights[2] = _s1_target(case, slice_index, rows, cols, in_view_bottom, shape)
+        targets.append(s1)
+    return np.stack(targets), weights
+
+
+def level_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice) -> np.ndarray:
+    """One-hot level maps (K, H, W) over the cores of the named bodies; 0 everywhere else (not taught).
+
+    Nothing is taught where the level names are uncertain (transitional anatomy in a generated scan).
+    """
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    out = np.zeros((len(LEVEL_CLASSES), *shape), np.float32)
+    if not case.anchor_known:
+        return out
+    radius2 = (LEVEL_RADIUS_STEPS * case.step_px) ** 2
+    grid_r, grid_c = np.arange(rows.start, rows.stop)[:, None], np.arange(cols.start, cols.stop)[None, :]
+    for name, (slice_c, row, col) in zip(case.names, case.centres):
+        k = level_class(name)
+        if k is None or abs(slice_c - slice_index) * SLICE_STEP_MM > LEVEL_R_MM:
+            continue
+        out[k][(grid_r - row) ** 2 + (grid_c - col) ** 2 <= radius2] = 1.0
+    return out
+
+
+def _s1_target(case: PreparedCase, slice_index: int, rows: slice, cols: slice, in_view_bottom: float, shape):
+    """(target, weight) of the S1 channel: the S1 body's Gaussian where S1 is labelled and in view.
+
+    Where the set does not mask S1 although it is in view (A10, A11: masks end at L5), nothing
+    below ``bottom_row`` is taught (weight 0). A window border within half a step of the S1 centre
+    cuts the body: neither clearly there nor gone (weight 0).
+    """
+    target, weight = np.zeros(shape, np.float32), np.ones(shape, np.float32)
+    if "S1" not in case.names:
+        if np.isfinite(case.bottom_row):
+            weight[int(np.clip(np.floor(case.bottom_row - rows.start), 0, shape[0])):] = 0.0
+        return target, weight
+    k = case.names.index("S1")
+    row, col = case.centres[k, 1:]
+    half = 0.5 * case.step_px
+    near = rows.start - half <= row < in_view_bottom + half and cols.start - half <= col < cols.stop + half
+    inside = rows.start + half <= row < in_view_bottom - half and cols.start + half <= col < cols.stop - half
+    if near and not inside:
+        return target, np.zeros(shape, np.float32)
+    if inside:
+        r_mm = (case.centres[k:k + 1, 0] - slice_index) * SLICE_STEP_MM
+        target = gaussian_heatmap(shape, case.centres[k:k + 1, 1:] - np.array([rows.start, cols.start], float),
+                                  r_mm, PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
+    return target, weight
 
 
 def random_lut(image: np.ndarray, rng: np.random.Generator, points: int = 7) -> np.ndarray:
@@ -194,15 +258,17 @@ def _spatial_transform() -> RandAffined:
 
 
 class HeatmapSamples(torch.utils.data.Dataset):
-    """``length`` random training samples per epoch ({"image": (slices, S, S), "label": (4, S, S)}).
+    """``length`` random training samples per epoch ({"image": (slices, S, S), "label": (2 C, S, S)}).
 
-    The label stacks the two targets and their two weight maps (the loss splits them). With
+    The label stacks the ``channels`` targets and their weight maps (the loss splits them). With
     ``augment`` False the samples are fixed by ``seed`` (a validation set).
     """
 
     def __init__(self, cases: list[PreparedCase], length: int, size: int = 128, in_slices: int = 3,
-                 seed: int = 0, augment: bool = True, tight_crop: float = 0.4, real_share: float = 0.6):
+                 seed: int = 0, augment: bool = True, tight_crop: float = 0.4, real_share: float = 0.6,
+                 channels: int = 2, levels: bool = False):
         self.cases, self.length, self.size, self.in_slices = cases, int(length), int(size), int(in_slices)
+        self.channels, self.levels = int(channels), bool(levels)
         self.seed, self.augment, self.tight_crop = int(seed), augment, float(tight_crop)
         real = np.array([not c.name.startswith("synthetic") for c in cases], float)
         share = np.where(real > 0, real_share / max(real.sum(), 1), (1 - real_share) / max((1 - real).sum(), 1))
@@ -231,8 +297,9 @@ class HeatmapSamples(torch.utils.data.Dataset):
                 image[:] = image.mean(axis=0, keepdims=True)
             if rng.random() < 0.5:  # left-right mirror: the slice order reverses
                 image = image[::-1].copy()
-        targets, weights = sample_targets(case, slice_index, rows, cols, float(rows.stop))
-        sample = {"image": self._place(image, rng), "label": self._place(np.concatenate([targets, weights]), rng)}
+        targets, weights = sample_targets(case, slice_index, rows, cols, float(rows.stop), self.channels)
+        label = [targets, weights] + ([level_targets(case, slice_index, rows, cols)] if self.levels else [])
+        sample = {"image": self._place(image), "label": self._place(np.concatenate(label), self.channels)}
         if self.augment:
             self.spatial.set_random_state(int(rng.integers(2**31)))
             self.intensity.set_random_state(int(rng.integers(2**31)))
@@ -280,19 +347,22 @@ class HeatmapSamples(torch.utils.data.Dataset):
             image = np.clip(image + rng.uniform(-0.3, 0.4) * bodies[None].astype(np.float32), 0.0, 1.0)
         return image
 
-    def _place(self, array: np.ndarray, rng) -> np.ndarray:
-        """Centre in a ``size`` x ``size`` frame; the padding is background (image 0, targets 0, weight 1)."""
+    def _place(self, array: np.ndarray, weights_from: int | None = None) -> np.ndarray:
+        """Centre in a ``size`` x ``size`` frame; the padding is background (image 0, targets 0, weight 1).
+
+        For a label, channels ``weights_from`` ... ``2 weights_from`` are the heatmap weights (1 in the
+        padding: outside the image is background, not unknown); level maps stay 0 there (not taught).
+        """
         out = np.zeros((array.shape[0], self.size, self.size), np.float32)
         h, w = array.shape[1:]
         top = (self.size - h) // 2
         left = (self.size - w) // 2
+        if weights_from is not None:
+            out[weights_from:2 * weights_from] = 1.0
         out[:, top:top + h, left:left + w] = array
-        if array.shape[0] == 4:  # label: padding outside the image is background, not unknown
-            out[2:, :top], out[2:, top + h:] = 1.0, 1.0
-            out[2:, :, :left], out[2:, :, left + w:] = 1.0, 1.0
-            out[2:, top:top + h, left:left + w] = array[2:]
         return out
 
 
 __all__ = ["PreparedCase", "prepare_case", "read_real_case", "real_split", "generated_case", "HeatmapSamples",
-           "sample_targets", "random_lut"]
+           "sample_targets", "random_lut",
+           "level_targets", "level_class", "LEVEL_CLASSES"]

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import InputError
 from ..points import LabelledPoint
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
+from .level_evidence import name_by_levels
 from .operations import candidates_from_points
 
 #: Options of graph.label_candidates a model card may set (card extra "labelling"), with their defaults.
@@ -34,6 +35,8 @@ class LabellingSetup:
     options: dict = field(default_factory=lambda: dict(DEFAULT_LABELLING))  # label_candidates keyword options
     region: str = "whole"
     model_id: str = ""
+    level_classes: tuple = ()  # a detector's level classes (card extra "level_classes"); () without
+    evidence: dict = field(default_factory=dict)  # how level evidence names (card extra "evidence")
 
 
 @dataclass
@@ -61,7 +64,10 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
     kept = _without_fixed_vertebrae(candidates, fixed, setup.shape_model)
     usable = [candidates[k] for k in kept]
     labelling = label_candidates(usable, setup.shape_model, fixed=fixed, **setup.options)
-    if setup.anchor_level in setup.shape_model.levels:
+    by_levels = name_by_levels(usable, setup, fixed, labelling)
+    if by_levels is not None:
+        labelling = by_levels
+    elif setup.anchor_level in setup.shape_model.levels and setup.evidence.get("fallback", "anchor") == "anchor":
         labelling = _anchored(usable, setup, fixed, labelling)
     points = labelling.to_points()
     by_label = {p.label: p for p in fixed_points}

@@ -95,7 +95,8 @@ class SpineLabelModel:
     def setup(self) -> LabellingSetup:
         """How this model names detections (shape model, anchor, the card's labelling options)."""
         options = {key: float(self.setting("labelling", key)) for key in DEFAULT_LABELLING}
-        return LabellingSetup(self.shape_model, self.anchor_level, options, self.region, self.card.id)
+        return LabellingSetup(self.shape_model, self.anchor_level, options, self.region, self.card.id,
+                              tuple(self.card.extra.get("level_classes", ())), dict(self.card.extra.get("evidence", {})))
 
 
 # ---------------------------------------------------------------------------------------- loading
