@@ -210,10 +210,12 @@ def test_overview_legend_names_a_segmentation_result_and_its_incomplete_vertebra
         _draw(axes, panel, _panel_slice(panel))
         return [text.get_text() for text in axes.get_legend().get_texts()]
 
-    assert legend(Panel(image, label_image=labels, names=names)) == ["reference vertebrae"]  # the default
-    result = Panel(image, label_image=labels, names=names, labels_legend="result: one segment per vertebral body",
-                   faint_labels=frozenset({102}))
-    assert legend(result) == ["result: one segment per vertebral body", "incomplete (cut by the scan's edge)"]
+    centre = [LabelledPoint("Vertebra 1", (-15.0, -15.0, 36.0))]
+    assert legend(Panel(image, centre, labels, names)) == ["result (named centres)", "reference vertebrae"]  # defaults
+    result = Panel(image, centre, labels, names, labels_legend="result: one segment per vertebral body",
+                   points_legend="segment names", faint_labels=frozenset({102}))
+    assert legend(result) == ["segment names", "result: one segment per vertebral body",
+                              "incomplete (cut by the scan's edge)"]
 
 
 def test_the_span_mask_removes_ignored_voxels_from_the_loss():

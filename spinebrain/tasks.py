@@ -126,14 +126,14 @@ SPINE_SEGMENT = Task(
 )
 BRAIN_SEG = Task(
     name="brain-seg", title="BrainSeg",
-    help="segment brain tissue (GM, WM, CSF) of an MR scan and measure its volumes; writes .seg.nrrd + volumes .csv",
+    help="segment brain tissue (GM, WM, CSF) and MS lesions of MR scans, with volumes; writes .seg.nrrd + .csv tables",
     card_tasks=("brain-tissue", "brain-lesion"), modalities=("T1", "T2", "FLAIR"), output_suffix=".seg.nrrd",
     command="spinebrain.commands.brain_seg:add_arguments",
-    load_models="spinebrain.brainseg.pipeline:load_tissue_model",
-    run_case="spinebrain.brainseg.pipeline:segment_tissue",
-    train="spinebrain.brainseg.training:add_arguments",
+    load_models="spinebrain.brainseg.case:load_models",
+    run_case="spinebrain.brainseg.case:segment_case",
+    train="spinebrain.brainseg.train_entry:add_arguments",
     evaluate="spinebrain.brainseg.evaluate:add_arguments",
-    trained_card_tasks=("brain-tissue",),  # lesion models come later
+    trained_card_tasks=("brain-tissue", "brain-lesion"),  # --target tissue | lesion
     datalist_card_tasks=("brain-tissue", "brain-lesion"),
 )
 

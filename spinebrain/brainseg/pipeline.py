@@ -11,8 +11,9 @@ Preprocessing toggles, each with its default and the reason for it:
   exactly zero) and passed through as it is > computed: the network runs once on the whole head
   (normalised within the head), its non-background classes (largest component, holes filled) become
   the brain mask, and it runs again on the stripped, re-normalised brain (the way it was trained).
-* normalisation: z-score within the mask (the brain, else the head), as in training; the card
-  itself says ``none`` because this step happens here.
+* normalisation (default ``zscore``): z-score within the mask (the brain, else the head), as in
+  training, or ``nyul`` (:mod:`.preprocess`); the card itself says ``none`` because this step
+  happens here.
 * ``refine`` (default **on**): inside the brain, the network's probabilities serve as the prior of a
   Gaussian mixture fitted to the scan's own intensities (:mod:`.refine`); the network says which
   cluster is which tissue (any contrast), the scan says where the boundaries are. Off: the
@@ -31,7 +32,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..protocol import Progress
-from .synthesis import CLASSES, zscore_in_mask
+from .synthesis import CLASSES
 
 CARD_TASK = "brain-tissue"
 #: output label values -> the names of spinebrain.anatomy (terminology and colours)
@@ -128,20 +129,23 @@ def n4_correct(image: sitk.Image, mask: sitk.Image, shrink: int = 4) -> sitk.Ima
     return sitk.Cast(float_image / sitk.Exp(log_field), sitk.sitkFloat32)
 
 
-def normalised(image: sitk.Image, mask: sitk.Image, strip: bool) -> sitk.Image:
-    """z-score within ``mask`` (zero outside it first when ``strip``), as the training images are."""
+def normalised(image: sitk.Image, mask: sitk.Image, strip: bool, method: str = "zscore") -> sitk.Image:
+    """Normalised within ``mask`` (zero outside it first when ``strip``): z-score as the training images are, or
+    Nyúl's standardisation (:mod:`.preprocess`)."""
+    from .preprocess import normalise
+
     array = sitk.GetArrayFromImage(image).astype(np.float32)
     inside = sitk.GetArrayViewFromImage(mask).astype(bool)
     if strip:
         array[~inside] = 0.0
-    result = sitk.GetImageFromArray(zscore_in_mask(array, inside))
+    result = sitk.GetImageFromArray(normalise(array, inside, method))
     result.CopyInformation(image)
     return result
 
 
 def segment_tissue(image: sitk.Image, model: TissueModel, mask: sitk.Image | None = None, n4: bool = False,
                    device="cpu", progress: Progress | None = None, cancel_event=None,
-                   name: str = "T1", refine: bool = True) -> TissueResult:
+                   name: str = "T1", refine: bool = True, normalisation: str = "zscore") -> TissueResult:
     """Background / CSF / GM / WM of one MR scan, on its own grid (see the module docstring for the steps)."""
     progress = progress or Progress(quiet=True)
     warnings = check_input(image, model.card.modalities, name)
@@ -156,14 +160,14 @@ def segment_tissue(image: sitk.Image, model: TissueModel, mask: sitk.Image | Non
         image = n4_correct(image, brain if brain is not None else head_mask(image))
     if brain is None:
         progress.log("No brain mask given and the scan is not skull-stripped: a first pass finds the brain.")
-        first = _probabilities_argmax(normalised(image, head_mask(image), strip=False), model, device, progress,
+        first = _probabilities_argmax(normalised(image, head_mask(image), False, normalisation), model, device, progress,
                                       cancel_event)
         brain = _largest_filled(sitk.Cast(first > 0, sitk.sitkUInt8))
         if not np.any(sitk.GetArrayViewFromImage(brain)):
             raise InputError(f"No brain tissue was found in the {name}; check that it is a brain MR scan, or give "
                              "--mask.")
-    labels = _tissue_in_brain(normalised(image, brain, strip=True), brain, model, device, progress, cancel_event,
-                              refine)
+    labels = _tissue_in_brain(normalised(image, brain, True, normalisation), brain, model, device, progress,
+                              cancel_event, refine)
     return TissueResult(labels, brain, source, model.card.id, str(device), warnings)
 
 

@@ -1,7 +1,8 @@
 """Tissue volumes and the evaluation metrics of a tissue map.
 
 Volumes: voxel count x voxel volume (mm³ / 1000 = mL); the intracranial volume (ICV) is CSF + GM + WM
-(everything inside the brain mask the segmentation was made in), and each fraction is of the ICV.
+(+ lesions, when segmented: lesion voxels are counted as Lesion, not as the tissue they lie in) --
+everything inside the brain mask the segmentation was made in -- and each fraction is of the ICV.
 Metrics per class against a reference map (MONAI): Dice, HD95 and ASSD in mm (voxel spacing
 passed), and the volume difference (predicted - reference, mL and % of the reference).
 """
@@ -39,6 +40,23 @@ def tissue_volumes(labels: sitk.Image, names: dict[int, str] | None = None) -> l
         voxels = int(counts[value])
         records.append({"structure": names[value], "volume": voxels * per_voxel, "voxels": voxels,
                         "fraction of intracranial volume": voxels / icv_voxels if icv_voxels else 0.0})
+    records.append({"structure": ICV, "volume": icv_voxels * per_voxel, "voxels": icv_voxels,
+                    "fraction of intracranial volume": 1.0 if icv_voxels else 0.0})
+    return records
+
+
+def brain_volumes(labels: sitk.Image, names: dict[int, str], brain_mask: sitk.Image | None = None) -> list[dict]:
+    """Volumes of every named class present in ``names`` (GM, WM, CSF in :data:`TISSUE_ORDER`'s order, then the
+    rest, e.g. 4 Lesion) and the intracranial volume, for :data:`VOLUME_COLUMNS`. The intracranial volume is every
+    named voxel, or the ``brain_mask`` when given (lesions alone, without tissue classes)."""
+    counts = np.bincount(sitk.GetArrayViewFromImage(labels).ravel(), minlength=max(names, default=0) + 1)
+    per_voxel = voxel_volume_ml(labels)
+    order = [v for v, _ in TISSUE_ORDER if v in names] + sorted(v for v in names if v not in dict(TISSUE_ORDER))
+    icv_voxels = int(sum(counts[v] for v in order))
+    if brain_mask is not None:
+        icv_voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(brain_mask)))
+    records = [{"structure": names[v], "volume": int(counts[v]) * per_voxel, "voxels": int(counts[v]),
+                "fraction of intracranial volume": int(counts[v]) / icv_voxels if icv_voxels else 0.0} for v in order]
     records.append({"structure": ICV, "volume": icv_voxels * per_voxel, "voxels": icv_voxels,
                     "fraction of intracranial volume": 1.0 if icv_voxels else 0.0})
     return records

@@ -235,12 +235,26 @@ def _draw_legend(axes, panel: Panel, plane_slice: _Slice) -> None:
     if panel.reference_points:
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="magenta",
                               label="reference centres"))
-    if plane_slice.labels is not None:
+    if plane_slice.labels is not None and _segment_legend(panel, plane_slice):
+        handles += _segment_legend(panel, plane_slice)
+    elif plane_slice.labels is not None:
         handles.append(Patch(facecolor=(0.6, 0.6, 0.9, 0.4), edgecolor="0.3", label=panel.labels_legend))
         if panel.faint_labels and np.isin(plane_slice.labels, list(panel.faint_labels)).any():
             handles.append(Patch(facecolor=(0.6, 0.6, 0.9, 0.1), edgecolor="0.3", linestyle="--",
                                  label=panel.faint_legend))
     axes.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.7)
+
+
+def _segment_legend(panel: Panel, plane_slice: _Slice) -> list:
+    """One patch per named structure of a result segmentation (a few classes, no points): e.g. brain tissue."""
+    from matplotlib.patches import Patch
+
+    names = panel.names or {}
+    values = [int(v) for v in np.unique(plane_slice.labels[plane_slice.labels > 0])]
+    if panel.points or panel.reference_points or not names or len(names) > 8 or not values:
+        return []
+    return [Patch(facecolor=(*_label_color(v, names), 0.5), edgecolor="0.3", label=names.get(v, str(v)))
+            for v in sorted(names) if v in values]
 
 
 def _draw_letters(axes, plane: str, shape) -> None:

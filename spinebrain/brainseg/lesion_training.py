@@ -1,0 +1,202 @@
+"""``spinebrain train brain-seg --target lesion``: the MS / white-matter lesion model, trained on painted label maps.
+
+Training draws fresh multi-sequence crops every epoch from the training label maps with lesions
+painted in (:mod:`.lesion_synthesis`); validation (for the choice of the best checkpoint only) uses
+fixed synthetic crops from held-out maps (default ``training_seg_17..20``), so no real scan is ever
+used to train or to tune. The loop is the shared engine's (:func:`spinebrain.training.run_training`);
+``--until HH:MM`` (UTC) ends a run after the epoch that passes that time, as a STOP file would.
+The result is a model package with card task ``brain-lesion``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..models import ModelCard
+from ..protocol import Progress
+from .lesion_synthesis import CHANNELS, REQUIRED_CHANNELS
+
+METRIC = "val_lesion_dice"
+LABELS = {"0": "background", "1": "Lesion"}
+NETWORK = {"architecture": "UNet", "kwargs": {"channels": [16, 32, 64, 128], "strides": [2, 2, 2],
+                                              "num_res_units": 1}}
+
+
+@dataclass
+class LesionRecipe:
+    maps: str
+    out: str
+    model_id: str = "brain-lesion-synth"
+    validation_maps: tuple[int, ...] = (17, 18, 19, 20)
+    spacing: float = 1.0
+    patch: int = 48
+    epochs: int = 80
+    steps_per_epoch: int = 50
+    batch_size: int = 2
+    validation_crops: int = 16
+    learning_rate: float = 2e-3
+    seed: int = 0
+    device: str = "auto"
+    run_dir: str | None = None
+    resume: bool = True
+    until: str | None = None  # HH:MM UTC
+    init_weights: str | None = None  # start from these weights (.safetensors of the same network)
+    minimum_lesion_mm3: float = 10.0  # written to the card; the pipeline drops smaller components
+    command: str = ""
+
+    def card(self) -> ModelCard:
+        network = {"architecture": NETWORK["architecture"],
+                   "kwargs": {"spatial_dims": 3, "in_channels": len(CHANNELS), "out_channels": len(LABELS),
+                              **NETWORK["kwargs"]}}
+        return ModelCard(
+            id=self.model_id, task="brain-lesion", version="0.1", labels=dict(LABELS), modalities=list(CHANNELS),
+            spacing=[self.spacing] * 3, patch_size=[self.patch] * 3,
+            # each sequence is z-scored within the brain mask by the brain-seg pipeline, as in the synthesis
+            normalisation={"method": "none"}, network=network, training_command=self.command,
+            extra={"required_inputs": list(REQUIRED_CHANNELS),
+                   "optional_inputs": [c for c in CHANNELS if c not in REQUIRED_CHANNELS],
+                   "absent_input": "all zero", "lesion_kind": "MS / white-matter lesions",
+                   "minimum_lesion_mm3": self.minimum_lesion_mm3,
+                   "mask_normalisation": "zscore of each sequence within the brain mask"},
+        )
+
+    def map_names(self) -> tuple[list[str], list[str]]:
+        held = {f"training_seg_{i:02d}.nii.gz" for i in self.validation_maps}
+        names = sorted(p.name for p in Path(self.maps).glob("training_seg_*.nii.gz"))
+        return [n for n in names if n not in held], [n for n in names if n in held]
+
+
+def clock_stop(until: str | None, stop_file: Path):
+    """An epoch handler that writes the run's STOP file once the UTC clock passes ``until`` (HH:MM)."""
+    def check(_trainer) -> None:
+        if until and dt.datetime.now(dt.timezone.utc).strftime("%H:%M") >= until:
+            stop_file.touch()
+    return check
+
+
+def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=None) -> Path:
+    """Train and write ``<out>/<model_id>/``; ``banks``: (training, validation) :class:`.lesion_synthesis.LesionBank`."""
+    from ignite.engine import Events
+    from monai.data import DataLoader
+    from monai.losses import DiceCELoss
+    from monai.metrics import DiceMetric
+    from monai.transforms import AsDiscreted, Compose
+    from monai.utils import set_determinism
+
+    from ..models import build_network, save_model_package
+    from ..training import EngineSettings, init_distributed, load_best_weights, run_training, shutdown
+    from .lesion_synthesis import LesionBank, LesionDataset, LesionSettings, LesionSynthesiser
+
+    progress = progress or Progress(quiet=True)
+    card = recipe.card()
+    context = init_distributed(recipe.device)
+    try:
+        set_determinism(recipe.seed)
+        if banks is None:
+            train_names, val_names = recipe.map_names()
+            progress.update("load", 0.0, f"{len(train_names)} training and {len(val_names)} validation label maps")
+            banks = (LesionBank.from_folder(recipe.maps, recipe.spacing, train_names, recipe.seed),
+                     LesionBank.from_folder(recipe.maps, recipe.spacing, val_names, recipe.seed + 1))
+        train_bank, val_bank = banks
+        settings = LesionSettings(patch=recipe.patch)
+        train_set = LesionDataset(LesionSynthesiser(train_bank, settings, recipe.spacing),
+                                  recipe.steps_per_epoch * recipe.batch_size, recipe.seed)
+        val_set = LesionDataset(LesionSynthesiser(val_bank, settings, recipe.spacing), recipe.validation_crops,
+                                recipe.seed + 7, fixed=True)
+        network = build_network(card)
+        if recipe.init_weights:
+            from safetensors.torch import load_file
+
+            network.load_state_dict(load_file(recipe.init_weights), strict=True)
+            progress.log(f"Starting from the weights in {recipe.init_weights}")
+        network = network.to(context.device)
+        optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
+        post = Compose([AsDiscreted("pred", argmax=True, to_onehot=2), AsDiscreted("label", to_onehot=2)])
+        run_dir = Path(recipe.run_dir or Path(recipe.out) / ".runs" / recipe.model_id)
+        outcome = run_training(
+            network, optimizer,
+            # batch Dice: crops without a lesion still teach (no per-crop Dice of an empty target)
+            DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True),
+            DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, num_workers=0),
+            DataLoader(val_set, batch_size=2), DiceMetric(include_background=False, reduction="mean"),
+            EngineSettings(run_dir, recipe.epochs, METRIC, resume=recipe.resume), context,
+            lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4),
+            val_postprocessing=post, progress=progress,
+            extra_handlers=[(Events.EPOCH_COMPLETED, clock_stop(recipe.until, run_dir / "STOP"))])
+        _describe(card, recipe, outcome, [m.name for m in train_bank.bank.maps], [m.name for m in val_bank.bank.maps])
+        path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
+        progress.result(path, kind="model")
+        progress.log(f"Model package written to {path} (best {METRIC} {outcome.best_metric} at epoch "
+                     f"{outcome.best_epoch}; {outcome.stopped} after epoch {outcome.epochs_run})")
+        return path
+    finally:
+        shutdown(context)
+
+
+def _describe(card: ModelCard, recipe: LesionRecipe, outcome, train_names, val_names) -> None:
+    card.training_data = (f"{len(train_names)} label maps ({', '.join(train_names)}) with lesions painted in, "
+                          f"FLAIR/T1/T2 synthesised on the fly: {recipe.steps_per_epoch * recipe.batch_size} crops "
+                          f"of {recipe.patch}^3 at {recipe.spacing} mm per epoch")
+    card.metrics = {METRIC: outcome.best_metric, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
+                    "stopped": outcome.stopped,
+                    "measured_on": f"{recipe.validation_crops} fixed synthetic crops (each with a painted lesion) "
+                                   f"from held-out maps {', '.join(val_names)}"}
+    card.extra["training"] = {k: v for k, v in asdict(recipe).items() if k not in ("maps", "out", "run_dir", "command")}
+
+
+# -- command line ----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Train the MS / white-matter lesion model (FLAIR required, T1 and T2 optional) on "
+                          "multi-sequence images synthesised from label maps with lesions painted in, and write a "
+                          "model package to --out/<id>/. A file named STOP in the run folder ends the run early "
+                          "with the best weights; run again to resume.")
+    add = parser.add_argument
+    add("--maps", required=True, help="folder of label maps with labels.json (the B7_synthseg_label_maps layout)")
+    add("--out", required=True, help="folder to write the model package into")
+    add("--id", dest="model_id", default="brain-lesion-synth", help="model id (default brain-lesion-synth)")
+    add("--validation-maps", type=int, nargs="+", default=[17, 18, 19, 20],
+        help="numbers of the maps held out for validation (default 17 18 19 20)")
+    add("--spacing", type=float, default=1.0, help="model voxel size in mm (default 1.0)")
+    add("--patch", type=int, default=48, help="crop edge in voxels (default 48)")
+    add("--epochs", type=int, default=80)
+    add("--steps-per-epoch", type=int, default=50)
+    add("--batch-size", type=int, default=2)
+    add("--validation-crops", type=int, default=16)
+    add("--lr", type=float, default=2e-3, dest="learning_rate")
+    add("--seed", type=int, default=0)
+    add("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add("--run-dir", help="checkpoints, metrics log and STOP file (default <out>/.runs/<id>)")
+    add("--no-resume", dest="resume", action="store_false", help="start afresh even if a checkpoint exists")
+    add("--until", help="UTC clock time HH:MM after which the run ends with its best weights")
+    add("--init-weights", help="start from these weights (.safetensors of the same network), e.g. a run's "
+        "best.safetensors")
+    add("--threads", type=int, help="CPU threads for torch")
+    parser.set_defaults(run=run)
+
+
+def run(args, progress: Progress) -> None:
+    from ..commands.train import command_line
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = {k: v for k, v in vars(args).items() if k in LesionRecipe.__dataclass_fields__}
+    options["validation_maps"] = tuple(options["validation_maps"])
+    command = getattr(args, "command_text", None) or command_line()
+    train_lesion(LesionRecipe(**options, command=command), progress)
+
+
+if __name__ == "__main__":  # python -m spinebrain.brainseg.lesion_training ... (same options)
+    import sys
+
+    from ..protocol import Progress as _Progress
+
+    _parser = argparse.ArgumentParser(prog="spinebrain train brain-seg --target lesion")
+    add_arguments(_parser)
+    _args = _parser.parse_args(sys.argv[1:])
+    _args.command_text = "python -m spinebrain.brainseg.lesion_training " + " ".join(sys.argv[1:])
+    _args.run(_args, _Progress())
