@@ -126,10 +126,19 @@ def test_missing_model_says_how_to_get_one(tmp_path):
         load_model_package("nope", registry=registry)
     with pytest.raises(ModelError, match=r"No spine-label model.*spinebrain train spine-label"):
         load_model_package(None, task="spine-label", registry=registry)
-    with pytest.raises(ModelError, match=r"No brain-lesion model.*cannot train brain-lesion models yet.*import"):
+    with pytest.raises(ModelError, match=r"No brain-lesion model.*spinebrain train brain-seg.*import"):
         load_model_package(None, task="brain-lesion", registry=registry)
     with pytest.raises(ModelError, match="No model package folder at"):
         load_model_package(tmp_path / "absent")
+
+
+def test_a_card_task_without_a_trainer_says_import(monkeypatch):
+    from spinebrain import tasks
+
+    brain = tasks.task_for_card("brain-lesion")
+    monkeypatch.setattr(type(brain), "trains", lambda self, card_task: card_task != "brain-lesion")
+    message = ModelRegistry.how_to_get_model("brain-lesion", Path("/models"))
+    assert message.startswith("This version cannot train brain-lesion models yet; import a model package")
 
 
 def test_missing_card(tmp_path):
