@@ -192,8 +192,8 @@ def test_bad_requests_are_refused_before_any_work(scene, slab):
     count = scene.GetNumberOfNodes()
     with pytest.raises(InputError, match="not available"):
         logic.run(volume, mode="4d")
-    with pytest.raises(InputError, match="background command only"):
-        logic.run(volume, mode="3d")
+    with pytest.raises(InputError, match="CT-only model"):  # the MR slab, in process, to the bundled CT model
+        logic.run(volume, mode="3d", device="cpu")
     with pytest.raises(InputError, match="direction"):
         logic.run(volume, direction="sideways")
     table = scene.AddNewNodeByClass("vtkMRMLTableNode")
@@ -202,3 +202,20 @@ def test_bad_requests_are_refused_before_any_work(scene, slab):
     with pytest.raises(InputError, match="not a SpineSegment review table"):
         logic.apply_table_edits(table)
     assert scene.GetNumberOfNodes() == count + 1
+
+
+def test_the_3d_mode_runs_in_process_through_the_registry_with_completeness(scene):
+    """The console's blocking run of the 3D mode: the bundled CT model on a CT phantom, review records filled."""
+    from test_spinesegment_3d_pipeline import phantom
+
+    clean = phantom()
+    noisy = sitk.GetArrayFromImage(clean) + np.random.default_rng(1).normal(0, 20, (70, 40, 40)).astype(np.int16)
+    image = sitk.GetImageFromArray(noisy.astype(np.int16))
+    image.CopyInformation(clean)
+    volume = bridge.volume_node_from_image(scene, image, "phantom CT")
+    logic = SpineSegmentLogic(scene)
+    node = logic.run(volume, mode="3d", direction="up", device="cpu")
+    records = logic.review_records(node)
+    assert node.GetAttribute("SpineSegment.Mode") == "3d"
+    assert len(records) == node.GetSegmentation().GetNumberOfSegments() >= 1
+    assert all(0.0 <= r[review.PROBABILITY] <= 1.0 for r in records)  # 3D results carry the completeness probability

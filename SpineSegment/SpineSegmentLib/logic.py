@@ -65,9 +65,6 @@ class SpineSegmentLogic(TaskLogic):
         """Check the request (before any work) and export the volume and the points."""
         if request["mode"] not in MODE_CHOICES:
             raise InputError(f"Mode {request['mode']!r} is not available; choose one of {', '.join(MODE_CHOICES)}.")
-        if request["in_process"] and request["mode"] != "2d":
-            raise InputError(f"The {request['mode']} mode runs as a background command only for now; use "
-                             "start_segmenting (the module's Apply) for it.")
         if request["direction"] not in DIRECTION_CHOICES:
             raise InputError(f"Unknown direction {request['direction']!r}; choose down or up.")
         output = request["output"]

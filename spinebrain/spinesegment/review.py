@@ -46,8 +46,13 @@ def record(name: str, value: int, complete: bool, volume_mm3: float, centroid_ra
 def from_result(result) -> ReviewResult:
     """Records of an in-process result (2D ``Segmentation2D`` or any result with the same fields)."""
     records = [record(v.name, v.value, v.complete, v.volume_mm3, v.centroid_ras,
-                      getattr(v, "completeness_probability", None)) for v in result.vertebrae]
+                      _probability(v)) for v in result.vertebrae]
     return ReviewResult(result.label_image, dict(result.names), records)
+
+
+def _probability(vertebra) -> float | None:
+    """The completeness probability of a 3D vertebra (``complete_probability``); the 2D mode has none."""
+    return getattr(vertebra, "complete_probability", None)
 
 
 def from_files(seg_path: str | Path) -> ReviewResult:
