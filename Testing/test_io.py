@@ -178,3 +178,10 @@ def test_truncated_file_is_refused_not_zero_filled(tmp_path, suffix):
     path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
     with pytest.raises(InputError, match="damaged"):
         read_image(path)
+
+
+def test_a_series_uid_with_a_single_file_is_refused_not_ignored(tmp_path):
+    path = write_image(oblique_volume(), tmp_path / "scan.nii.gz")
+    with pytest.raises(InputError, match=r"--series chooses one DICOM series in a folder.*scan\.nii\.gz"):
+        read_image(path, series_uid="1.2.3")
+    assert read_image(path).GetSize() == oblique_volume().GetSize()  # without --series it reads as before

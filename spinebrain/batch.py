@@ -145,7 +145,8 @@ def expand_inputs(inputs: list[str | os.PathLike], series_uid: str | None = None
             if image.resolve() in seen:
                 continue
             seen.add(image.resolve())
-            cases.append(Case(_unique_name(_case_name(image), names), image, series_uid))
+            series = series_uid if image.is_dir() else None  # --series picks among a DICOM folder's series only
+            cases.append(Case(_unique_name(_case_name(image), names), image, series))
     if not cases:
         raise InputError("No cases to run: the inputs list no image files or folders.")
     return cases

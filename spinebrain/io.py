@@ -81,6 +81,9 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
         raise InputError(f"File not found: {path}. Check the path (and that the drive is mounted) and run again.")
     if path.is_dir():
         return _read_dicom_folder(path, series_uid)
+    if series_uid:  # silently reading the file would hide that the series asked for was not used
+        raise InputError(f"--series chooses one DICOM series in a folder, but {path.name} is a single image file; "
+                         "drop --series, or give the folder that holds the series.")
     try:
         with _itk_warnings_hidden():
             _check_declared_size(path)
