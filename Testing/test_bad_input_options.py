@@ -70,3 +70,18 @@ def test_global_flags_are_accepted_after_the_subcommand(tmp_path, capsys):
     assert [e["event"] for e in events] == ["error", "done"]
     assert_clear_message(events[0]["message"].split(": ", 1)[1], "--seed -5")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("arguments", [
+    ["train", "spine-label", "--region", "lumbar", "--cases", "2", "--epochs", "1"],
+    ["train", "spine-label", "--region", "lumbar", "--detector", "heatmap", "--id", "spine-label-lumbar"],
+    ["train", "datalist", "--task", "brain-tissue", "--datalist", "absent.json", "--id", "spine-label-lumbar"],
+])
+def test_training_into_an_existing_package_is_refused_before_any_work(tmp_path, capsys, arguments):
+    existing = tmp_path / "models" / "spine-label-lumbar"
+    existing.mkdir(parents=True)
+    (existing / "model_card.json").write_text("{}", encoding="utf-8")
+    before = sorted(p.name for p in (tmp_path / "models").rglob("*"))
+    assert main(["--quiet", *arguments, "--out", str(tmp_path / "models")]) == 2
+    assert sorted(p.name for p in (tmp_path / "models").rglob("*")) == before
+    assert "A model package already exists at" in capsys.readouterr().err

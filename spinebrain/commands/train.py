@@ -60,6 +60,10 @@ def add_spine_label_arguments(parser) -> None:
 
 def run_spine_label(args, progress) -> None:
     from ..device import select_device
+    from ..models.package import refuse_existing_package
+
+    default_id = "spine-label-lumbar-heatmap" if args.detector == "heatmap" else f"spine-label-{args.region}"
+    refuse_existing_package(args.out, args.model_id or default_id)  # before any training, not after it
 
     if args.detector == "heatmap":
         if args.init_from or args.real_validation or args.run_dir:
@@ -94,7 +98,8 @@ def _run_heatmap(args, progress, device: str) -> None:
     run_dir = Path(args.out) / f".{args.model_id or 'spine-label-lumbar-heatmap'}-run"  # checkpoints: resumable
     train_heatmap(args.real_mr, str(run_dir), time.time() + 60.0 * args.minutes, epochs=max(args.epochs, 1),
                   generated=args.cases, seed=args.seed, device=device)
-    path = export_run(str(run_dir), args.out, None, {}, command_line())
+    path = export_run(str(run_dir), args.out, None, {}, command_line(),
+                      model_id=args.model_id or "spine-label-lumbar-heatmap")
     progress.result(path, kind="model")
     progress.log(f"Model package written to {path} (measure it with benchmarks/eval_spine_label_real_mr.py)")
 

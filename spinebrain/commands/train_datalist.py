@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args, progress) -> None:
+    from ..models.package import refuse_existing_package
     from ..training.from_datalist import run as train
 
+    refuse_existing_package(args.out, args.model_id)  # before any training, not after it
     train(args, progress)

@@ -42,6 +42,14 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 # -- writing -------------------------------------------------------------------------------------
+def refuse_existing_package(folder: str | os.PathLike, model_id: str) -> None:
+    """ModelError when ``folder/model_id`` exists: trainers call it before training, not only when saving."""
+    target = Path(folder) / model_id
+    if target.exists():
+        raise ModelError(f"A model package already exists at {target}; choose another --id or --out (or remove "
+                         "that folder), then run again.")
+
+
 def save_model_package(folder: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], card: ModelCard,
                        weights_format: str = "safetensors", overwrite: bool = False) -> Path:
     """Write the package ``<folder>/<card.id>/`` and return its path.
@@ -56,8 +64,8 @@ def save_model_package(folder: str | os.PathLike, state_dict: Mapping[str, torch
     tensors = _plain_tensors(state_dict)
     folder = Path(folder)
     target = folder / card.id
-    if target.exists() and not overwrite:
-        raise ModelError(f"A model package already exists at {target}; choose another id or pass overwrite=True.")
+    if not overwrite:
+        refuse_existing_package(folder, card.id)
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{card.id}-", dir=folder))
     staging.chmod(0o755)  # mkdtemp makes it private; the package should be readable like any folder
