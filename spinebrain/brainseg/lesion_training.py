@@ -11,7 +11,6 @@ The result is a model package with card task ``brain-lesion``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from ..models import ModelCard
 from ..protocol import Progress
 from .lesion_synthesis import CHANNELS, REQUIRED_CHANNELS
+from .training import add_recipe_arguments, clock_stop, run_recipe
 
 METRIC = "val_lesion_dice"
 LABELS = {"0": "background", "1": "Lesion"}
@@ -71,17 +71,8 @@ class LesionRecipe:
         return [n for n in names if n not in held], [n for n in names if n in held]
 
 
-def clock_stop(until: str | None, stop_file: Path):
-    """An epoch handler that writes the run's STOP file once the UTC clock passes ``until`` (HH:MM)."""
-    def check(_trainer) -> None:
-        if until and dt.datetime.now(dt.timezone.utc).strftime("%H:%M") >= until:
-            stop_file.touch()
-    return check
-
-
 def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=None) -> Path:
     """Train and write ``<out>/<model_id>/``; ``banks``: (training, validation) :class:`.lesion_synthesis.LesionBank`."""
-    from ignite.engine import Events
     from monai.data import DataLoader
     from monai.losses import DiceCELoss
     from monai.metrics import DiceMetric
@@ -127,7 +118,7 @@ def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=N
             EngineSettings(run_dir, recipe.epochs, METRIC, resume=recipe.resume), context,
             lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4),
             val_postprocessing=post, progress=progress,
-            extra_handlers=[(Events.EPOCH_COMPLETED, clock_stop(recipe.until, run_dir / "STOP"))])
+            extra_handlers=clock_stop(recipe.until, run_dir))
         _describe(card, recipe, outcome, [m.name for m in train_bank.bank.maps], [m.name for m in val_bank.bank.maps])
         path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
         progress.result(path, kind="model")
@@ -155,39 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "multi-sequence images synthesised from label maps with lesions painted in, and write a "
                           "model package to --out/<id>/. A file named STOP in the run folder ends the run early "
                           "with the best weights; run again to resume.")
-    add = parser.add_argument
-    add("--maps", required=True, help="folder of label maps with labels.json (the B7_synthseg_label_maps layout)")
-    add("--out", required=True, help="folder to write the model package into")
-    add("--id", dest="model_id", default="brain-lesion-synth", help="model id (default brain-lesion-synth)")
-    add("--validation-maps", type=int, nargs="+", default=[17, 18, 19, 20],
-        help="numbers of the maps held out for validation (default 17 18 19 20)")
-    add("--spacing", type=float, default=1.0, help="model voxel size in mm (default 1.0)")
-    add("--patch", type=int, default=48, help="crop edge in voxels (default 48)")
-    add("--epochs", type=int, default=80)
-    add("--steps-per-epoch", type=int, default=50)
-    add("--batch-size", type=int, default=2)
-    add("--validation-crops", type=int, default=16)
-    add("--lr", type=float, default=2e-3, dest="learning_rate")
-    add("--seed", type=int, default=0)
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    add("--run-dir", help="checkpoints, metrics log and STOP file (default <out>/.runs/<id>)")
-    add("--no-resume", dest="resume", action="store_false", help="start afresh even if a checkpoint exists")
-    add("--until", help="UTC clock time HH:MM after which the run ends with its best weights")
-    add("--init-weights", help="start from these weights (.safetensors of the same network), e.g. a run's "
-        "best.safetensors")
-    add("--threads", type=int, help="CPU threads for torch")
+    add_recipe_arguments(parser, LesionRecipe)
     parser.set_defaults(run=run)
 
 
 def run(args, progress: Progress) -> None:
-    from ..commands.train import command_line
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    options = {k: v for k, v in vars(args).items() if k in LesionRecipe.__dataclass_fields__}
-    options["validation_maps"] = tuple(options["validation_maps"])
-    command = getattr(args, "command_text", None) or command_line()
-    train_lesion(LesionRecipe(**options, command=command), progress)
+    run_recipe(args, progress, LesionRecipe, train_lesion)
 
 
 if __name__ == "__main__":  # python -m spinebrain.brainseg.lesion_training ... (same options)

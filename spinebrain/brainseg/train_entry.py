@@ -22,9 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "optional) on the same label maps with lesions painted in.")
     parser.add_argument("--target", choices=TARGETS, default="tissue",
                         help="tissue (GM / WM / CSF, default) or lesion (MS / white-matter lesions)")
-    if "--until" not in parser._option_string_actions:
-        parser.add_argument("--until", help="UTC time HH:MM after which the run ends at the next epoch end "
-                            "(best weights kept)")
     parser.set_defaults(run=run)
 
 

@@ -156,40 +156,54 @@ def clock_stop(until: str | None, run_dir: Path) -> list:
 
 
 # -- command line (registered in spinebrain.tasks as brain-seg's train entry) ------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = ("Train the brain tissue model (background / CSF / GM / WM) on images synthesised from "
-                          "label maps in the SynthSeg manner (random contrast, deformation, bias, noise, resolution), "
-                          "and write a model package to --out/<id>/. Put a file named STOP in the run folder to end "
-                          "the run early with the best weights; run again to resume.")
+def add_recipe_arguments(parser: argparse.ArgumentParser, recipe) -> None:
+    """The options of a synthesis-trained brain recipe (tissue or lesion); defaults from the recipe's fields."""
+    defaults = {name: field.default for name, field in recipe.__dataclass_fields__.items()}
     add = parser.add_argument
     add("--maps", required=True, help="folder of label maps with labels.json (the B7_synthseg_label_maps layout)")
     add("--out", required=True, help="folder to write the model package into")
-    add("--id", dest="model_id", default="brain-tissue-synth", help="model id (default brain-tissue-synth)")
-    add("--validation-maps", type=int, nargs="+", default=[17, 18, 19, 20],
-        help="numbers of the maps held out for validation (default 17 18 19 20)")
-    add("--spacing", type=float, default=1.5, help="model voxel size in mm (default 1.5)")
-    add("--patch", type=int, default=48, help="crop edge in voxels (default 48)")
-    add("--epochs", type=int, default=200)
-    add("--steps-per-epoch", type=int, default=50)
-    add("--batch-size", type=int, default=2)
-    add("--validation-crops", type=int, default=12)
-    add("--lr", type=float, default=2e-3, dest="learning_rate")
-    add("--seed", type=int, default=0)
-    add("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add("--id", dest="model_id", default=defaults["model_id"], help=f"model id (default {defaults['model_id']})")
+    validation = list(defaults["validation_maps"])
+    add("--validation-maps", type=int, nargs="+", default=validation,
+        help=f"numbers of the maps held out for validation (default {' '.join(map(str, validation))})")
+    add("--spacing", type=float, default=defaults["spacing"],
+        help=f"model voxel size in mm (default {defaults['spacing']})")
+    add("--patch", type=int, default=defaults["patch"], help=f"crop edge in voxels (default {defaults['patch']})")
+    add("--epochs", type=int, default=defaults["epochs"])
+    add("--steps-per-epoch", type=int, default=defaults["steps_per_epoch"])
+    add("--batch-size", type=int, default=defaults["batch_size"])
+    add("--validation-crops", type=int, default=defaults["validation_crops"])
+    add("--lr", type=float, default=defaults["learning_rate"], dest="learning_rate")
+    add("--seed", type=int, default=defaults["seed"])
+    add("--device", default=defaults["device"], help="auto, cpu, cuda, cuda:N")
     add("--run-dir", help="checkpoints, metrics log and STOP file (default <out>/.runs/<id>)")
     add("--no-resume", dest="resume", action="store_false", help="start afresh even if a checkpoint exists")
     add("--init-weights", help="start from these weights (.safetensors of the same network), e.g. a run's "
         "best.safetensors, instead of a random initialisation")
     add("--until", help="UTC time HH:MM after which the run ends at the next epoch end (best weights kept)")
     add("--threads", type=int, help="CPU threads for torch")
-    parser.set_defaults(run=run)
 
 
-def run(args, progress: Progress) -> None:
+def run_recipe(args, progress: Progress, recipe, train) -> Path:
+    """Build ``recipe`` from the parsed options and ``train`` it (the command line of both brain recipes)."""
     from ..commands.train import command_line
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = {k: v for k, v in vars(args).items() if k in TissueRecipe.__dataclass_fields__}
+    options = {k: v for k, v in vars(args).items() if k in recipe.__dataclass_fields__}
     options["validation_maps"] = tuple(options["validation_maps"])
-    train_tissue(TissueRecipe(**options, command=command_line()), progress)
+    command = getattr(args, "command_text", None) or command_line()  # set when run as python -m ...
+    return train(recipe(**options, command=command), progress)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("Train the brain tissue model (background / CSF / GM / WM) on images synthesised from "
+                          "label maps in the SynthSeg manner (random contrast, deformation, bias, noise, resolution), "
+                          "and write a model package to --out/<id>/. Put a file named STOP in the run folder to end "
+                          "the run early with the best weights; run again to resume.")
+    add_recipe_arguments(parser, TissueRecipe)
+    parser.set_defaults(run=run)
+
+
+def run(args, progress: Progress) -> None:
+    run_recipe(args, progress, TissueRecipe, train_tissue)
