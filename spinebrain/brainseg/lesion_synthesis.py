@@ -37,7 +37,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from .synthesis import LabelMapBank, _crop, _thick_slices, zscore_in_mask
+from .synthesis import LabelMapBank, _crop, acquire, zscore_in_mask
 
 #: network input channels, in order; FLAIR is required, the others may be all zero (absent)
 CHANNELS = ("FLAIR", "T1", "T2")
@@ -277,16 +277,7 @@ class LesionSynthesiser:
         return amplitude * smooth_noise(rng, shape, (self.spacing_mm,) * 3, scale)
 
     def _acquisition(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        s = self.settings
-        sigma = rng.uniform(0, s.max_blur)
-        if sigma > 0.2:
-            image = ndimage.gaussian_filter(image, sigma)
-        if rng.random() < s.p_thick:
-            image = _thick_slices(image, int(rng.integers(3)), rng.uniform(1.5, s.max_thickness))
-        self.bias.set_random_state(int(rng.integers(2**31)))
-        image = np.asarray(self.bias(image[None]))[0]
-        image = image + rng.uniform(0, s.max_noise) * rng.standard_normal(image.shape).astype(np.float32)
-        return np.clip(image, 0.0, None).astype(np.float32)
+        return acquire(image, rng, self.settings, self.bias).astype(np.float32)
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:

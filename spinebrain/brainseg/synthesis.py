@@ -201,16 +201,7 @@ class LabelMapSynthesiser:
         return np.clip(image, 0.0, None).astype(np.float32)
 
     def _acquisition(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        s = self.settings
-        sigma = rng.uniform(0, s.max_blur)
-        if sigma > 0.2:
-            image = ndimage.gaussian_filter(image, sigma)
-        if rng.random() < s.p_thick:
-            image = _thick_slices(image, int(rng.integers(3)), rng.uniform(1.5, s.max_thickness))
-        self.bias.set_random_state(int(rng.integers(2**31)))
-        image = np.asarray(self.bias(image[None]))[0]
-        image = image + rng.uniform(0, s.max_noise) * rng.standard_normal(image.shape).astype(np.float32)
-        image = np.clip(image, 0.0, None) ** np.exp(rng.normal(0, 0.25))
+        image = acquire(image, rng, self.settings, self.bias) ** np.exp(rng.normal(0, 0.25))  # then a random gamma
         return image.astype(np.float32)
 
 
@@ -248,6 +239,23 @@ def _crop(array: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
     dst = tuple(slice(s.start - l, s.stop - l) for s, l in zip(src, lo))
     out[dst] = array[src]
     return out
+
+
+def acquire(image: np.ndarray, rng: np.random.Generator, settings, bias) -> np.ndarray:
+    """The scanner's part of a synthetic image: blur, thick slices along a random axis, bias field, noise.
+
+    ``settings`` has ``max_blur``, ``p_thick``, ``max_thickness`` and ``max_noise``; ``bias`` is a MONAI
+    RandBiasField seeded from ``rng``. Non-negative, not yet cast.
+    """
+    sigma = rng.uniform(0, settings.max_blur)
+    if sigma > 0.2:
+        image = ndimage.gaussian_filter(image, sigma)
+    if rng.random() < settings.p_thick:
+        image = _thick_slices(image, int(rng.integers(3)), rng.uniform(1.5, settings.max_thickness))
+    bias.set_random_state(int(rng.integers(2**31)))
+    image = np.asarray(bias(image[None]))[0]
+    image = image + rng.uniform(0, settings.max_noise) * rng.standard_normal(image.shape).astype(np.float32)
+    return np.clip(image, 0.0, None)
 
 
 def _thick_slices(image: np.ndarray, axis: int, thickness: float) -> np.ndarray:
