@@ -175,6 +175,14 @@ def poll_until_finished(run, timeout: float | None, stop_now: Callable[[], None]
         raise
 
 
+def raise_unless_succeeded(state: RunState, error: str, cancelled_message: str, details: str = "") -> None:
+    """After a finished run: CancelledError, TaskInputError (bad input) or TaskError unless it succeeded."""
+    if state is RunState.CANCELLED:
+        raise CancelledError(cancelled_message)
+    if state is not RunState.SUCCEEDED:
+        raise (TaskInputError if state is RunState.BAD_INPUT else TaskError)(error, state, details)
+
+
 class TaskRun:
     """One run of a task. Drive it with :meth:`poll` (a Qt timer) or :meth:`wait` (console, tests).
 
@@ -209,11 +217,8 @@ class TaskRun:
     def wait(self, timeout: float | None = None):
         """Block until the end: the import's output; else TaskError (TaskInputError: bad input) or CancelledError."""
         poll_until_finished(self, timeout, self._stop_now, "The task")
-        if self.state is RunState.CANCELLED:
-            raise CancelledError("The run was cancelled; nothing was changed.")
-        if self.state is not RunState.SUCCEEDED:
-            error = TaskInputError if self.state is RunState.BAD_INPUT else TaskError
-            raise error(self.error, self.state, self.result.details if self.result else "")
+        raise_unless_succeeded(self.state, self.error, "The run was cancelled; nothing was changed.",
+                               self.result.details if self.result else "")
         return self.output
 
     def cancel(self, grace_seconds: float = 5.0) -> None:

@@ -34,7 +34,7 @@ from spinebrain.tasks import available_tasks
 
 from . import training_cases
 from .runner import RunState
-from .task_logic import TaskError, TaskInputError, core_process_runner, poll_until_finished
+from .task_logic import core_process_runner, poll_until_finished, raise_unless_succeeded
 from .training_curves import fill_curves
 from .training_export import ExportedCases, ExportJob, export_cases, split_cases
 
@@ -341,13 +341,8 @@ class TrainingRun:
 
     def wait(self, timeout: float | None = None):
         """Block until the end: the registered model entry; TaskError, TaskInputError or CancelledError otherwise."""
-        from spinebrain.errors import CancelledError
-
         poll_until_finished(self, timeout, self._cancel_now, "Training")
-        if self.state is RunState.CANCELLED:
-            raise CancelledError("Training was cancelled; no model was registered.")
-        if self.state is not RunState.SUCCEEDED:
-            raise (TaskInputError if self.state is RunState.BAD_INPUT else TaskError)(self.error, self.state)
+        raise_unless_succeeded(self.state, self.error, "Training was cancelled; no model was registered.")
         return self.model
 
     def _cancel_now(self) -> None:
