@@ -10,13 +10,17 @@ written beside them for the model card (:mod:`.package2d`).
 
 from __future__ import annotations
 
-import json
 import time
+
+#: When this module began to load: ``--seconds`` counts from here (the interpreter's start and the
+#: package's own imports before it take a second or two more; ``--reserve`` covers them).
+_STARTED = time.time()
+
+import json  # noqa: E402
 import warnings
 from pathlib import Path
 
 import torch
-from ignite.engine import Events
 from monai import transforms as mt
 from monai.data import DataLoader, Dataset
 from monai.losses import DiceCELoss
@@ -24,9 +28,12 @@ from monai.metrics import DiceMetric
 from monai.utils import set_determinism
 
 from ..models.network import network_class
-from ..training import EngineSettings, run_training
-from ..training.handlers import METRICS_JSONL, STOP_FILE
+from ..device import select_device
+from ..errors import InputError
+from ..training import DistributedContext, EngineSettings, run_training, wrap_network
+from ..training.handlers import METRICS_JSONL
 from .networks import network_spec
+from .runtime2d import EpochClock, Export, Throughput, TimeCosineLR, clear_clock_stop
 from .training2d import (RandomSliceDataset, TrainOptions, augmentations, load_case, log, split_cases,
                          validation_items)
 
@@ -36,9 +43,6 @@ VAL_METRIC = "val_dice"
 #: for the reported figures).
 EARLY_STOP_CASES = ("A10_vb3_lumbar_mr/vb3_27", "A10_vb3_lumbar_mr/vb3_29", "A11_vb2_t2_lumbar/vb2_20",
                     "A12_vb1_thoracolumbar_pathology/vb1_16")
-#: Content of a stop file written by the wall-clock limit (removed again when the run is resumed;
-#: a stop file a person wrote is left alone).
-CLOCK_STOP = "stopped by the wall-clock limit\n"
 #: Logit given to ignored voxels: sigmoid ~ 1e-13, so they add nothing to the Dice or the BCE.
 IGNORED_LOGIT = -30.0
 
@@ -71,42 +75,92 @@ def _mask_validation_item(item: dict) -> dict:
 
 def train(options: TrainOptions) -> Path:
     """Run (or resume) a training; returns the run folder (``best.safetensors``, ``history.json``)."""
+    started = time.time()
     torch.set_num_threads(options.threads)
     # Slices without a body are drawn on purpose (negatives); MONAI warns about each of them.
     warnings.filterwarnings("ignore", message="Num foregrounds 0")
     set_determinism(options.seed)
+    context = DistributedContext(device=select_device(options.device))
+    if context.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed training crop: let cuDNN pick its fastest kernels
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clear_clock_stop(out_dir)
+    clear_clock_stop(out_dir)
     train_cases, val_cases = _cached_cases(options)
-    log(f"{len(train_cases)} training cases, {len(val_cases)} for early stopping")
+    log(f"{len(train_cases)} training cases, {len(val_cases)} for early stopping, device {context.device}, "
+        f"{options.workers} workers, batch {options.batch_size}")
 
     spec = network_spec(options.architecture, 2 * options.context + 1)
     network = network_class(spec["architecture"])(**spec["kwargs"])
     if options.init_weights:
         _load_initial_weights(network, options.init_weights)
+    network = wrap_network(network, context)
     optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, options.max_epochs,
-                                                           eta_min=options.learning_rate * 0.03)
-    train_loader = DataLoader(RandomSliceDataset(train_cases, options, augmentations(options)),
-                              batch_size=options.batch_size, num_workers=0)
+    handlers, scheduler = _schedule(options, optimizer, started)
+    clock = EpochClock(out_dir, options.stop_at, options.epoch_seconds)
+    throughput = Throughput(options.batch_size, optimizer)
+    handlers += clock.handlers() + throughput.handlers()
+    export = Export(out_dir, Path(options.export_dir)) if options.export_dir else None
+    if export is not None:
+        handlers += export.handlers()
+    train_loader = _train_loader(train_cases, options, context)
     val_pad = mt.DivisiblePadd(("image", "label"), k=16)
     val_loader = DataLoader(Dataset(validation_items(val_cases, options), val_pad), batch_size=1)
     settings = EngineSettings(out_dir, options.max_epochs, VAL_METRIC, early_stop_patience=options.patience)
     _write_history(out_dir, options, spec, None)
     outcome = run_training(network, optimizer, SpanMaskedDiceCE(), train_loader, val_loader,
-                           DiceMetric(include_background=True, reduction="mean"), settings,
-                           lr_scheduler=scheduler, val_postprocessing=_mask_validation_item,
-                           extra_handlers=[(Events.ITERATION_COMPLETED, _clock_stop(options, out_dir))])
-    _write_history(out_dir, options, spec, outcome)
+                           DiceMetric(include_background=True, reduction="mean"), settings, context,
+                           lr_scheduler=scheduler, val_postprocessing=_mask_validation_item, extra_handlers=handlers)
+    _write_history(out_dir, options, spec, outcome, throughput.summary(context.device))
+    if export is not None:
+        export.copy()
     log(f"{outcome.stopped} after epoch {outcome.epochs_run}; best {VAL_METRIC} {outcome.best_metric} "
-        f"at epoch {outcome.best_epoch}")
+        f"at epoch {outcome.best_epoch}; {time.time() - started:.0f} s in all")
     return out_dir
 
 
+def _schedule(options: TrainOptions, optimizer, started: float):
+    """(extra handlers, epoch scheduler): cosine over the epochs, or over the time until ``stop_at``."""
+    if options.lr_schedule == "time":
+        if options.stop_at is None:
+            raise InputError("A time-based learning-rate schedule needs a time limit (--seconds, --minutes or --until).")
+        return TimeCosineLR(optimizer, options.learning_rate, started, options.stop_at).handlers(), None
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, options.max_epochs,
+                                                           eta_min=options.learning_rate * 0.03)
+    return [], scheduler
+
+
+def _train_loader(cases, options: TrainOptions, context: DistributedContext) -> DataLoader:
+    """Random augmented slices; with workers, each one single-threaded and kept across epochs."""
+    dataset = RandomSliceDataset(cases, options, augmentations(options))
+    if options.workers <= 0:
+        return DataLoader(dataset, batch_size=options.batch_size, num_workers=0)
+    return DataLoader(dataset, batch_size=options.batch_size, num_workers=options.workers,
+                      worker_init_fn=_init_worker, persistent_workers=True, prefetch_factor=4,
+                      pin_memory=context.device.type == "cuda")
+
+
+def _init_worker(worker_id: int) -> None:
+    """MONAI's per-worker transform seeds, and one torch thread per worker (the workers share the CPUs)."""
+    from monai.data.utils import worker_init_fn
+
+    torch.set_num_threads(1)
+    worker_init_fn(worker_id)
+
+
 def _cached_cases(options: TrainOptions):
-    cases = split_cases(options.data_root, "train")
     held = set(options.validation_cases)
+    if options.cache_dir:
+        from .cache2d import cached_names, read_cache
+
+        names = cached_names(options.cache_dir)
+        fit_names = [n for n in names if n not in held][: options.limit_cases]
+        stop_names = [n for n in names if n in held][: options.limit_cases]
+        started = time.time()
+        cases = read_cache(options.cache_dir, options, fit_names + stop_names)
+        log(f"read {len(cases)} cached cases from {options.cache_dir} in {time.time() - started:.1f} s")
+        return cases[: len(fit_names)], cases[len(fit_names):]
+    cases = split_cases(options.data_root, "train")
     fit = [c for c in cases if c[0] not in held][: options.limit_cases]
     stop = [c for c in cases if c[0] in held][: options.limit_cases]
     started = time.time()
@@ -127,25 +181,7 @@ def _load_initial_weights(network: torch.nn.Module, path: str) -> None:
     log(f"starting from the weights in {path}")
 
 
-def _clock_stop(options: TrainOptions, out_dir: Path):
-    """An iteration handler that writes the engine's stop file once ``options.stop_at`` has passed."""
-
-    def check(_engine) -> None:
-        stop_file = out_dir / STOP_FILE
-        if options.stop_at is not None and time.time() > options.stop_at and not stop_file.exists():
-            log("time limit reached: stopping with the best weights so far")
-            stop_file.write_text(CLOCK_STOP, encoding="utf-8")
-
-    return check
-
-
-def _clear_clock_stop(out_dir: Path) -> None:
-    stop_file = out_dir / STOP_FILE
-    if stop_file.is_file() and stop_file.read_text(encoding="utf-8") == CLOCK_STOP:
-        stop_file.unlink()
-
-
-def _write_history(out_dir: Path, options: TrainOptions, spec: dict, outcome) -> None:
+def _write_history(out_dir: Path, options: TrainOptions, spec: dict, outcome, throughput: dict | None = None) -> None:
     """Options, network and per-epoch figures of the run (read by :func:`.package2d.card_for_run`)."""
     path = out_dir / "history.json"
     history = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -156,6 +192,8 @@ def _write_history(out_dir: Path, options: TrainOptions, spec: dict, outcome) ->
     if outcome is not None:
         history.update({"best_val_dice": outcome.best_metric, "best_epoch": outcome.best_epoch,
                         "stopped": outcome.stopped})
+    if throughput is not None:
+        history["throughput"] = throughput
     path.write_text(json.dumps(history, indent=1), encoding="utf-8")
 
 
@@ -164,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--data", required=True, help="folder with splits.json and the A10-A12 MR sets")
+    parser.add_argument("--data", help="folder with splits.json and the A10-A12 MR sets")
+    parser.add_argument("--cache", help="read the training cases from this cache2d folder instead of --data")
     parser.add_argument("--out", required=True, help="run folder (resume checkpoint, metrics, best weights)")
     parser.add_argument("--architecture", default="unet")
     parser.add_argument("--epochs", type=int, default=200)
@@ -176,16 +215,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init", help="start from these weights (model package folder or .safetensors)")
     parser.add_argument("--no-span-mask", action="store_true", help="count every voxel in the loss")
     parser.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="whole run (data loading, final validation and save included) within this many seconds")
+    parser.add_argument("--reserve", type=float, default=25.0,
+                        help="with --seconds: seconds kept for the last validation, saving and exit")
+    parser.add_argument("--export", help="also keep the best weights, history and metrics here (copied every epoch)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--epoch-seconds", type=float, default=None,
+                        help="end each epoch (validation, best weights, resume checkpoint) after this many seconds")
+    parser.add_argument("--lr-schedule", choices=("epochs", "time"), default="epochs",
+                        help="cosine over the epochs, or warm-up + cosine over the run's time (needs a time limit)")
     parser.add_argument("--until", help="stop at this UTC time of day, HH:MM")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit-cases", type=int, default=None)
     parser.add_argument("--validation-cases", nargs="*", default=list(EARLY_STOP_CASES))
     args = parser.parse_args(argv)
-    train(TrainOptions(data_root=args.data, out_dir=args.out, architecture=args.architecture,
+    if not (args.data or args.cache):
+        parser.error("give --data (NIfTI folder with splits.json) or --cache (a cache2d folder)")
+    stop_at = stop_time(args.minutes, args.until)
+    if args.seconds is not None:
+        stop_at = min(filter(None, [stop_at, _STARTED + args.seconds - args.reserve]))
+    train(TrainOptions(data_root=args.data or "", out_dir=args.out, cache_dir=args.cache, device=args.device,
+                       workers=args.workers, batch_size=args.batch_size, export_dir=args.export, epoch_seconds=args.epoch_seconds,
+                       lr_schedule=args.lr_schedule, architecture=args.architecture,
                        max_epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, crop=args.crop,
                        learning_rate=args.lr, patience=args.patience, limit_cases=args.limit_cases,
                        init_weights=args.init, validation_step=args.validation_step, span_mask=not args.no_span_mask, threads=args.threads,
-                       validation_cases=list(args.validation_cases), stop_at=stop_time(args.minutes, args.until)))
+                       validation_cases=list(args.validation_cases), stop_at=stop_at))
 
 
 def stop_time(minutes: float | None = None, until: str | None = None) -> float | None:

@@ -53,6 +53,13 @@ class TrainOptions:
     balance_sets: bool = True  # draw each MR set equally often (A12, the hardest, has the fewest scans)
     validation_step: int = 2  # every n-th body slice of the early-stopping cases is validated
     remap_probability: float = 0.3  # random non-monotonic intensity curve (contrast randomisation)
+    # device runs (see engine2d's --device / --workers / --seconds and cache2d)
+    cache_dir: str | None = None  # read the cases from a cache2d folder instead of data_root's NIfTI
+    device: str = "cpu"
+    workers: int = 0  # DataLoader worker processes (each with one torch thread)
+    epoch_seconds: float | None = None  # end an epoch (validate + checkpoint) after this long
+    export_dir: str | None = None  # copy best weights, history and metrics here after every epoch
+    lr_schedule: str = "epochs"  # "epochs": cosine over max_epochs; "time": warm-up + cosine until stop_at
 
 
 @dataclass
@@ -174,11 +181,23 @@ class RandomSliceDataset(torch.utils.data.Dataset):
     def __init__(self, cases: list[CachedCase], options: TrainOptions, transform):
         self.cases, self.options, self.transform = cases, options, transform
         self.rng = np.random.default_rng(options.seed)
+        self._rng_seed = None
+
+    def _worker_rng(self) -> np.random.Generator:
+        """Each DataLoader worker draws its own slices: a worker gets a copy of this dataset, rng
+        included, so without a reseed every worker (and, without persistent workers, every epoch)
+        would repeat the same draws. torch gives each worker of each epoch a distinct seed."""
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.seed != self._rng_seed:
+            self._rng_seed = info.seed
+            self.rng = np.random.default_rng(info.seed % 2**32)
+        return self.rng
 
     def __len__(self) -> int:
         return self.options.samples_per_epoch
 
     def __getitem__(self, _index: int):
+        self._worker_rng()
         case = self._draw_case()
         if len(case.body_slices) and self.rng.random() < self.options.body_slice_fraction:
             index = int(self.rng.choice(case.body_slices))
