@@ -24,6 +24,7 @@ def test_slice_differences_round_trip_and_crop_follows_the_span():
     case = CachedCase("A10_vb3_lumbar_mr/x", mask.astype(np.float16), mask, np.arange(10, 14), (20, 30))
     cropped = crop_case(case, in_plane_margin=5, slice_margin=2)
     assert cropped.image.shape == (8, 15, 21)
+    assert crop_case(case, in_plane_margin=5, slice_margin=2, row_margin=8).image.shape == (8, 21, 21)
     assert list(cropped.body_slices) == [2, 3, 4, 5]
     assert cropped.span == (5, 15) and cropped.mask[:, :, 5].any() and cropped.mask[:, :, 15].any()
 
@@ -34,16 +35,17 @@ def test_the_cache_holds_what_training_reads_from_the_nifti(data_dir, tmp_path):
     from spinebrain.spinesegment.training2d import TrainOptions, load_case
 
     options = TrainOptions(str(data_dir), str(tmp_path))
-    write_cache(options, tmp_path / "cache", in_plane_margin=32, slice_margin=4, only=[CASE])
+    write_cache(options, tmp_path / "cache", in_plane_margin=32, slice_margin=4, only=[CASE], row_margin=48)
     (cached,) = read_cache(tmp_path / "cache", options)
     full = load_case(CASE, data_dir / CASE, options)
     assert cached.name == CASE and cached.mask.sum() == full.mask.sum()  # every body voxel kept
     first = int(full.body_slices[0]) - 4
-    rows = np.flatnonzero(full.mask.any(axis=(0, 2)))[0] - 32
+    rows = max(0, np.flatnonzero(full.mask.any(axis=(0, 2)))[0] - 48)
     cols = max(0, np.flatnonzero(full.mask.any(axis=(0, 1)))[0] - 32)
     window = full.image[first:first + cached.image.shape[0], rows:rows + cached.image.shape[1],
                         cols:cols + cached.image.shape[2]].astype(np.float32)
-    assert np.abs(window - cached.image.astype(np.float32)).max() < 1 / 127  # 128 levels, float16
+    # 64 levels, rounding (half a step) + dither (half a step) + float16
+    assert np.abs(window - cached.image.astype(np.float32)).max() < 1.05 / 63
     assert cached.span == (full.span[0] - cols, full.span[1] - cols)
     options.spacing_mm = 2.0
     with pytest.raises(InputError, match="spacing_mm"):
