@@ -10,13 +10,9 @@ written beside them for the model card (:mod:`.package2d`).
 
 from __future__ import annotations
 
+import json
+import os
 import time
-
-#: When this module began to load: ``--seconds`` counts from here (the interpreter's start and the
-#: package's own imports before it take a second or two more; ``--reserve`` covers them).
-_STARTED = time.time()
-
-import json  # noqa: E402
 import warnings
 from pathlib import Path
 
@@ -37,6 +33,22 @@ from .runtime2d import EpochClock, Export, Throughput, TimeCosineLR, clear_clock
 from .training2d import (RandomSliceDataset, TrainOptions, augmentations, load_case, log, split_cases,
                          validation_items)
 
+def _process_start() -> float:
+    """When this process started (Linux ``/proc``), so ``--seconds`` counts the interpreter's start and
+    the imports too; elsewhere (or if it looks wrong) the time this module was loaded."""
+    loaded = time.time()
+    try:
+        with open("/proc/self/stat", encoding="ascii") as handle:
+            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        with open("/proc/stat", encoding="ascii") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime"))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return loaded
+    return started if loaded - 600 < started <= loaded + 1 else loaded
+
+
+_STARTED = _process_start()
 VAL_METRIC = "val_dice"
 #: Training patients kept out of the gradient for early stopping and for choosing the inference
 #: settings (one or two per MR set; never a 'validation' case of splits.json, which stays untouched
