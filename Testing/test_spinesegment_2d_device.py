@@ -92,7 +92,7 @@ def test_a_clocked_run_from_the_cache_exports_its_results_and_packages(data_dir,
                            validation_step=16, validation_cases=[CASE])
     train(options)
     history = json.loads((tmp_path / "out" / "history.json").read_text())
-    assert history["stopped"] == "stop requested" and len(history["epochs"]) >= 2  # epochs ended by the clock
+    assert history["stopped"] == "stopped by the wall-clock limit" and len(history["epochs"]) >= 2  # epochs ended by the clock
     assert history["throughput"]["samples"] > 0 and history["best_epoch"] >= 1
     assert not (tmp_path / "out" / "resume.pt").exists() and (tmp_path / "scratch" / "run" / "resume.pt").exists()
     package = export_package(tmp_path / "out", tmp_path / "models", {"measured_on": "nothing (test)"})

@@ -123,6 +123,8 @@ def train(options: TrainOptions) -> Path:
     outcome = run_training(network, optimizer, SpanMaskedDiceCE(), train_loader, val_loader,
                            DiceMetric(include_background=True, reduction="mean"), settings, context,
                            lr_scheduler=scheduler, val_postprocessing=_mask_validation_item, extra_handlers=handlers)
+    if clock.stopping:
+        outcome.stopped = "stopped by the wall-clock limit"
     _write_history(out_dir, options, spec, outcome, throughput.summary(context.device))
     if export is not None:
         export.copy()

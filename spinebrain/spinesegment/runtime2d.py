@@ -5,8 +5,8 @@ depends on how fast the CPU workers augment), so the run is shaped by the clock 
 
 * :class:`EpochClock` ends an epoch after ``epoch_seconds`` (ignite's ``terminate_epoch``): the
   validation, the best weights and the resume checkpoint then follow at that pace, so a kill
-  loses at most that much; at the run's stop time it ends the epoch too, and asks the engine to
-  stop after it (the stop file), so the last stretch of training is validated and saved.
+  loses at most that much; at the run's stop time it ends the epoch too and then the run (the
+  resume checkpoint is still written), so the last stretch of training is validated and saved.
 * :class:`TimeCosineLR` sets the learning rate from the elapsed fraction of the run's time: a
   short linear warm-up, then a cosine down to 3 % at the stop time, whatever the throughput.
 * :class:`Export` copies the small results (best weights, history, metrics log) to a second
@@ -61,11 +61,14 @@ class EpochClock:
         elif self.epoch_seconds is not None and now - self.epoch_started > self.epoch_seconds:
             engine.terminate_epoch()
 
-    def _epoch_completed(self, _engine) -> None:
-        # after this epoch's validation and report (attached before); the engine's stop request ends
-        # the run at the next iteration, keeping the best weights
-        if self.stopping and not self.stop_file.exists():
-            self.stop_file.write_text(CLOCK_STOP, encoding="utf-8")
+    def _epoch_completed(self, engine) -> None:
+        # after this epoch's validation, best weights and report (attached before); the stop file
+        # keeps a resumed run from starting again past its time, and ending here rather than at the
+        # engine's next stop check spares waiting for one more batch
+        if self.stopping:
+            if not self.stop_file.exists():
+                self.stop_file.write_text(CLOCK_STOP, encoding="utf-8")
+            engine.terminate()
 
 
 def clear_clock_stop(out_dir: Path) -> None:
