@@ -1,0 +1,63 @@
+"""The GPU recipe of the 3D instance model (seeds, clock schedule, a tiny clock-stopped run on CPU)."""
+
+import json
+import time
+
+import pytest
+
+from spinebrain.spinesegment import device3d
+from spinebrain.spinesegment.device3d import DeviceOptions, lr_by_clock, training_seed
+from spinebrain.spinesegment.device3d_post import tuning_score
+
+
+def test_worker_seeds_are_disjoint_and_never_the_held_out_ones():
+    seeds = [training_seed(worker, 4, index) for worker in range(4) for index in range(3000)]
+    assert len(set(seeds)) == len(seeds)
+    assert not [s for s in seeds if 5000 <= s < 10000]
+    assert training_seed(1, 4, 0) == 1 and training_seed(0, 4, 1250) == 10000
+
+
+def test_learning_rate_warms_up_then_falls_to_the_final_fraction(monkeypatch):
+    options = DeviceOptions(data="", out="", seconds=120, reserve_seconds=20, warmup_fraction=0.1,
+                            final_lr_fraction=0.05)
+    now = [1000.0]
+    monkeypatch.setattr(device3d.time, "time", lambda: now[0])
+    factor = lr_by_clock(options, started=1000.0, run_started=1000.0)  # 100 s of schedule
+    values = {}
+    for second in (0, 5, 10, 55, 100, 150):
+        now[0] = 1000.0 + second
+        values[second] = factor(0)
+    assert values[0] == pytest.approx(0.01) and values[5] == pytest.approx(0.5)
+    assert values[10] == pytest.approx(1.0) and values[55] == pytest.approx(0.525)
+    assert values[100] == pytest.approx(0.05) and values[150] == pytest.approx(0.05)
+
+
+def test_tuning_score_counts_missed_vertebrae_as_wrong():
+    all_found = {"matched": 10, "reference_vertebrae": 10, "dice_mean": 0.9, "completeness_accuracy": 1.0}
+    half_found = {**all_found, "matched": 5}
+    assert tuning_score(all_found) == pytest.approx(0.95)
+    assert tuning_score(half_found) == pytest.approx(0.475)
+    assert tuning_score({"matched": 0, "reference_vertebrae": 8, "dice_mean": None,
+                         "completeness_accuracy": None}) == 0.0
+
+
+@pytest.mark.slow
+def test_tiny_device_run_stops_by_the_clock_and_exports(tmp_path):
+    from spinebrain.spinesegment.pipeline3d import load_model_3d
+    from spinebrain.spinesegment.training3d import export_package
+
+    options = DeviceOptions(data=str(tmp_path / "no-label-map"), out=str(tmp_path / "run"), device="cpu",
+                            seconds=8, reserve_seconds=2, workers=0, batch_size=2, spacing_mm=4.0, patch=16,
+                            filters=4, levels=2, min_voxels=16, validation_cases=1, validation_patches=2,
+                            samples_per_epoch=4, pool=2, patches_per_case=4)
+    started = time.time()
+    summary = device3d.train_on_device(options, run_started=started)
+    run = tmp_path / "run"
+    assert summary["stopped"] == "stop requested" and summary["total_samples"] > 0
+    assert json.loads((run / "summary.json").read_text())["total_samples"] == summary["total_samples"]
+    for name in ("best.safetensors", "final.safetensors", "resume.pt", "options.json"):
+        assert (run / name).is_file(), name
+    assert not (run / "STOP").exists()  # a later start would not stop at once
+    package = export_package(run, tmp_path / "models", {"note": "tiny device run"}, threshold=0.7)
+    model = load_model_3d(str(package))
+    assert model.card.spacing == [4.0] * 3 and model.traversal.threshold == 0.7
