@@ -61,3 +61,17 @@ def test_tiny_device_run_stops_by_the_clock_and_exports(tmp_path):
     package = export_package(run, tmp_path / "models", {"note": "tiny device run"}, threshold=0.7)
     model = load_model_3d(str(package))
     assert model.card.spacing == [4.0] * 3 and model.traversal.threshold == 0.7
+
+
+def test_card_metrics_keep_the_bundled_card_layout():
+    from spinebrain.spinesegment.device3d_post import card_metrics
+
+    figures = {"synthetic_seeds": "9000:9006", "synthetic": {"dice_mean": 0.9},
+               "real_ct": [{"case": "A6 L3 crop", "vertebrae": [
+                   {"name": "L3", "reference_complete": True, "matched": True, "dice": 0.91, "surface_mm": 0.8,
+                    "predicted_complete": True}]}]}
+    metrics = card_metrics(figures, 0.7, (5000, 5002))
+    assert metrics["synthetic_heldout"] == {"dice_mean": 0.9}
+    assert metrics["real_ct"] == {"A6 L3 crop": {"L3": {"dice": 0.91, "reference_complete": True,
+                                                        "predicted_complete": True}}}
+    assert "5000-5001: 0.7" in metrics["threshold_chosen_on"] and "--synthetic 9000:9006" in metrics["command"]

@@ -5,7 +5,8 @@ Run (repository root, on CPU, data beside the repository):
 
 1. The traversal threshold is chosen on generated seeds 5000-5001 (never trained on, not the test
    seeds), as for the bundled model: mean of Dice and completeness accuracy, a miss counted as 0.
-2. The package ``spine-segment-ct-3d`` is written to ``--models`` from the run's best weights.
+2. The package ``spine-segment-ct-3d`` is written to ``--models`` (``MODELS/spine-segment-ct-3d/``) from the
+   run's best weights (the tuning packages go to ``MODELS/tune/``).
 3. It is evaluated by ``benchmarks/eval_spine_segment_ct3d.py`` (held-out generated CT seeds
    9000-9005 and the real CT crops A6, A3, A5): the script and cases of the bundled card.
 4. The package is written again with those figures in its card, and both cards' figures are printed
@@ -44,7 +45,7 @@ def choose_threshold(run: Path, models: Path, thresholds: list[float], seeds: tu
 
     scores = {}
     for threshold in thresholds:
-        folder = export_package(run, models / f"tune-{threshold:g}", metrics={}, threshold=threshold)
+        folder = export_package(run, models / "tune" / f"threshold-{threshold:g}", metrics={}, threshold=threshold)
         summary = summarise(synthetic_scores(load_model_3d(str(folder), device="cpu"), *seeds, log=lambda _: None))
         scores[threshold] = tuning_score(summary)
         log(f"threshold {threshold:g}: score {scores[threshold]:.4f} " + json.dumps(summary))
@@ -94,7 +95,7 @@ def main(argv=None) -> None:
     tune_seeds = tuple(int(x) for x in args.tune_seeds.split(":"))
     threshold = choose_threshold(args.run, args.models, [float(t) for t in args.thresholds.split(",")], tune_seeds)
     print(f"threshold {threshold:g} chosen on generated seeds {args.tune_seeds}", flush=True)
-    package = export_package(args.run, args.models / MODEL_ID, metrics={}, command=args.command, threshold=threshold)
+    package = export_package(args.run, args.models, metrics={}, command=args.command, threshold=threshold)
     figures_path = args.models / "eval.json"
     subprocess.run([sys.executable, str(EVAL_SCRIPT), "--model", str(package), "--synthetic", args.synthetic,
                     "--data", args.data, "--json", str(figures_path)],
@@ -104,7 +105,7 @@ def main(argv=None) -> None:
     summary = args.run / "summary.json"
     if summary.is_file():
         metrics["gpu_training"] = json.loads(summary.read_text(encoding="utf-8"))
-    export_package(args.run, package, metrics=metrics, command=args.command, threshold=threshold)
+    package = export_package(args.run, args.models, metrics=metrics, command=args.command, threshold=threshold)
     bundled = json.loads(BUNDLED_CARD.read_text(encoding="utf-8"))["metrics"]
     compare(bundled, metrics)
     print("package:", package, flush=True)
