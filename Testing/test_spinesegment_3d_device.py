@@ -75,3 +75,19 @@ def test_card_metrics_keep_the_bundled_card_layout():
     assert metrics["real_ct"] == {"A6 L3 crop": {"L3": {"dice": 0.91, "reference_complete": True,
                                                         "predicted_complete": True}}}
     assert "5000-5001: 0.7" in metrics["threshold_chosen_on"] and "--synthetic 9000:9006" in metrics["command"]
+
+
+def test_mirrored_replay_yields_each_batch_then_its_left_right_mirror():
+    import torch
+
+    from spinebrain.spinesegment.device3d import MirroredReplay
+
+    batch = {"image": torch.arange(2 * 2 * 2 * 3.0).reshape(1, 2, 2, 2, 3),
+             "label": torch.arange(3 * 2 * 2 * 3.0).reshape(1, 3, 2, 2, 3)}
+    replay = MirroredReplay([batch], mirrored=True)
+    assert len(replay) == 2 and len(MirroredReplay([batch], mirrored=False)) == 1
+    first, second = list(replay)
+    assert first is batch
+    for key in batch:
+        assert torch.equal(second[key][..., 0], batch[key][..., 2])
+        assert torch.equal(second[key][..., 1], batch[key][..., 1])
