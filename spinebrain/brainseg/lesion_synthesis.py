@@ -19,7 +19,8 @@ One draw (:meth:`LesionSynthesiser.draw`), in the SynthSeg manner but with seque
    darker than WM, T2 lesions brighter than both), a small jitter per structure, a spread, blur,
    a smooth random brightness change within the tissues (real white matter is not flat: only a
    focal, sharper hyperintensity is a lesion), bias field (MONAI ``RandBiasField``) and noise, each
-   sequence independently;
+   sequence independently; in half the draws a thin unlabelled hyperintense rim along the lateral
+   ventricles on FLAIR and T2 (the normal periventricular caps and rims, a classic false positive);
 5. skull stripped (zero outside the brain) or kept, z-score within the brain (or head);
 6. the optional sequences (T1, T2) dropped at random (all zero), so the model runs with FLAIR
    alone or with any of them.
