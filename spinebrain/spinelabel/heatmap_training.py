@@ -284,7 +284,7 @@ class HeatmapSamples(torch.utils.data.Dataset):
         self.epoch = int(epoch)
 
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, self.epoch if self.augment else 0, index])
+        rng = np.random.default_rng([self.seed, self.epoch if self.augment else 0, index, *_worker_entropy(self.augment)])
         number = int(rng.choice(len(self.cases), p=self.case_p))
         case = self.cases[number]
         arrays = self._arrays(number, rng)
@@ -305,6 +305,12 @@ class HeatmapSamples(torch.utils.data.Dataset):
             self.intensity.set_random_state(int(rng.integers(2**31)))
             sample = self.intensity(self.spatial(sample))
         return {key: torch.as_tensor(np.asarray(value), dtype=torch.float32) for key, value in sample.items()}
+
+    def precompute(self) -> None:
+        """Normalise every MR case now, once, so DataLoader workers (forked each epoch) never redo it."""
+        for number, case in enumerate(self.cases):
+            if not case.ct and self._normalised[number] is None:
+                self._normalised[number] = normalise_slab(case.arrays, False)
 
     def _arrays(self, number: int, rng) -> np.ndarray:
         case = self.cases[number]
@@ -361,6 +367,12 @@ class HeatmapSamples(torch.utils.data.Dataset):
             out[weights_from:2 * weights_from] = 1.0
         out[:, top:top + h, left:left + w] = array
         return out
+
+
+def _worker_entropy(augment: bool) -> tuple[int, ...]:
+    """Inside a DataLoader worker, its fresh per-iterator seed: workers may be forked before the epoch is set."""
+    info = torch.utils.data.get_worker_info()
+    return (int(info.seed) % 2**32,) if augment and info is not None else ()
 
 
 __all__ = ["PreparedCase", "prepare_case", "read_real_case", "real_split", "generated_case", "HeatmapSamples",
