@@ -23,14 +23,20 @@ import json
 import lzma
 import os
 import time
-from pathlib import Path
 
-import numpy as np
-import torch
-from ignite.engine import Events
+#: The clock of ``--seconds`` starts here, before torch / MONAI are imported (the budget is wall clock).
+PROCESS_START = time.time()
 
-from .heatmap import HeatmapDetector
-from .heatmap_training import PreparedCase, HeatmapSamples, generated_case, read_real_case, real_split
+from pathlib import Path  # noqa: E402
+
+import logging  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from ignite.engine import Events  # noqa: E402
+
+from .heatmap import HeatmapDetector  # noqa: E402
+from .heatmap_training import PreparedCase, HeatmapSamples  # noqa: E402, generated_case, read_real_case, real_split
 
 #: Real cases keep this many slices (2 mm) each side of the spine's median R; generated ones fewer (budget).
 REAL_HALF_SLICES, GENERATED_HALF_SLICES = 15, 10
@@ -175,11 +181,13 @@ def train_from_cache(cache_dir: str, out_dir: str, seconds: float, device: str =
                      batch: int = 48, samples_per_epoch: int = 12_000, learning_rate: float = 2e-3,
                      init: str | None = None, outputs: int = 2, real_share: float = 0.6, seed: int = 0,
                      checkpoint_seconds: float = 50.0, reserve_s: float = 25.0, patience: int = 12,
-                     max_epochs: int = 10_000, size: int = 128) -> dict:
-    """Train for at most ``seconds`` from now (loading included; ``reserve_s`` kept for the last saves)."""
+                     max_epochs: int = 10_000, size: int = 128, start: float | None = None) -> dict:
+    """Train for at most ``seconds`` from ``start`` (default now; loading included, ``reserve_s`` kept for the
+    last saves). Progress: this module's lines every 50 steps and the selection loss per epoch."""
     from .heatmap_recipe import build_engines, warm_start, write_shape_points
 
-    start = time.time()
+    start = time.time() if start is None else start
+    logging.getLogger("train").setLevel(logging.WARNING)  # the recipe's per-step lines: too many at GPU speed
     out = Path(out_dir)
     scratch = out / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -291,6 +299,7 @@ def main(argv=None) -> None:
     train.add_argument("--init", help="a heatmap model package to start from (fine-tuning)")
     train.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also S1")
     train.add_argument("--checkpoint-seconds", type=float, default=50.0)
+    train.add_argument("--reserve-seconds", type=float, default=20.0, help="kept at the end for the last saves")
     train.add_argument("--threads", type=int, default=1)
     post = commands.add_parser("post", help="package a returned run, select on train patients, score on validation")
     post.add_argument("--run", default="/work/runs/gpu/label")
@@ -310,7 +319,7 @@ def main(argv=None) -> None:
         return
     train_from_cache(args.cache, args.out, args.seconds, args.device, args.workers, args.batch,
                      args.samples_per_epoch, args.lr, args.init, args.outputs,
-                     checkpoint_seconds=args.checkpoint_seconds)
+                     checkpoint_seconds=args.checkpoint_seconds, reserve_s=args.reserve_seconds, start=PROCESS_START)
 
 
 if __name__ == "__main__":
