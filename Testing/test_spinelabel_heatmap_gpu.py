@@ -66,6 +66,9 @@ def test_run_from_cache_stops_saves_best_and_checkpoint_and_exports(tmp_path):
     assert json.loads((out / "summary.json").read_text())["samples"] == 8
     saved = torch.load(str(out / "checkpoint.pt"), map_location="cpu", weights_only=True)
     assert {"network", "optimizer", "trainer", "scheduler"} <= set(saved) and saved["trainer"]["iteration"] == 4
+    again = train_from_cache(str(cache), str(out), seconds=600, device="cpu", workers=0, batch=2,
+                             samples_per_epoch=4, checkpoint_seconds=0, max_epochs=3, size=64)
+    assert again["epochs"] == 3 and again["samples"] == 4  # resumed after epoch 2: one more epoch only
     package = export_run(str(out), str(tmp_path / "models"), None, {"threshold": 0.45}, "test",
                          checkpoint=str(out / "best_network.pt"), model_id="tiny-gpu-heatmap")
     model = load_spine_label_model("lumbar", str(package), device="cpu")

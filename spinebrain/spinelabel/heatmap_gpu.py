@@ -214,6 +214,12 @@ def train_from_cache(cache_dir: str, out_dir: str, seconds: float, device: str =
     trainer, evaluator, scheduler = build_engines(network, loader, select_loader, scratch, max_epochs, learning_rate,
                                                   deadline, device=device, patience=patience, heatmaps=outputs)
     stats = attach_gpu_handlers(trainer, evaluator, network, scheduler, out, checkpoint_seconds, batch, start)
+    if (out / "checkpoint.pt").exists():  # a killed run restarted into the same folder carries on from its last save
+        from monai.handlers import CheckpointLoader
+
+        objects = {"network": network, "optimizer": trainer.optimizer, "trainer": trainer, "scheduler": scheduler}
+        CheckpointLoader(str(out / "checkpoint.pt"), objects, map_location=device, strict=False).attach(trainer)
+        print(f"resuming from {out / 'checkpoint.pt'}", flush=True)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     trainer.run()
