@@ -140,7 +140,14 @@ def _atomic_save(objects, path: Path) -> None:
 
 
 def _worker_init(_worker_id: int) -> None:
+    """One thread per worker; the worker's MONAI transforms seeded once from its fresh seed, not per sample."""
     torch.set_num_threads(1)
+    info = torch.utils.data.get_worker_info()
+    dataset = info.dataset
+    if isinstance(dataset, HeatmapSamples) and dataset.augment:
+        dataset.seed_transforms_per_sample = False
+        dataset.spatial.set_random_state(int(info.seed % 2**31))
+        dataset.intensity.set_random_state(int((info.seed + 1) % 2**31))
 
 
 def attach_gpu_handlers(trainer, evaluator, network, scheduler, out: Path, every_s: float, batch: int, start: float,
