@@ -19,7 +19,8 @@ One draw (:meth:`LesionSynthesiser.draw`), in the SynthSeg manner but with seque
    darker than WM, T2 lesions brighter than both), a small jitter per structure, a spread, blur,
    a smooth random brightness change within the tissues (real white matter is not flat: only a
    focal, sharper hyperintensity is a lesion), bias field (MONAI ``RandBiasField``) and noise, each
-   sequence independently;
+   sequence independently; in half the draws a thin unlabelled hyperintense rim along the lateral
+   ventricles on FLAIR and T2 (the normal periventricular caps and rims, a classic false positive);
 5. skull stripped (zero outside the brain) or kept, z-score within the brain (or head);
 6. the optional sequences (T1, T2) dropped at random (all zero), so the model runs with FLAIR
    alone or with any of them.
@@ -127,7 +128,9 @@ class LesionSettings:
     max_lesions: int = 10
     p_no_lesion: float = 0.1
     p_zone_centre: float = 0.85  # crops centred on lesion-prone white matter (else any brain voxel)
-    radius_mm: tuple[float, float] = (0.7, 5.0)  # log-uniform per axis
+    # log-uniform per axis; below ~1 mm a blob is a voxel or two, under the 3 mm diameter that defines an MS
+    # lesion and under the product's minimum lesion size: such specks only taught the net to mark noise
+    radius_mm: tuple[float, float] = (1.0, 5.0)
     p_strip: float = 0.8
     p_drop_optional: float = 0.4  # per optional sequence
     p_elastic: float = 0.3
@@ -138,12 +141,20 @@ class LesionSettings:
     max_bias: float = 0.12
     max_texture: float = 0.1  # smooth within-tissue brightness changes (real FLAIR white matter is not flat)
     texture_mm: tuple[float, float] = (6.0, 20.0)
+    # normal periventricular "caps and rims": a thin, smooth FLAIR / T2 hyperintensity along the lateral
+    # ventricles (ependyma, interstitial fluid; Sze et al. 1986), not a lesion, drawn unlabelled so the net
+    # learns that a thin bright ventricle lining is not MS
+    p_rim: float = 0.5
+    rim_mm: tuple[float, float] = (1.0, 2.5)
+    rim_gain: tuple[float, float] = (0.05, 0.35)  # relative brightening of the rim
 
 
 class LesionBank:
     """A :class:`.synthesis.LabelMapBank` plus each map's zones, lesion-prone centre points and a lesion index."""
 
-    def __init__(self, bank: LabelMapBank, spacing_mm: float, seed: int = 0, tissue_maps: bool = False):
+    def __init__(self, bank: LabelMapBank, spacing_mm: float, seed: int = 0, tissue_maps: bool = False,
+                 zones: list[np.ndarray] | None = None):
+        """``zones``: each map's :func:`lesion_zones`, when computed beforehand (the GPU data folder keeps them)."""
         self.bank = bank
         values = np.asarray(bank.values)
         self.lesion_index = len(values)  # painted lesions get one new compact label
@@ -155,10 +166,14 @@ class LesionBank:
         self.brain = self.tissue > 0
         self.outside = np.append(bank.outside, False)
         self.is_wm = self.tissue == 3
+        self.is_ventricle = np.zeros(len(values) + 1, bool)
+        if not tissue_maps:
+            self.is_ventricle[:-1] = np.isin(values, LATERAL_VENTRICLES)
         rng = np.random.default_rng(seed)
+        zones_given = zones
         self.zones, self.zone_points = [], []
-        for source in bank.maps:
-            zones = lesion_zones(values[source.indices], spacing_mm, tissue_maps)
+        for number, source in enumerate(bank.maps):
+            zones = zones_given[number] if zones_given else lesion_zones(values[source.indices], spacing_mm, tissue_maps)
             points = np.argwhere(zones > 0)
             if not len(points):
                 points = source.brain_points
@@ -196,12 +211,16 @@ class LesionSynthesiser:
         strip = rng.random() < self.settings.p_strip
         brain = self.bank.brain[labels]
         mask = brain if strip else ~self.bank.outside[labels]
+        rim = self._rim(labels, rng)
         channels = []
         for number, sequence in enumerate(CHANNELS):
             if number > 0 and rng.random() < self.settings.p_drop_optional:
                 channels.append(np.zeros(labels.shape, np.float32))
                 continue
-            image = self._acquisition(self._intensities(labels, sequence, rng), rng)
+            image = self._intensities(labels, sequence, rng)
+            if rim is not None and sequence in ("FLAIR", "T2"):
+                image[rim] *= 1.0 + rng.uniform(*self.settings.rim_gain)
+            image = self._acquisition(image, rng)
             if strip:
                 image[~brain] = 0.0
             channels.append(zscore_in_mask(image, mask))
@@ -251,6 +270,17 @@ class LesionSynthesiser:
         region = crop[box]
         region[blob & self.bank.is_wm[region]] = self.bank.lesion_index
 
+    def _rim(self, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        """The unlabelled brain tissue within a thin random width of a lateral ventricle (or None)."""
+        if rng.random() >= self.settings.p_rim:
+            return None
+        ventricle = self.bank.is_ventricle[labels]
+        if not ventricle.any():
+            return None
+        width = max(1, int(round(rng.uniform(*self.settings.rim_mm) / self.spacing_mm)))
+        near = ndimage.binary_dilation(ventricle, iterations=width)
+        return near & ~ventricle & self.bank.brain[labels] & ~self.bank.is_lesion[labels]
+
     def _intensities(self, labels: np.ndarray, sequence: str, rng: np.random.Generator) -> np.ndarray:
         n = len(self.bank.tissue)
         classes = sequence_means(sequence, rng)
@@ -297,7 +327,13 @@ class LesionDataset(torch.utils.data.Dataset):
         return self.length
 
     def _draw(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, index, 0 if self.fixed else self.epoch_draws])
+        worker = torch.utils.data.get_worker_info()
+        # in a DataLoader worker the copy of epoch_draws restarts each epoch: add the worker's seed, which
+        # torch draws afresh for every epoch, so workers never repeat a crop
+        key = [self.seed, index, 0 if self.fixed else self.epoch_draws]
+        if worker is not None and not self.fixed:
+            key.append(worker.seed % 2**32)
+        rng = np.random.default_rng(key)
         image, label = self.synthesiser.draw(rng, at_least_one=self.fixed)
         return {"image": torch.from_numpy(image), "label": torch.from_numpy(label)}
 

@@ -46,6 +46,7 @@ class LesionRecipe:
     resume: bool = True
     until: str | None = None  # HH:MM UTC
     init_weights: str | None = None  # start from these weights (.safetensors of the same network)
+    workers: int = 0  # DataLoader workers (synthesis runs in them)
     minimum_lesion_mm3: float = 10.0  # written to the card; the pipeline drops smaller components
     command: str = ""
 
@@ -71,8 +72,11 @@ class LesionRecipe:
         return [n for n in names if n not in held], [n for n in names if n in held]
 
 
-def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=None) -> Path:
-    """Train and write ``<out>/<model_id>/``; ``banks``: (training, validation) :class:`.lesion_synthesis.LesionBank`."""
+def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=None, budget: dict | None = None) -> Path:
+    """Train and write ``<out>/<model_id>/``; ``banks``: (training, validation) :class:`.lesion_synthesis.LesionBank`.
+
+    ``budget``: ``{"seconds", "reserve", "lr_min"}``: a wall-clock run (:class:`.lesion_gpu.TimeBudget`: cosine
+    learning rate over the seconds, stop at the budget) instead of the epoch-count schedule."""
     from monai.data import DataLoader
     from monai.losses import DiceCELoss
     from monai.metrics import DiceMetric
@@ -107,18 +111,30 @@ def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=N
             progress.log(f"Starting from the weights in {recipe.init_weights}")
         network = network.to(context.device)
         optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
-        post = Compose([AsDiscreted("pred", argmax=True, to_onehot=2), AsDiscreted("label", to_onehot=2)])
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4)
         run_dir = Path(recipe.run_dir or Path(recipe.out) / ".runs" / recipe.model_id)
+        handlers = clock_stop(recipe.until, run_dir)
+        timer = None
+        if budget is not None:
+            from .lesion_gpu import TimeBudget
+
+            schedule = None
+            timer = TimeBudget(optimizer, budget["seconds"], budget["reserve"], recipe.learning_rate, budget["lr_min"],
+                               recipe.batch_size)
+            handlers = handlers + timer.handlers()
+        workers = {"num_workers": recipe.workers, "persistent_workers": recipe.workers > 0,
+                   "pin_memory": context.device.type == "cuda"}
+        post = Compose([AsDiscreted("pred", argmax=True, to_onehot=2), AsDiscreted("label", to_onehot=2)])
         outcome = run_training(
             network, optimizer,
             # batch Dice: crops without a lesion still teach (no per-crop Dice of an empty target)
             DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True),
-            DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, num_workers=0),
+            DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, **workers),
             DataLoader(val_set, batch_size=2), DiceMetric(include_background=False, reduction="mean"),
             EngineSettings(run_dir, recipe.epochs, METRIC, resume=recipe.resume), context,
-            lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4),
-            val_postprocessing=post, progress=progress,
-            extra_handlers=clock_stop(recipe.until, run_dir))
+            lr_scheduler=schedule, val_postprocessing=post, progress=progress, extra_handlers=handlers)
+        if timer is not None:
+            print(timer.summary(context.device), flush=True)  # stdout: the GPU job's log shows it
         _describe(card, recipe, outcome, [m.name for m in train_bank.bank.maps], [m.name for m in val_bank.bank.maps])
         path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
         progress.result(path, kind="model")

@@ -122,7 +122,7 @@ class TimeCosine:
 
     def step(self) -> None:
         done = min(max((time.time() - self.start) / max(self.deadline - self.start, 1.0), 0.0), 1.0)
-        lr = self.base_lr * (self.floor + (1 - self.floor) * 0.5 * (1 + np.cos(np.pi * done)))
+        lr = float(self.base_lr * (self.floor + (1 - self.floor) * 0.5 * (1 + np.cos(np.pi * done))))  # a numpy lr breaks weights_only loads
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

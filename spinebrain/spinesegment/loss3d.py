@@ -61,6 +61,6 @@ class IterativeInstanceLoss(torch.nn.Module):
         self.lam = lam
 
     def forward(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        segmentation, complete_logits = split_outputs(output)
+        segmentation, complete_logits = split_outputs(output.float())  # sums over the patch in float32 under AMP
         return instance_loss(segmentation, complete_logits, label[:, :1], label[:, 1:2], label[:, 2, 0, 0, 0],
                              self.lam)
