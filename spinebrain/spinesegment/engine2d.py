@@ -6,6 +6,14 @@ each scan (see :class:`SpanMaskedDiceCE`), an optional start from earlier weight
 stop. Resume, best weights (``best.safetensors``), early stopping, the metrics log, the stop file
 and progress are the shared engine's. ``history.json`` (options, network, per-epoch figures) is
 written beside them for the model card (:mod:`.package2d`).
+
+On a GPU (the run is shaped by seconds, see :mod:`.runtime2d`; data from :mod:`.cache2d`; package
+and figures afterwards with :mod:`.postrun2d`)::
+
+    python -m spinebrain.spinesegment.engine2d --cache .gpu/dataB/seg2d --out RUN/scratch/run --export RUN \
+        --device cuda --workers 4 --batch-size 32 --seconds 450 --reserve 30 --epoch-seconds 40 \
+        --lr-schedule time --lr 6e-4 --crop 128 --init Resources/Models/spine-segment-mr-2d \
+        --validation-step 2 --epochs 1000 --samples-per-epoch 1000000 --patience 1000
 """
 
 from __future__ import annotations
