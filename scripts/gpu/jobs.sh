@@ -5,8 +5,28 @@ ALL_JOBS="seg3d lesion label seg2d"
 jobs_of() { case "$1" in A) echo "seg3d lesion" ;; B) echo "label seg2d" ;; esac; }
 SECONDS_A=${SECONDS_A:-500}
 SECONDS_B=${SECONDS_B:-420}
+DEVICE=${DEVICE:-cuda}  # cpu, with WORKERS=1 and a minute each, for a rehearsal here
+WORKERS=${WORKERS:-4}  # CPU cores per job: the machine has 16 for four jobs
+export OMP_NUM_THREADS=1  # each worker one thread: four jobs x four workers fill the 16 cores
 
-job_seg3d() { echo "seg3d: placeholder"; sleep 2; echo weights > "$RUNS/seg3d/w.txt"; }
-job_lesion() { echo "lesion: placeholder"; sleep 2; echo weights > "$RUNS/lesion/w.txt"; }
-job_label() { echo "label: placeholder"; sleep 2; echo weights > "$RUNS/label/w.txt"; }
-job_seg2d() { echo "seg2d: placeholder"; sleep 2; mkdir -p "$RUNS/seg2d/scratch"; echo x > "$RUNS/seg2d/scratch/big"; echo weights > "$RUNS/seg2d/w.txt"; }
+job_seg3d() {
+    "$PY" -m spinebrain.spinesegment.device3d --data .gpu/dataA/seg3d --out "$RUNS/seg3d" \
+        --device "$DEVICE" --workers "$WORKERS" --seconds "$SECONDS_A"
+}
+job_lesion() {
+    "$PY" -m spinebrain.brainseg.lesion_gpu train --data .gpu/dataA/lesion --out "$RUNS/lesion" \
+        --device "$DEVICE" --workers "$WORKERS" --seconds "$SECONDS_A" --reserve 30 --patch 64 --batch-size 8 --steps-per-epoch 60 \
+        --lr 1e-3 --init-weights Resources/Models/brain-lesion-synth/model.safetensors
+}
+job_label() {
+    "$PY" -m spinebrain.spinelabel.heatmap_gpu train --cache .gpu/dataB/label --out "$RUNS/label" --device "$DEVICE" \
+        --workers "$WORKERS" --batch 32 --samples-per-epoch 8192 --lr 1e-3 --seconds "$SECONDS_B" \
+        --init Resources/Models/spine-label-lumbar-heatmap --checkpoint-seconds 50
+}
+job_seg2d() {
+    "$PY" -m spinebrain.spinesegment.engine2d --cache .gpu/dataB/seg2d --out "$RUNS/seg2d/scratch/run" \
+        --export "$RUNS/seg2d" --device "$DEVICE" --workers "$WORKERS" --batch-size 32 --seconds "$SECONDS_B" \
+        --reserve 30 --epoch-seconds 40 --lr-schedule time --lr 6e-4 --crop 128 \
+        --init Resources/Models/spine-segment-mr-2d --validation-step 2 --epochs 1000 --samples-per-epoch 1000000 \
+        --patience 1000
+}
