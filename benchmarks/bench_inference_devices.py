@@ -20,6 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from spinebrain.errors import InputError
+
 CASES = ("spine-label", "spine-segment-2d", "spine-segment-3d", "brain-tissue")
 
 
@@ -98,7 +100,11 @@ def main() -> None:
             if device.startswith("cuda") and not torch.cuda.is_available():
                 print(f"{case:<18} {device:<7} {'n/a':>8} {'':>8}  (no CUDA device)")
                 continue
-            seconds, peak = time_case(case, device, args.repeats)
+            try:
+                seconds, peak = time_case(case, device, args.repeats)
+            except InputError as error:  # e.g. the brain generator without nilearn's template
+                print(f"{case:<18} {device:<7} {'n/a':>8} {'':>8}  ({error})")
+                continue
             print(f"{case:<18} {device:<7} {seconds:8.2f} {peak:8.2f}", flush=True)
 
 

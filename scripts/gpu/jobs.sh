@@ -10,7 +10,10 @@ WORKERS=${WORKERS:-4}  # CPU cores per job: the machine has 16 for four jobs
 export OMP_NUM_THREADS=1  # each worker one thread: four jobs x four workers fill the 16 cores
 
 job_seg3d() {
-    "$PY" -m spinebrain.spinesegment.device3d --data .gpu/dataA/seg3d --out "$RUNS/seg3d" \
+    # its workers read the label map again and again: copy it out of .gpu/, which the next call's copy of the
+    # working tree replaces (the 2026-11-30 run lost this job that way)
+    mkdir -p "$RUNS/seg3d/scratch/data" && cp .gpu/dataA/seg3d/* "$RUNS/seg3d/scratch/data/" || return 1
+    "$PY" -m spinebrain.spinesegment.device3d --data "$RUNS/seg3d/scratch/data" --out "$RUNS/seg3d" \
         --device "$DEVICE" --workers "$WORKERS" --seconds "$SECONDS_A"
 }
 job_lesion() {

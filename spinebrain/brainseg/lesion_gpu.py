@@ -181,7 +181,10 @@ def train(args) -> Path:
         learning_rate=args.lr, seed=args.seed, device=args.device, run_dir=str(out / "run"), resume=args.resume,
         init_weights=args.init_weights, workers=args.workers,
         command="python -m spinebrain.brainseg.lesion_gpu " + " ".join(sys.argv[1:]))
-    budget = {"seconds": args.seconds, "reserve": args.reserve, "lr_min": args.lr * 0.02}
+
+    def budget(optimizer, recipe):
+        return TimeBudget(optimizer, args.seconds, args.reserve, recipe.learning_rate, args.lr * 0.02, recipe.batch_size)
+
     print(f"[lesion] loading {args.data} ({time.monotonic() - STARTED:.0f} s)", flush=True)
     banks = prepared_banks(args.data, recipe.validation_maps, recipe.seed)
     print(f"[lesion] {len(banks[0].bank.maps)} training / {len(banks[1].bank.maps)} validation maps loaded "

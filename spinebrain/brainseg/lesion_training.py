@@ -72,11 +72,12 @@ class LesionRecipe:
         return [n for n in names if n not in held], [n for n in names if n in held]
 
 
-def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=None, budget: dict | None = None) -> Path:
+def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=None, budget=None) -> Path:
     """Train and write ``<out>/<model_id>/``; ``banks``: (training, validation) :class:`.lesion_synthesis.LesionBank`.
 
-    ``budget``: ``{"seconds", "reserve", "lr_min"}``: a wall-clock run (:class:`.lesion_gpu.TimeBudget`: cosine
-    learning rate over the seconds, stop at the budget) instead of the epoch-count schedule."""
+    ``budget``: ``budget(optimizer, recipe)`` makes a wall-clock timer (with ``handlers()`` and ``summary(device)``,
+    e.g. :class:`.lesion_gpu.TimeBudget`: cosine learning rate over the seconds, stop at the budget) that replaces
+    the epoch-count schedule; passed in so that this module need not import the GPU runner."""
     from monai.data import DataLoader
     from monai.losses import DiceCELoss
     from monai.metrics import DiceMetric
@@ -116,11 +117,8 @@ def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=N
         handlers = clock_stop(recipe.until, run_dir)
         timer = None
         if budget is not None:
-            from .lesion_gpu import TimeBudget
-
             schedule = None
-            timer = TimeBudget(optimizer, budget["seconds"], budget["reserve"], recipe.learning_rate, budget["lr_min"],
-                               recipe.batch_size)
+            timer = budget(optimizer, recipe)
             handlers = handlers + timer.handlers()
         workers = {"num_workers": recipe.workers, "persistent_workers": recipe.workers > 0,
                    "pin_memory": context.device.type == "cuda"}
