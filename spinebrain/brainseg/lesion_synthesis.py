@@ -38,7 +38,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from .synthesis import LabelMapBank, _crop, acquire, zscore_in_mask
+from .synthesis import LabelMapBank, SynthDataset, _crop, acquire, zscore_in_mask
 
 #: network input channels, in order; FLAIR is required, the others may be all zero (absent)
 CHANNELS = ("FLAIR", "T1", "T2")
@@ -315,30 +315,9 @@ def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     return (q * np.sign(np.diag(r))).astype(np.float32)
 
 
-class LesionDataset(torch.utils.data.Dataset):
+class LesionDataset(SynthDataset):
     """``length`` draws: fresh every epoch, or fixed (``fixed=True``, each with at least one painted lesion)."""
 
-    def __init__(self, synthesiser: LesionSynthesiser, length: int, seed: int = 0, fixed: bool = False):
-        self.synthesiser, self.length, self.seed, self.fixed = synthesiser, length, seed, fixed
-        self.epoch_draws = 0
-        self.cache = [self._draw(i) for i in range(length)] if fixed else None
-
-    def __len__(self) -> int:
-        return self.length
-
     def _draw(self, index: int) -> dict:
-        worker = torch.utils.data.get_worker_info()
-        # in a DataLoader worker the copy of epoch_draws restarts each epoch: add the worker's seed, which
-        # torch draws afresh for every epoch, so workers never repeat a crop
-        key = [self.seed, index, 0 if self.fixed else self.epoch_draws]
-        if worker is not None and not self.fixed:
-            key.append(worker.seed % 2**32)
-        rng = np.random.default_rng(key)
-        image, label = self.synthesiser.draw(rng, at_least_one=self.fixed)
+        image, label = self.synthesiser.draw(self._rng(index), at_least_one=self.fixed)
         return {"image": torch.from_numpy(image), "label": torch.from_numpy(label)}
-
-    def __getitem__(self, index: int) -> dict:
-        if self.cache is not None:
-            return self.cache[index]
-        self.epoch_draws += 1
-        return self._draw(index)

@@ -283,9 +283,17 @@ class SynthDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
+    def _rng(self, index: int) -> np.random.Generator:
+        key = [self.seed, index, 0 if self.fixed else self.epoch_draws]
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and not self.fixed:
+            # in a DataLoader worker the copy of epoch_draws restarts each epoch: add the worker's seed,
+            # which torch draws afresh for every epoch, so workers never repeat a crop
+            key.append(worker.seed % 2**32)
+        return np.random.default_rng(key)
+
     def _draw(self, index: int) -> dict:
-        rng = np.random.default_rng([self.seed, index, 0 if self.fixed else self.epoch_draws])
-        image, label = self.synthesiser.draw(rng)
+        image, label = self.synthesiser.draw(self._rng(index))
         return {"image": torch.from_numpy(image), "label": torch.from_numpy(label)}
 
     def __getitem__(self, index: int) -> dict:
