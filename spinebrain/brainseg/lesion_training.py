@@ -19,12 +19,10 @@ import torch
 from ..models import ModelCard
 from ..protocol import Progress
 from .lesion_synthesis import CHANNELS, REQUIRED_CHANNELS
-from .training import add_recipe_arguments, clock_stop, run_recipe
+from .training import add_recipe_arguments, card_network, clock_stop, run_recipe
 
 METRIC = "val_lesion_dice"
 LABELS = {"0": "background", "1": "Lesion"}
-NETWORK = {"architecture": "UNet", "kwargs": {"channels": [16, 32, 64, 128], "strides": [2, 2, 2],
-                                              "num_res_units": 1}}
 
 
 @dataclass
@@ -51,9 +49,7 @@ class LesionRecipe:
     command: str = ""
 
     def card(self) -> ModelCard:
-        network = {"architecture": NETWORK["architecture"],
-                   "kwargs": {"spatial_dims": 3, "in_channels": len(CHANNELS), "out_channels": len(LABELS),
-                              **NETWORK["kwargs"]}}
+        network = card_network(in_channels=len(CHANNELS), out_channels=len(LABELS))
         return ModelCard(
             id=self.model_id, task="brain-lesion", version="0.1", labels=dict(LABELS), modalities=list(CHANNELS),
             spacing=[self.spacing] * 3, patch_size=[self.patch] * 3,

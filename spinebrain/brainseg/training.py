@@ -26,6 +26,13 @@ DEFAULT_NETWORK = {"architecture": "UNet", "kwargs": {"channels": [16, 32, 64, 1
                                                       "num_res_units": 1}}
 
 
+def card_network(in_channels: int, out_channels: int) -> dict:
+    """The model card's network entry for the brain recipes' 3D U-Net (tissue and lesion share it)."""
+    return {"architecture": DEFAULT_NETWORK["architecture"],
+            "kwargs": {"spatial_dims": 3, "in_channels": in_channels, "out_channels": out_channels,
+                       **DEFAULT_NETWORK["kwargs"]}}
+
+
 @dataclass
 class TissueRecipe:
     maps: str
@@ -48,9 +55,7 @@ class TissueRecipe:
     command: str = ""
 
     def card(self) -> ModelCard:
-        network = {"architecture": DEFAULT_NETWORK["architecture"],
-                   "kwargs": {"spatial_dims": 3, "in_channels": 1, "out_channels": len(CLASSES),
-                              **DEFAULT_NETWORK["kwargs"]}}
+        network = card_network(in_channels=1, out_channels=len(CLASSES))
         return ModelCard(
             id=self.model_id, task="brain-tissue", version="0.1", labels=dict(LABELS), modalities=["T1"],
             spacing=[self.spacing] * 3, patch_size=[self.patch] * 3,
