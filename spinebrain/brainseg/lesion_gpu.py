@@ -28,16 +28,10 @@ from pathlib import Path
 import numpy as np
 
 def _process_started() -> float:
-    """time.monotonic() of this process's start (Linux: /proc), else now: the budget includes start-up."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        import os
+    """time.monotonic() of this process's start: the budget includes start-up."""
+    from ..training.clock import process_start_time
 
-        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
-        return time.monotonic() - max(0.0, age)
-    except (OSError, ValueError, IndexError):
-        return time.monotonic()
+    return time.monotonic() - max(0.0, time.time() - process_start_time())
 
 
 STARTED = _process_started()  # the budget counts from here: start-up and data loading are part of it

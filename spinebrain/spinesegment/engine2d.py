@@ -19,7 +19,6 @@ and figures afterwards with :mod:`.postrun2d`)::
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from pathlib import Path
@@ -35,28 +34,14 @@ from ..models.network import network_class
 from ..device import select_device
 from ..errors import InputError
 from ..training import DistributedContext, EngineSettings, run_training, wrap_network
+from ..training.clock import process_start_time
 from ..training.handlers import METRICS_JSONL
 from .networks import network_spec
 from .runtime2d import EpochClock, Export, Throughput, TimeCosineLR, clear_clock_stop
 from .training2d import (RandomSliceDataset, TrainOptions, augmentations, load_case, log, split_cases,
                          validation_items)
 
-def _process_start() -> float:
-    """When this process started (Linux ``/proc``), so ``--seconds`` counts the interpreter's start and
-    the imports too; elsewhere (or if it looks wrong) the time this module was loaded."""
-    loaded = time.time()
-    try:
-        with open("/proc/self/stat", encoding="ascii") as handle:
-            ticks = int(handle.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
-        with open("/proc/stat", encoding="ascii") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime"))
-        started = boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return loaded
-    return started if loaded - 600 < started <= loaded + 1 else loaded
-
-
-_STARTED = _process_start()
+_STARTED = process_start_time()  # --seconds counts the interpreter's start and the imports too
 VAL_METRIC = "val_dice"
 #: Training patients kept out of the gradient for early stopping and for choosing the inference
 #: settings (one or two per MR set; never a 'validation' case of splits.json, which stays untouched
