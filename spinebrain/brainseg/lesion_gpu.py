@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..training.clock import clock_cosine, process_start_time
+
+
 def _process_started() -> float:
     """time.monotonic() of this process's start: the budget includes start-up."""
-    from ..training.clock import process_start_time
-
     return time.monotonic() - max(0.0, time.time() - process_start_time())
 
 
@@ -121,8 +122,7 @@ class TimeBudget:
         return time.monotonic() - STARTED
 
     def set_lr(self, trainer) -> None:
-        fraction = min(1.0, self.elapsed() / max(self.seconds - self.reserve, 1.0))
-        lr = self.lr_min + 0.5 * (self.lr - self.lr_min) * (1 + math.cos(math.pi * fraction))
+        lr = self.lr * clock_cosine(self.elapsed() / max(self.seconds - self.reserve, 1.0), floor=self.lr_min / self.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

@@ -33,6 +33,7 @@ from monai.handlers import (CheckpointLoader, CheckpointSaver, EarlyStopHandler,
 
 from .. import RESEARCH_NOTICE, __version__
 from ..models import ModelCard, save_model_package
+from ..training.clock import clock_cosine
 from .graph import fit_shape_model
 from .heatmap import ARCHITECTURE, DEFAULT_HEATMAP, HeatmapDetector
 from .heatmap_training import (LEVEL_CLASSES, PIXEL_MM, SLICE_STEP_MM, HeatmapSamples, generated_case,
@@ -121,8 +122,7 @@ class TimeCosine:
         self.start = time.time()
 
     def step(self) -> None:
-        done = min(max((time.time() - self.start) / max(self.deadline - self.start, 1.0), 0.0), 1.0)
-        lr = float(self.base_lr * (self.floor + (1 - self.floor) * 0.5 * (1 + np.cos(np.pi * done))))  # a numpy lr breaks weights_only loads
+        lr = self.base_lr * clock_cosine((time.time() - self.start) / max(self.deadline - self.start, 1.0), floor=self.floor)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 

@@ -26,12 +26,13 @@ RUN_STARTED = time.time()  # the clock stop counts from here: imports and data g
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from ..training.clock import clock_cosine  # noqa: E402
 
 RESERVED_SEEDS = range(5000, 10000)  # threshold choice (5000+) and the held-out test scans (9000+)
 VALIDATION_SEED = 90000
@@ -163,11 +164,8 @@ def lr_by_clock(options: DeviceOptions, started: float, run_started: float = RUN
     span = max(options.seconds - options.reserve_seconds - (started - run_started), 1.0)
 
     def factor(_step: int) -> float:
-        fraction = min(max((time.time() - started) / span, 0.0), 1.0)
-        if fraction < options.warmup_fraction:
-            return max(fraction / options.warmup_fraction, 0.01)
-        cosine = 0.5 * (1 + math.cos(math.pi * (fraction - options.warmup_fraction) / (1 - options.warmup_fraction)))
-        return options.final_lr_fraction + (1 - options.final_lr_fraction) * cosine
+        return max(clock_cosine((time.time() - started) / span, options.warmup_fraction,
+                                floor=options.final_lr_fraction), 0.01)
 
     return factor
 

@@ -20,7 +20,6 @@ The ignite engine and the shared handlers are unchanged; these attach as ``extra
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from ignite.engine import Events
 
+from ..training.clock import clock_cosine
 from ..training.handlers import STOP_FILE
 from .training2d import log
 
@@ -89,11 +89,8 @@ class TimeCosineLR:
         return [(Events.ITERATION_STARTED, self._set)]
 
     def rate(self, now: float) -> float:
-        fraction = min(max((now - self.started) / max(self.stop_at - self.started, 1e-6), 0.0), 1.0)
-        if fraction < self.warmup:
-            return self.peak * (0.1 + 0.9 * fraction / self.warmup)
-        progress = (fraction - self.warmup) / (1.0 - self.warmup)
-        return self.peak * (self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        fraction = (now - self.started) / max(self.stop_at - self.started, 1e-6)
+        return self.peak * clock_cosine(fraction, self.warmup, warmup_from=0.1, floor=self.floor)
 
     def _set(self, _engine) -> None:
         rate = self.rate(time.time())

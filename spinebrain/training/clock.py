@@ -3,6 +3,7 @@ the imports too (on a lent GPU every second of the call is paid for)."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -20,3 +21,17 @@ def process_start_time() -> float:
     except (OSError, ValueError, IndexError, StopIteration):
         return now
     return started if now - 600 < started <= now + 1 else now
+
+
+def clock_cosine(fraction: float, warmup: float = 0.0, warmup_from: float = 0.0, floor: float = 0.0) -> float:
+    """The learning-rate factor (of the peak) at ``fraction`` of a run's wall-clock time.
+
+    Linear warm-up from ``warmup_from`` to 1 over the first ``warmup`` of the time, then a cosine down
+    to ``floor``. Every time-budgeted run uses this one schedule: torch's schedulers count steps, and
+    the steps a shared CPU or a lent GPU gives per second are not known in advance.
+    """
+    fraction = min(max(fraction, 0.0), 1.0)
+    if fraction < warmup:
+        return warmup_from + (1.0 - warmup_from) * fraction / warmup
+    progress = (fraction - warmup) / (1.0 - warmup) if warmup < 1.0 else 1.0
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
