@@ -67,6 +67,21 @@ def test_specks_are_dropped_and_separate_bodies_stay_whole():
     assert instances[50, 0, 0] == 0
 
 
+def test_smoothing_the_probability_evens_out_single_slice_jags_only_when_asked():
+    from spinebrain.spinesegment.pipeline2d import DEFAULT_INFERENCE, bodies_from_probability
+
+    probability = _two_boxes(bridge=False).astype(np.float32) * 0.9
+    probability[10:14, 23:28, 15] = 0.9  # a fin one slice thick out of the upper body: slice-wise noise
+    image = sitk.GetImageFromArray(probability)
+    plain = bodies_from_probability(image, image, DEFAULT_INFERENCE)
+    smooth = bodies_from_probability(image, image, {**DEFAULT_INFERENCE, "smooth_mm": 1.0})
+    assert DEFAULT_INFERENCE["smooth_mm"] == 0.0  # off unless a card or the user sets it
+    assert sitk.GetArrayFromImage(plain.label_image)[12, 26, 15] > 0
+    assert sitk.GetArrayFromImage(smooth.label_image)[12, 26, 15] == 0
+    assert len(smooth.vertebrae) == len(plain.vertebrae) == 2
+    assert abs(smooth.vertebrae[0].volume_mm3 - 16 ** 3) < 0.15 * 16 ** 3
+
+
 def test_instances_take_the_level_of_the_point_inside_else_count_from_the_top():
     instances = split_instances(_image(_two_boxes(bridge=False)), min_volume_mm3=500)
     array = sitk.GetArrayViewFromImage(instances)

@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--no-flip", action="store_true", help="no superior-inferior flip averaging")
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--erosion-mm", type=float)
-    parser.add_argument("--sweep", action="store_true", help="also try flip x threshold x erosion variants")
+    parser.add_argument("--sweep", action="store_true", help="also try flip x threshold x smoothing variants (erosion 2-4 mm made no difference)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--merge", nargs="*", help="summarise the first variant of these --json files together "
@@ -57,8 +57,8 @@ def main() -> None:
                                                "erosion_mm": args.erosion_mm}.items() if value is not None}
     variants = [settings]
     if args.sweep:  # post-processing choices; tune them on training cases (--part train), never on validation
-        variants += [{"flip": flip, "threshold": t, "erosion_mm": e} for flip in (False, True)
-                     for t in (0.4, 0.5, 0.6) for e in (2.0, 3.0, 4.0)]
+        variants += [{"flip": flip, "threshold": t, "smooth_mm": s} for flip in (False, True)
+                     for t in (0.4, 0.5, 0.6) for s in (0.0, 1.0, 1.5, 2.0)]
     model = load_model_2d(args.model, device="cpu")
     figures = evaluate(model, cases, variants)
     figures["card_settings"] = model.settings

@@ -184,7 +184,7 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
                   samples_per_epoch: int = 1600, batch: int = 8, learning_rate: float = 2e-3, seed: int = 0,
                   select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128, device: str = "cpu",
                   outputs: int = 2, init: str | None = None, real_share: float = 0.6,
-                  select_generated: int = 0, levels: bool = False) -> Path:
+                  select_generated: int = 0, levels: bool = False, patience: int = 6) -> Path:
     """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first.
 
     ``outputs`` 3 adds the S1 channel; ``levels`` the dense level classes (:data:`LEVEL_CLASSES`);
@@ -213,7 +213,7 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
     if init:
         warm_start(network, init, heatmaps=outputs)
     trainer, _, scheduler = build_engines(network, loader, select_loader, out, epochs, learning_rate, deadline,
-                                          device=device, heatmaps=outputs)
+                                          device=device, patience=patience, heatmaps=outputs)
     resume(trainer, network, scheduler, out)
     trainer.run()
     return out
@@ -344,6 +344,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also S1")
     parser.add_argument("--levels", action="store_true", help="add the dense level-class output")
+    parser.add_argument("--patience", type=int, default=6,
+                        help="stop after this many epochs without a lower selection loss")
     parser.add_argument("--init", help="a heatmap model package to start from (fine-tuning)")
     parser.add_argument("--real-share", type=float, default=0.6, help="share of samples from real scans")
     parser.add_argument("--select-generated", type=int, default=0,
@@ -370,7 +372,7 @@ def main(argv=None) -> None:
         deadline = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0, 0, 0, 0))
     train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,
                   args.batch, args.lr, args.seed, outputs=args.outputs, init=args.init, real_share=args.real_share,
-                  select_generated=args.select_generated, levels=args.levels)
+                  select_generated=args.select_generated, levels=args.levels, patience=args.patience)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
 2. Every slice of the card's plane, with its neighbours as channels, goes through the network
    whole (padded to a multiple of 16); with ``flip`` the superior-inferior mirror image is
    predicted too and the probabilities are averaged.
-3. Probability > threshold -> bodies -> instances (:func:`.instances.split_instances`), named from
-   SpineLabel points when given, then put back on the scan's own grid (nearest neighbour).
+3. Probability (Gaussian-smoothed by ``smooth_mm`` when set) > threshold -> bodies -> instances
+   (:func:`.instances.split_instances`), named from SpineLabel points when given, then put back on
+   the scan's own grid (nearest neighbour).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .slices2d import PLANE_AXIS, prepare_volume, stack, volume_from_slices
 
 TASK = "spine-segment-2d"
 #: Inference settings a card may override under ``extra["inference"]``.
-DEFAULT_INFERENCE = {"threshold": 0.5, "flip": False, "erosion_mm": 3.0, "min_volume_mm3": 1000.0,
+DEFAULT_INFERENCE = {"threshold": 0.5, "flip": False, "smooth_mm": 0.0, "erosion_mm": 3.0, "min_volume_mm3": 1000.0,
                      "min_seed_mm3": 300.0, "batch_size": 8, "roi_step": 4, "roi_margin_px": 40}
 MIN_SLICES = 3
 #: Largest working grid (voxels at the card spacing) processed whole: about 1.5 GB of float arrays.
@@ -169,9 +170,10 @@ def segment_bodies(image: sitk.Image, model: Model2D, points: list[LabelledPoint
 
 def bodies_from_probability(image: sitk.Image, probability: sitk.Image, settings: dict,
                             points: list[LabelledPoint] | None = None) -> Segmentation2D:
-    """Threshold, fill holes, split into instances, name, and bring back to the scan's grid."""
-    bodies = sitk.BinaryFillhole(sitk.Cast(probability > float(settings["threshold"]), sitk.sitkUInt8))
-    instances = split_instances(bodies, probability, float(settings["erosion_mm"]),
+    """(Smooth,) threshold, fill holes, split into instances, name, and bring back to the scan's grid."""
+    smoothed = _smoothed(probability, settings)
+    bodies = sitk.BinaryFillhole(sitk.Cast(smoothed > float(settings["threshold"]), sitk.sitkUInt8))
+    instances = split_instances(bodies, smoothed, float(settings["erosion_mm"]),
                                 float(settings["min_volume_mm3"]), float(settings["min_seed_mm3"]))
     numbers = name_instances(instances, points)
     values = label_values(numbers)
@@ -183,6 +185,13 @@ def bodies_from_probability(image: sitk.Image, probability: sitk.Image, settings
     vertebrae = [v for v in (_measured_on(labels, record) for record in records) if v.volume_mm3 > 0]
     present = {v.value for v in vertebrae}
     return Segmentation2D(labels, {v: n for v, n in names.items() if v in present}, vertebrae, probability)
+
+
+def _smoothed(probability: sitk.Image, settings: dict) -> sitk.Image:
+    """The probability after a Gaussian of ``smooth_mm``: slices are predicted one by one, so the
+    stacked volume is jagged across them, and a body's outline there is noise, not anatomy."""
+    sigma = float(settings.get("smooth_mm", 0.0))
+    return sitk.SmoothingRecursiveGaussian(probability, sigma) if sigma > 0 else probability
 
 
 def _measured_on(labels: sitk.Image, record: Vertebra) -> Vertebra:
