@@ -19,15 +19,13 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                          ScriptedLoadableModuleTest)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
 from BrainSegLib.logic import BrainSegLogic as SceneLogic
 from spinebrain.brainseg.case import TASK_CHOICES
 from spinebrain.brainseg.preprocess import NORMALISATIONS
 from spinebrain_slicer import qt_choices
-from spinebrain_slicer.qt_module import (TaskModuleWidget, describe_module, init_module_logic,
-                                         skipped_without_core)
+from spinebrain_slicer.qt_module import ModuleSelfTest, TaskModuleWidget, describe_module, init_module_logic
 from spinebrain_slicer.qt_parameters import ParameterNodeGui
 
 SEQUENCES = ("T1", "FLAIR", "T2", "T1C")
@@ -176,11 +174,8 @@ class BrainSegLogic(SceneLogic, ScriptedLoadableModuleLogic):
         init_module_logic(self, SceneLogic, scene)
 
 
-class BrainSegTest(ScriptedLoadableModuleTest):
+class BrainSegTest(ModuleSelfTest):
     """Self-test: segment a generated brain with the bundled models, then a cancelled background run."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
@@ -199,7 +194,7 @@ class BrainSegTest(ScriptedLoadableModuleTest):
     def test_segment_a_generated_brain(self):
         from spinebrain_slicer.samples import load_brain_sample
 
-        if skipped_without_core(self):
+        if self.skipped_without_core():
             return
         sample = load_brain_sample(slicer.mrmlScene, seed=1, contrasts=("t1", "flair"), lesions="ms", spacing=1.5)
         logic = BrainSegLogic()
@@ -220,7 +215,7 @@ class BrainSegTest(ScriptedLoadableModuleTest):
         from spinebrain.errors import CancelledError
         from spinebrain_slicer.samples import load_brain_sample
 
-        if skipped_without_core(self):
+        if self.skipped_without_core():
             return
         sample = load_brain_sample(slicer.mrmlScene, seed=2, contrasts=("t1",), lesions=None, spacing=2.0)
         logic = BrainSegLogic()

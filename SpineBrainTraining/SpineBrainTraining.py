@@ -16,12 +16,11 @@ if os.path.isdir(os.path.join(_CHECKOUT, "spinebrain_slicer")) and _CHECKOUT not
 
 import qt
 import slicer
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                          ScriptedLoadableModuleTest)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
 from spinebrain.tasks import SPINE_LABEL
 from spinebrain_slicer import qt_choices
-from spinebrain_slicer.qt_module import ModuleWidget, describe_module, init_module_logic, skipped_without_core
+from spinebrain_slicer.qt_module import ModuleSelfTest, ModuleWidget, describe_module, init_module_logic
 from spinebrain_slicer.training_logic import TrainingLogic, TrainingSettings, training_tasks
 
 POLL_INTERVAL_MS = 200
@@ -197,11 +196,8 @@ class SpineBrainTrainingLogic(TrainingLogic, ScriptedLoadableModuleLogic):
         init_module_logic(self, TrainingLogic, scene)
 
 
-class SpineBrainTrainingTest(ScriptedLoadableModuleTest):
+class SpineBrainTrainingTest(ModuleSelfTest):
     """Self-test: a brain-tissue-like task on two generated cases, cancelled after start; nothing is registered."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
@@ -214,7 +210,7 @@ class SpineBrainTrainingTest(ScriptedLoadableModuleTest):
 
         from spinebrain.errors import CancelledError
 
-        if skipped_without_core(self):
+        if self.skipped_without_core():
             return
         for number in range(2):  # a bright box in noise; its label map is found by name (selftestN-label)
             label = np.zeros((24, 24, 24), np.uint8)

@@ -19,15 +19,13 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                          ScriptedLoadableModuleTest)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
 from SpineLabelLib.logic import REGION_CHOICES
 from SpineLabelLib.logic import SpineLabelLogic as SceneLogic
 from spinebrain.tasks import SPINE_LABEL
 from spinebrain_slicer import qt_choices
-from spinebrain_slicer.qt_module import (TaskModuleWidget, describe_module, init_module_logic,
-                                         skipped_without_core)
+from spinebrain_slicer.qt_module import ModuleSelfTest, TaskModuleWidget, describe_module, init_module_logic
 from spinebrain_slicer.qt_parameters import ParameterNodeGui
 
 TASK = SPINE_LABEL.name
@@ -144,11 +142,8 @@ class SpineLabelLogic(SceneLogic, ScriptedLoadableModuleLogic):
         init_module_logic(self, SceneLogic, scene)
 
 
-class SpineLabelTest(ScriptedLoadableModuleTest):
+class SpineLabelTest(ModuleSelfTest):
     """Self-test: label a generated lumbar phantom with the bundled model, then correct it."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
@@ -159,7 +154,7 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
     def test_label_and_correct_a_phantom(self):
         from spinebrain_slicer.samples import load_spine_sample
 
-        if skipped_without_core(self):
+        if self.skipped_without_core():
             return
         sample = load_spine_sample(slicer.mrmlScene, seed=1, modality="ct", view="lumbar")
         logic = SpineLabelLogic()
@@ -181,7 +176,7 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         from spinebrain.errors import CancelledError
         from spinebrain_slicer.samples import load_spine_sample
 
-        if skipped_without_core(self):
+        if self.skipped_without_core():
             return
         sample = load_spine_sample(slicer.mrmlScene, seed=2, modality="ct", view="lumbar")
         logic = SpineLabelLogic()

@@ -20,15 +20,13 @@ import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                          ScriptedLoadableModuleTest)
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
 from SpineSegmentLib.logic import DIRECTION_CHOICES, MODE_CHOICES
 from SpineSegmentLib.logic import SpineSegmentLogic as SceneLogic
 from spinebrain.tasks import SPINE_SEGMENT
 from spinebrain_slicer import qt_choices
-from spinebrain_slicer.qt_module import (TaskModuleWidget, describe_module, init_module_logic,
-                                         skipped_without_core)
+from spinebrain_slicer.qt_module import ModuleSelfTest, TaskModuleWidget, describe_module, init_module_logic
 from spinebrain_slicer.qt_parameters import ParameterNodeGui
 
 TASK = SPINE_SEGMENT.name
@@ -163,11 +161,8 @@ class SpineSegmentLogic(SceneLogic, ScriptedLoadableModuleLogic):
         init_module_logic(self, SceneLogic, scene)
 
 
-class SpineSegmentTest(ScriptedLoadableModuleTest):
+class SpineSegmentTest(ModuleSelfTest):
     """Self-test: segment a generated lumbar T2 phantom with the bundled model, review it, cancel a run."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
@@ -181,7 +176,7 @@ class SpineSegmentTest(ScriptedLoadableModuleTest):
         return load_spine_sample(slicer.mrmlScene, seed=seed, modality="t2", view="lumbar", spacing=(1.5, 1.5, 1.5))
 
     def test_segment_and_review_a_phantom(self):
-        if skipped_without_core(self):
+        if self.skipped_without_core():
             return
         sample = self._phantom(7001)
         logic = SpineSegmentLogic()
@@ -204,7 +199,7 @@ class SpineSegmentTest(ScriptedLoadableModuleTest):
         """Apply's path: the command runs in the background; a cancelled run leaves the scene as it was."""
         from spinebrain.errors import CancelledError
 
-        if skipped_without_core(self):
+        if self.skipped_without_core():
             return
         sample = self._phantom(7002)
         logic = SpineSegmentLogic()

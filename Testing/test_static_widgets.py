@@ -86,7 +86,7 @@ def shared_bases(class_name: str) -> list[str]:
 
 # The classes Slicer finds by name in <Name>/<Name>.py, with the base each must have (the shared ones from qt_module).
 SLICER_CLASSES = {"": ("ScriptedLoadableModule",), "Widget": ("ModuleWidget", "TaskModuleWidget"),
-                  "Logic": ("ScriptedLoadableModuleLogic",), "Test": ("ScriptedLoadableModuleTest",)}
+                  "Logic": ("ScriptedLoadableModuleLogic",), "Test": ("ModuleSelfTest",)}
 # What each class must call from qt_module (the one copy of the module description and the Logic's two inits).
 SHARED_CALLS = {"": "describe_module", "Logic": "init_module_logic"}
 
@@ -147,13 +147,14 @@ class FakeWidget(TaskModuleWidget):
 class FakeLogic(SceneLogic, ScriptedLoadableModuleLogic):
     def __init__(self, scene=None):
         init_module_logic(self, SceneLogic, scene)
-class FakeTest(ScriptedLoadableModuleTest):
+class FakeTest(ModuleSelfTest):
     pass
 """
 
 
 @pytest.mark.parametrize("old, new, expected", [
     ("class FakeTest(", "class FakeTests(", "no class FakeTest"),
+    ("FakeTest(ModuleSelfTest)", "FakeTest(ScriptedLoadableModuleTest)", "FakeTest is not based on"),
     ("FakeWidget(TaskModuleWidget)", "FakeWidget(ScriptedLoadableModuleWidget)", "FakeWidget is not based on"),
     ('describe_module(parent, "Fake", [], [], "", "")', "parent.title = 'Fake'", "Fake does not call"),
     ("init_module_logic(self, SceneLogic, scene)", "SceneLogic.__init__(self, scene)", "FakeLogic does not call"),

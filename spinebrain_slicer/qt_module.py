@@ -4,13 +4,14 @@ Runs in Slicer only (Qt); checked statically in CI. Each module file still defin
 discovers by name (``<Name>``, ``<Name>Widget``, ``<Name>Logic``, ``<Name>Test``); this file holds the
 parts they had written four times: the module description, the widget's opening of its ``.ui``,
 the life cycle of a task widget (parameter node, scene close, background run ended) and the
-self-test's skip when torch / MONAI are missing. No logic here: the widgets call their Logic.
+self-test's empty scene and its skip when torch / MONAI are missing. No logic here: the widgets call their Logic.
 """
 
 from __future__ import annotations
 
 import slicer
-from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest,
+                                          ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
 from . import qt_choices
@@ -44,12 +45,18 @@ def init_module_logic(logic, scene_logic_class, scene=None) -> None:
     scene_logic_class.__init__(logic, scene if scene is not None else slicer.mrmlScene)
 
 
-def skipped_without_core(test) -> bool:
-    """For a module self-test: True (and says so) when torch and MONAI are not installed, so the test is skipped."""
-    if qt_choices.core_dependencies_installed():
-        return False
-    test.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
-    return True
+class ModuleSelfTest(ScriptedLoadableModuleTest):
+    """A module's self-test: each test starts on an empty scene and is skipped where torch / MONAI are missing."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def skipped_without_core(self) -> bool:
+        """True (and says so) when torch and MONAI are not installed, so the test is skipped."""
+        if qt_choices.core_dependencies_installed():
+            return False
+        self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        return True
 
 
 class ModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -113,11 +120,11 @@ class TaskModuleWidget(ModuleWidget):
         """Refill the model lists when the module is shown (models trained since appear; a hook)."""
 
     def cleanup(self):
+        if self.logic is not None:
+            self.let_go_of_the_scene()  # first: it may remove an observer of its own, which must still be there
         self.removeObservers()
         if self.panel is not None:
             self.panel.stop()
-        if self.logic is not None:
-            self.let_go_of_the_scene()
         if self.parameters is not None:
             self.parameters.release()
 
