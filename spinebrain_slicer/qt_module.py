@@ -4,7 +4,8 @@ Runs in Slicer only (Qt); checked statically in CI. Each module file still defin
 discovers by name (``<Name>``, ``<Name>Widget``, ``<Name>Logic``, ``<Name>Test``); this file holds the
 parts they had written four times: the module description, the widget's opening of its ``.ui``,
 the life cycle of a task widget (parameter node, scene close, background run ended) and the
-self-test's empty scene and its skip when torch / MONAI are missing. No logic here: the widgets call their Logic.
+self-test's empty scene and its skip when torch / MONAI are missing. No logic here: the widgets call
+their Logic.
 """
 
 from __future__ import annotations
