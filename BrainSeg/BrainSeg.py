@@ -19,21 +19,14 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-import spinebrain
 from BrainSegLib.logic import BrainSegLogic as SceneLogic
 from spinebrain.brainseg.case import TASK_CHOICES
 from spinebrain.brainseg.preprocess import NORMALISATIONS
 from spinebrain_slicer import qt_choices
-from spinebrain_slicer.qt_parameters import ParameterNodeGui, first_volume_node
-from spinebrain_slicer.qt_task import TaskRunPanel
+from spinebrain_slicer.qt_module import ModuleSelfTest, TaskModuleWidget, describe_module, init_module_logic
+from spinebrain_slicer.qt_parameters import ParameterNodeGui
 
 SEQUENCES = ("T1", "FLAIR", "T2", "T1C")
 
@@ -63,91 +56,46 @@ class BrainSegParameterNode:
 class BrainSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "BrainSeg"
-        self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = ["Segmentations"]
-        self.parent.contributors = ["The SlicerSpineBrain contributors"]
-        self.parent.helpText = (
-            "Segments grey matter, white matter and CSF of an MR scan of any contrast, and MS / white-matter lesions "
-            "on FLAIR (with T1 and T2 when given), and measures them: volume per class in mL and as a fraction of the "
-            "intracranial volume, and per lesion its volume, centre and location (periventricular, juxtacortical, "
-            "infratentorial, deep). Select a lesion row to centre the views on it. Sequences on another grid are "
-            "registered to the reference (the T1, else the FLAIR) and the results lie on its grid."
-            f"<br><br><b>{spinebrain.RESEARCH_NOTICE}</b>"
-        )
-        self.parent.acknowledgementText = (
-            "Methods after Akkus et al., Deep learning for brain MRI segmentation: state of the art and future "
-            "directions, J Digit Imaging 2017, and Billot et al., SynthSeg (training on synthesised images). Built on "
-            "PyTorch, MONAI, SimpleITK and 3D Slicer."
-        )
+        describe_module(
+            self.parent, "BrainSeg", categories=["Segmentation"], dependencies=["Segmentations"],
+            help_text=(
+                "Segments grey matter, white matter and CSF of an MR scan of any contrast, and MS / white-matter "
+                "lesions on FLAIR (with T1 and T2 when given), and measures them: volume per class in mL and as a "
+                "fraction of the intracranial volume, and per lesion its volume, centre and location (periventricular, "
+                "juxtacortical, infratentorial, deep). Select a lesion row to centre the views on it. Sequences on "
+                "another grid are registered to the reference (the T1, else the FLAIR) and the results lie on its "
+                "grid."),
+            acknowledgement=(
+                "Methods after Akkus et al., Deep learning for brain MRI segmentation: state of the art and future "
+                "directions, J Digit Imaging 2017, and Billot et al., SynthSeg (training on synthesised images). Built "
+                "on PyTorch, MONAI, SimpleITK and 3D Slicer."))
 
 
-class BrainSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Reads the UI, calls the Logic. Apply runs in the background (TaskRunPanel)."""
+class BrainSegWidget(TaskModuleWidget):
+    """Reads the UI, calls the Logic. Apply runs in the background (TaskRunPanel); life cycle in TaskModuleWidget."""
 
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self.panel = None
-        self.parameters = None
-        self._parameterNode = None
+    parameterNodeClass = BrainSegParameterNode
+    firstVolumeParameter = "t1Volume"
 
     def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        ui_widget = slicer.util.loadUI(self.resourcePath("UI/BrainSeg.ui"))
-        self.layout.addWidget(ui_widget)
-        self.ui = slicer.util.childWidgetVariables(ui_widget)
-        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.load_ui()
         self.logic = BrainSegLogic()
 
-        self.fillModels()
-        qt_choices.setup_install_button(self.ui.installButton, self.fillModels)
-        self.panel = TaskRunPanel(self.ui.applyButton, self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
-                                  self.ui.logTextEdit, on_finished=self.onSegmented, can_apply=self.inputsChosen)
+        self.refresh_models()
+        qt_choices.setup_install_button(self.ui.installButton, self.refresh_models)
+        self.add_task_panel(on_finished=self.onSegmented, can_apply=self.inputsChosen)
         self.parameters = ParameterNodeGui(
             "BrainSeg", self.ui, remembered=("task", "model", "lesionModel", "device", "n4", "normalisation", "register",
                                              "minLesionSize"),
             free_choices={"model": self.ui.modelComboBox, "lesionModel": self.ui.lesionModelComboBox},
             on_modified=self.updateRequirements)
 
-        self.ui.applyButton.connect("clicked()", self.onApply)
-        self.ui.loadSampleButton.connect("clicked()", self.onLoadSample)
         self.ui.lesionTableView.connect("clicked(QModelIndex)", self.onLesionClicked)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.initializeParameterNode()
-
-    def cleanup(self):
-        self.removeObservers()
-        if self.panel is not None:
-            self.panel.stop()
-        if self.parameters is not None:
-            self.parameters.release()
-
-    def enter(self):
-        self.fillModels()  # models trained since (Training module) appear
-        self.initializeParameterNode()
-
-    def exit(self):
-        self.parameters.release()
-
-    def onSceneStartClose(self, caller, event):
-        self.panel.stop()  # a run's result must not land in the next scene
-        self.parameters.release()
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self._parameterNode = self.parameters.set(self.logic.getParameterNode(), BrainSegParameterNode)
-        if self._parameterNode is not None and not self._parameterNode.t1Volume:
-            self._parameterNode.t1Volume = first_volume_node()
+        self.follow_the_scene()
 
     # ------------------------------------------------------------------ UI state
 
-    def fillModels(self):
+    def refresh_models(self):  # also on enter: models trained since (Training module) appear
         qt_choices.fill_model_selector(self.ui.modelComboBox, "brain-tissue")
         qt_choices.fill_model_selector(self.ui.lesionModelComboBox, "brain-lesion")
 
@@ -178,26 +126,22 @@ class BrainSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ actions
 
     def onApply(self):
-        if not qt_choices.core_dependencies_installed():
-            self.ui.installButton.click()
-            return
         options = {"n4": self.ui.n4CheckBox.checked, "normalisation": self.ui.normalisationComboBox.currentText,
                    "register": self.ui.registerCheckBox.checked,
                    "minimum_lesion_mm3": float(self.ui.minLesionSpinBox.value)}
-        with slicer.util.tryWithErrorDisplay("BrainSeg could not start.", waitCursor=True):
-            self.panel.start(lambda **callbacks: self.logic.start_segmentation(
-                {k: v for k, v in self.sequences().items() if v is not None}, self.ui.maskSelector.currentNode(),
-                task=self.ui.taskComboBox.currentText, options=options,
-                model=qt_choices.chosen_model(self.ui.modelComboBox),
-                lesion_model=qt_choices.chosen_model(self.ui.lesionModelComboBox),
-                device=qt_choices.chosen_device(self.ui.deviceComboBox),
-                segmentation=self.ui.segmentationSelector.currentNode(),
-                volumes_table=self.ui.volumesTableSelector.currentNode(),
-                lesions_table=self.ui.lesionsTableSelector.currentNode(), **callbacks))
+        self.start_task(lambda **callbacks: self.logic.start_segmentation(
+            {k: v for k, v in self.sequences().items() if v is not None}, self.ui.maskSelector.currentNode(),
+            task=self.ui.taskComboBox.currentText, options=options,
+            model=qt_choices.chosen_model(self.ui.modelComboBox),
+            lesion_model=qt_choices.chosen_model(self.ui.lesionModelComboBox),
+            device=qt_choices.chosen_device(self.ui.deviceComboBox),
+            segmentation=self.ui.segmentationSelector.currentNode(),
+            volumes_table=self.ui.volumesTableSelector.currentNode(),
+            lesions_table=self.ui.lesionsTableSelector.currentNode(), **callbacks))
 
     def onSegmented(self, run):
         """The background run ended: on success the nodes are in the scene; otherwise nothing changed."""
-        if run.state.value == "succeeded":
+        if self.run_succeeded(run, "BrainSeg could not segment these scans"):
             output = run.output
             self.ui.segmentationSelector.setCurrentNode(output.segmentation)
             self.ui.volumesTableSelector.setCurrentNode(output.volumes)
@@ -205,9 +149,6 @@ class BrainSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.ui.lesionsTableSelector.setCurrentNode(output.lesions)
                 self.ui.lesionTableView.setMRMLTableNode(output.lesions)
             self.ui.statusLabel.text = "Done: segments and tables are in the scene; see the log for warnings."
-        elif run.state.value != "cancelled":
-            slicer.util.errorDisplay(f"BrainSeg could not segment these scans: {run.error}",
-                                     detailedText=run.result.details if run.result else "")
 
     def onLesionClicked(self, index):
         with slicer.util.tryWithErrorDisplay("Could not find that lesion.", waitCursor=False):
@@ -226,34 +167,21 @@ class BrainSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class BrainSegLogic(SceneLogic, ScriptedLoadableModuleLogic):
-    """The module logic on Slicer's scene (see BrainSegLib.logic for every method).
-
-    SceneLogic comes first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no
-    arguments, which must reach object, not SceneLogic.
-    """
+    """The module logic on Slicer's scene (see BrainSegLib.logic for every method; the order of the bases:
+    qt_module.init_module_logic)."""
 
     def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        SceneLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
+        init_module_logic(self, SceneLogic, scene)
 
 
-class BrainSegTest(ScriptedLoadableModuleTest):
+class BrainSegTest(ModuleSelfTest):
     """Self-test: segment a generated brain with the bundled models, then a cancelled background run."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
         self.test_segment_a_generated_brain()
         self.setUp()
         self.test_background_run_and_cancel()
-
-    def _skipped_without_core(self) -> bool:
-        if qt_choices.core_dependencies_installed():
-            return False
-        self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
-        return True
 
     def _task(self, logic) -> str:
         """both when a lesion model is installed, else tissue."""
@@ -266,7 +194,7 @@ class BrainSegTest(ScriptedLoadableModuleTest):
     def test_segment_a_generated_brain(self):
         from spinebrain_slicer.samples import load_brain_sample
 
-        if self._skipped_without_core():
+        if self.skipped_without_core():
             return
         sample = load_brain_sample(slicer.mrmlScene, seed=1, contrasts=("t1", "flair"), lesions="ms", spacing=1.5)
         logic = BrainSegLogic()
@@ -287,7 +215,7 @@ class BrainSegTest(ScriptedLoadableModuleTest):
         from spinebrain.errors import CancelledError
         from spinebrain_slicer.samples import load_brain_sample
 
-        if self._skipped_without_core():
+        if self.skipped_without_core():
             return
         sample = load_brain_sample(slicer.mrmlScene, seed=2, contrasts=("t1",), lesions=None, spacing=2.0)
         logic = BrainSegLogic()

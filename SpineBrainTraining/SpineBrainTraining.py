@@ -16,17 +16,11 @@ if os.path.isdir(os.path.join(_CHECKOUT, "spinebrain_slicer")) and _CHECKOUT not
 
 import qt
 import slicer
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-import spinebrain
 from spinebrain.tasks import SPINE_LABEL
 from spinebrain_slicer import qt_choices
+from spinebrain_slicer.qt_module import ModuleSelfTest, ModuleWidget, describe_module, init_module_logic
 from spinebrain_slicer.training_logic import TrainingLogic, TrainingSettings, training_tasks
 
 POLL_INTERVAL_MS = 200
@@ -37,27 +31,23 @@ CASE_COLUMNS = ("case", "volume", "reference", "matched by", "status")
 class SpineBrainTraining(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SpineBrain Training"
-        self.parent.categories = ["Spine", "Segmentation"]
-        self.parent.dependencies = []
-        self.parent.contributors = ["The SlicerSpineBrain contributors"]
-        self.parent.helpText = (
-            "Train or fine-tune a SpineLabel, SpineSegment or BrainSeg model on the cases loaded in Slicer: every "
-            "volume with its reference (point list for labelling; segmentation or label map for segmentation), "
-            "matched by the segmentation's reference volume, the subject hierarchy folder or the name. "
-            "<b>Start</b> exports the cases and trains in the background with live loss and metric curves; "
-            "<b>Stop</b> keeps the best model so far, <b>Cancel</b> keeps nothing. The new model is installed in "
-            f"your model folder and listed at once by every module.<br><br><b>{spinebrain.RESEARCH_NOTICE}</b>")
-        self.parent.acknowledgementText = "Built on PyTorch, MONAI, SimpleITK and 3D Slicer."
+        describe_module(
+            self.parent, "SpineBrain Training", categories=["Spine", "Segmentation"], dependencies=[],
+            help_text=(
+                "Train or fine-tune a SpineLabel, SpineSegment or BrainSeg model on the cases loaded in Slicer: every "
+                "volume with its reference (point list for labelling; segmentation or label map for segmentation), "
+                "matched by the segmentation's reference volume, the subject hierarchy folder or the name. "
+                "<b>Start</b> exports the cases and trains in the background with live loss and metric curves; "
+                "<b>Stop</b> keeps the best model so far, <b>Cancel</b> keeps nothing. The new model is installed in "
+                "your model folder and listed at once by every module."),
+            acknowledgement="Built on PyTorch, MONAI, SimpleITK and 3D Slicer.")
 
 
-class SpineBrainTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SpineBrainTrainingWidget(ModuleWidget):
     """Reads the UI, calls the Logic; a timer polls the run and refreshes progress, curves and log."""
 
     def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
+        ModuleWidget.__init__(self, parent)
         self.run = None
         self.curves = None
         self._timer = qt.QTimer()
@@ -65,11 +55,7 @@ class SpineBrainTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self._timer.connect("timeout()", self.onPoll)
 
     def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        ui_widget = slicer.util.loadUI(self.resourcePath("UI/SpineBrainTraining.ui"))
-        self.layout.addWidget(ui_widget)
-        self.ui = slicer.util.childWidgetVariables(ui_widget)
-        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.load_ui()
         self.logic = SpineBrainTrainingLogic()
         self.tasks = training_tasks()
         self.ui.taskComboBox.addItems([task.title for task in self.tasks])
@@ -146,8 +132,7 @@ class SpineBrainTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             resample=self.ui.resampleCheckBox.checked, region=self.ui.regionComboBox.currentText)
 
     def onStart(self):
-        if not qt_choices.core_dependencies_installed():
-            self.ui.installButton.click()
+        if not self.core_ready():
             return
         with slicer.util.tryWithErrorDisplay("Training could not start.", waitCursor=True):
             self.ui.logTextEdit.clear()
@@ -208,15 +193,11 @@ class SpineBrainTrainingLogic(TrainingLogic, ScriptedLoadableModuleLogic):
     """The module logic on Slicer's scene (see spinebrain_slicer.training_logic for every method)."""
 
     def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        TrainingLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
+        init_module_logic(self, TrainingLogic, scene)
 
 
-class SpineBrainTrainingTest(ScriptedLoadableModuleTest):
+class SpineBrainTrainingTest(ModuleSelfTest):
     """Self-test: a brain-tissue-like task on two generated cases, cancelled after start; nothing is registered."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
@@ -229,8 +210,7 @@ class SpineBrainTrainingTest(ScriptedLoadableModuleTest):
 
         from spinebrain.errors import CancelledError
 
-        if not qt_choices.core_dependencies_installed():
-            self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
+        if self.skipped_without_core():
             return
         for number in range(2):  # a bright box in noise; its label map is found by name (selftestN-label)
             label = np.zeros((24, 24, 24), np.uint8)

@@ -19,21 +19,14 @@ from typing import Annotated
 import slicer
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-import spinebrain
 from SpineLabelLib.logic import REGION_CHOICES
 from SpineLabelLib.logic import SpineLabelLogic as SceneLogic
 from spinebrain.tasks import SPINE_LABEL
 from spinebrain_slicer import qt_choices
-from spinebrain_slicer.qt_parameters import ParameterNodeGui, first_volume_node
-from spinebrain_slicer.qt_task import TaskRunPanel
+from spinebrain_slicer.qt_module import ModuleSelfTest, TaskModuleWidget, describe_module, init_module_logic
+from spinebrain_slicer.qt_parameters import ParameterNodeGui
 
 TASK = SPINE_LABEL.name
 
@@ -53,95 +46,50 @@ class SpineLabelParameterNode:
 class SpineLabel(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SpineLabel"
-        self.parent.categories = ["Spine"]
-        self.parent.dependencies = ["Markups"]
-        self.parent.contributors = ["The SlicerSpineBrain contributors"]
-        self.parent.helpText = (
-            "Detects the vertebrae in an MR or CT scan and names them (C1...C7, T1...T12, L1...L5, S1): one point "
-            "per vertebra at the centre of its body, with its confidence.<br>"
-            "Correct with one point: move, place or delete a point (or rename one) and the others are relabelled "
-            "around it; the points you set are locked and never changed silently. <b>Shift up</b> gives every point "
-            "the name of the vertebra above it, <b>Shift down</b> the one below; <b>Undo</b> reverts the last change."
-            f"<br><br><b>{spinebrain.RESEARCH_NOTICE}</b>"
-        )
-        self.parent.acknowledgementText = (
-            "Method after Forsberg et al., Detection and labeling of vertebrae in MR images using deep learning "
-            "with clinical annotations as training data, J Digit Imaging 2017. Built on PyTorch, MONAI, SimpleITK "
-            "and 3D Slicer."
-        )
+        describe_module(
+            self.parent, "SpineLabel", categories=["Spine"], dependencies=["Markups"],
+            help_text=(
+                "Detects the vertebrae in an MR or CT scan and names them (C1...C7, T1...T12, L1...L5, S1): one point "
+                "per vertebra at the centre of its body, with its confidence.<br>Correct with one point: move, place "
+                "or delete a point (or rename one) and the others are relabelled around it; the points you set are "
+                "locked and never changed silently. <b>Shift up</b> gives every point the name of the vertebra above "
+                "it, <b>Shift down</b> the one below; <b>Undo</b> reverts the last change."),
+            acknowledgement=(
+                "Method after Forsberg et al., Detection and labeling of vertebrae in MR images using deep learning "
+                "with clinical annotations as training data, J Digit Imaging 2017. Built on PyTorch, MONAI, SimpleITK "
+                "and 3D Slicer."))
 
 
-class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SpineLabelWidget(TaskModuleWidget):
     """Reads the UI, calls the Logic. Apply runs in the background (TaskRunPanel); edits are instant."""
 
-    def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self.panel = None
-        self.parameters = None
-        self._parameterNode = None
+    parameterNodeClass = SpineLabelParameterNode
 
     def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        ui_widget = slicer.util.loadUI(self.resourcePath("UI/SpineLabel.ui"))
-        self.layout.addWidget(ui_widget)
-        self.ui = slicer.util.childWidgetVariables(ui_widget)
-        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.load_ui()
         self.logic = SpineLabelLogic()
 
-        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
-        qt_choices.setup_install_button(
-            self.ui.installButton, lambda: qt_choices.fill_model_selector(self.ui.modelComboBox, TASK))
-        self.panel = TaskRunPanel(self.ui.applyButton, self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
-                                  self.ui.logTextEdit, on_finished=self.onLabelled,
-                                  can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
+        self.refresh_models()
+        qt_choices.setup_install_button(self.ui.installButton, self.refresh_models)
+        self.add_task_panel(on_finished=self.onLabelled,
+                            can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
         self.parameters = ParameterNodeGui("SpineLabel", self.ui, remembered=("region", "model", "device"),
                                            free_choices={"model": self.ui.modelComboBox},
                                            on_modified=self.updateObservation)
 
-        self.ui.applyButton.connect("clicked()", self.onApply)
         self.ui.relabelButton.connect("clicked()", lambda: self.edit(self.logic.relabel))
         self.ui.shiftUpButton.connect("clicked()", lambda: self.edit(self.logic.shift_up))
         self.ui.shiftDownButton.connect("clicked()", lambda: self.edit(self.logic.shift_down))
         self.ui.undoButton.connect("clicked()", lambda: self.edit(self.logic.undo))
-        self.ui.loadSampleButton.connect("clicked()", self.onLoadSample)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.initializeParameterNode()
-
-    def cleanup(self):
-        self.removeObservers()
-        if self.panel is not None:
-            self.panel.stop()
-        if self.logic is not None:
-            self.logic.stop_observing()
-        if self.parameters is not None:
-            self.parameters.release()
-
-    def enter(self):
-        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)  # models trained since (Training module) appear
-        self.initializeParameterNode()
-
-    def exit(self):
-        self.parameters.release()
-
-    def onSceneStartClose(self, caller, event):
-        self.panel.stop()  # a run's result must not land in the next scene
-        self.logic.stop_observing()
-        self.parameters.release()
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self._parameterNode = self.parameters.set(self.logic.getParameterNode(), SpineLabelParameterNode)
-        if self._parameterNode is not None and not self._parameterNode.inputVolume:
-            self._parameterNode.inputVolume = first_volume_node()
+        self.follow_the_scene()
 
     # ------------------------------------------------------------------ UI state
+
+    def refresh_models(self):  # also on enter: models trained since (Training module) appear
+        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
+
+    def let_go_of_the_scene(self):  # on cleanup and before the scene closes
+        self.logic.stop_observing()
 
     def updateObservation(self):
         self.logic.stop_observing()
@@ -159,25 +107,18 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ actions
 
     def onApply(self):
-        if not qt_choices.core_dependencies_installed():
-            self.ui.installButton.click()
-            return
-        with slicer.util.tryWithErrorDisplay("SpineLabel could not start.", waitCursor=True):
-            self.panel.start(lambda **callbacks: self.logic.start_labelling(
-                self.ui.inputSelector.currentNode(), self.ui.outputSelector.currentNode(),
-                region=self.ui.regionComboBox.currentText, model=qt_choices.chosen_model(self.ui.modelComboBox),
-                device=qt_choices.chosen_device(self.ui.deviceComboBox), **callbacks))
+        self.start_task(lambda **callbacks: self.logic.start_labelling(
+            self.ui.inputSelector.currentNode(), self.ui.outputSelector.currentNode(),
+            region=self.ui.regionComboBox.currentText, model=qt_choices.chosen_model(self.ui.modelComboBox),
+            device=qt_choices.chosen_device(self.ui.deviceComboBox), **callbacks))
 
     def onLabelled(self, run):
         """The background run ended: on success the points are in the scene; otherwise nothing changed."""
-        if run.state.value == "succeeded":
+        if self.run_succeeded(run, "SpineLabel could not label this volume"):
             node = run.output
             self.ui.outputSelector.setCurrentNode(node)
             self.ui.statusLabel.text = (f"{node.GetNumberOfControlPoints()} vertebrae "
                                         f"({node.GetAttribute('SpineLabel.Region')}); see the log for warnings.")
-        elif run.state.value != "cancelled":
-            slicer.util.errorDisplay(f"SpineLabel could not label this volume: {run.error}",
-                                     detailedText=run.result.details if run.result else "")
         self.updateObservation()
 
     def edit(self, operation):
@@ -194,22 +135,15 @@ class SpineLabelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class SpineLabelLogic(SceneLogic, ScriptedLoadableModuleLogic):
-    """The module logic on Slicer's scene (see SpineLabelLib.logic for every method).
-
-    SceneLogic comes first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no
-    arguments, which must reach object, not SceneLogic.
-    """
+    """The module logic on Slicer's scene (see SpineLabelLib.logic for every method; the order of the bases:
+    qt_module.init_module_logic)."""
 
     def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        SceneLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
+        init_module_logic(self, SceneLogic, scene)
 
 
-class SpineLabelTest(ScriptedLoadableModuleTest):
+class SpineLabelTest(ModuleSelfTest):
     """Self-test: label a generated lumbar phantom with the bundled model, then correct it."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
@@ -217,16 +151,10 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_background_run_and_cancel()
 
-    def _skipped_without_core(self) -> bool:
-        if qt_choices.core_dependencies_installed():
-            return False
-        self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
-        return True
-
     def test_label_and_correct_a_phantom(self):
         from spinebrain_slicer.samples import load_spine_sample
 
-        if self._skipped_without_core():
+        if self.skipped_without_core():
             return
         sample = load_spine_sample(slicer.mrmlScene, seed=1, modality="ct", view="lumbar")
         logic = SpineLabelLogic()
@@ -248,7 +176,7 @@ class SpineLabelTest(ScriptedLoadableModuleTest):
         from spinebrain.errors import CancelledError
         from spinebrain_slicer.samples import load_spine_sample
 
-        if self._skipped_without_core():
+        if self.skipped_without_core():
             return
         sample = load_spine_sample(slicer.mrmlScene, seed=2, modality="ct", view="lumbar")
         logic = SpineLabelLogic()

@@ -20,21 +20,14 @@ import slicer
 import vtk
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
-    ScriptedLoadableModuleWidget,
-)
-from slicer.util import VTKObservationMixin
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleLogic
 
-import spinebrain
 from SpineSegmentLib.logic import DIRECTION_CHOICES, MODE_CHOICES
 from SpineSegmentLib.logic import SpineSegmentLogic as SceneLogic
 from spinebrain.tasks import SPINE_SEGMENT
 from spinebrain_slicer import qt_choices
-from spinebrain_slicer.qt_parameters import ParameterNodeGui, first_volume_node
-from spinebrain_slicer.qt_task import TaskRunPanel
+from spinebrain_slicer.qt_module import ModuleSelfTest, TaskModuleWidget, describe_module, init_module_logic
+from spinebrain_slicer.qt_parameters import ParameterNodeGui
 
 TASK = SPINE_SEGMENT.name
 
@@ -55,91 +48,50 @@ class SpineSegmentParameterNode:
 class SpineSegment(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "SpineSegment"
-        self.parent.categories = ["Spine"]
-        self.parent.dependencies = ["Segmentations", "Markups"]
-        self.parent.contributors = ["The SlicerSpineBrain contributors"]
-        self.parent.helpText = (
-            "Segments each vertebra of a spine scan as its own segment (2D mode: the vertebral bodies of an MR "
-            "scan, slice by slice). SpineLabel's points, when given, name the vertebrae; otherwise they are "
-            "Vertebra 1..n from the top.<br>The <b>Review</b> table lists each vertebra with its volume and "
-            "centroid: click a row to centre the views on it, tick or untick <b>complete</b> (incomplete "
-            "vertebrae are drawn semi-transparent), <b>Remove incomplete</b> deletes those; <b>Undo</b> reverts."
-            f"<br><br><b>{spinebrain.RESEARCH_NOTICE}</b>"
-        )
-        self.parent.acknowledgementText = (
-            "Methods after Lessmann et al., Iterative fully convolutional neural networks for automatic vertebra "
-            "segmentation and identification, Medical Image Analysis 2019, and slice-wise 2D vertebral-body "
-            "segmentation of MR. Built on PyTorch, MONAI, SimpleITK and 3D Slicer."
-        )
+        describe_module(
+            self.parent, "SpineSegment", categories=["Spine"], dependencies=["Segmentations", "Markups"],
+            help_text=(
+                "Segments each vertebra of a spine scan as its own segment (2D mode: the vertebral bodies of an MR "
+                "scan, slice by slice). SpineLabel's points, when given, name the vertebrae; otherwise they are "
+                "Vertebra 1..n from the top.<br>The <b>Review</b> table lists each vertebra with its volume and "
+                "centroid: click a row to centre the views on it, tick or untick <b>complete</b> (incomplete vertebrae "
+                "are drawn semi-transparent), <b>Remove incomplete</b> deletes those; <b>Undo</b> reverts."),
+            acknowledgement=(
+                "Methods after Lessmann et al., Iterative fully convolutional neural networks for automatic vertebra "
+                "segmentation and identification, Medical Image Analysis 2019, and slice-wise 2D vertebral-body "
+                "segmentation of MR. Built on PyTorch, MONAI, SimpleITK and 3D Slicer."))
 
 
-class SpineSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class SpineSegmentWidget(TaskModuleWidget):
     """Reads the UI, calls the Logic. Apply runs in the background (TaskRunPanel); review edits are instant."""
 
+    parameterNodeClass = SpineSegmentParameterNode
+
     def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-        self.panel = None
-        self.parameters = None
-        self._parameterNode = None
+        TaskModuleWidget.__init__(self, parent)
         self._table = None
 
     def setup(self):
-        ScriptedLoadableModuleWidget.setup(self)
-        ui_widget = slicer.util.loadUI(self.resourcePath("UI/SpineSegment.ui"))
-        self.layout.addWidget(ui_widget)
-        self.ui = slicer.util.childWidgetVariables(ui_widget)
-        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.load_ui()
         self.logic = SpineSegmentLogic()
 
         qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
         qt_choices.setup_install_button(
             self.ui.installButton, lambda: qt_choices.fill_model_selector(self.ui.modelComboBox, TASK))
-        self.panel = TaskRunPanel(self.ui.applyButton, self.ui.cancelButton, self.ui.progressBar, self.ui.statusLabel,
-                                  self.ui.logTextEdit, on_finished=self.onSegmented,
-                                  can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
+        self.add_task_panel(on_finished=self.onSegmented,
+                            can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
         self.parameters = ParameterNodeGui("SpineSegment", self.ui, remembered=("mode", "direction", "model", "device"),
                                            free_choices={"model": self.ui.modelComboBox},
                                            on_modified=self.showReview)
 
-        self.ui.applyButton.connect("clicked()", self.onApply)
         self.ui.removeIncompleteButton.connect("clicked()", lambda: self.edit(self.logic.remove_incomplete))
         self.ui.refreshTableButton.connect("clicked()", lambda: self.edit(self.logic.update_review_table))
         self.ui.undoButton.connect("clicked()", lambda: self.edit(self.logic.undo))
         self.ui.reviewTableView.connect("clicked(QModelIndex)", lambda index: self.onRowChosen(index.row()))
-        self.ui.loadSampleButton.connect("clicked()", self.onLoadSample)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.initializeParameterNode()
+        self.follow_the_scene()
 
-    def cleanup(self):
-        self.removeObservers()
-        if self.panel is not None:
-            self.panel.stop()
-        if self.parameters is not None:
-            self.parameters.release()
-
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        self.parameters.release()
-
-    def onSceneStartClose(self, caller, event):
-        self.panel.stop()  # a run's result must not land in the next scene
+    def let_go_of_the_scene(self):  # on cleanup and before the scene closes
         self.watchTable(None)
-        self.parameters.release()
-
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
-    def initializeParameterNode(self):
-        self._parameterNode = self.parameters.set(self.logic.getParameterNode(), SpineSegmentParameterNode)
-        if self._parameterNode is not None and not self._parameterNode.inputVolume:
-            self._parameterNode.inputVolume = first_volume_node()
 
     # ------------------------------------------------------------------ review table
 
@@ -172,27 +124,20 @@ class SpineSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ actions
 
     def onApply(self):
-        if not qt_choices.core_dependencies_installed():
-            self.ui.installButton.click()
-            return
-        with slicer.util.tryWithErrorDisplay("SpineSegment could not start.", waitCursor=True):
-            self.panel.start(lambda **callbacks: self.logic.start_segmenting(
-                self.ui.inputSelector.currentNode(), self.ui.labelsSelector.currentNode(),
-                self.ui.outputSelector.currentNode(), mode=self.ui.modeComboBox.currentText,
-                direction=self.ui.directionComboBox.currentText, model=qt_choices.chosen_model(self.ui.modelComboBox),
-                device=qt_choices.chosen_device(self.ui.deviceComboBox), **callbacks))
+        self.start_task(lambda **callbacks: self.logic.start_segmenting(
+            self.ui.inputSelector.currentNode(), self.ui.labelsSelector.currentNode(),
+            self.ui.outputSelector.currentNode(), mode=self.ui.modeComboBox.currentText,
+            direction=self.ui.directionComboBox.currentText, model=qt_choices.chosen_model(self.ui.modelComboBox),
+            device=qt_choices.chosen_device(self.ui.deviceComboBox), **callbacks))
 
     def onSegmented(self, run):
         """The background run ended: on success the segments are in the scene; otherwise nothing changed."""
-        if run.state.value == "succeeded":
+        if self.run_succeeded(run, "SpineSegment could not segment this volume"):
             node = run.output
             self.ui.outputSelector.setCurrentNode(node)
             records = self.logic.review_records(node)
             self.ui.statusLabel.text = (f"{len(records)} vertebrae, {sum(not r['complete'] for r in records)} "
                                         "incomplete; review them below.")
-        elif run.state.value != "cancelled":
-            slicer.util.errorDisplay(f"SpineSegment could not segment this volume: {run.error}",
-                                     detailedText=run.result.details if run.result else "")
         self.showReview()
 
     def edit(self, operation):
@@ -209,22 +154,15 @@ class SpineSegmentWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class SpineSegmentLogic(SceneLogic, ScriptedLoadableModuleLogic):
-    """The module logic on Slicer's scene (see SpineSegmentLib.logic for every method).
-
-    SceneLogic comes first: ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no
-    arguments, which must reach object, not SceneLogic.
-    """
+    """The module logic on Slicer's scene (see SpineSegmentLib.logic for every method; the order of the bases:
+    qt_module.init_module_logic)."""
 
     def __init__(self, scene=None):
-        ScriptedLoadableModuleLogic.__init__(self)
-        SceneLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
+        init_module_logic(self, SceneLogic, scene)
 
 
-class SpineSegmentTest(ScriptedLoadableModuleTest):
+class SpineSegmentTest(ModuleSelfTest):
     """Self-test: segment a generated lumbar T2 phantom with the bundled model, review it, cancel a run."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
@@ -232,19 +170,13 @@ class SpineSegmentTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_background_run_and_cancel()
 
-    def _skipped_without_core(self) -> bool:
-        if qt_choices.core_dependencies_installed():
-            return False
-        self.delayDisplay("Skipped: torch and MONAI are not installed (use the Install button).")
-        return True
-
     def _phantom(self, seed):
         from spinebrain_slicer.samples import load_spine_sample
 
         return load_spine_sample(slicer.mrmlScene, seed=seed, modality="t2", view="lumbar", spacing=(1.5, 1.5, 1.5))
 
     def test_segment_and_review_a_phantom(self):
-        if self._skipped_without_core():
+        if self.skipped_without_core():
             return
         sample = self._phantom(7001)
         logic = SpineSegmentLogic()
@@ -267,7 +199,7 @@ class SpineSegmentTest(ScriptedLoadableModuleTest):
         """Apply's path: the command runs in the background; a cancelled run leaves the scene as it was."""
         from spinebrain.errors import CancelledError
 
-        if self._skipped_without_core():
+        if self.skipped_without_core():
             return
         sample = self._phantom(7002)
         logic = SpineSegmentLogic()

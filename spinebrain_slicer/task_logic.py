@@ -175,6 +175,18 @@ def poll_until_finished(run, timeout: float | None, stop_now: Callable[[], None]
         raise
 
 
+def poll_runner(runner, timeout: float, dispatch: Callable[[dict], None],
+                finish: Callable[[RunResult], None]) -> list[dict]:
+    """The events that arrived from a background ``runner``, each passed to ``dispatch``; once the runner has
+    ended, ``finish(its result)``. Returns the events (for a run's ``poll``)."""
+    events = runner.poll(timeout)
+    for event in events:
+        dispatch(event)
+    if runner.finished:
+        finish(runner.result())
+    return events
+
+
 def raise_unless_succeeded(state: RunState, error: str, cancelled_message: str, details: str = "") -> None:
     """After a finished run: CancelledError, TaskInputError (bad input) or TaskError unless it succeeded."""
     if state is RunState.CANCELLED:
@@ -207,12 +219,7 @@ class TaskRun:
         """Handle the events that arrived; on the run's end import the results (success only)."""
         if self.finished:
             return []
-        events = self.runner.poll(timeout)
-        for event in events:
-            self._dispatch(event)
-        if self.runner.finished:
-            self._finish(self.runner.result())
-        return events
+        return poll_runner(self.runner, timeout, self._dispatch, self._finish)
 
     def wait(self, timeout: float | None = None):
         """Block until the end: the import's output; else TaskError (TaskInputError: bad input) or CancelledError."""

@@ -34,7 +34,7 @@ from spinebrain.tasks import available_tasks
 
 from . import training_cases
 from .runner import RunState
-from .task_logic import core_process_runner, poll_until_finished, raise_unless_succeeded
+from .task_logic import core_process_runner, poll_runner, poll_until_finished, raise_unless_succeeded
 from .training_curves import fill_curves
 from .training_export import ExportedCases, ExportJob, export_cases, split_cases
 
@@ -332,12 +332,7 @@ class TrainingRun:
         if self.runner is None:
             self._export_step(timeout)
             return []
-        events = self.runner.poll(timeout)
-        for event in events:
-            self._dispatch(event)
-        if self.runner.finished:
-            self._finish(self.runner.result())
-        return events
+        return poll_runner(self.runner, timeout, self._dispatch, self._finish)
 
     def wait(self, timeout: float | None = None):
         """Block until the end: the registered model entry; TaskError, TaskInputError or CancelledError otherwise."""

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..tables import Column
+from .quantify import surface_distances, voxel_volume_ml, volumes_compared
 
 LESION_METRIC_COLUMNS = (
     Column("dice", "float", "", 4),
@@ -42,10 +43,8 @@ LESION_METRIC_COLUMNS = (
 def lesion_metrics(predicted: sitk.Image, reference: sitk.Image, minimum_mm3: float = 0.0) -> dict:
     """Every metric of :data:`LESION_METRIC_COLUMNS` for two binary lesion maps on one grid."""
     import torch
-    from monai.metrics import (
-        compute_average_surface_distance, compute_confusion_matrix_metric, compute_dice, compute_hausdorff_distance,
-        get_confusion_matrix,
-    )
+    from monai.metrics import (compute_confusion_matrix_metric, compute_dice, compute_hausdorff_distance,
+                               get_confusion_matrix)
 
     pred = sitk.GetArrayViewFromImage(predicted) > 0
     ref = sitk.GetArrayViewFromImage(reference) > 0
@@ -54,20 +53,14 @@ def lesion_metrics(predicted: sitk.Image, reference: sitk.Image, minimum_mm3: fl
     r = torch.from_numpy(ref)[None, None].float()
     both = {"y_pred": p, "y": r}
     confusion = get_confusion_matrix(**both, include_background=True)
-    per_voxel_ml = float(np.prod(predicted.GetSpacing())) / 1000.0
-    v_pred, v_ref = float(pred.sum()) * per_voxel_ml, float(ref.sum()) * per_voxel_ml
     found, reference_count, true, predicted_count = lesion_overlaps(predicted, reference, minimum_mm3)
     return {
         "dice": float(compute_dice(**both, include_background=True, ignore_empty=False)[0, 0]),
         "tpr": float(compute_confusion_matrix_metric("sensitivity", confusion)[0, 0]),
         "ppv": float(compute_confusion_matrix_metric("precision", confusion)[0, 0]),
-        "volume predicted": v_pred, "volume reference": v_ref,
-        "volume difference": 100.0 * (v_pred - v_ref) / v_ref if v_ref else float("nan"),
+        **volumes_compared(float(pred.sum()), float(ref.sum()), voxel_volume_ml(predicted)),
         "hd": float(compute_hausdorff_distance(**both, include_background=True, spacing=spacing)[0, 0]),
-        "hd95": float(compute_hausdorff_distance(**both, include_background=True, percentile=95,
-                                                 spacing=spacing)[0, 0]),
-        "assd": float(compute_average_surface_distance(**both, include_background=True, symmetric=True,
-                                                       spacing=spacing)[0, 0]),
+        **surface_distances(p, r, spacing),
         "lesion-wise tpr": found / reference_count if reference_count else float("nan"),
         "lesion-wise ppv": true / predicted_count if predicted_count else float("nan"),
         "reference lesions": reference_count, "predicted lesions": predicted_count,

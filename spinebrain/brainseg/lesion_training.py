@@ -11,7 +11,7 @@ The result is a model package with card task ``brain-lesion``.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,29 +19,19 @@ import torch
 from ..models import ModelCard
 from ..protocol import Progress
 from .lesion_synthesis import CHANNELS, REQUIRED_CHANNELS
-from .training import add_recipe_arguments, card_network, clock_stop, run_recipe
+from .training import (SynthRecipe, add_recipe_arguments, card_network, clock_stop, initial_network, run_recipe,
+                       save_recipe_model)
 
 METRIC = "val_lesion_dice"
 LABELS = {"0": "background", "1": "Lesion"}
 
 
 @dataclass
-class LesionRecipe:
-    maps: str
-    out: str
+class LesionRecipe(SynthRecipe):
     model_id: str = "brain-lesion-synth"
-    validation_maps: tuple[int, ...] = (17, 18, 19, 20)
     spacing: float = 1.0
-    patch: int = 48
     epochs: int = 80
-    steps_per_epoch: int = 50
-    batch_size: int = 2
     validation_crops: int = 16
-    learning_rate: float = 2e-3
-    seed: int = 0
-    device: str = "auto"
-    run_dir: str | None = None
-    resume: bool = True
     until: str | None = None  # HH:MM UTC
     init_weights: str | None = None  # start from these weights (.safetensors of the same network)
     workers: int = 0  # DataLoader workers (synthesis runs in them)
@@ -62,11 +52,6 @@ class LesionRecipe:
                    "mask_normalisation": "zscore of each sequence within the brain mask"},
         )
 
-    def map_names(self) -> tuple[list[str], list[str]]:
-        held = {f"training_seg_{i:02d}.nii.gz" for i in self.validation_maps}
-        names = sorted(p.name for p in Path(self.maps).glob("training_seg_*.nii.gz"))
-        return [n for n in names if n not in held], [n for n in names if n in held]
-
 
 def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=None, budget=None) -> Path:
     """Train and write ``<out>/<model_id>/``; ``banks``: (training, validation) :class:`.lesion_synthesis.LesionBank`.
@@ -80,8 +65,7 @@ def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=N
     from monai.transforms import AsDiscreted, Compose
     from monai.utils import set_determinism
 
-    from ..models import build_network, save_model_package
-    from ..training import EngineSettings, init_distributed, load_best_weights, run_training, shutdown
+    from ..training import EngineSettings, init_distributed, run_training, shutdown
     from .lesion_synthesis import LesionBank, LesionDataset, LesionSettings, LesionSynthesiser
 
     progress = progress or Progress(quiet=True)
@@ -89,27 +73,16 @@ def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=N
     context = init_distributed(recipe.device)
     try:
         set_determinism(recipe.seed)
-        if banks is None:
-            train_names, val_names = recipe.map_names()
-            progress.update("load", 0.0, f"{len(train_names)} training and {len(val_names)} validation label maps")
-            banks = (LesionBank.from_folder(recipe.maps, recipe.spacing, train_names, recipe.seed),
-                     LesionBank.from_folder(recipe.maps, recipe.spacing, val_names, recipe.seed + 1))
-        train_bank, val_bank = banks
+        train_bank, val_bank = banks if banks is not None else recipe.banks(LesionBank, progress)
         settings = LesionSettings(patch=recipe.patch)
         train_set = LesionDataset(LesionSynthesiser(train_bank, settings, recipe.spacing),
                                   recipe.steps_per_epoch * recipe.batch_size, recipe.seed)
         val_set = LesionDataset(LesionSynthesiser(val_bank, settings, recipe.spacing), recipe.validation_crops,
                                 recipe.seed + 7, fixed=True)
-        network = build_network(card)
-        if recipe.init_weights:
-            from safetensors.torch import load_file
-
-            network.load_state_dict(load_file(recipe.init_weights), strict=True)
-            progress.log(f"Starting from the weights in {recipe.init_weights}")
-        network = network.to(context.device)
+        network = initial_network(card, recipe.init_weights, progress).to(context.device)
         optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4)
-        run_dir = Path(recipe.run_dir or Path(recipe.out) / ".runs" / recipe.model_id)
+        run_dir = recipe.run_folder()
         handlers = clock_stop(recipe.until, run_dir)
         timer = None
         if budget is not None:
@@ -129,25 +102,15 @@ def train_lesion(recipe: LesionRecipe, progress: Progress | None = None, banks=N
             lr_scheduler=schedule, val_postprocessing=post, progress=progress, extra_handlers=handlers)
         if timer is not None:
             print(timer.summary(context.device), flush=True)  # stdout: the GPU job's log shows it
-        _describe(card, recipe, outcome, [m.name for m in train_bank.bank.maps], [m.name for m in val_bank.bank.maps])
-        path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
-        progress.result(path, kind="model")
-        progress.log(f"Model package written to {path} (best {METRIC} {outcome.best_metric} at epoch "
-                     f"{outcome.best_epoch}; {outcome.stopped} after epoch {outcome.epochs_run})")
-        return path
+        train_names, val_names = [m.name for m in train_bank.bank.maps], [m.name for m in val_bank.bank.maps]
+        training_data = (f"{len(train_names)} label maps ({', '.join(train_names)}) with lesions painted in, "
+                         f"FLAIR/T1/T2 synthesised on the fly: {recipe.steps_per_epoch * recipe.batch_size} crops "
+                         f"of {recipe.patch}^3 at {recipe.spacing} mm per epoch")
+        measured_on = (f"{recipe.validation_crops} fixed synthetic crops (each with a painted lesion) "
+                       f"from held-out maps {', '.join(val_names)}")
+        return save_recipe_model(recipe, card, outcome, METRIC, training_data, measured_on, progress)
     finally:
         shutdown(context)
-
-
-def _describe(card: ModelCard, recipe: LesionRecipe, outcome, train_names, val_names) -> None:
-    card.training_data = (f"{len(train_names)} label maps ({', '.join(train_names)}) with lesions painted in, "
-                          f"FLAIR/T1/T2 synthesised on the fly: {recipe.steps_per_epoch * recipe.batch_size} crops "
-                          f"of {recipe.patch}^3 at {recipe.spacing} mm per epoch")
-    card.metrics = {METRIC: outcome.best_metric, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
-                    "stopped": outcome.stopped,
-                    "measured_on": f"{recipe.validation_crops} fixed synthetic crops (each with a painted lesion) "
-                                   f"from held-out maps {', '.join(val_names)}"}
-    card.extra["training"] = {k: v for k, v in asdict(recipe).items() if k not in ("maps", "out", "run_dir", "command")}
 
 
 # -- command line ----------------------------------------------------------------------------------

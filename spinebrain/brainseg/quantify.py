@@ -76,7 +76,7 @@ METRIC_COLUMNS = (
 def tissue_metrics(predicted: sitk.Image, reference: sitk.Image, ignore: sitk.Image | None = None) -> list[dict]:
     """Dice, HD95, ASSD and volume difference per tissue class (MONAI metrics); ``ignore`` voxels count for neither."""
     import torch
-    from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
+    from monai.metrics import compute_dice
 
     pred = sitk.GetArrayFromImage(predicted).astype(np.int64)
     ref = sitk.GetArrayFromImage(reference).astype(np.int64)
@@ -89,13 +89,23 @@ def tissue_metrics(predicted: sitk.Image, reference: sitk.Image, ignore: sitk.Im
     for value, name in TISSUE_ORDER:
         p = torch.from_numpy(pred == value)[None, None].float()
         r = torch.from_numpy(ref == value)[None, None].float()
-        both = {"y_pred": p, "y": r}
-        dice = float(compute_dice(**both, include_background=True)[0, 0])
-        hd95 = float(compute_hausdorff_distance(**both, include_background=True, percentile=95, spacing=spacing)[0, 0])
-        assd = float(compute_average_surface_distance(**both, include_background=True, symmetric=True,
-                                                      spacing=spacing)[0, 0])
-        v_pred, v_ref = float(p.sum()) * per_voxel, float(r.sum()) * per_voxel
-        records.append({"structure": name, "dice": dice, "hd95": hd95, "assd": assd, "volume predicted": v_pred,
-                        "volume reference": v_ref,
-                        "volume difference": 100.0 * (v_pred - v_ref) / v_ref if v_ref else float("nan")})
+        dice = float(compute_dice(y_pred=p, y=r, include_background=True)[0, 0])
+        records.append({"structure": name, "dice": dice, **surface_distances(p, r, spacing),
+                        **volumes_compared(float(p.sum()), float(r.sum()), per_voxel)})
     return records
+
+
+def surface_distances(predicted, reference, spacing) -> dict:
+    """HD95 and ASSD (symmetric) in mm of two binary (1, 1, k, j, i) tensors (MONAI), ``spacing`` in (k, j, i)."""
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    both = {"y_pred": predicted, "y": reference, "include_background": True, "spacing": spacing}
+    return {"hd95": float(compute_hausdorff_distance(**both, percentile=95)[0, 0]),
+            "assd": float(compute_average_surface_distance(**both, symmetric=True)[0, 0])}
+
+
+def volumes_compared(predicted_voxels: float, reference_voxels: float, per_voxel_ml: float) -> dict:
+    """Predicted and reference volume in mL and their difference in % of the reference (NaN without a reference)."""
+    v_pred, v_ref = predicted_voxels * per_voxel_ml, reference_voxels * per_voxel_ml
+    return {"volume predicted": v_pred, "volume reference": v_ref,
+            "volume difference": 100.0 * (v_pred - v_ref) / v_ref if v_ref else float("nan")}

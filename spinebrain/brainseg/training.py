@@ -34,10 +34,16 @@ def card_network(in_channels: int, out_channels: int) -> dict:
 
 
 @dataclass
-class TissueRecipe:
+class SynthRecipe:
+    """What both brain recipes (tissue, lesion) are given: label maps, output, the run's size and where it runs.
+
+    The field order is that of the options and of the card's ``training`` entry: a recipe redeclares the defaults
+    it changes (which keeps their place) and adds its own fields after ``resume``. Defaults: the tissue model's.
+    """
+
     maps: str
     out: str
-    model_id: str = "brain-tissue-synth"
+    model_id: str
     validation_maps: tuple[int, ...] = (17, 18, 19, 20)
     spacing: float = 1.5
     patch: int = 48
@@ -50,6 +56,27 @@ class TissueRecipe:
     device: str = "auto"
     run_dir: str | None = None
     resume: bool = True
+
+    def map_names(self) -> tuple[list[str], list[str]]:
+        held = {f"training_seg_{i:02d}.nii.gz" for i in self.validation_maps}
+        names = sorted(p.name for p in Path(self.maps).glob("training_seg_*.nii.gz"))
+        return [n for n in names if n not in held], [n for n in names if n in held]
+
+    def banks(self, bank_class, progress: Progress) -> tuple:
+        """(training, validation) ``bank_class.from_folder`` of the maps in ``maps``, split by ``validation_maps``."""
+        train_names, val_names = self.map_names()
+        progress.update("load", 0.0, f"{len(train_names)} training and {len(val_names)} validation label maps")
+        return (bank_class.from_folder(self.maps, self.spacing, train_names, self.seed),
+                bank_class.from_folder(self.maps, self.spacing, val_names, self.seed + 1))
+
+    def run_folder(self) -> Path:
+        """Checkpoints, metrics log and STOP file: ``run_dir``, by default ``<out>/.runs/<model_id>``."""
+        return Path(self.run_dir or Path(self.out) / ".runs" / self.model_id)
+
+
+@dataclass
+class TissueRecipe(SynthRecipe):
+    model_id: str = "brain-tissue-synth"
     init_weights: str | None = None  # fine-tune from these weights (.safetensors of the same network)
     until: str | None = None  # "HH:MM" UTC: end the run after the first epoch past this time (a clock stop)
     command: str = ""
@@ -65,11 +92,6 @@ class TissueRecipe:
             extra={"any_mr_contrast": True, "mask_normalisation": "zscore within the brain mask (head mask if none)"},
         )
 
-    def map_names(self) -> tuple[list[str], list[str]]:
-        held = {f"training_seg_{i:02d}.nii.gz" for i in self.validation_maps}
-        names = sorted(p.name for p in Path(self.maps).glob("training_seg_*.nii.gz"))
-        return [n for n in names if n not in held], [n for n in names if n in held]
-
 
 def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=None) -> Path:
     """Train and write ``<out>/<model_id>/``. ``banks``: (training, validation) :class:`.synthesis.LabelMapBank`
@@ -80,8 +102,7 @@ def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=N
     from monai.transforms import AsDiscreted, Compose
     from monai.utils import set_determinism
 
-    from ..models import build_network, save_model_package
-    from ..training import EngineSettings, init_distributed, load_best_weights, run_training, shutdown
+    from ..training import EngineSettings, init_distributed, run_training, shutdown
     from .synthesis import LabelMapBank, LabelMapSynthesiser, SynthDataset, SynthesisSettings
 
     progress = progress or Progress(quiet=True)
@@ -90,28 +111,17 @@ def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=N
     try:
         set_determinism(recipe.seed)
         settings = SynthesisSettings(patch=recipe.patch)
-        if banks is None:
-            train_names, val_names = recipe.map_names()
-            progress.update("load", 0.0, f"{len(train_names)} training and {len(val_names)} validation label maps")
-            banks = (LabelMapBank.from_folder(recipe.maps, recipe.spacing, train_names, recipe.seed),
-                     LabelMapBank.from_folder(recipe.maps, recipe.spacing, val_names, recipe.seed + 1))
-        train_bank, val_bank = banks
+        train_bank, val_bank = banks if banks is not None else recipe.banks(LabelMapBank, progress)
         train_names, val_names = [m.name for m in train_bank.maps], [m.name for m in val_bank.maps]
         train_set = SynthDataset(LabelMapSynthesiser(train_bank, settings), recipe.steps_per_epoch * recipe.batch_size,
                                  recipe.seed)
         val_set = SynthDataset(LabelMapSynthesiser(val_bank, settings), recipe.validation_crops, recipe.seed + 7,
                                fixed=True)
-        network = build_network(card)
-        if recipe.init_weights:
-            from safetensors.torch import load_file
-
-            network.load_state_dict(load_file(recipe.init_weights), strict=True)
-            progress.log(f"Starting from the weights in {recipe.init_weights}")
-        network = network.to(context.device)
+        network = initial_network(card, recipe.init_weights, progress).to(context.device)
         optimizer = torch.optim.AdamW(network.parameters(), lr=recipe.learning_rate, weight_decay=1e-5)
         classes = len(CLASSES)
         post = Compose([AsDiscreted("pred", argmax=True, to_onehot=classes), AsDiscreted("label", to_onehot=classes)])
-        run_dir = Path(recipe.run_dir or Path(recipe.out) / ".runs" / recipe.model_id)
+        run_dir = recipe.run_folder()
         outcome = run_training(
             network, optimizer, DiceCELoss(to_onehot_y=True, softmax=True),
             DataLoader(train_set, batch_size=recipe.batch_size, shuffle=False, num_workers=0),
@@ -119,21 +129,45 @@ def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=N
             EngineSettings(run_dir, recipe.epochs, METRIC, resume=recipe.resume), context,
             lr_scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=1e-4),
             val_postprocessing=post, progress=progress, extra_handlers=clock_stop(recipe.until, run_dir))
-        card.training_data = (f"{len(train_names)} label maps ({', '.join(train_names)}), images "
-                              f"synthesised on the fly: {recipe.steps_per_epoch * recipe.batch_size} crops of "
-                              f"{recipe.patch}^3 at {recipe.spacing} mm per epoch")
-        card.metrics = {METRIC: outcome.best_metric, "best_epoch": outcome.best_epoch,
-                        "epochs_run": outcome.epochs_run, "stopped": outcome.stopped,
-                        "measured_on": f"{recipe.validation_crops} fixed synthetic crops from held-out maps "
-                                       f"{', '.join(val_names)} (background excluded)"}
-        card.extra["training"] = {k: v for k, v in asdict(recipe).items() if k not in ("maps", "out", "run_dir", "command")}
-        path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
-        progress.result(path, kind="model")
-        progress.log(f"Model package written to {path} (best {METRIC} {outcome.best_metric} at epoch "
-                     f"{outcome.best_epoch}; {outcome.stopped} after epoch {outcome.epochs_run})")
-        return path
+        training_data = (f"{len(train_names)} label maps ({', '.join(train_names)}), images "
+                         f"synthesised on the fly: {recipe.steps_per_epoch * recipe.batch_size} crops of "
+                         f"{recipe.patch}^3 at {recipe.spacing} mm per epoch")
+        measured_on = (f"{recipe.validation_crops} fixed synthetic crops from held-out maps "
+                       f"{', '.join(val_names)} (background excluded)")
+        return save_recipe_model(recipe, card, outcome, METRIC, training_data, measured_on, progress)
     finally:
         shutdown(context)
+
+
+def initial_network(card: ModelCard, init_weights: str | None, progress: Progress):
+    """The card's network, with the weights in ``init_weights`` (.safetensors of the same network) when given."""
+    from ..models import build_network
+
+    network = build_network(card)
+    if init_weights:
+        from safetensors.torch import load_file
+
+        network.load_state_dict(load_file(init_weights), strict=True)
+        progress.log(f"Starting from the weights in {init_weights}")
+    return network
+
+
+def save_recipe_model(recipe: SynthRecipe, card: ModelCard, outcome, metric: str, training_data: str,
+                      measured_on: str, progress: Progress) -> Path:
+    """Describe the run on the card (data, best ``metric`` and where it was measured, the recipe) and write the
+    package with the best weights to ``<out>/<model_id>/``."""
+    from ..models import save_model_package
+    from ..training import load_best_weights
+
+    card.training_data = training_data
+    card.metrics = {metric: outcome.best_metric, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
+                    "stopped": outcome.stopped, "measured_on": measured_on}
+    card.extra["training"] = {k: v for k, v in asdict(recipe).items() if k not in ("maps", "out", "run_dir", "command")}
+    path = save_model_package(recipe.out, load_best_weights(outcome), card, overwrite=True)
+    progress.result(path, kind="model")
+    progress.log(f"Model package written to {path} (best {metric} {outcome.best_metric} at epoch "
+                 f"{outcome.best_epoch}; {outcome.stopped} after epoch {outcome.epochs_run})")
+    return path
 
 
 def clock_stop(until: str | None, run_dir: Path) -> list:

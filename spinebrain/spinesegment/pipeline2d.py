@@ -221,15 +221,10 @@ def vertebra_records(result: Segmentation2D) -> list[dict]:
 
 def write_results(image: sitk.Image, result: Segmentation2D, seg_path, png_path=None, title: str = "") -> list:
     """Write the ``.seg.nrrd``, the per-vertebra ``.csv`` beside it and, given ``png_path``, the picture."""
-    from pathlib import Path
-
-    from ..outputs import write_segmentation, write_table
     from ..pictures import save_overview_png
+    from .review import write_segmentation_and_table
 
-    seg_path = Path(seg_path)
-    stem = seg_path.name[: -len(".seg.nrrd")] if seg_path.name.endswith(".seg.nrrd") else seg_path.stem
-    written = [write_segmentation(result.label_image, result.names, seg_path),
-               write_table(vertebra_records(result), VERTEBRA_COLUMNS, seg_path.with_name(stem + ".csv"))]
+    written = write_segmentation_and_table(result, vertebra_records(result), VERTEBRA_COLUMNS, seg_path)
     if png_path is not None:
         # the picture's sagittal slice goes through the bodies' centroids, which it labels by name
         centres = [LabelledPoint(v.name, np.array(v.centroid_ras)) for v in result.vertebrae]

@@ -295,16 +295,11 @@ def vertebra_records(result: Segmentation3D) -> list[dict]:
 
 def write_results(image: sitk.Image, result: Segmentation3D, seg_path, png_path=None, title: str = "") -> list:
     """The ``.seg.nrrd`` (segment names), the per-vertebra ``.csv`` beside it and, given ``png_path``, the picture."""
-    from pathlib import Path
-
-    from ..outputs import write_segmentation, write_table
     from ..pictures import save_overview_png
     from ..points import LabelledPoint
+    from .review import write_segmentation_and_table
 
-    seg_path = Path(seg_path)
-    stem = seg_path.name[: -len(".seg.nrrd")] if seg_path.name.endswith(".seg.nrrd") else seg_path.stem
-    written = [write_segmentation(result.label_image, result.names, seg_path),
-               write_table(vertebra_records(result), VERTEBRA_COLUMNS, seg_path.with_name(stem + ".csv"))]
+    written = write_segmentation_and_table(result, vertebra_records(result), VERTEBRA_COLUMNS, seg_path)
     if png_path is not None:
         bone_window = sitk.IntensityWindowing(sitk.Cast(image, sitk.sitkFloat32), -500.0, 1300.0, 0.0, 1.0)
         centres = [LabelledPoint(v.name + ("" if v.complete else " (partial)"), np.array(v.centroid_ras))

@@ -55,6 +55,17 @@ def _probability(vertebra) -> float | None:
     return getattr(vertebra, "complete_probability", None)
 
 
+def write_segmentation_and_table(result, records: list[dict], columns, seg_path: str | Path) -> list:
+    """What both modes write: ``X.seg.nrrd`` (segment names) and the per-vertebra table ``X.csv`` beside it
+    (``records`` in ``columns``); a path without the ``.seg.nrrd`` suffix names the table after its stem."""
+    from ..outputs import write_segmentation, write_table
+
+    seg_path = Path(seg_path)
+    stem = seg_path.name[: -len(SEG_SUFFIX)] if seg_path.name.endswith(SEG_SUFFIX) else seg_path.stem
+    return [write_segmentation(result.label_image, result.names, seg_path),
+            write_table(records, columns, seg_path.with_name(stem + ".csv"))]
+
+
 def from_files(seg_path: str | Path) -> ReviewResult:
     """Records of the command's outputs: the ``.seg.nrrd`` and the ``.csv`` table beside it."""
     from ..outputs import read_segmentation, read_table
