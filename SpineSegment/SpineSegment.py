@@ -75,9 +75,8 @@ class SpineSegmentWidget(TaskModuleWidget):
         self.load_ui()
         self.logic = SpineSegmentLogic()
 
-        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
-        qt_choices.setup_install_button(
-            self.ui.installButton, lambda: qt_choices.fill_model_selector(self.ui.modelComboBox, TASK))
+        self.refresh_models()
+        qt_choices.setup_install_button(self.ui.installButton, self.refresh_models)
         self.add_task_panel(on_finished=self.onSegmented,
                             can_apply=lambda: self.ui.inputSelector.currentNode() is not None)
         self.parameters = ParameterNodeGui("SpineSegment", self.ui, remembered=("mode", "direction", "model", "device"),
@@ -89,6 +88,9 @@ class SpineSegmentWidget(TaskModuleWidget):
         self.ui.undoButton.connect("clicked()", lambda: self.edit(self.logic.undo))
         self.ui.reviewTableView.connect("clicked(QModelIndex)", lambda index: self.onRowChosen(index.row()))
         self.follow_the_scene()
+
+    def refresh_models(self):  # also on enter: models trained since (Training module) appear
+        qt_choices.fill_model_selector(self.ui.modelComboBox, TASK)
 
     def let_go_of_the_scene(self):  # on cleanup and before the scene closes
         self.watchTable(None)
