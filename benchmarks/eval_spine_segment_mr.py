@@ -18,7 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from spinebrain.spinesegment.evaluation2d import _log_case, evaluate, summarise  # noqa: E402
+from spinebrain.spinesegment.evaluation2d import SETTING_GRID, _log_case, evaluate, summarise  # noqa: E402
 from spinebrain.spinesegment.pipeline2d import load_model_2d  # noqa: E402
 from spinebrain.spinesegment.training2d import split_cases  # noqa: E402
 
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--no-flip", action="store_true", help="no superior-inferior flip averaging")
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--erosion-mm", type=float)
-    parser.add_argument("--sweep", action="store_true", help="also try flip x threshold x smoothing variants (erosion 2-4 mm made no difference)")
+    parser.add_argument("--sweep", action="store_true", help="also try the settings grid (evaluation2d.SETTING_GRID)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--merge", nargs="*", help="summarise the first variant of these --json files together "
@@ -57,8 +57,7 @@ def main() -> None:
                                                "erosion_mm": args.erosion_mm}.items() if value is not None}
     variants = [settings]
     if args.sweep:  # post-processing choices; tune them on training cases (--part train), never on validation
-        variants += [{"flip": flip, "threshold": t, "smooth_mm": s} for flip in (False, True)
-                     for t in (0.4, 0.5, 0.6) for s in (0.0, 1.0, 1.5, 2.0)]
+        variants += list(SETTING_GRID)
     model = load_model_2d(args.model, device="cpu")
     figures = evaluate(model, cases, variants)
     figures["card_settings"] = model.settings

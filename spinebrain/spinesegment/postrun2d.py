@@ -13,9 +13,9 @@
    scans now: the fair comparison when only some scans are evaluated).
 
 With ``--tune`` the inference settings are chosen first, on the held-out *training* scans of the
-run (:data:`.engine2d.EARLY_STOP_CASES`), among the bundled card's and a flip x threshold x erosion
-grid, by mean body Dice minus 0.01 per missed body or false instance inside the labelled span per
-scan; the 'validation' scans are used only for the final figures.
+run (:data:`.engine2d.EARLY_STOP_CASES`), among the bundled card's and a flip x threshold x smoothing
+grid (:data:`.evaluation2d.SETTING_GRID`), by mean body Dice minus 0.01 per missed body or false
+instance inside the labelled span per scan; the 'validation' scans are used only for the final figures.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from .evaluation2d import evaluate  # noqa: E402
+from .evaluation2d import SETTING_GRID, evaluate  # noqa: E402
 from .package2d import MODEL_ID, export_package  # noqa: E402
 from .pipeline2d import load_model_2d  # noqa: E402
 from .training2d import split_cases  # noqa: E402
@@ -67,9 +67,7 @@ def tune(folder: Path, data: str, inference: dict) -> dict:
     from .engine2d import EARLY_STOP_CASES
 
     cases = [case for case in split_cases(data, "train") if case[0] in EARLY_STOP_CASES]
-    variants = [{}] + [{"flip": flip, "threshold": t, "erosion_mm": e} for flip in (False, True)
-                       for t in (0.4, 0.5, 0.6) for e in (2.0, 3.0, 4.0)]
-    figures = evaluate(load_model_2d(str(folder), device="cpu"), cases, variants)["variants"]
+    figures = evaluate(load_model_2d(str(folder), device="cpu"), cases, [{}, *SETTING_GRID])["variants"]
 
     def score(total: dict) -> float:
         return total["mean_body_dice"] - 0.01 * (total["missed"] + total["false_in_labelled_span"]) / total["scans"]
@@ -93,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--command", default="", help="training command for the card")
     parser.add_argument("--json", help="also write the evaluation to this file")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--tune", action="store_true", help="choose threshold / erosion / flip on held-out train scans")
+    parser.add_argument("--tune", action="store_true", help="choose threshold / smoothing / flip on held-out train scans")
     parser.add_argument("--rerun-bundled", action="store_true", help="also measure the bundled model on these scans")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
