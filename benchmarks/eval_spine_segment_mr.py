@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--no-flip", action="store_true", help="no superior-inferior flip averaging")
     parser.add_argument("--threshold", type=float)
     parser.add_argument("--erosion-mm", type=float)
+    parser.add_argument("--smooth-mm", type=float, help="Gaussian smoothing of the stacked slice probabilities")
     parser.add_argument("--sweep", action="store_true", help="also try the settings grid (evaluation2d.SETTING_GRID)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this file")
@@ -54,7 +55,7 @@ def main() -> None:
     if args.cases:
         cases = [c for c in cases if c[0] in set(args.cases)]
     settings = {key: value for key, value in {"flip": False if args.no_flip else None, "threshold": args.threshold,
-                                               "erosion_mm": args.erosion_mm}.items() if value is not None}
+                                               "erosion_mm": args.erosion_mm, "smooth_mm": args.smooth_mm}.items() if value is not None}
     variants = [settings]
     if args.sweep:  # post-processing choices; tune them on training cases (--part train), never on validation
         variants += list(SETTING_GRID)
