@@ -52,6 +52,20 @@ def test_anchor_target_needs_the_sacrum_in_view_below_l5():
     assert negative[0][0].max() == pytest.approx(1.0)  # the bodies are still targets
 
 
+def test_anchor_neighbour_weight_makes_false_answers_on_l4_and_s1_costlier():
+    case = _case()  # L3 L4 L5 S1 at rows 20, 36, 52, 68
+    plain = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0)
+    targets, weights = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0, anchor_neighbour_weight=5.0)
+    assert np.array_equal(targets, plain[0])  # the targets do not change, only the anchor's weights
+    assert weights[1][36, 30] == pytest.approx(5.0) and weights[1][68, 30] == pytest.approx(5.0)  # L4, S1
+    assert weights[1][52, 30] == pytest.approx(1.0, abs=1e-3)  # L5 itself: the positive keeps weight 1
+    assert weights[1][20, 30] == pytest.approx(1.0, abs=1e-3)  # L3 is no harder than background
+    assert np.array_equal(weights[0], plain[1][0])  # the vertebra channel is untouched
+    cut_below = int(52 + 0.5 * case.step_px)  # an ambiguous crop stays untaught
+    _, ambiguous = sample_targets(case, 4, slice(0, cut_below), slice(0, 60), float(cut_below), anchor_neighbour_weight=5.0)
+    assert ambiguous[1].max() == 0.0
+
+
 def test_vertebra_weights_ignore_unmasked_bodies_above_and_below():
     case = _case(names=("L1", "L2", "L3", "L4", "L5"), top_row=10.0, bottom_row=90.0)
     targets, weights = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0)

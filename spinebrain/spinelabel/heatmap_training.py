@@ -51,6 +51,9 @@ _UPPER = {f"C{k}" for k in range(1, 8)} | {f"T{k}" for k in range(1, 8)}
 #: A level target covers the pixels within this share of a vertebra step of a centre (in-plane), and
 #: slices within LEVEL_R_MM of it: the body's core, so neighbouring levels never overlap.
 LEVEL_RADIUS_STEPS, LEVEL_R_MM = 0.3, 12.0
+#: L5's neighbours, where the anchor answers nearly as strongly as on L5 itself (naming every body one
+#: level off); ``anchor_neighbour_weight`` > 1 makes a false anchor answer there cost that much more.
+ANCHOR_NEIGHBOURS = ("L4", "S1")
 
 
 def level_class(name: str) -> int | None:
@@ -148,10 +151,12 @@ def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_00
 
 
 def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice, in_view_bottom: float,
-                   channels: int = 2):
+                   channels: int = 2, anchor_neighbour_weight: float = 1.0):
     """(targets (C, H, W), weights (C, H, W)) of one slice window; see the module text for the rules.
 
     ``channels`` 2: vertebra, L5 anchor; 3: also the S1 body (:func:`_s1_target`).
+    ``anchor_neighbour_weight``: the anchor's weight at the centres of L5's neighbours (a Gaussian bump
+    from 1 up to this), where a taught anchor weight is not 0 (hard negatives).
     """
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     offset = np.array([rows.start, cols.start], float)
@@ -174,6 +179,10 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
             anchor_weight = 0.0  # the crop cuts through L5's lower neighbour: neither clearly there nor gone
     weights = np.ones((channels, *shape), np.float32)
     weights[1] *= anchor_weight
+    if anchor_weight > 0 and anchor_neighbour_weight != 1.0:
+        near = inside & np.isin(case.names, ANCHOR_NEIGHBOURS)
+        bump = gaussian_heatmap(shape, case.centres[near, 1:] - offset, r_mm[near], PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
+        weights[1] *= 1.0 + (anchor_neighbour_weight - 1.0) * bump
     top = int(np.clip(np.ceil(case.top_row - rows.start), 0, shape[0])) if np.isfinite(case.top_row) else 0
     weights[0, :top] = 0.0
     if np.isfinite(case.bottom_row):
@@ -266,9 +275,10 @@ class HeatmapSamples(torch.utils.data.Dataset):
 
     def __init__(self, cases: list[PreparedCase], length: int, size: int = 128, in_slices: int = 3,
                  seed: int = 0, augment: bool = True, tight_crop: float = 0.4, real_share: float = 0.6,
-                 channels: int = 2, levels: bool = False):
+                 channels: int = 2, levels: bool = False, anchor_neighbour_weight: float = 1.0):
         self.cases, self.length, self.size, self.in_slices = cases, int(length), int(size), int(in_slices)
         self.channels, self.levels = int(channels), bool(levels)
+        self.anchor_neighbour_weight = float(anchor_neighbour_weight)
         self.seed, self.augment, self.tight_crop = int(seed), augment, float(tight_crop)
         real = np.array([not c.name.startswith("synthetic") for c in cases], float)
         share = np.where(real > 0, real_share / max(real.sum(), 1), (1 - real_share) / max((1 - real).sum(), 1))
@@ -298,7 +308,8 @@ class HeatmapSamples(torch.utils.data.Dataset):
                 image[:] = image.mean(axis=0, keepdims=True)
             if rng.random() < 0.5:  # left-right mirror: the slice order reverses
                 image = image[::-1].copy()
-        targets, weights = sample_targets(case, slice_index, rows, cols, float(rows.stop), self.channels)
+        targets, weights = sample_targets(case, slice_index, rows, cols, float(rows.stop), self.channels,
+                                          self.anchor_neighbour_weight)
         label = [targets, weights] + ([level_targets(case, slice_index, rows, cols)] if self.levels else [])
         sample = {"image": self._place(image), "label": self._place(np.concatenate(label), self.channels)}
         if self.augment:
