@@ -25,3 +25,17 @@ def test_process_start_time_is_before_now():
     started = process_start_time()
     assert started <= time.time()
     assert time.time() - started < 3600 * 24
+
+
+def test_next_utc_is_the_next_time_the_clock_shows_it_even_after_midnight():
+    from datetime import datetime, timezone
+
+    from spinebrain.errors import InputError
+    from spinebrain.training.clock import next_utc
+
+    late = datetime(2026, 11, 30, 23, 50, tzinfo=timezone.utc).timestamp()
+    assert next_utc("01:40", now=late) == datetime(2026, 12, 1, 1, 40, tzinfo=timezone.utc).timestamp()
+    assert next_utc("23:55", now=late) == late + 5 * 60  # later today
+    assert next_utc("23:50", now=late) == late + 24 * 3600  # now is not "next"
+    with pytest.raises(InputError, match="HH:MM"):
+        next_utc("soon")

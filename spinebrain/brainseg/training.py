@@ -10,6 +10,7 @@ every epoch, ``STOP`` file, metrics log); the result is a model package (card ta
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -171,24 +172,20 @@ def save_recipe_model(recipe: SynthRecipe, card: ModelCard, outcome, metric: str
 
 
 def clock_stop(until: str | None, run_dir: Path) -> list:
-    """An epoch handler that writes the run's STOP file once the UTC clock passes ``until`` ("HH:MM"), so an
-    unattended run ends by itself with its best weights (the engine's stop-file handler runs right after)."""
+    """An epoch handler that writes the run's STOP file once the UTC clock passes ``until`` ("HH:MM", the
+    next one), so an unattended run ends by itself with its best weights (the engine's stop-file handler
+    runs right after)."""
     if not until:
         return []
-    from datetime import datetime, timezone
-
     from ignite.engine import Events
 
+    from ..training.clock import next_utc
     from ..training.handlers import STOP_FILE
 
-    try:
-        hour, minute = (int(part) for part in until.split(":"))
-    except ValueError:
-        raise InputError(f"--until {until!r} is not a UTC time; give it as HH:MM, e.g. 15:15.") from None
+    stop_at = next_utc(until)
 
     def _stop_when_late(trainer) -> None:
-        now = datetime.now(timezone.utc)
-        if (now.hour, now.minute) >= (hour, minute):
+        if time.time() >= stop_at:
             (run_dir / STOP_FILE).write_text(f"clock stop at {until} UTC\n")
 
     return [(Events.EPOCH_COMPLETED, _stop_when_late)]

@@ -15,7 +15,6 @@ The best epoch by selection loss is exported with :func:`export_package`.
 from __future__ import annotations
 
 import argparse
-import calendar
 import glob
 import json
 import os
@@ -33,7 +32,7 @@ from monai.handlers import (CheckpointLoader, CheckpointSaver, EarlyStopHandler,
 
 from .. import RESEARCH_NOTICE, __version__
 from ..models import ModelCard, save_model_package
-from ..training.clock import clock_cosine
+from ..training.clock import clock_cosine, next_utc
 from .graph import fit_shape_model
 from .heatmap import ARCHITECTURE, DEFAULT_HEATMAP, HeatmapDetector
 from .heatmap_training import (LEVEL_CLASSES, PIXEL_MM, SLICE_STEP_MM, HeatmapSamples, generated_case,
@@ -369,11 +368,7 @@ def main(argv=None) -> None:
         print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command,
                          args.checkpoint, evidence, args.model_id))
         return
-    deadline = time.time() + 60.0 * args.minutes
-    if args.until:
-        hours, minutes = (int(v) for v in args.until.split(":"))
-        now = time.gmtime()
-        deadline = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0, 0, 0, 0))
+    deadline = next_utc(args.until) if args.until else time.time() + 60.0 * args.minutes
     train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,
                   args.batch, args.lr, args.seed, outputs=args.outputs, init=args.init, real_share=args.real_share,
                   select_generated=args.select_generated, levels=args.levels, patience=args.patience,

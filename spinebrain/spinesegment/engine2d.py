@@ -255,16 +255,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def stop_time(minutes: float | None = None, until: str | None = None) -> float | None:
     """Unix time to stop at: after ``minutes``, or at the next ``HH:MM`` UTC (whichever comes first)."""
-    import datetime as dt
+    from ..training.clock import next_utc
 
     candidates = [] if minutes is None else [time.time() + 60 * minutes]
     if until:
-        hours, mins = (int(part) for part in until.split(":"))
-        now = dt.datetime.now(dt.timezone.utc)
-        target = now.replace(hour=hours, minute=mins, second=0, microsecond=0)
-        if target <= now:
-            target += dt.timedelta(days=1)
-        candidates.append(target.timestamp())
+        candidates.append(next_utc(until))
     return min(candidates) if candidates else None
 
 

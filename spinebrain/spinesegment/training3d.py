@@ -11,7 +11,6 @@ past it; the run resumes from ``resume.pt`` when started again.
 
 from __future__ import annotations
 
-import calendar
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from monai.handlers.utils import from_engine
 from .data3d import CT_WINDOW, cached_cases, load_case
 from .loss3d import GAMMA, LAMBDA, SIGMA, IterativeInstanceLoss
 from .network3d import IterativeInstanceNet, network_spec, split_outputs
+from ..training.clock import next_utc
 from .sampler3d import PatchDataset, SamplerSettings, fixed_samples
 
 TASK = "spine-segment-3d"
@@ -178,17 +178,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Train the 3D iterative vertebra instance model (CT).")
     parser.add_argument("--cache", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--until", help="clock stop HH:MM (UTC, today)")
+    parser.add_argument("--until", help="clock stop HH:MM (UTC, the next one)")
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--beta1", type=float, default=0.99)
     parser.add_argument("--init", help="initial weights (safetensors)")
     args = parser.parse_args(argv)
-    stop = None
-    if args.until:
-        hour, minute = (int(x) for x in args.until.split(":"))
-        now = time.gmtime()
-        stop = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hour, minute, 0))
+    stop = next_utc(args.until) if args.until else None
     train(Train3DOptions(args.cache, args.out, max_epochs=args.epochs, samples_per_epoch=args.samples, stop_at=stop,
                          beta1=args.beta1, init_weights=args.init))
 

@@ -23,6 +23,27 @@ def process_start_time() -> float:
     return started if now - 600 < started <= now + 1 else now
 
 
+def next_utc(until: str, now: float | None = None) -> float:
+    """Unix time of the next ``HH:MM`` on the UTC clock after ``now`` (default: this moment).
+
+    The one reader of every training command's ``--until``: a stop time earlier in the day than now
+    means tomorrow's (a run started at 23:50 with ``--until 01:40`` runs 110 minutes, not none).
+    """
+    import datetime as dt
+
+    from ..errors import InputError
+
+    try:
+        hours, minutes = (int(part) for part in until.split(":"))
+        moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
+        target = moment.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+    except ValueError:
+        raise InputError(f"--until {until!r} is not a UTC time; give it as HH:MM, e.g. 15:15.") from None
+    if target <= moment:
+        target += dt.timedelta(days=1)
+    return target.timestamp()
+
+
 def clock_cosine(fraction: float, warmup: float = 0.0, warmup_from: float = 0.0, floor: float = 0.0) -> float:
     """The learning-rate factor (of the peak) at ``fraction`` of a run's wall-clock time.
 
