@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError
 from ..models import ModelCard
 from ..protocol import Progress
 from .synthesis import CLASSES

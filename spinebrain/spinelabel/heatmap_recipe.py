@@ -335,7 +335,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default="out/heatmap")
     parser.add_argument("--minutes", type=float, default=45.0, help="train this long (from the first start)")
-    parser.add_argument("--until", help="or until this UTC time today, HH:MM (a restarted run keeps it)")
+    parser.add_argument("--until", help="or until the next time the UTC clock shows HH:MM (a restarted run keeps it)")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--generated", type=int, default=120)
     parser.add_argument("--samples-per-epoch", type=int, default=1600)

@@ -22,10 +22,10 @@ from ignite.engine import Events
 from ignite.metrics import Metric
 from monai.handlers.utils import from_engine
 
+from ..training.clock import next_utc
 from .data3d import CT_WINDOW, cached_cases, load_case
 from .loss3d import GAMMA, LAMBDA, SIGMA, IterativeInstanceLoss
 from .network3d import IterativeInstanceNet, network_spec, split_outputs
-from ..training.clock import next_utc
 from .sampler3d import PatchDataset, SamplerSettings, fixed_samples
 
 TASK = "spine-segment-3d"
