@@ -24,7 +24,7 @@ job_lesion() {
 job_label() {
     "$PY" -m spinebrain.spinelabel.heatmap_gpu train --cache .gpu/dataB/label --out "$RUNS/label" --device "$DEVICE" \
         --workers "$WORKERS" --batch 32 --samples-per-epoch 8192 --lr 1e-3 --seconds "$SECONDS_B" \
-        --init Resources/Models/spine-label-lumbar-heatmap --checkpoint-seconds 50
+        --init Resources/Models/spine-label-lumbar-heatmap --anchor-neighbour-weight 5 --checkpoint-seconds 50
 }
 job_seg2d() {
     "$PY" -m spinebrain.spinesegment.engine2d --cache .gpu/dataB/seg2d --out "$RUNS/seg2d/scratch/run" \

@@ -188,7 +188,8 @@ def train_from_cache(cache_dir: str, out_dir: str, seconds: float, device: str =
                      batch: int = 48, samples_per_epoch: int = 12_000, learning_rate: float = 2e-3,
                      init: str | None = None, outputs: int = 2, real_share: float = 0.6, seed: int = 0,
                      checkpoint_seconds: float = 50.0, reserve_s: float = 25.0, patience: int = 12,
-                     max_epochs: int = 10_000, size: int = 128, start: float | None = None) -> dict:
+                     max_epochs: int = 10_000, size: int = 128, start: float | None = None,
+                     anchor_neighbour_weight: float = 1.0) -> dict:
     """Train for at most ``seconds`` from ``start`` (default now; loading included, ``reserve_s`` kept for the
     last saves). Progress: this module's lines every 50 steps and the selection loss per epoch."""
     from .heatmap_recipe import build_engines, warm_start, write_shape_points
@@ -203,7 +204,8 @@ def train_from_cache(cache_dir: str, out_dir: str, seconds: float, device: str =
     write_shape_points(cases, out)
     print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
           f"{len(chosen)} selection cases, loaded in {time.time() - start:.1f} s", flush=True)
-    train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed, real_share=real_share, channels=outputs)
+    train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed, real_share=real_share, channels=outputs,
+                               anchor_neighbour_weight=anchor_neighbour_weight)
     on_gpu = str(device).startswith("cuda")
     select_set = HeatmapSamples(chosen, 256 if on_gpu else 16, size=size, seed=seed + 1, augment=False,
                                 real_share=1.0, channels=outputs)  # fixed samples of the held-out train patients
@@ -311,6 +313,8 @@ def main(argv=None) -> None:
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--init", help="a heatmap model package to start from (fine-tuning)")
     train.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also S1")
+    train.add_argument("--anchor-neighbour-weight", type=float, default=1.0,
+                       help="weight of a false anchor answer on L4 / S1 (hard negatives; 1 = plain)")
     train.add_argument("--checkpoint-seconds", type=float, default=50.0)
     train.add_argument("--reserve-seconds", type=float, default=20.0, help="kept at the end for the last saves")
     train.add_argument("--threads", type=int, default=1)
@@ -332,7 +336,8 @@ def main(argv=None) -> None:
         return
     train_from_cache(args.cache, args.out, args.seconds, args.device, args.workers, args.batch,
                      args.samples_per_epoch, args.lr, args.init, args.outputs,
-                     checkpoint_seconds=args.checkpoint_seconds, reserve_s=args.reserve_seconds, start=PROCESS_START)
+                     checkpoint_seconds=args.checkpoint_seconds, reserve_s=args.reserve_seconds, start=PROCESS_START,
+                     anchor_neighbour_weight=args.anchor_neighbour_weight)
 
 
 if __name__ == "__main__":
