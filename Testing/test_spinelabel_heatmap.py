@@ -8,8 +8,8 @@ import SimpleITK as sitk
 import torch
 
 from spinebrain.models import ModelRegistry
-from spinebrain.spinelabel.heatmap import (HeatmapDetector, anchor_answers, find_peaks, gaussian_heatmap, looks_like_ct,
-                                           normalise_slab, peak_points, slice_stack, suppress_near)
+from spinebrain.spinelabel.heatmap import (HeatmapDetector, anchor_answers, find_peaks, gap_fillers, gaussian_heatmap,
+                                           looks_like_ct, normalise_slab, peak_points, slice_stack, suppress_near)
 from spinebrain.spinelabel.heatmap_training import HeatmapSamples, PreparedCase, generated_case, sample_targets
 from spinebrain.spinelabel.metrics import label_at
 from spinebrain.spinelabel.slices import extract_sagittal_slab
@@ -64,6 +64,23 @@ def test_anchor_neighbour_weight_makes_false_answers_on_l4_and_s1_costlier():
     cut_below = int(52 + 0.5 * case.step_px)  # an ambiguous crop stays untaught
     _, ambiguous = sample_targets(case, 4, slice(0, cut_below), slice(0, 60), float(cut_below), anchor_neighbour_weight=5.0)
     assert ambiguous[1].max() == 0.0
+
+
+def test_sacrum_weight_makes_a_body_answer_on_s2_costlier():
+    case = _case()  # L3 L4 L5 S1 at rows 20, 36, 52, 68: S2 extrapolated 0.9 steps below S1, row 82.4
+    plain = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0)
+    targets, weights = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0, sacrum_weight=4.0)
+    assert np.array_equal(targets, plain[0])  # S2 is still background, only costlier
+    s2_row = 68 + 0.9 * 16
+    assert weights[0][int(round(s2_row)), 30] == pytest.approx(4.0, abs=0.05)
+    assert weights[0][68, 30] == pytest.approx(1.0, abs=0.02)  # S1 itself stays a plain positive
+    assert weights[0][52, 30] == pytest.approx(1.0, abs=1e-3)
+    assert np.array_equal(weights[1], plain[1][1])  # the anchor channel is untouched
+    off_centre = sample_targets(case, 0, slice(0, 120), slice(0, 60), 120.0, sacrum_weight=4.0)[1]
+    assert 1.0 < off_centre[0][int(round(s2_row)), 30] < 4.0  # 8 mm to the side in R: a smaller bump
+    no_sacrum = _case(names=("L2", "L3", "L4", "L5"))  # S1 not named: nothing to extrapolate from
+    assert np.array_equal(sample_targets(no_sacrum, 4, slice(0, 120), slice(0, 60), 120.0, sacrum_weight=4.0)[1],
+                          sample_targets(no_sacrum, 4, slice(0, 120), slice(0, 60), 120.0)[1])
 
 
 def test_vertebra_weights_ignore_unmasked_bodies_above_and_below():
@@ -210,3 +227,37 @@ def test_shipped_model_finds_the_bodies_of_a_held_out_real_mr_scan(data_dir):
     result = label_spine(load_volume(folder / "image.nii.gz"), model)
     found = {label_at(labels, p.ras) for p in result.points} - {None}
     assert len(found) >= 0.9 * len(reference_centroids(labels))
+
+
+# ------------------------------------------------------------------------------------------ gap fillers
+
+
+def _chain(levels_s: list[float], r: float = 0.0) -> list[tuple[np.ndarray, float]]:
+    """Strong detections straight down the spine (RAS, S decreasing), 0.8 high."""
+    return [(np.array([r, 0.0, s]), 0.8) for s in levels_s]
+
+
+def test_gap_filler_offers_the_weak_peak_in_the_middle_of_a_one_vertebra_gap():
+    down = np.array([0.0, 0.0, -1.0])
+    strong = _chain([0, -30, -60, -120, -150, -180])  # the body at -90 answered weakly
+    weak = [(np.array([12.0, 2.0, -92.0]), 0.3), (np.array([0.0, 40.0, -95.0]), 0.35)]  # the second is far in front
+    fillers = gap_fillers(strong, weak, 30.0, down, r_scale=0.4)
+    assert len(fillers) == 1
+    position, height = fillers[0]
+    assert height == pytest.approx(0.3)
+    assert position.tolist() == pytest.approx([0.0, 2.0, -92.0])  # the neighbours' R, the peak's A and S
+
+
+def test_gap_filler_leaves_ordinary_spacing_and_off_middle_peaks_alone():
+    down = np.array([0.0, 0.0, -1.0])
+    assert gap_fillers(_chain([0, -30, -60, -90]), [(np.array([0.0, 0.0, -45.0]), 0.3)], 30.0, down) == []
+    strong = _chain([0, -30, -60, -120, -150])
+    assert gap_fillers(strong, [(np.array([0.0, 0.0, -70.0]), 0.3)], 30.0, down) == []  # 20 mm off the middle
+    assert gap_fillers(_chain([0, -30, -60, -180]), [(np.array([0.0, 0.0, -120.0]), 0.3)], 30.0, down) == []  # 4 steps
+
+
+def test_gap_filler_ignores_a_detection_off_the_spine():
+    down = np.array([0.0, 0.0, -1.0])
+    strong = _chain([0, -30, -60, -120, -150]) + [(np.array([-45.0, 0.0, -100.0]), 0.6)]  # beside the spine
+    fillers = gap_fillers(strong, [(np.array([0.0, 0.0, -90.0]), 0.3)], 30.0, down)
+    assert [p.tolist() for p, _ in fillers] == [[0.0, 0.0, -90.0]]

@@ -184,12 +184,13 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
                   select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128, device: str = "cpu",
                   outputs: int = 2, init: str | None = None, real_share: float = 0.6,
                   select_generated: int = 0, levels: bool = False, patience: int = 6,
-                  anchor_neighbour_weight: float = 1.0) -> Path:
+                  anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0) -> Path:
     """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first.
 
     ``outputs`` 3 adds the S1 channel; ``levels`` the dense level classes (:data:`LEVEL_CLASSES`);
-    ``init``: a heatmap package to start from (:func:`warm_start`); ``anchor_neighbour_weight``: see
-    :func:`.heatmap_training.sample_targets` (training samples only: the selection loss stays comparable).
+    ``init``: a heatmap package to start from (:func:`warm_start`); ``anchor_neighbour_weight`` and
+    ``sacrum_weight``: see :func:`.heatmap_training.sample_targets` (training samples only: the selection
+    loss stays comparable).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +205,8 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
     print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
           f"{len(chosen)} selection cases", flush=True)
     train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed, real_share=real_share, channels=outputs,
-                               levels=levels, anchor_neighbour_weight=anchor_neighbour_weight)
+                               levels=levels, anchor_neighbour_weight=anchor_neighbour_weight,
+                               sacrum_weight=sacrum_weight)
     select_share = 1.0 if not select_generated else 0.6
     select_set = HeatmapSamples(chosen, 128, size=size, seed=seed + 1, augment=False, real_share=select_share,
                                 channels=outputs, levels=levels)
@@ -351,6 +353,8 @@ def main(argv=None) -> None:
     parser.add_argument("--real-share", type=float, default=0.6, help="share of samples from real scans")
     parser.add_argument("--anchor-neighbour-weight", type=float, default=1.0,
                         help="weight of a false anchor answer on L4 / S1 (hard negatives; 1 = plain)")
+    parser.add_argument("--sacrum-weight", type=float, default=1.0,
+                        help="weight of a false vertebra answer on S2 (hard negative; 1 = plain)")
     parser.add_argument("--select-generated", type=int, default=0,
                         help="generated development scans added to the selection set (seeds from 990101)")
     parser.add_argument("--export", metavar="MODELS_DIR",
@@ -372,7 +376,7 @@ def main(argv=None) -> None:
     train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,
                   args.batch, args.lr, args.seed, outputs=args.outputs, init=args.init, real_share=args.real_share,
                   select_generated=args.select_generated, levels=args.levels, patience=args.patience,
-                  anchor_neighbour_weight=args.anchor_neighbour_weight)
+                  anchor_neighbour_weight=args.anchor_neighbour_weight, sacrum_weight=args.sacrum_weight)
 
 
 if __name__ == "__main__":

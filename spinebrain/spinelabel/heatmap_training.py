@@ -54,6 +54,9 @@ LEVEL_RADIUS_STEPS, LEVEL_R_MM = 0.3, 12.0
 #: L5's neighbours, where the anchor answers nearly as strongly as on L5 itself (naming every body one
 #: level off); ``anchor_neighbour_weight`` > 1 makes a false anchor answer there cost that much more.
 ANCHOR_NEIGHBOURS = ("L4", "S1")
+#: S2 lies about this share of the L5-S1 step below S1 (sacral segments are shorter); the generator and
+#: the real sets name no S2, so its centre is extrapolated along the L5 -> S1 direction.
+S2_STEP_SHARE = 0.9
 
 
 def level_class(name: str) -> int | None:
@@ -151,12 +154,14 @@ def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_00
 
 
 def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice, in_view_bottom: float,
-                   channels: int = 2, anchor_neighbour_weight: float = 1.0):
+                   channels: int = 2, anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0):
     """(targets (C, H, W), weights (C, H, W)) of one slice window; see the module text for the rules.
 
     ``channels`` 2: vertebra, L5 anchor; 3: also the S1 body (:func:`_s1_target`).
     ``anchor_neighbour_weight``: the anchor's weight at the centres of L5's neighbours (a Gaussian bump
     from 1 up to this), where a taught anchor weight is not 0 (hard negatives).
+    ``sacrum_weight``: the vertebra channel's weight at S2 (a Gaussian bump from 1 up to this): a body
+    found there makes the chain one level too long at the bottom, and every name shifts up by one.
     """
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     offset = np.array([rows.start, cols.start], float)
@@ -183,6 +188,11 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
         near = inside & np.isin(case.names, ANCHOR_NEIGHBOURS)
         bump = gaussian_heatmap(shape, case.centres[near, 1:] - offset, r_mm[near], PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
         weights[1] *= 1.0 + (anchor_neighbour_weight - 1.0) * bump
+    if sacrum_weight != 1.0 and {"L5", "S1"} <= set(case.names):
+        s2 = _s2_centre(case)
+        bump = gaussian_heatmap(shape, s2[None, 1:] - offset, np.array([(s2[0] - slice_index) * SLICE_STEP_MM]),
+                                PIXEL_MM, 1.5 * SIGMA_MM, SIGMA_R_MM)
+        weights[0] *= 1.0 + (sacrum_weight - 1.0) * bump
     top = int(np.clip(np.ceil(case.top_row - rows.start), 0, shape[0])) if np.isfinite(case.top_row) else 0
     weights[0, :top] = 0.0
     if np.isfinite(case.bottom_row):
@@ -192,6 +202,14 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
         s1, weights[2] = _s1_target(case, slice_index, rows, cols, in_view_bottom, shape)
         targets.append(s1)
     return np.stack(targets), weights
+
+
+def _s2_centre(case: PreparedCase) -> np.ndarray:
+    """S2's centre (slice, row, col) on the case grid: named, or extrapolated from L5 -> S1."""
+    if "S2" in case.names:
+        return case.centres[case.names.index("S2")]
+    l5, s1 = case.centres[case.names.index("L5")], case.centres[case.names.index("S1")]
+    return s1 + S2_STEP_SHARE * (s1 - l5)
 
 
 def level_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice) -> np.ndarray:
@@ -275,10 +293,11 @@ class HeatmapSamples(torch.utils.data.Dataset):
 
     def __init__(self, cases: list[PreparedCase], length: int, size: int = 128, in_slices: int = 3,
                  seed: int = 0, augment: bool = True, tight_crop: float = 0.4, real_share: float = 0.6,
-                 channels: int = 2, levels: bool = False, anchor_neighbour_weight: float = 1.0):
+                 channels: int = 2, levels: bool = False, anchor_neighbour_weight: float = 1.0,
+                 sacrum_weight: float = 1.0):
         self.cases, self.length, self.size, self.in_slices = cases, int(length), int(size), int(in_slices)
         self.channels, self.levels = int(channels), bool(levels)
-        self.anchor_neighbour_weight = float(anchor_neighbour_weight)
+        self.anchor_neighbour_weight, self.sacrum_weight = float(anchor_neighbour_weight), float(sacrum_weight)
         self.seed, self.augment, self.tight_crop = int(seed), augment, float(tight_crop)
         real = np.array([not c.name.startswith("synthetic") for c in cases], float)
         share = np.where(real > 0, real_share / max(real.sum(), 1), (1 - real_share) / max((1 - real).sum(), 1))
@@ -309,7 +328,7 @@ class HeatmapSamples(torch.utils.data.Dataset):
             if rng.random() < 0.5:  # left-right mirror: the slice order reverses
                 image = image[::-1].copy()
         targets, weights = sample_targets(case, slice_index, rows, cols, float(rows.stop), self.channels,
-                                          self.anchor_neighbour_weight)
+                                          self.anchor_neighbour_weight, self.sacrum_weight)
         label = [targets, weights] + ([level_targets(case, slice_index, rows, cols)] if self.levels else [])
         sample = {"image": self._place(image), "label": self._place(np.concatenate(label), self.channels)}
         if self.augment:

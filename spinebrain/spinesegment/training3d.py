@@ -183,10 +183,15 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=40)
     parser.add_argument("--beta1", type=float, default=0.99)
     parser.add_argument("--init", help="initial weights (safetensors)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (lower to fine-tune from --init)")
+    parser.add_argument("--validation-patches", type=int, default=12,
+                        help="fixed validation patches in all (over the val_ cases); more make the best-epoch choice less noisy")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     stop = next_utc(args.until) if args.until else None
     train(Train3DOptions(args.cache, args.out, max_epochs=args.epochs, samples_per_epoch=args.samples, stop_at=stop,
-                         beta1=args.beta1, init_weights=args.init))
+                         beta1=args.beta1, init_weights=args.init, learning_rate=args.lr,
+                         validation_patches=args.validation_patches, threads=args.threads))
 
 
 if __name__ == "__main__":
