@@ -279,3 +279,24 @@ def test_transitional_layer_never_wins_by_coverage():
     named = labels_by_truth(result, truth)
     assert "L6" not in named.values()
     assert all(named[name] == name for name in named) and len(named) >= 8
+
+
+def test_anchor_strong_share_decides_between_the_outermost_and_the_strongest_answer(lumbar_model):
+    from spinebrain.spinelabel.labelling import LabellingSetup, solve_labelling
+
+    rng = np.random.default_rng(11)
+    spine = make_spine(rng, LUMBAR)
+    candidates, truth = candidates_of(rng, spine)
+    s1 = truth.index("S1")
+    candidates[s1] = Candidate(candidates[s1].position, candidates[s1].probability, anchor_probability=0.9)
+    s2 = spine["S1"] + lumbar_model.pairs[("L5", "S1")].mean  # a weaker anchor answer one body lower
+    candidates.append(Candidate(s2, 0.7, anchor_probability=0.6))
+    truth.append("S2")
+    names = {}
+    for share in (0.5, 1.0):
+        setup = LabellingSetup(lumbar_model, "S1", anchor_strong_share=share)
+        result = solve_labelling(candidates, setup)
+        names[share] = labels_by_truth(result.labelling, truth)
+    assert names[0.5]["S2"] == "S1"  # the outermost strong answer first: every name one level up
+    assert "S2" not in names[1.0] or names[1.0]["S2"] != "S1"
+    assert all(names[1.0][name] == name for name in LUMBAR)  # only the strongest counts: all right

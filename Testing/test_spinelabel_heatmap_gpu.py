@@ -70,6 +70,7 @@ def test_run_from_cache_stops_saves_best_and_checkpoint_and_exports(tmp_path):
                              samples_per_epoch=4, checkpoint_seconds=0, max_epochs=3, size=64)
     assert again["epochs"] == 3 and again["samples"] == 4  # resumed after epoch 2: one more epoch only
     package = export_run(str(out), str(tmp_path / "models"), None, {"threshold": 0.45}, "test",
-                         checkpoint=str(out / "best_network.pt"), model_id="tiny-gpu-heatmap")
+                         checkpoint=str(out / "best_network.pt"), model_id="tiny-gpu-heatmap", anchor_strong_share=1.0)
     model = load_spine_label_model("lumbar", str(package), device="cpu")
     assert model.card.extra["heatmap"]["threshold"] == 0.45
+    assert model.setup.anchor_strong_share == 1.0  # the card's anchor rule reaches the labelling

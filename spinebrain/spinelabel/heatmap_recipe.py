@@ -313,8 +313,11 @@ def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model
 
 def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str,
                checkpoint: str | None = None, evidence: dict | None = None,
-               model_id: str = "spine-label-lumbar-heatmap") -> Path:
-    """Package a checkpoint of a run (default: the best by selection loss): shape model from its cases, metrics, settings."""
+               model_id: str = "spine-label-lumbar-heatmap", anchor_strong_share: float | None = None) -> Path:
+    """Package a checkpoint of a run (default: the best by selection loss): shape model from its cases, metrics, settings.
+
+    ``anchor_strong_share``: the labelling's :attr:`~.labelling.LabellingSetup.anchor_strong_share` (None: 0.5).
+    """
     saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
     generated = sum(name.startswith("synthetic") for name in saved)
     data = (f"{len(saved) - generated} real MR scans of the splits.json 'train' patients of ../shared/data A10-A12 "
@@ -329,6 +332,8 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
     extra = {"heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps, **settings}}
     if evidence is not None:
         extra["evidence"] = evidence
+    if anchor_strong_share is not None:
+        extra["anchor_strong_share"] = float(anchor_strong_share)
     return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, model_id, extra)
 
 
@@ -365,12 +370,15 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint", help="with --export: this checkpoint instead of the best by selection loss")
     parser.add_argument("--evidence", help="with --export: JSON settings of the level-evidence naming")
     parser.add_argument("--model-id", default="spine-label-lumbar-heatmap", help="with --export: the package id")
+    parser.add_argument("--anchor-strong-share", type=float,
+                        help="with --export: anchor answers at least this share of the best are tried outermost "
+                             "first (default 0.5; 1.0: the strongest only)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export:
         evidence = json.loads(args.evidence) if args.evidence else None
         print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command,
-                         args.checkpoint, evidence, args.model_id))
+                         args.checkpoint, evidence, args.model_id, args.anchor_strong_share))
         return
     deadline = next_utc(args.until) if args.until else time.time() + 60.0 * args.minutes
     train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,

@@ -37,6 +37,9 @@ class LabellingSetup:
     model_id: str = ""
     level_classes: tuple = ()  # a detector's level classes (card extra "level_classes"); () without
     evidence: dict = field(default_factory=dict)  # how level evidence names (card extra "evidence")
+    #: anchor answers at least this share of the strongest are "strong" (card extra "anchor_strong_share";
+    #: 1.0: only the strongest, for a detector taught that L4 / S1 are not the anchor)
+    anchor_strong_share: float = 0.5
 
 
 @dataclass
@@ -97,24 +100,23 @@ def relabel_points(points: Sequence[LabelledPoint], candidates: Sequence[Candida
 #: path must cover, else its anchor is taken for a false answer (false detections beyond the true end
 #: vertebra lengthen the free path, so the share is well below 1).
 _ANCHORS_TRIED, _COVERAGE_SHARE = 3, 0.6
-#: Anchor answers at least this share of the strongest one's score (mean probability x relative area) are strong.
-_STRONG_SHARE = 0.5
 
 
 def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: LabellingResult):
     """The labelling with the strongest anchor answer that fits the spine the detections show.
 
     The anchor detector also answers on other vertebrae (L4 / L5 or S2, C3, now and then one far away
-    on a whole-spine view). Of the strong answers (score mean probability x relative area) the
-    outermost is tried first (a weaker S2 answer stays below the strong share), then the others by
-    score. A true anchor leaves the path about as long as without it; pinning a false one cuts the
+    on a whole-spine view). Of the strong answers (score mean probability x relative area, at least
+    ``setup.anchor_strong_share`` of the best) the outermost is tried first (a weaker S2 answer stays
+    below the strong share), then the others by score. A true anchor leaves the path about as long as without it; pinning a false one cuts the
     spine short (an "S1" in the neck leaves nothing below it), so such an answer is passed over for
     the next; with none left the labelling stays unanchored.
     """
     ranked = sorted((k for k, c in enumerate(usable) if c.anchor_probability > 0),
                     key=lambda k: -usable[k].anchor_probability)[:_ANCHORS_TRIED]
     if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
-        strong = [k for k in ranked if usable[k].anchor_probability >= _STRONG_SHARE * usable[ranked[0]].anchor_probability]
+        best = usable[ranked[0]].anchor_probability
+        strong = [k for k in ranked if usable[k].anchor_probability >= setup.anchor_strong_share * best]
         direction = setup.shape_model.spine_direction()  # head -> feet
         levels = setup.shape_model.levels  # towards the nearer end: S1 / L5 prefer the lowest answer, C2 the highest
         sign = 1.0 if levels.index(setup.anchor_level) >= len(levels) / 2 else -1.0

@@ -96,7 +96,8 @@ class SpineLabelModel:
         """How this model names detections (shape model, anchor, the card's labelling options)."""
         options = {key: float(self.setting("labelling", key)) for key in DEFAULT_LABELLING}
         return LabellingSetup(self.shape_model, self.anchor_level, options, self.region, self.card.id,
-                              tuple(self.card.extra.get("level_classes", ())), dict(self.card.extra.get("evidence", {})))
+                              tuple(self.card.extra.get("level_classes", ())), dict(self.card.extra.get("evidence", {})),
+                              float(self.card.extra.get("anchor_strong_share", 0.5)))
 
 
 # ---------------------------------------------------------------------------------------- loading
