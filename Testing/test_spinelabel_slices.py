@@ -168,3 +168,22 @@ def test_points_on_slice_selects_the_annotations_of_that_slice():
     assert np.allclose(on_one, [[12.0, 9.5], [30.0, 11.0]])
     assert np.allclose(points_on_slice(slab, points, 3), [[20.0, 10.0]])
     assert points_on_slice(slab, points, 1, tolerance_mm=1.0).shape == (0, 2)
+
+
+@pytest.mark.parametrize("oblique", [False, True])
+def test_blurring_only_the_band_gives_the_same_slab_as_blurring_the_whole_volume(monkeypatch, oblique):
+    from spinebrain.spinelabel import slices
+
+    rng = np.random.default_rng(3)
+    if oblique:
+        image = oblique_volume(lambda im: rng.normal(0, 100, im.GetSize()[::-1]), size=(90, 60, 40))
+    else:  # wide in R (0.5 mm voxels) against a narrow band: most of the volume is cropped away
+        image = sitk.GetImageFromArray(rng.normal(0, 100, (30, 40, 200)).astype(np.float32))
+        image.SetSpacing((0.5, 1.0, 1.5))
+    cropped = slices._around_band(image, -4.0, 4.0)
+    assert np.prod(cropped.GetSize()) < np.prod(image.GetSize())
+    fast = extract_sagittal_slab(image, 2.0, slices_each_side=2, step_mm=2.0)
+    monkeypatch.setattr(slices, "_around_band", lambda image, low, high: image)
+    whole = extract_sagittal_slab(image, 2.0, slices_each_side=2, step_mm=2.0)
+    assert np.allclose(fast.ijk_to_ras, whole.ijk_to_ras)
+    assert np.allclose(fast.arrays, whole.arrays, atol=1e-3)

@@ -311,11 +311,11 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     slab, maps = predict_band(model.networks, image, model.pixel_mm, options, model.device)
     steps = [float(np.linalg.norm(pair.mean)) for pair in model.shape_model.pairs.values()]
     nms_mm = float(options["nms_fraction"]) * float(np.median(steps))
-    vertebrae = suppress_near(peak_points(slab, maps[0], float(options["threshold"]), options), nms_mm,
-                              float(options["nms_r_scale"]))
-    gap_threshold = float(options.get("gap_threshold") or 0.0)
-    if 0.0 < gap_threshold < float(options["threshold"]):
-        weak = suppress_near(peak_points(slab, maps[0], gap_threshold, options), nms_mm, float(options["nms_r_scale"]))
+    threshold, gap_threshold = float(options["threshold"]), float(options.get("gap_threshold") or 0.0)
+    peaks = peak_points(slab, maps[0], min(threshold, gap_threshold) if gap_threshold > 0 else threshold, options)
+    vertebrae = suppress_near([p for p in peaks if p[1] >= threshold], nms_mm, float(options["nms_r_scale"]))
+    if 0.0 < gap_threshold < threshold:  # one peak search: a peak's place does not depend on the threshold
+        weak = suppress_near(peaks, nms_mm, float(options["nms_r_scale"]))
         vertebrae += gap_fillers(vertebrae, weak, float(np.median(steps)), model.shape_model.spine_direction(),
                                  float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]

@@ -81,6 +81,29 @@ def _corner_ras(image: sitk.Image) -> np.ndarray:
     return index_to_ras(image, corners)
 
 
+#: DiscreteGaussian's largest kernel is 32 voxels wide (``_antialias``): a crop this much wider than the
+#: region read keeps every smoothed voxel there as it was.
+_KERNEL_PAD = 17
+
+
+def _around_band(image: sitk.Image, r_low: float, r_high: float) -> sitk.Image:
+    """The part of ``image`` the slab between R ``r_low`` and ``r_high`` (mm) reads, padded for the blur.
+
+    Smoothing the whole volume before resampling cost about 5 s of 10 on a 512 x 512 x 300 CT; the
+    band is a fifth of its width. The crop is the index box of the band's corners (any orientation).
+    """
+    corners = _corner_ras(image)
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    band = np.array([[r, a, s] for r in (r_low, r_high) for a in (low[1], high[1]) for s in (low[2], high[2])])
+    index = ras_to_index(image, band)
+    size = np.array(image.GetSize())
+    start = np.clip(np.floor(index.min(axis=0)).astype(int) - _KERNEL_PAD, 0, size - 1)
+    stop = np.clip(np.ceil(index.max(axis=0)).astype(int) + _KERNEL_PAD + 1, start + 1, size)
+    if np.all(start == 0) and np.all(stop == size):
+        return image
+    return sitk.RegionOfInterest(image, [int(v) for v in stop - start], [int(v) for v in start])
+
+
 def _antialias(image: sitk.Image, pixel_mm: float) -> sitk.Image:
     """Gaussian blur along the input axes finer than the target pixel, so downsampling does not alias."""
     spacing = np.array(image.GetSpacing())
@@ -131,7 +154,7 @@ def extract_sagittal_slab(
     matrix[:3, :3] = _SLAB_AXES_RAS @ np.diag([pixel_mm, pixel_mm, step_mm])
     matrix[:3, 3] = origin_ras
 
-    source = _antialias(image, pixel_mm) if antialias else image
+    source = _antialias(_around_band(image, r_positions[0], r_positions[-1]), pixel_mm) if antialias else image
     background = float(np.min(sitk.GetArrayViewFromImage(image)))
     slab = sitk.Resample(
         source, [columns, rows, len(offsets)], sitk.Transform(), sitk.sitkLinear,
