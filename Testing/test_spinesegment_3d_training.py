@@ -1,5 +1,7 @@
 """The 3D instance model's sampler and a tiny training run on the shared engine (real MONAI, real files)."""
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -58,6 +60,31 @@ def test_samples_have_the_loss_layout(tmp_path):
     np.testing.assert_array_equal(again.ranks, case.ranks)
 
 
+def test_traversal_score_is_one_for_a_perfect_predictor_and_counts_misses_and_false_instances():
+    from spinebrain.spinesegment.training3d import traversal_score
+    from spinebrain.spinesegment.traversal import TraversalSettings
+
+    case = box_case()  # on the 4 mm grid: ranks 1-3 as image values stand in for a perfect network's view
+    case.image = case.ranks.astype(np.float32)
+    settings = TraversalSettings(patch=16, n_min=8, threshold=0.5)
+    totals = np.bincount(case.ranks.ravel())
+
+    def perfect(image, memory):  # the first vertebra from the top of the patch that is not in memory
+        ranks = np.rint(image).astype(int)
+        for rank in range(1, len(totals)):
+            target = (ranks == rank) & (memory < 0.5)
+            if target.sum() >= settings.n_min:
+                return target.astype(np.float32), float(target.sum() == totals[rank])
+        return np.zeros(image.shape, np.float32), 0.0
+
+    assert traversal_score(perfect, [case], settings) == {"traversal_dice": 1.0, "false_per_case": 0.0}
+
+    def blind(image, memory):
+        return np.zeros(image.shape, np.float32), 0.0
+
+    assert traversal_score(blind, [case], settings)["traversal_dice"] == 0.0
+
+
 @pytest.mark.slow
 def test_tiny_training_run_writes_a_loadable_package(tmp_path):
     from spinebrain.spinesegment.pipeline3d import load_model_3d, segment_vertebrae
@@ -67,8 +94,12 @@ def test_tiny_training_run_writes_a_loadable_package(tmp_path):
     save_case(box_case("train_a"), cache)
     save_case(box_case("val_a", cut_top=True), cache)
     options = Train3DOptions(str(cache), str(tmp_path / "run"), spacing_mm=4.0, patch=16, filters=4, levels=2,
-                             min_voxels=8, batch_size=2, samples_per_epoch=4, validation_patches=2, max_epochs=2)
+                             min_voxels=8, batch_size=2, samples_per_epoch=4, validation_patches=2, max_epochs=2,
+                             traversal_every=1)
     assert train(options).is_file()
+    scores = [json.loads(line) for line in (tmp_path / "run" / "traversal.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in scores] == [1, 2] and all(0.0 <= s["traversal_dice"] <= 1.0 for s in scores)
+    assert (tmp_path / "run" / "best_traversal.safetensors").is_file()
     package = export_package(tmp_path / "run", tmp_path / "models", {"note": "tiny test run"})
     model = load_model_3d(str(package))
     assert model.card.task == "spine-segment-3d" and model.card.modalities == ["CT"]

@@ -5,6 +5,9 @@ held-out generated cases for the best-checkpoint choice). The list of training c
 every epoch, so a generator process may keep adding cases while training runs. Loss: seed 002's
 (:mod:`.loss3d`); optimiser Adam, lr 1e-3, beta1 0.99 (the paper). Validation score: the mean of
 patch Dice (threshold 0.5) and completeness accuracy on a fixed set of validation patches.
+With ``traversal_every`` > 0 the whole traversal also runs on the first ``traversal_cases`` validation cases
+every that many epochs (:func:`traversal_score`: what the product does, which the patch score did not
+foresee) and the best weights by it are kept as ``best_traversal.safetensors``.
 A clock stop (``stop_at``, unix time) writes the engine's STOP file at the end of the first epoch
 past it; the run resumes from ``resume.pt`` when started again.
 """
@@ -27,6 +30,7 @@ from .data3d import CT_WINDOW, cached_cases, load_case
 from .loss3d import GAMMA, LAMBDA, SIGMA, IterativeInstanceLoss
 from .network3d import IterativeInstanceNet, network_spec, split_outputs
 from .sampler3d import PatchDataset, SamplerSettings, fixed_samples
+from .traversal import TraversalSettings, run_traversal
 
 TASK = "spine-segment-3d"
 MODEL_ID = "spine-segment-ct-3d"
@@ -53,6 +57,9 @@ class Train3DOptions:
     threads: int = 1
     stop_at: float | None = None  # unix time
     limit_cases: int | None = None  # tiny runs (tests)
+    traversal_every: int = 0  # epochs between whole-traversal scores of the validation cases (0: never)
+    traversal_cases: int = 4
+    traversal_threshold: float = 0.85  # the bundled card's traversal threshold
 
 
 class PatchScore(Metric):
@@ -77,6 +84,27 @@ class PatchScore(Metric):
         accuracy = float(np.mean(self.correct)) if self.correct else 0.0
         self.last = {"patch_dice": dice, "completeness_accuracy": accuracy}
         return 0.5 * (dice + accuracy)
+
+
+def traversal_score(predict, cases, settings: TraversalSettings) -> dict:
+    """The traversal as the product runs it, on prepared cases (model grid): each reference vertebra of at
+    least ``n_min`` voxels scores the Dice of its best-overlapping instance (0 when none overlaps)."""
+    dice, false = [], 0
+    for case in cases:
+        instances = run_traversal(case.image, predict, settings).instances
+        used = set()
+        for rank in range(1, len(case.names) + 1):
+            reference = case.ranks == rank
+            if reference.sum() < settings.n_min:
+                continue
+            overlaps = [2.0 * float((reference & i.mask).sum()) / float(reference.sum() + i.mask.sum())
+                        for i in instances]
+            best = int(np.argmax(overlaps)) if overlaps else -1
+            dice.append(overlaps[best] if overlaps else 0.0)
+            if overlaps and overlaps[best] > 0:
+                used.add(best)
+        false += len(instances) - len(used)
+    return {"traversal_dice": float(np.mean(dice)) if dice else 0.0, "false_per_case": false / max(len(cases), 1)}
 
 
 class CaseList:
@@ -123,7 +151,31 @@ def train(options: Train3DOptions, progress=None) -> Path:
     metric = PatchScore(output_transform=from_engine(["pred", "label"]))
     (out / "options.json").write_text(json.dumps(asdict(options), indent=1), encoding="utf-8")
 
+    traversal = TraversalSettings(patch=options.patch, n_min=options.min_voxels, threshold=options.traversal_threshold)
+    best_traversal = {"traversal_dice": -1.0}
+
+    def score_traversal(trainer):
+        from safetensors.torch import save_file
+
+        from .pipeline3d import Model3D
+
+        network.eval()
+        with torch.no_grad():
+            score = traversal_score(Model3D(None, network, torch.device("cpu")).predict,
+                                    val_cases[: options.traversal_cases], traversal)
+        network.train()
+        score["epoch"] = trainer.state.epoch
+        if score["traversal_dice"] > best_traversal["traversal_dice"]:
+            best_traversal.update(score)
+            save_file({k: v.contiguous() for k, v in network.state_dict().items()},
+                      str(out / "best_traversal.safetensors"))
+        with (out / "traversal.jsonl").open("a", encoding="utf-8") as log:
+            log.write(json.dumps(score) + "\n")
+        print("traversal", json.dumps(score), "best", best_traversal["traversal_dice"], flush=True)
+
     def between_epochs(trainer):
+        if options.traversal_every and trainer.state.epoch % options.traversal_every == 0:
+            score_traversal(trainer)
         cases.refresh()
         scores = getattr(metric, "last", {})
         print(time.strftime("%H:%M:%S"), f"epoch {trainer.state.epoch} loss {trainer.state.output['loss']:.4f} "
@@ -161,14 +213,14 @@ def card_for(options: dict, metrics: dict, command: str = "", threshold: float =
 
 
 def export_package(run_dir: str | Path, folder: str | Path, metrics: dict, command: str = "",
-                   threshold: float = 0.5) -> Path:
+                   threshold: float = 0.5, weights: str = "best.safetensors") -> Path:
     from safetensors.torch import load_file
 
     from ..models import save_model_package
 
     run_dir = Path(run_dir)
     options = json.loads((run_dir / "options.json").read_text(encoding="utf-8"))
-    state = load_file(str(run_dir / "best.safetensors"))
+    state = load_file(str(run_dir / weights))
     return save_model_package(folder, state, card_for(options, metrics, command, threshold), overwrite=True)
 
 
@@ -187,11 +239,15 @@ def main(argv=None) -> None:
     parser.add_argument("--validation-patches", type=int, default=12,
                         help="fixed validation patches in all (over the val_ cases); more make the best-epoch choice less noisy")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--traversal-every", type=int, default=0,
+                        help="run the whole traversal on validation cases every N epochs and keep the best weights "
+                             "by it (best_traversal.safetensors); 0: never")
     args = parser.parse_args(argv)
     stop = next_utc(args.until) if args.until else None
     train(Train3DOptions(args.cache, args.out, max_epochs=args.epochs, samples_per_epoch=args.samples, stop_at=stop,
                          beta1=args.beta1, init_weights=args.init, learning_rate=args.lr,
-                         validation_patches=args.validation_patches, threads=args.threads))
+                         validation_patches=args.validation_patches, threads=args.threads,
+                         traversal_every=args.traversal_every))
 
 
 if __name__ == "__main__":
