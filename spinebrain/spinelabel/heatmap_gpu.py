@@ -251,8 +251,6 @@ def train_from_cache(cache_dir: str, out_dir: str, seconds: float, device: str =
 
 #: The shipped package's settings, chosen on the selection patients (its card).
 SETTINGS = {"threshold": 0.45, "anchor_threshold": 0.65}
-#: The shipped card's anchor rule: only the strongest anchor answer (the model is taught L4 / S1 are not L5).
-ANCHOR_STRONG_SHARE = 1.0
 
 
 def _benchmark():
@@ -276,8 +274,7 @@ def post_run(run_dir: str, models_dir: str, data: str, report: str | None = None
     for kind in ("best", "last"):
         if (run / f"{kind}_network.pt").exists():
             package = export_run(str(run), models_dir, None, SETTINGS, command, str(run / f"{kind}_network.pt"),
-                                 model_id=f"spine-label-lumbar-heatmap-gpu-{kind}",
-                                 anchor_strong_share=ANCHOR_STRONG_SHARE)
+                                 model_id=f"spine-label-lumbar-heatmap-gpu-{kind}")
             select = benchmark.evaluate_model(str(package), Path(data), with_ct=False, split="select")["summary"]
             candidates[kind] = (package, select)
             print(f"{kind}: selection patients {json.dumps(select)}", flush=True)
