@@ -95,7 +95,7 @@ def test_tiny_training_run_writes_a_loadable_package(tmp_path):
     save_case(box_case("val_a", cut_top=True), cache)
     options = Train3DOptions(str(cache), str(tmp_path / "run"), spacing_mm=4.0, patch=16, filters=4, levels=2,
                              min_voxels=8, batch_size=2, samples_per_epoch=4, validation_patches=2, max_epochs=2,
-                             traversal_every=1)
+                             traversal_every=1, fp_weight=0.5)
     assert train(options).is_file()
     scores = [json.loads(line) for line in (tmp_path / "run" / "traversal.jsonl").read_text().splitlines()]
     assert [s["epoch"] for s in scores] == [1, 2] and all(0.0 <= s["traversal_dice"] <= 1.0 for s in scores)
@@ -103,6 +103,7 @@ def test_tiny_training_run_writes_a_loadable_package(tmp_path):
     package = export_package(tmp_path / "run", tmp_path / "models", {"note": "tiny test run"})
     model = load_model_3d(str(package))
     assert model.card.task == "spine-segment-3d" and model.card.modalities == ["CT"]
+    assert model.card.extra["loss"]["lambda"] == 0.5  # the card records the loss the run used
     hu = np.full((40, 40, 40), -100, np.int16)
     hu[0] = -1000
     hu[10:30, 12:28, 12:28] = 700

@@ -60,6 +60,7 @@ class Train3DOptions:
     traversal_every: int = 0  # epochs between whole-traversal scores of the validation cases (0: never)
     traversal_cases: int = 4
     traversal_threshold: float = 0.85  # the bundled card's traversal threshold
+    fp_weight: float = LAMBDA  # the loss's lambda (false-positive voxels); the paper's 0.1 favours over-segmentation
 
 
 class PatchScore(Metric):
@@ -183,7 +184,8 @@ def train(options: Train3DOptions, progress=None) -> Path:
         if options.stop_at is not None and time.time() > options.stop_at:
             (out / "STOP").touch()
 
-    outcome = run_training(network, optimizer, IterativeInstanceLoss(), train_loader, val_loader, metric,
+    loss = IterativeInstanceLoss(options.fp_weight)
+    outcome = run_training(network, optimizer, loss, train_loader, val_loader, metric,
                            EngineSettings(out, max_epochs=options.max_epochs, metric_name="val_dice_completeness"),
                            progress=progress, extra_handlers=[(Events.EPOCH_COMPLETED, between_epochs)])
     print("finished:", outcome.stopped, "best", outcome.best_metric, "epoch", outcome.best_epoch, flush=True)
@@ -205,7 +207,7 @@ def card_for(options: dict, metrics: dict, command: str = "", threshold: float =
                        "and CT synthesised from the VerSe sub-verse004 vertebra label map (A8) with random "
                        "deformation and intensity per structure; no real CT image was trained on."),
         training_command=command, metrics=metrics,
-        extra={"loss": {"lambda": LAMBDA, "gamma": GAMMA, "sigma": SIGMA},
+        extra={"loss": {"lambda": float(options.get("fp_weight", LAMBDA)), "gamma": GAMMA, "sigma": SIGMA},
                "traversal": {"n_min": int(options["min_voxels"]), "delta_max": 2, "max_iterations": 20,
                              "threshold": float(threshold), "step_fraction": 0.5},
                "notice": RESEARCH_NOTICE, "software": __version__},
@@ -242,12 +244,14 @@ def main(argv=None) -> None:
     parser.add_argument("--traversal-every", type=int, default=0,
                         help="run the whole traversal on validation cases every N epochs and keep the best weights "
                              "by it (best_traversal.safetensors); 0: never")
+    parser.add_argument("--fp-weight", type=float, default=LAMBDA,
+                        help=f"the loss's lambda: weight of false-positive voxels (default the paper's {LAMBDA})")
     args = parser.parse_args(argv)
     stop = next_utc(args.until) if args.until else None
     train(Train3DOptions(args.cache, args.out, max_epochs=args.epochs, samples_per_epoch=args.samples, stop_at=stop,
                          beta1=args.beta1, init_weights=args.init, learning_rate=args.lr,
                          validation_patches=args.validation_patches, threads=args.threads,
-                         traversal_every=args.traversal_every))
+                         traversal_every=args.traversal_every, fp_weight=args.fp_weight))
 
 
 if __name__ == "__main__":
