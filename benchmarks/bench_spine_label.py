@@ -48,7 +48,9 @@ def large_ct(folder: Path) -> Path:
     axes = [direction[0::3], direction[1::3], direction[2::3]]
     origin = [c - sum(half[k] * axes[k][i] for k in range(3)) for i, c in enumerate(centre)]
     grid = sitk.Image(size, sitk.sitkFloat32)
-    grid.SetSpacing(spacing), grid.SetOrigin(origin), grid.SetDirection(direction)
+    grid.SetSpacing(spacing)
+    grid.SetOrigin(origin)
+    grid.SetDirection(direction)
     large = sitk.Resample(sitk.Cast(case.image, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, -1000.0)
     return write_image(sitk.Cast(large, sitk.sitkInt16), folder / "large_lumbar_ct_512x512x300.nii.gz")
 

@@ -265,8 +265,9 @@ def gap_fillers(strong: list[tuple[np.ndarray, float]], weak: list[tuple[np.ndar
     next to this one, as steps shrink from the lumbar to the thoracic spine; ``step_mm`` without
     neighbours) and it sits near the middle between them (left-right offsets count ``r_scale`` times,
     as in :func:`suppress_near`), so the graph is offered exactly the vertebra the shape says is
-    there (at the neighbours' mean R). Detections more than ``GAP_OFF_SPINE_MM`` left or right of the others' median are off the
-    spine and left out of the gaps. Hand-written: a rule on our own detections; no library has it.
+    there (at the neighbours' mean R). Detections more than ``GAP_OFF_SPINE_MM`` left or right of the
+    others' median are off the spine and left out of the gaps. Hand-written: a rule on our own
+    detections; no library has it.
     """
     if len(strong) < 2:
         return []
@@ -312,11 +313,14 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     steps = [float(np.linalg.norm(pair.mean)) for pair in model.shape_model.pairs.values()]
     nms_mm = float(options["nms_fraction"]) * float(np.median(steps))
     threshold, gap_threshold = float(options["threshold"]), float(options.get("gap_threshold") or 0.0)
-    peaks = peak_points(slab, maps[0], min(threshold, gap_threshold) if gap_threshold > 0 else threshold, options)
-    vertebrae = suppress_near([p for p in peaks if p[1] >= threshold], nms_mm, float(options["nms_r_scale"]))
-    if 0.0 < gap_threshold < threshold:  # one peak search: a peak's place does not depend on the threshold
-        weak = suppress_near(peaks, nms_mm, float(options["nms_r_scale"]))
-        vertebrae += gap_fillers(vertebrae, weak, float(np.median(steps)), model.shape_model.spine_direction(),
+    filling = 0.0 < gap_threshold < threshold
+    # one peak search and one suppression: a peak's place does not depend on the threshold, and the greedy
+    # suppression (strongest first) keeps the same peaks above the threshold whatever weaker ones follow
+    peaks = suppress_near(peak_points(slab, maps[0], gap_threshold if filling else threshold, options), nms_mm,
+                          float(options["nms_r_scale"]))
+    vertebrae = [p for p in peaks if p[1] >= threshold]
+    if filling:
+        vertebrae += gap_fillers(vertebrae, peaks, float(np.median(steps)), model.shape_model.spine_direction(),
                                  float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
     threshold = float(options["anchor_threshold"])

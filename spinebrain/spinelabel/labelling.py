@@ -108,9 +108,9 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
     The anchor detector also answers on other vertebrae (L4 / L5 or S2, C3, now and then one far away
     on a whole-spine view). Of the strong answers (score mean probability x relative area, at least
     ``setup.anchor_strong_share`` of the best) the outermost is tried first (a weaker S2 answer stays
-    below the strong share), then the others by score. A true anchor leaves the path about as long as without it; pinning a false one cuts the
-    spine short (an "S1" in the neck leaves nothing below it), so such an answer is passed over for
-    the next; with none left the labelling stays unanchored.
+    below the strong share), then the others by score. A true anchor leaves the path about as long as
+    without it; pinning a false one cuts the spine short (an "S1" in the neck leaves nothing below it),
+    so such an answer is passed over for the next; with none left the labelling stays unanchored.
     """
     ranked = sorted((k for k, c in enumerate(usable) if c.anchor_probability > 0),
                     key=lambda k: -usable[k].anchor_probability)[:_ANCHORS_TRIED]

@@ -99,10 +99,10 @@ def traversal_score(predict, cases, settings: TraversalSettings) -> dict:
             if reference.sum() < settings.n_min:
                 continue
             overlaps = [2.0 * float((reference & i.mask).sum()) / float(reference.sum() + i.mask.sum())
-                        for i in instances]
-            best = int(np.argmax(overlaps)) if overlaps else -1
-            dice.append(overlaps[best] if overlaps else 0.0)
-            if overlaps and overlaps[best] > 0:
+                        for i in instances] or [0.0]
+            best = int(np.argmax(overlaps))
+            dice.append(overlaps[best])
+            if overlaps[best] > 0:
                 used.add(best)
         false += len(instances) - len(used)
     return {"traversal_dice": float(np.mean(dice)) if dice else 0.0, "false_per_case": false / max(len(cases), 1)}
@@ -239,7 +239,8 @@ def main(argv=None) -> None:
     parser.add_argument("--init", help="initial weights (safetensors)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (lower to fine-tune from --init)")
     parser.add_argument("--validation-patches", type=int, default=12,
-                        help="fixed validation patches in all (over the val_ cases); more make the best-epoch choice less noisy")
+                        help="fixed validation patches in all (over the val_ cases); more make the best-epoch "
+                             "choice less noisy")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--traversal-every", type=int, default=0,
                         help="run the whole traversal on validation cases every N epochs and keep the best weights "
