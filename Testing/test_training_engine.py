@@ -193,6 +193,16 @@ def test_the_same_command_trains_with_ddp_on_two_gloo_processes(datalist, tmp_pa
     assert card.metrics["epochs_run"] == 2
 
 
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_a_command_exits_with_its_code_and_its_output_under_torchrun_too(world_size):
+    # under torchrun (WORLD_SIZE > 1) the exit skips the C++ teardown that can abort a finished gloo run,
+    # so buffered output must be flushed first: a pipe buffers print()
+    script = "from spinebrain.cli import exit_process; print('all written', end=''); exit_process(3)"
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                               env={**_environment(), "WORLD_SIZE": world_size, "PYTHONUNBUFFERED": ""})
+    assert (completed.returncode, completed.stdout) == (3, "all written")
+
+
 @pytest.mark.slow
 def test_a_terminate_signal_cancels_the_command_and_registers_nothing(datalist, tmp_path):
     process = subprocess.Popen([sys.executable, *_command(datalist, tmp_path, epochs=50)], stdout=subprocess.PIPE,

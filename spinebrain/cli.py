@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
@@ -84,6 +85,20 @@ def main(argv: list[str] | None = None) -> int:
 
 #: Options of the program that users also type after the subcommand (``spinebrain demo --progress-json``).
 GLOBAL_FLAGS = ("--progress-json", "--quiet")
+
+
+def exit_process(code: int) -> None:
+    """End a command with ``code``; under torchrun with several processes, without the C++ teardown.
+
+    After a finished gloo run, static destructors at interpreter exit sometimes find a worker thread
+    still joinable and abort ("terminate called without an active exception", SIGABRT): the work is
+    done and written, yet torchrun reports the job failed. Flushing and ``os._exit`` skips that teardown.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(int(code or 0))
 
 
 def _global_flags_first(argv: list[str]) -> list[str]:

@@ -1,7 +1,6 @@
 """``python -m spinebrain.training segment ...`` (also under ``torchrun --nproc_per_node=N -m spinebrain.training``)."""
 
-import sys
-
+from ..cli import exit_process
 from .segmentation import main
 
-sys.exit(main())
+exit_process(main())
