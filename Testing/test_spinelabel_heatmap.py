@@ -9,6 +9,7 @@ import torch
 
 from spinebrain.models import ModelRegistry
 from spinebrain.spinelabel.heatmap import (HeatmapDetector, anchor_answers, find_peaks, gap_fillers, gaussian_heatmap,
+                                           predict_band, spine_window,
                                            looks_like_ct, normalise_slab, peak_points, slice_stack, suppress_near)
 from spinebrain.spinelabel.heatmap_training import HeatmapSamples, PreparedCase, generated_case, sample_targets
 from spinebrain.spinelabel.metrics import label_at
@@ -202,6 +203,49 @@ def _shipped():
     from spinebrain.spinelabel.pipeline import load_spine_label_model
 
     return load_spine_label_model("lumbar", SHIPPED, device="cpu")
+
+
+def test_peaks_near_the_edge_of_the_hot_box_are_the_brute_force_local_maxima():
+    rng = np.random.default_rng(5)
+    volume = np.zeros((12, 40, 30), np.float32)
+    volume[rng.integers(0, 12, 9), rng.integers(0, 40, 9), rng.integers(0, 30, 9)] = rng.uniform(0.3, 1.0, 9)
+    volume[0, 0, 0], volume[11, 39, 29] = 0.9, 0.2  # corners: a peak on the box's edge, one under the threshold
+    window = (3, 5, 5)
+    padded = np.pad(volume, [(w // 2, w // 2) for w in window])
+    expected = {(s, r, c) for s, r, c in zip(*np.nonzero(volume >= 0.25))
+                if volume[s, r, c] >= padded[s:s + 3, r:r + 5, c:c + 5].max()}
+    found = {tuple(int(v) for v in p) for p, _ in find_peaks(volume, 0.25, window, refine=False)}
+    assert found == expected and (0, 0, 0) in found
+
+
+def test_spine_window_boxes_the_heat_with_a_margin_and_at_least_a_training_patch():
+    heat = np.zeros((3, 200, 150), np.float32)
+    heat[1, 90:110, 20:30] = 0.5
+    options = {"window_margin_mm": 20.0, "window_min_px": 0}
+    rows, cols = spine_window(heat, options, pixel_mm=2.0)
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (80, 120, 10, 40)
+    rows, cols = spine_window(heat, {**options, "window_min_px": 64}, pixel_mm=2.0)
+    assert (rows.start, rows.stop) == (68, 132) and (cols.start, cols.stop) == (0, 64)  # moved inside the plane
+    assert spine_window(heat, {**options, "window_margin_mm": 0.0}, 2.0) == (slice(0, 200), slice(0, 150))
+    assert spine_window(0 * heat, options, 2.0) == (slice(0, 200), slice(0, 150))
+    strip = {**options, "window_min_px": 160}  # the plane is narrower than that in one axis: left whole
+    assert spine_window(heat, strip, 2.0) == (slice(0, 200), slice(0, 150))
+
+
+def test_the_windowed_dense_pass_finds_the_same_bodies_as_the_whole_plane():
+    from spinebrain.synth.spine import generate_spine
+
+    model = _shipped()
+    case = generate_spine(1001, modality="ct", view="lumbar", spacing=(1.5, 1.5, 2.0))
+    options = {**model.card.extra["heatmap"], "batch": 2, "coarse_step": 4}
+    results = []
+    for margin in (0.0, 40.0):
+        slab, maps = predict_band(model.networks, case.image, model.pixel_mm, {**options, "window_margin_mm": margin})
+        peaks = peak_points(slab, maps[0], options["threshold"], options)
+        results.append(sorted((p.tolist() for p, _ in peaks), key=lambda ras: ras[2]))  # along S
+    whole, windowed = results
+    assert len(whole) >= 4 and len(windowed) == len(whole)
+    assert np.abs(np.array(whole) - np.array(windowed)).max() < 2.5  # mm: the crop shifts instance norm a little
 
 
 def test_pipeline_with_the_heatmap_card_on_a_generated_scan():

@@ -10,8 +10,9 @@ slice, two heatmaps:
   present only when the sacrum below it is in view. Every real set masks L5, while S1 is masked
   in few of them; and a U-Net sees enough context to tell L5 from L4 only with the sacrum in view.
 
-Inference (:func:`heatmap_candidates`): the network runs on every slice of a band of sagittal slices
-around the volume's middle R; 3D local maxima of the stacked vertebra heatmap above a threshold,
+Inference (:func:`heatmap_candidates`): the network runs on a band of sagittal slices around the
+volume's middle R (every few slices first, then the slices near those that show bodies, on the part
+of the plane around them: :func:`predict_band`); 3D local maxima of the stacked vertebra heatmap above a threshold,
 thinned by non-maximum suppression, are the candidates (probability = peak height), and the best
 anchor peak marks the candidate nearest it. The graphical model (:mod:`.graph`) names them, as for
 the paper detector. Settings live in the card's ``extra["heatmap"]`` (defaults :data:`DEFAULT_HEATMAP`).
@@ -31,10 +32,14 @@ from .slices import SagittalSlab, extract_sagittal_slab
 
 ARCHITECTURE = "spinebrain.spinelabel.heatmap.HeatmapDetector"
 OUTPUTS = ("vertebra", "anchor")
-#: Card ``extra["heatmap"]`` defaults: slice step and band half-width (mm), peak thresholds, peak window (mm).
+#: Card ``extra["heatmap"]`` defaults: slice step and band half-width (mm), peak thresholds, peak window (mm),
+#: the coarse-to-fine search (every 5th slice first) and the plane window of the later slices (:func:`spine_window`).
 DEFAULT_HEATMAP = {"slice_step_mm": 2.0, "band_mm": 40.0, "threshold": 0.3, "anchor_threshold": 0.5,
-                   "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "nms_r_scale": 0.4, "batch": 8,
-                   "coarse_step": 1, "dense_mm": 20.0, "coarse_share": 0.3, "gap_threshold": 0.2}
+                   "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "nms_r_scale": 0.4, "batch": 2,
+                   "coarse_step": 5, "dense_mm": 20.0, "coarse_share": 0.3, "gap_threshold": 0.2,
+                   "window_margin_mm": 40.0, "window_min_px": 128}
+#: Vertebra heat (on the coarse slices) that the windowed dense pass keeps in view.
+WINDOW_LEVEL = 0.1
 #: A gap between two successive detections is "one vertebra missing" when they lie this many median
 #: steps apart; a weak peak within GAP_MIDDLE_SHARE of a step of the gap's middle fills it.
 GAP_STEPS, GAP_MIDDLE_SHARE, GAP_OFF_SPINE_MM = (1.5, 2.5), 0.35, 25.0
@@ -126,6 +131,10 @@ def predict_band(network: HeatmapDetector, image, pixel_mm: float, options: dict
     coarse slice whose vertebra evidence reaches ``coarse_share`` of the best one's. A body's
     heatmap spans about +-15 mm in R, so the slices left out lie away from every body and stay 0.
     ``coarse_step`` 1 runs every slice (the plain dense band).
+
+    With ``window_margin_mm`` > 0 the later slices run only on the rows and columns around the
+    coarse slices' vertebra heat (:func:`spine_window`): most of a wide CT plane is air, organs and
+    table, and the U-Net is most of the time.
     """
     step = float(options["slice_step_mm"])
     each = int(round(float(options["band_mm"]) / step))
@@ -140,15 +149,44 @@ def predict_band(network: HeatmapDetector, image, pixel_mm: float, options: dict
         reach = int(round(float(options["dense_mm"]) / step))
         chosen = [s for s, e in zip(coarse, evidence) if e >= float(options["coarse_share"]) * evidence.max()]
         dense = sorted({d for s in chosen for d in range(s - reach, s + reach + 1) if 0 <= d < len(arrays)} - set(coarse))
-        _run_slices(network, arrays, dense, maps, heatmaps, int(options["batch"]), device)
+        window = spine_window(maps[0, coarse], options, pixel_mm)
+        _run_slices(network, arrays, dense, maps, heatmaps, int(options["batch"]), device, window)
         done = set(coarse) | set(dense)
         for _ in range(len(arrays)):  # a peak whose R run reaches slices not run yet: run those, look again
             todo = _unfinished_peaks(maps[0], done, options)
             if not todo:
                 break
-            _run_slices(network, arrays, todo, maps, heatmaps, int(options["batch"]), device)
+            _run_slices(network, arrays, todo, maps, heatmaps, int(options["batch"]), device, window)
             done |= set(todo)
     return slab, maps
+
+
+def spine_window(vertebra: np.ndarray, options: dict, pixel_mm: float) -> tuple[slice, slice]:
+    """(rows, columns) of the plane around the vertebra heat of the slices run so far.
+
+    ``vertebra``: (slices, rows, columns). The box holding heat >= :data:`WINDOW_LEVEL` grows by
+    ``window_margin_mm`` each way and to at least ``window_min_px`` (the training patch: the network
+    never saw a smaller field), within the plane. The whole plane when there is no margin setting, no
+    heat, or a plane narrower than that patch in either axis (a thin CT crop: cutting its other axis
+    would leave the network a strip it was never trained on, and save little).
+    """
+    rows, cols = vertebra.shape[1:]
+    margin_mm = float(options.get("window_margin_mm") or 0.0)
+    least = int(options.get("window_min_px") or 0)
+    hot = vertebra.max(axis=0) >= WINDOW_LEVEL
+    if margin_mm <= 0 or not hot.any() or min(rows, cols) < least:
+        return slice(0, rows), slice(0, cols)
+    margin = int(np.ceil(margin_mm / pixel_mm))
+    return tuple(_widened(int(hits[0]) - margin, int(hits[-1]) + margin + 1, least, size)
+                 for hits, size in ((np.flatnonzero(hot.any(axis=1)), rows), (np.flatnonzero(hot.any(axis=0)), cols)))
+
+
+def _widened(start: int, stop: int, least: int, size: int) -> slice:
+    """[start, stop) grown evenly to ``least`` long, then moved (not shrunk) to fit in [0, size)."""
+    grow = max(least - (stop - start), 0)
+    start, stop = start - grow // 2, stop + grow - grow // 2
+    shift = max(-start, 0) - max(stop - size, 0)
+    return slice(max(start + shift, 0), min(stop + shift, size))
 
 
 def _unfinished_peaks(vertebra: np.ndarray, done: set[int], options: dict) -> list[int]:
@@ -174,17 +212,20 @@ def _slice_evidence(vertebra_map: np.ndarray, threshold: float) -> float:
     return float(vertebra_map[vertebra_map >= threshold].sum())
 
 
-def _run_slices(network, arrays, indices, maps, heatmaps: int, batch: int, device) -> None:
-    """The network on the stacks centred on ``indices``, written into ``maps`` (sigmoid heatmaps, softmax levels)."""
+def _run_slices(network, arrays, indices, maps, heatmaps: int, batch: int, device,
+                window: tuple[slice, slice] = (slice(None), slice(None))) -> None:
+    """The network on the stacks centred on ``indices`` (within the plane ``window``), written into ``maps``
+    (sigmoid heatmaps, softmax levels); ``maps`` stays 0 outside the window."""
+    rows, cols = window
     with torch.inference_mode():
         for start in range(0, len(indices), batch):
             chunk = indices[start:start + batch]
-            stacks = np.stack([slice_stack(arrays, s, network.in_slices) for s in chunk])
+            stacks = np.stack([slice_stack(arrays, s, network.in_slices)[:, rows, cols] for s in chunk])
             logits = network(torch.from_numpy(stacks).to(device))
             out = [torch.sigmoid(logits[:, :heatmaps])]
             if logits.shape[1] > heatmaps:  # level classes: one distribution per pixel
                 out.append(torch.softmax(logits[:, heatmaps:], dim=1))
-            maps[:, chunk] = torch.cat(out, dim=1).cpu().numpy().transpose(1, 0, 2, 3)
+            maps[:, chunk, rows, cols] = torch.cat(out, dim=1).cpu().numpy().transpose(1, 0, 2, 3)
 
 
 def find_peaks(volume: np.ndarray, threshold: float, window_px, refine: bool = True) -> list[tuple[np.ndarray, float]]:
@@ -195,11 +236,22 @@ def find_peaks(volume: np.ndarray, threshold: float, window_px, refine: bool = T
     above half its height, so a peak between two slices lands between them.
     """
     window_px = np.maximum(np.asarray(window_px, int), 1)
-    local_max = (ndimage.maximum_filter(volume, size=window_px, mode="constant") == volume) & (volume >= threshold)
-    plateaus, count = ndimage.label(local_max, structure=np.ones((3, 3, 3), bool))  # equal neighbours: one peak
-    firsts = ndimage.minimum_position(np.zeros(volume.shape), plateaus, np.arange(1, count + 1)) if count else []
+    hot = volume >= threshold
+    if not hot.any():
+        return []
+    # only the box of voxels above the threshold can hold a peak; the heat (>= 0) outside it is lower
+    # than any of them, as the filter's constant 0 is, so searching the box alone finds the same peaks
+    box = tuple(slice(int(hits[0]), int(hits[-1]) + 1) for hits in
+                (np.flatnonzero(hot.any(axis=others)) for others in ((1, 2), (0, 2), (0, 1))))
+    part = volume[box]
+    local_max = (ndimage.maximum_filter(part, size=window_px, mode="constant") == part) & hot[box]
+    plateaus, _ = ndimage.label(local_max, structure=np.ones((3, 3, 3), bool))  # equal neighbours: one peak
+    flat = plateaus.ravel()
+    members = np.flatnonzero(flat)
+    _, firsts = np.unique(flat[members], return_index=True)  # each plateau's first voxel in raster order
+    offset = np.array([b.start for b in box])
     peaks = []
-    for index in np.array(firsts, int).reshape(-1, 3):
+    for index in np.stack(np.unravel_index(members[firsts], part.shape), -1) + offset:
         height = float(volume[tuple(index)])
         if not refine:  # the voxel of the maximum is enough
             peaks.append((index.astype(float), height))
@@ -347,4 +399,4 @@ def with_level_evidence(candidate: Candidate, slab: SagittalSlab, maps: np.ndarr
 
 
 __all__ = ["HeatmapDetector", "heatmap_candidates", "anchor_answers", "normalise_slab", "gaussian_heatmap", "find_peaks",
-           "suppress_near", "predict_band", "with_level_evidence", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]
+           "suppress_near", "predict_band", "spine_window", "with_level_evidence", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]

@@ -86,7 +86,16 @@ def _corner_ras(image: sitk.Image) -> np.ndarray:
 _KERNEL_PAD = 17
 
 
-def _around_band(image: sitk.Image, low: np.ndarray, high: np.ndarray, r_low: float, r_high: float) -> sitk.Image:
+def _blur_pad(image: sitk.Image, pixel_mm: float) -> np.ndarray:
+    """Voxels per axis the blur reaches: 4 sigma (the kernel's tail past it is far under its 0.01 error), at
+    most :data:`_KERNEL_PAD`."""
+    spacing = np.array(image.GetSpacing())
+    sigma = np.sqrt(np.maximum(pixel_mm**2 - spacing**2, 0.0) / 4.0) / spacing
+    return np.minimum(np.ceil(4.0 * sigma).astype(int) + 2, _KERNEL_PAD)
+
+
+def _around_band(image: sitk.Image, low: np.ndarray, high: np.ndarray, r_low: float, r_high: float,
+                 pad=_KERNEL_PAD) -> sitk.Image:
     """The part of ``image`` the slab between R ``r_low`` and ``r_high`` (mm) reads, padded for the blur.
 
     ``low``, ``high``: the volume's RAS bounds (its corner voxels). Smoothing the whole volume before
@@ -96,8 +105,8 @@ def _around_band(image: sitk.Image, low: np.ndarray, high: np.ndarray, r_low: fl
     band = np.array([[r, a, s] for r in (r_low, r_high) for a in (low[1], high[1]) for s in (low[2], high[2])])
     index = ras_to_index(image, band)
     size = np.array(image.GetSize())
-    start = np.clip(np.floor(index.min(axis=0)).astype(int) - _KERNEL_PAD, 0, size - 1)
-    stop = np.clip(np.ceil(index.max(axis=0)).astype(int) + _KERNEL_PAD + 1, start + 1, size)
+    start = np.clip(np.floor(index.min(axis=0)).astype(int) - pad, 0, size - 1)
+    stop = np.clip(np.ceil(index.max(axis=0)).astype(int) + pad + 1, start + 1, size)
     if np.all(start == 0) and np.all(stop == size):
         return image
     return sitk.RegionOfInterest(image, [int(v) for v in stop - start], [int(v) for v in start])
@@ -155,7 +164,8 @@ def extract_sagittal_slab(
 
     source = image
     if antialias:
-        source = _antialias(_around_band(image, low, high, r_positions[0], r_positions[-1]), pixel_mm)
+        band = _around_band(image, low, high, r_positions[0], r_positions[-1], _blur_pad(image, pixel_mm))
+        source = _antialias(band, pixel_mm)
     background = float(np.min(sitk.GetArrayViewFromImage(image)))
     slab = sitk.Resample(
         source, [columns, rows, len(offsets)], sitk.Transform(), sitk.sitkLinear,
