@@ -218,6 +218,16 @@ def test_peaks_near_the_edge_of_the_hot_box_are_the_brute_force_local_maxima():
     assert found == expected and (0, 0, 0) in found
 
 
+def test_a_body_tilted_in_the_coronal_plane_keeps_its_r_centre():
+    # flat-topped across R (slices 4-16), its in-plane centre moving 0.2 px per slice (12 degrees): equal peaks
+    # lie along the plateau, and the heat at one such pixel would pull each R centre towards its own slice
+    s, r, c = np.meshgrid(np.arange(21), np.arange(40), np.arange(40), indexing="ij")
+    across = np.clip(1.0 - np.maximum(np.abs(s - 10) - 6, 0) / 3.0, 0.0, 1.0)
+    volume = (across * np.exp(-((r - 20 - 0.2 * (s - 10)) ** 2 + (c - 20) ** 2) / (2 * 1.5**2))).astype(np.float32)
+    peaks = find_peaks(volume, 0.3, (21, 9, 9))  # equal maxima along the ridge: one peak each, all one body
+    assert peaks and all(abs(position[0] - 10.0) < 0.3 for position, _ in peaks)
+
+
 def test_spine_window_boxes_the_heat_with_a_margin_and_at_least_a_training_patch():
     heat = np.zeros((3, 200, 150), np.float32)
     heat[1, 90:110, 20:30] = 0.5

@@ -201,7 +201,7 @@ def main(argv=None) -> None:
     parser.add_argument("--settings", default="{}", help="JSON overrides of a heatmap card's settings")
     parser.add_argument("--evidence", default="{}", help="JSON overrides of a card's level-evidence settings")
     args = parser.parse_args(argv)
-    models = args.models or [e.id for e in ModelRegistry().list_models(task=TASK, region="lumbar")]
+    models = args.models or [e.card.id for e in ModelRegistry().list_models(task=TASK, region="lumbar")]
     reports = [evaluate_model(m, args.data, not args.no_ct, args.split, json.loads(args.settings),
                               json.loads(args.evidence)) for m in models]
     for report in reports:

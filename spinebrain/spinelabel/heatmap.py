@@ -38,6 +38,9 @@ DEFAULT_HEATMAP = {"slice_step_mm": 2.0, "band_mm": 40.0, "threshold": 0.3, "anc
                    "peak_window_mm": [10.0, 16.0], "nms_fraction": 0.5, "nms_r_scale": 0.4, "batch": 2,
                    "coarse_step": 5, "dense_mm": 20.0, "coarse_share": 0.3, "gap_threshold": 0.2,
                    "window_margin_mm": 40.0, "window_min_px": 128}
+#: A body's R run is read from its heat's maximum within this many pixels of the peak on every slice: a spine
+#: tilted in the coronal plane moves its bodies up or down from slice to slice (12 degrees: 4 mm over 20 mm).
+RUN_REACH_PX = 2
 #: Vertebra heat (on the coarse slices) that the windowed dense pass keeps in view.
 WINDOW_LEVEL = 0.1
 #: A gap between two successive detections is "one vertebra missing" when they lie this many median
@@ -261,7 +264,8 @@ def find_peaks(volume: np.ndarray, threshold: float, window_px, refine: bool = T
         grid = np.stack(np.meshgrid(*[np.arange(b.start, b.start + n) for b, n in zip(box, values.shape)],
                                     indexing="ij"), -1)
         position = (grid * values[..., None]).sum(axis=(0, 1, 2)) / values.sum()
-        position[0] = _run_centre(volume[:, index[1], index[2]], int(index[0]), 0.5 * height)
+        rows, cols = (slice(max(i - RUN_REACH_PX, 0), i + RUN_REACH_PX + 1) for i in index[1:])
+        position[0] = _run_centre(volume[:, rows, cols].max(axis=(1, 2)), int(index[0]), 0.5 * height)
         peaks.append((position, height))
     return peaks
 
