@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from spinebrain.geometry import LPS_TO_RAS
+from spinebrain.geometry import lps_to_ras, ras_to_lps
 from spinebrain.points import LabelledPoint
 from spinebrain.resample import reorient, resample_to_spacing
 from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
@@ -42,10 +42,10 @@ def _rotated(degrees: float, axis_ras: tuple[float, float, float]):
         centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
         transform = sitk.VersorRigid3DTransform()
         transform.SetCenter(centre)
-        transform.SetRotation(tuple(float(v) for v in LPS_TO_RAS @ np.array(axis_ras)), np.radians(degrees))
+        transform.SetRotation(tuple(float(v) for v in ras_to_lps(axis_ras)), np.radians(degrees))
         inverse = transform.GetInverse()  # resampling maps output to input; a point moves by the inverse
-        moved = [LabelledPoint(p.label, tuple(LPS_TO_RAS @ np.array(inverse.TransformPoint(
-            tuple(float(v) for v in LPS_TO_RAS @ np.array(p.ras)))))) for p in points]
+        moved = [LabelledPoint(p.label, tuple(lps_to_ras(inverse.TransformPoint(tuple(ras_to_lps(p.ras))))))
+                 for p in points]
         return _same_grid(image, transform, False), _same_grid(labels, transform, True), moved
     return variant
 

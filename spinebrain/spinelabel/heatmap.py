@@ -180,8 +180,14 @@ def spine_window(vertebra: np.ndarray, options: dict, pixel_mm: float) -> tuple[
     if margin_mm <= 0 or not hot.any() or min(rows, cols) < least:
         return slice(0, rows), slice(0, cols)
     margin = int(np.ceil(margin_mm / pixel_mm))
-    return tuple(_widened(int(hits[0]) - margin, int(hits[-1]) + margin + 1, least, size)
-                 for hits, size in ((np.flatnonzero(hot.any(axis=1)), rows), (np.flatnonzero(hot.any(axis=0)), cols)))
+    return tuple(_widened(extent.start - margin, extent.stop + margin, least, size)
+                 for extent, size in zip(_true_box(hot), (rows, cols)))
+
+
+def _true_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Per axis, the index range holding every True voxel of ``mask`` (which has at least one)."""
+    others = [tuple(a for a in range(mask.ndim) if a != axis) for axis in range(mask.ndim)]
+    return tuple(slice(int(hits[0]), int(hits[-1]) + 1) for hits in (np.flatnonzero(mask.any(axis=o)) for o in others))
 
 
 def _widened(start: int, stop: int, least: int, size: int) -> slice:
@@ -244,8 +250,7 @@ def find_peaks(volume: np.ndarray, threshold: float, window_px, refine: bool = T
         return []
     # only the box of voxels above the threshold can hold a peak; the heat (>= 0) outside it is lower
     # than any of them, as the filter's constant 0 is, so searching the box alone finds the same peaks
-    box = tuple(slice(int(hits[0]), int(hits[-1]) + 1) for hits in
-                (np.flatnonzero(hot.any(axis=others)) for others in ((1, 2), (0, 2), (0, 1))))
+    box = _true_box(hot)
     part = volume[box]
     local_max = (ndimage.maximum_filter(part, size=window_px, mode="constant") == part) & hot[box]
     plateaus, _ = ndimage.label(local_max, structure=np.ones((3, 3, 3), bool))  # equal neighbours: one peak

@@ -86,11 +86,16 @@ def _corner_ras(image: sitk.Image) -> np.ndarray:
 _KERNEL_PAD = 17
 
 
+def _blur_variance(image: sitk.Image, pixel_mm: float) -> np.ndarray:
+    """Anti-aliasing variance per axis (mm²): sigma about half the width the pixel adds to the voxel."""
+    spacing = np.array(image.GetSpacing())
+    return np.maximum(pixel_mm**2 - spacing**2, 0.0) / 4.0
+
+
 def _blur_pad(image: sitk.Image, pixel_mm: float) -> np.ndarray:
     """Voxels per axis the blur reaches: 4 sigma (the kernel's tail past it is far under its 0.01 error), at
     most :data:`_KERNEL_PAD`."""
-    spacing = np.array(image.GetSpacing())
-    sigma = np.sqrt(np.maximum(pixel_mm**2 - spacing**2, 0.0) / 4.0) / spacing
+    sigma = np.sqrt(_blur_variance(image, pixel_mm)) / np.array(image.GetSpacing())
     return np.minimum(np.ceil(4.0 * sigma).astype(int) + 2, _KERNEL_PAD)
 
 
@@ -114,8 +119,7 @@ def _around_band(image: sitk.Image, low: np.ndarray, high: np.ndarray, r_low: fl
 
 def _antialias(image: sitk.Image, pixel_mm: float) -> sitk.Image:
     """Gaussian blur along the input axes finer than the target pixel, so downsampling does not alias."""
-    spacing = np.array(image.GetSpacing())
-    variance = np.maximum(pixel_mm**2 - spacing**2, 0.0) / 4.0  # sigma ~ half the extra width, in mm
+    variance = _blur_variance(image, pixel_mm)
     if not np.any(variance > 0):
         return image
     return sitk.DiscreteGaussian(image, [float(v) for v in variance], 32, 0.01, True)
