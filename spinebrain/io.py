@@ -14,6 +14,7 @@ import re
 import struct
 import tempfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +88,12 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
     try:
         with _itk_warnings_hidden():
             _check_declared_size(path)
-            image = sitk.ReadImage(str(path))
-        _check_nifti_file(path)
+            # the file checks decompress the file a second time: alongside ITK's read (both release the GIL),
+            # which halves the reading time of a large .nii.gz
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                checked = pool.submit(_check_nifti_file, path)
+                image = sitk.ReadImage(str(path))
+                checked.result()
         return image
     except RuntimeError as error:
         detail = _first_line(error).replace(f' for "{path}"', "")  # the path is already in the message

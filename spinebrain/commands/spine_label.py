@@ -158,10 +158,12 @@ def write_labels(image, result, markups_path: Path, png_path: Path | None = None
 
     ``label_image``/``names`` and ``reference_points`` (the true centres) are drawn under the result, with a legend.
     """
-    from ..outputs import save_overview_png, write_markups
+    from ..outputs import write_markups
 
     written = [write_markups(result.points, markups_path, name="Vertebrae")]
     if png_path is not None:
+        from ..outputs import save_overview_png  # matplotlib: imported only for a picture (1 s of a cold start)
+
         state = "anchored" if result.labelling.anchored else "not anchored: names uncertain (?)"
         title = f"SpineLabel ({result.region}): {len(result.points)} vertebrae, {state}"
         named = bool(result.labelling.assignments)  # detection-only points have no names to doubt
