@@ -44,3 +44,14 @@ def test_partly_labelled_references_count_no_false_instances():
     score = score_case("A5-like", image(predicted), {5: False, 6: True}, image(reference), {1: "T12"}, {1: False},
                        only_labelled=True)
     assert score.false_instances == 0 and score.vertebrae[0].predicted_complete is False
+
+
+def test_mask_dice_is_monai_dice_of_two_masks_and_zero_without_overlap():
+    from spinebrain.spinesegment.evaluation3d import mask_dice
+
+    a = np.zeros((10, 10, 10), bool)
+    b = np.zeros((10, 10, 10), bool)
+    a[2:6, 2:6, 2:6] = True  # 64 voxels
+    b[4:8, 2:6, 2:6] = True  # 64 voxels, 32 shared
+    assert mask_dice(a, b) == pytest.approx(2 * 32 / 128)
+    assert mask_dice(a, ~a & (np.indices(a.shape)[0] > 7)) == 0.0

@@ -87,13 +87,28 @@ def score_case(name: str, predicted: sitk.Image, predicted_complete: dict[int, b
     return score
 
 
-def _pair_metrics(mask: np.ndarray, target: np.ndarray, spacing) -> tuple[float, float]:
-    """(Dice, symmetric mean surface distance in mm) by MONAI, in the box around the pair."""
+def _pair_box(mask: np.ndarray, target: np.ndarray) -> tuple[slice, ...]:
     where = np.argwhere(mask | target)
     lo, hi = np.maximum(where.min(0) - 2, 0), where.max(0) + 3
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+
+
+def _tensors(mask: np.ndarray, target: np.ndarray):
+    box = _pair_box(mask, target)
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a[box]))[None, None].float()  # noqa: E731
-    prediction, reference = as_tensor(mask), as_tensor(target)
+    return as_tensor(mask), as_tensor(target)
+
+
+def mask_dice(mask: np.ndarray, target: np.ndarray) -> float:
+    """Dice of two boolean masks by MONAI (0 when they do not overlap), in the box around the pair."""
+    if not (mask & target).any():
+        return 0.0
+    return float(compute_dice(*_tensors(mask, target)).item())
+
+
+def _pair_metrics(mask: np.ndarray, target: np.ndarray, spacing) -> tuple[float, float]:
+    """(Dice, symmetric mean surface distance in mm) by MONAI, in the box around the pair."""
+    prediction, reference = _tensors(mask, target)
     dice = float(compute_dice(prediction, reference).item())
     distance = compute_average_surface_distance(prediction, reference, symmetric=True,
                                                 spacing=[float(s) for s in spacing])

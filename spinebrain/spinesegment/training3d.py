@@ -27,6 +27,7 @@ from monai.handlers.utils import from_engine
 
 from ..training.clock import next_utc
 from .data3d import CT_WINDOW, cached_cases, load_case
+from .evaluation3d import mask_dice
 from .loss3d import GAMMA, LAMBDA, SIGMA, IterativeInstanceLoss
 from .network3d import IterativeInstanceNet, network_spec, split_outputs
 from .sampler3d import PatchDataset, SamplerSettings, fixed_samples
@@ -98,8 +99,7 @@ def traversal_score(predict, cases, settings: TraversalSettings) -> dict:
             reference = case.ranks == rank
             if reference.sum() < settings.n_min:
                 continue
-            overlaps = [2.0 * float((reference & i.mask).sum()) / float(reference.sum() + i.mask.sum())
-                        for i in instances] or [0.0]
+            overlaps = [mask_dice(i.mask, reference) for i in instances] or [0.0]
             best = int(np.argmax(overlaps))
             dice.append(overlaps[best])
             if overlaps[best] > 0:
