@@ -300,3 +300,51 @@ def test_anchor_strong_share_decides_between_the_outermost_and_the_strongest_ans
     assert names[0.5]["S2"] == "S1"  # the outermost strong answer first: every name one level up
     assert "S2" not in names[1.0] or names[1.0]["S2"] != "S1"
     assert all(names[1.0][name] == name for name in LUMBAR)  # only the strongest counts: all right
+
+
+def test_the_outermost_answer_comes_first_only_where_the_spine_ends_at_it(lumbar_model):
+    from dataclasses import replace
+
+    from spinebrain.spinelabel.labelling import LabellingSetup, solve_labelling
+
+    rng = np.random.default_rng(12)
+    spine = make_spine(rng, LUMBAR)
+    candidates, truth = candidates_of(rng, spine)
+    s1, l5 = truth.index("S1"), truth.index("L5")
+    step = lumbar_model.pairs[("L5", "S1")].mean
+    rule = LabellingSetup(lumbar_model, "S1", anchor_outermost_at_end=True)
+
+    def names(cands, setup=rule):
+        return labels_by_truth(solve_labelling(cands, setup).labelling, truth + ["S2", "S3"][: len(cands) - len(truth)])
+
+    # the scan ends at the anchor level: a stronger answer one level inwards, nothing beyond -> the outermost
+    ends = list(candidates)
+    ends[l5] = replace(ends[l5], anchor_probability=0.9)
+    ends[s1] = replace(ends[s1], anchor_probability=0.6)
+    assert all(names(ends)[name] == name for name in LUMBAR)
+
+    # the spine goes on: the true anchor answers strongest, a weaker answer one level beyond it ...
+    on = list(candidates)
+    on[s1] = replace(on[s1], anchor_probability=0.9)
+    s2 = Candidate(spine["S1"] + step, 0.7, anchor_probability=0.6)
+    assert names(on + [s2], LabellingSetup(lumbar_model, "S1"))["S2"] == "S1"  # old rule: the outermost, one level off
+    assert names(on + [s2])["S2"] == "S1"  # nothing seen beyond S2: still taken for the end
+    # ... with vertebra heat beyond it (the sacrum's next segment), or a detection there: the strongest
+    assert all(names(on + [replace(s2, beyond=0.4)])[name] == name for name in LUMBAR)
+    s3 = Candidate(spine["S1"] + 2 * step, 0.6)
+    assert all(names(on + [s2, s3])[name] == name for name in LUMBAR)
+
+
+def test_one_step_beyond_is_about_one_vertebra_further_out_near_the_axis(lumbar_model):
+    origin = np.zeros(3)
+    outwards, step = lumbar_model.outwards("S1"), lumbar_model.median_step()
+    assert np.dot(outwards, lumbar_model.spine_direction()) > 0.99  # S1's end is the feet's
+    assert np.dot(lumbar_model.outwards("T8" if "T8" in lumbar_model.levels else lumbar_model.levels[0]),
+                  lumbar_model.spine_direction()) < -0.99
+    side = np.cross(outwards, [1.0, 0.0, 0.0])
+    side /= np.linalg.norm(side)
+    assert lumbar_model.one_step_beyond(origin, outwards * step, "S1")
+    assert not lumbar_model.one_step_beyond(origin, outwards * 0.3 * step, "S1")  # the same vertebra
+    assert not lumbar_model.one_step_beyond(origin, -outwards * step, "S1")  # inwards
+    assert not lumbar_model.one_step_beyond(origin, outwards * step + side * 0.8 * step, "S1")
+    assert lumbar_model.one_step_beyond(origin, outwards * step + side * 0.8 * step, "S1", off_axis_steps=1.5)

@@ -315,3 +315,19 @@ def test_gap_filler_ignores_a_detection_off_the_spine():
     strong = _chain([0, -30, -60, -120, -150]) + [(np.array([-45.0, 0.0, -100.0]), 0.6)]  # beside the spine
     fillers = gap_fillers(strong, [(np.array([0.0, 0.0, -90.0]), 0.3)], 30.0, down)
     assert [p.tolist() for p, _ in fillers] == [[0.0, 0.0, -90.0]]
+
+
+
+def test_an_anchor_answer_carries_the_vertebra_heat_one_vertebra_beyond_it():
+    from spinebrain.spinelabel.graph import Candidate
+    from spinebrain.spinelabel.heatmap import with_heat_beyond
+
+    shape = _shipped().shape_model
+    outwards, step = shape.outwards("L5"), shape.median_step()
+    answer = Candidate(np.zeros(3), 0.9, anchor_probability=0.8)
+    peaks = [(outwards * step, 0.35), (outwards * step * 1.05, 0.5), (-outwards * step, 0.9),  # beyond / inwards
+             (outwards * step + np.array([0.0, step, 0.0]), 0.7)]  # a step off the axis: not the next vertebra
+    assert with_heat_beyond(answer, peaks, shape, "L5").beyond == 0.5
+    assert with_heat_beyond(answer, peaks[2:], shape, "L5").beyond == 0.0
+    plain = Candidate(np.zeros(3), 0.9)  # not an anchor answer: nothing measured
+    assert with_heat_beyond(plain, peaks, shape, "L5").beyond == 0.0

@@ -57,6 +57,9 @@ class Candidate:
     anchor_probability: float = 0.0
     levels: np.ndarray | None = None  # level-class probabilities of a detector with a level output
     ends: tuple[float, float] | None = None  # its L5 and S1 heatmap heights here
+    #: vertebra heat about one vertebra beyond it towards the anchor's end of the spine (heatmap detectors
+    #: fill it for anchor answers: whether the spine goes on there; 0 when none was seen or nothing measured)
+    beyond: float = 0.0
 
 
 @dataclass
@@ -122,6 +125,23 @@ class SpineShapeModel:
         """Unit vector of the summed mean displacements: the overall cranio-caudal direction."""
         total = sum(pair.mean for pair in self.pairs.values())
         return total / np.linalg.norm(total)
+
+    def median_step(self) -> float:
+        """Median distance (mm) between the centres of adjacent vertebrae, over the fitted pairs."""
+        return float(np.median([np.linalg.norm(pair.mean) for pair in self.pairs.values()]))
+
+    def outwards(self, level: str) -> np.ndarray:
+        """Unit vector along the spine towards the end nearer ``level`` (the feet for L5 / S1, the head for C2)."""
+        return (1.0 if self.levels.index(level) >= len(self.levels) / 2 else -1.0) * self.spine_direction()
+
+    def one_step_beyond(self, origin, point, level: str, off_axis_steps: float = 0.5) -> bool:
+        """Whether ``point`` is where the next vertebra beyond ``origin`` towards ``level``'s end would be:
+        0.5-1.5 steps along the spine and at most ``off_axis_steps`` steps off its axis (RAS mm)."""
+        offset = np.asarray(point, float) - np.asarray(origin, float)
+        outwards, step = self.outwards(level), self.median_step()
+        along = float(np.dot(offset, outwards))
+        off_axis = float(np.linalg.norm(offset - along * outwards))
+        return 0.5 * step <= along <= 1.5 * step and off_axis <= off_axis_steps * step
 
     def to_dict(self) -> dict:
         """JSON-able form (for the model card / package)."""

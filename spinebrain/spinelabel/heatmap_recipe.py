@@ -329,7 +329,9 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
     metrics = json.loads(metrics_file.read_text()) if metrics_file else {}
     network = load_checkpoint(checkpoint or best_checkpoint(out_dir))
     heatmaps = min(int(network.kwargs["outputs"]), 3)
-    extra = {"heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps, **settings}}
+    # the sacrum check of the anchor rule (labelling.LabellingSetup.anchor_outermost_at_end) needs the heat
+    # beyond each answer that heatmap detectors measure
+    extra = {"heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps, **settings}, "anchor_outermost_at_end": True}
     if evidence is not None:
         extra["evidence"] = evidence
     if anchor_strong_share is not None:

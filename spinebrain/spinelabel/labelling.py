@@ -40,6 +40,9 @@ class LabellingSetup:
     #: anchor answers at least this share of the strongest are "strong" (card extra "anchor_strong_share";
     #: 1.0: only the strongest, for a detector taught that L4 / S1 are not the anchor)
     anchor_strong_share: float = 0.5
+    #: the outermost strong answer is tried first only where it is the last detection towards the spine's end
+    #: (card extra "anchor_outermost_at_end"); with a detection beyond it the strongest answer comes first
+    anchor_outermost_at_end: bool = False
 
 
 @dataclass
@@ -117,10 +120,10 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
     if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
         best = usable[ranked[0]].anchor_probability
         strong = [k for k in ranked if usable[k].anchor_probability >= setup.anchor_strong_share * best]
-        direction = setup.shape_model.spine_direction()  # head -> feet
-        levels = setup.shape_model.levels  # towards the nearer end: S1 / L5 prefer the lowest answer, C2 the highest
-        sign = 1.0 if levels.index(setup.anchor_level) >= len(levels) / 2 else -1.0
-        outer = max(strong, key=lambda k: sign * float(np.dot(usable[k].position, direction)))
+        outwards = setup.shape_model.outwards(setup.anchor_level)  # S1 / L5 prefer the lowest answer, C2 the highest
+        outer = max(strong, key=lambda k: float(np.dot(usable[k].position, outwards)))
+        if setup.anchor_outermost_at_end and _spine_goes_on(usable, outer, setup):
+            outer = ranked[0]
         ranked = [outer] + [k for k in ranked if k != outer]
     free_coverage = _coverage(free)
     for index in ranked:
@@ -132,6 +135,26 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
         if _coverage(anchored) >= _COVERAGE_SHARE * free_coverage:
             return anchored
     return free
+
+
+def _spine_goes_on(usable: list[Candidate], index: int, setup: LabellingSetup) -> bool:
+    """Whether the spine goes on about one vertebra beyond ``usable[index]`` towards the anchor's end.
+
+    Why it matters: a scan that ends at the anchor level (a thoracolumbar CT down to L5) makes the anchor
+    detector answer more strongly one level inwards (L4), so the outermost strong answer is the better guess
+    there; where the spine goes on beyond the outermost answer (S1 answering under a stronger L5, the sacrum
+    below), the scan does not end at it and the strongest answer is the better guess. The evidence: vertebra
+    heat on the spine's axis there (``Candidate.beyond``, from a heatmap detector), or a detection there, which
+    may sit further off the axis (S2 behind the lumbar axis where the sacrum tilts back).
+    """
+    origin, shape = usable[index].position, setup.shape_model
+    return usable[index].beyond > 0 or any(
+        shape.one_step_beyond(origin, c.position, setup.anchor_level, _DETECTION_OFF_AXIS_STEPS)
+        for k, c in enumerate(usable) if k != index)
+
+
+#: How far off the spine's axis (vertebra steps) a detection one step beyond an anchor answer may lie.
+_DETECTION_OFF_AXIS_STEPS = 1.5
 
 
 def _coverage(labelling: LabellingResult) -> int:

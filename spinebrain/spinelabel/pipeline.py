@@ -97,7 +97,8 @@ class SpineLabelModel:
         options = {key: float(self.setting("labelling", key)) for key in DEFAULT_LABELLING}
         return LabellingSetup(self.shape_model, self.anchor_level, options, self.region, self.card.id,
                               tuple(self.card.extra.get("level_classes", ())), dict(self.card.extra.get("evidence", {})),
-                              float(self.card.extra.get("anchor_strong_share", 0.5)))
+                              float(self.card.extra.get("anchor_strong_share", 0.5)),
+                              bool(self.card.extra.get("anchor_outermost_at_end", False)))
 
 
 # ---------------------------------------------------------------------------------------- loading
