@@ -57,9 +57,7 @@ class Candidate:
     anchor_probability: float = 0.0
     levels: np.ndarray | None = None  # level-class probabilities of a detector with a level output
     ends: tuple[float, float] | None = None  # its L5 and S1 heatmap heights here
-    #: vertebra heat about one vertebra beyond it towards the anchor's end of the spine (heatmap detectors
-    #: fill it for anchor answers: whether the spine goes on there; 0 when none was seen or nothing measured)
-    beyond: float = 0.0
+    beyond: float = 0.0  # an anchor answer's vertebra heat one vertebra further out (heatmap detectors; 0: none)
 
 
 @dataclass
@@ -135,13 +133,11 @@ class SpineShapeModel:
         return (1.0 if self.levels.index(level) >= len(self.levels) / 2 else -1.0) * self.spine_direction()
 
     def one_step_beyond(self, origin, point, level: str, off_axis_steps: float = 0.5) -> bool:
-        """Whether ``point`` is where the next vertebra beyond ``origin`` towards ``level``'s end would be:
-        0.5-1.5 steps along the spine and at most ``off_axis_steps`` steps off its axis (RAS mm)."""
+        """Whether ``point`` is the next vertebra's place beyond ``origin`` towards ``level``'s end (RAS mm)."""
         offset = np.asarray(point, float) - np.asarray(origin, float)
         outwards, step = self.outwards(level), self.median_step()
-        along = float(np.dot(offset, outwards))
-        off_axis = float(np.linalg.norm(offset - along * outwards))
-        return 0.5 * step <= along <= 1.5 * step and off_axis <= off_axis_steps * step
+        along = float(np.dot(offset, outwards))  # 0.5-1.5 steps along the spine, at most off_axis_steps off it
+        return 0.5 * step <= along <= 1.5 * step and np.linalg.norm(offset - along * outwards) <= off_axis_steps * step
 
     def to_dict(self) -> dict:
         """JSON-able form (for the model card / package)."""
