@@ -49,8 +49,8 @@ def main() -> None:
         for in_view in (True, False):
             chosen = [c for c in cases if anchor_in_view(c, model.anchor_level) == in_view]
             figures = training.validate(model, chosen) if chosen else {}
-            print(f"anchor {model.anchor_level} {'in view' if in_view else 'not in view'}:",
-                  json.dumps({k: figures.get(k) for k in ("cases", "sensitivity", "labeling_accuracy", "anchored_cases")}))
+            shown = {k: figures.get(k) for k in ("cases", "sensitivity", "labeling_accuracy", "anchored_cases")}
+            print(f"anchor {model.anchor_level} {'in view' if in_view else 'not in view'}:", json.dumps(shown))
     if args.update_card:
         metrics["training_seconds"] = card.get("metrics", {}).get("training_seconds")
         card["metrics"] = metrics

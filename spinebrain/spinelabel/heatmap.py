@@ -373,8 +373,8 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     if progress is not None:
         progress.update("spine-label", 0.2, "heatmap detector on the sagittal band")
     slab, maps = predict_band(model.networks, image, model.pixel_mm, options, model.device)
-    steps = [float(np.linalg.norm(pair.mean)) for pair in model.shape_model.pairs.values()]
-    nms_mm = float(options["nms_fraction"]) * float(np.median(steps))
+    step_mm = model.shape_model.median_step()
+    nms_mm = float(options["nms_fraction"]) * step_mm
     threshold, gap_threshold = float(options["threshold"]), float(options.get("gap_threshold") or 0.0)
     filling = 0.0 < gap_threshold < threshold
     # one peak search and one suppression: a peak's place does not depend on the threshold, and the greedy
@@ -383,7 +383,7 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
                           float(options["nms_r_scale"]))
     vertebrae = [p for p in peaks if p[1] >= threshold]
     if filling:
-        vertebrae += gap_fillers(vertebrae, peaks, float(np.median(steps)), model.shape_model.spine_direction(),
+        vertebrae += gap_fillers(vertebrae, peaks, step_mm, model.shape_model.spine_direction(),
                                  float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
     threshold = float(options["anchor_threshold"])
@@ -400,8 +400,9 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
 def with_heat_beyond(candidate: Candidate, peaks: list[tuple[np.ndarray, float]], shape_model, anchor_level: str):
     """An anchor answer with the strongest vertebra-heat peak about one vertebra beyond it (``Candidate.beyond``).
 
-    ``peaks`` reach down to the gap threshold (0.2): the sacrum under S1 answers there (0.35-0.8 on generated
-    scans) while nothing does under the L5 of a scan that ends at L5 (at most 0.13 on CT from the VerSe map).
+    ``peaks`` reach down to the gap threshold (0.2) when gap filling is on: the sacrum under S1 answers there
+    (0.35-0.8 on generated scans) while nothing does under the L5 of a scan that ends at L5 (at most 0.13 on CT
+    from the VerSe map).
     """
     if candidate.anchor_probability <= 0:
         return candidate

@@ -40,8 +40,8 @@ class LabellingSetup:
     #: anchor answers at least this share of the strongest are "strong" (card extra "anchor_strong_share";
     #: 1.0: only the strongest, for a detector taught that L4 / S1 are not the anchor)
     anchor_strong_share: float = 0.5
-    #: the outermost strong answer is tried first only where it is the last detection towards the spine's end
-    #: (card extra "anchor_outermost_at_end"); with a detection beyond it the strongest answer comes first
+    #: the outermost strong answer is tried first only where the spine ends at it (card extra
+    #: "anchor_outermost_at_end"); with vertebra heat or a detection beyond it the strongest comes first
     anchor_outermost_at_end: bool = False
 
 

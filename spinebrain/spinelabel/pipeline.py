@@ -234,8 +234,7 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
 
 def _merge_radius_mm(model: SpineLabelModel) -> float:
     """Detections closer than this are one vertebra: a fraction (card ``detection.merge_fraction``) of the median step."""
-    steps = [float(np.linalg.norm(pair.mean)) for pair in model.shape_model.pairs.values()]
-    return float(model.setting("detection", "merge_fraction")) * float(np.median(steps))
+    return float(model.setting("detection", "merge_fraction")) * model.shape_model.median_step()
 
 
 def _spine_window(maps: np.ndarray, threshold: float, width: int) -> slice:
