@@ -7,6 +7,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from spinebrain.errors import InputError
 from spinebrain.models import ModelRegistry
 from spinebrain.spinelabel.heatmap import (HeatmapDetector, anchor_answers, find_peaks, gap_fillers, gaussian_heatmap,
                                            predict_band, spine_window,
@@ -331,3 +332,18 @@ def test_an_anchor_answer_carries_the_vertebra_heat_one_vertebra_beyond_it():
     assert with_heat_beyond(answer, peaks[2:], shape, "L5").beyond == 0.0
     plain = Candidate(np.zeros(3), 0.9)  # not an anchor answer: nothing measured
     assert with_heat_beyond(plain, peaks, shape, "L5").beyond == 0.0
+
+
+def test_shipped_model_names_thick_sagittal_slices_with_a_warning_and_refuses_thicker():
+    from spinebrain.spinelabel.pipeline import label_spine
+    from spinebrain.synth.spine import generate_spine
+
+    model = _shipped()
+    case = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 9.0), orientation="sagittal")
+    result = label_spine(case.image, model)
+    assert any("9.0 mm thick" in w and "check them" in w for w in result.warnings)
+    right = [p.label for p in result.points if label_at(case.labels, p.ras) == p.label]
+    assert len(right) >= 5 and len(right) >= 0.8 * len(result.points)
+    thicker = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 11.0), orientation="sagittal")
+    with pytest.raises(InputError, match="11.0 mm thick across the sagittal plane, more than the 10.0 mm"):
+        label_spine(thicker.image, model)

@@ -4,7 +4,8 @@ One model package per spine region holds both detectors in one :class:`DetectorP
 dict, one sha256) and, in its card, everything the pipeline needs besides the weights: the pixel
 size (``card.spacing``), the slab (``extra["slab"]``), the detection thresholds
 (``extra["detection"]``), the anchor level, the limits of what the model can name
-(``extra["max_slice_thickness_mm"]``, ``extra["min_spine_extent_mm"]``) and the fitted shape model
+(``extra["max_slice_thickness_mm"]``, ``extra["min_spine_extent_mm"]``; slices thicker than
+``extra["warn_slice_thickness_mm"]`` are named with a warning) and the fitted shape model
 (``extra["shape_model"]``, see :class:`~spinebrain.spinelabel.graph.SpineShapeModel`).
 
 ``label_spine`` validates first (nothing runs on an image it cannot name), so a scan showing too
@@ -199,6 +200,19 @@ def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool 
                          f"slices, {offer}.")
 
 
+def thick_slice_warnings(image: sitk.Image, model: SpineLabelModel) -> list[str]:
+    """A warning where the sagittal slices are thicker than the card's ``warn_slice_thickness_mm`` (yet accepted).
+
+    Why: on such slices the anchor detector answers less often (the names then rest on the spine's shape alone).
+    """
+    limit = model.card.extra.get("warn_slice_thickness_mm")
+    thickness = sagittal_thickness_mm(image)
+    if limit is None or thickness <= float(limit):
+        return []
+    return [f"The sagittal slices are {thickness:.1f} mm thick (over {float(limit):.1f} mm): the names are less "
+            "certain there; check them, or fix one point and relabel."]
+
+
 # -------------------------------------------------------------------------------------- the pipeline
 
 
@@ -276,7 +290,7 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
         result = solve_labelling(candidates, model.setup, fixed_points)
     result.seconds = time.perf_counter() - start
     _update(progress, 1.0, f"{len(result.points)} vertebrae in {result.seconds:.1f} s")
-    result.warnings[:0] = plausibility  # an image that may not fit the model says so in the result
+    result.warnings[:0] = plausibility + ([] if detection_only else thick_slice_warnings(image, model))
     return result
 
 
