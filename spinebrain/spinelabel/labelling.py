@@ -19,6 +19,7 @@ from ..points import LabelledPoint
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
 from .level_evidence import name_by_levels
 from .operations import candidates_from_points
+from .upright import CoronalFrame
 
 #: Options of graph.label_candidates a model card may set (card extra "labelling"), with their defaults.
 DEFAULT_LABELLING = {"transitional_penalty": 5.0, "gap_penalty": 10.0}
@@ -68,13 +69,16 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
     candidates = list(candidates)
     fixed = _fixed_positions(fixed_points)
     kept = _without_fixed_vertebrae(candidates, fixed, setup.shape_model)
-    usable = [candidates[k] for k in kept]
+    originals = [candidates[k] for k in kept]
+    frame = CoronalFrame(np.array([c.position for c in originals], float).reshape(-1, 3))
+    usable, fixed = frame.candidates(originals), frame.fixed(fixed)
     labelling = label_candidates(usable, setup.shape_model, fixed=fixed, **setup.options)
     by_levels = name_by_levels(usable, setup, fixed, labelling)
     if by_levels is not None:
         labelling = by_levels
     elif setup.anchor_level in setup.shape_model.levels and setup.evidence.get("fallback", "anchor") == "anchor":
         labelling = _anchored(usable, setup, fixed, labelling)
+    labelling = frame.restore(labelling, originals)
     points = labelling.to_points()
     by_label = {p.label: p for p in fixed_points}
     points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)

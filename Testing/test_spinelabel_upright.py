@@ -1,0 +1,70 @@
+"""A spine tilted in the coronal plane is turned upright for the graph, and named on its own positions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinebrain.points import LabelledPoint
+from spinebrain.spinelabel.graph import Candidate
+from spinebrain.spinelabel.labelling import solve_labelling
+from spinebrain.spinelabel.pipeline import load_spine_label_model
+from spinebrain.spinelabel.upright import CoronalFrame
+
+LEVELS = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return load_spine_label_model("lumbar", "spine-label-lumbar-heatmap", device="cpu").setup
+
+
+def _chain(shape_model, coronal_degrees: float) -> dict[str, np.ndarray]:
+    """Body centres one mean step apart, turned about the A-P axis through their middle."""
+    points, position = {"T11": np.array([10.0, -40.0, -300.0])}, np.array([10.0, -40.0, -300.0])
+    for upper, lower in zip(LEVELS, LEVELS[1:]):
+        position = position + shape_model.displacement(upper, lower).mean
+        points[lower] = position
+    angle = np.radians(coronal_degrees)
+    turn = np.array([[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]])
+    middle = np.mean(list(points.values()), axis=0)
+    return {name: turn @ (p - middle) + middle for name, p in points.items()}
+
+
+def _candidates(points: dict[str, np.ndarray]) -> list[Candidate]:
+    return [Candidate(p, 0.8, 0.8 if name == "L5" else 0.0) for name, p in points.items()]
+
+
+def test_an_upright_spine_is_left_as_it_is(setup):
+    points = _chain(setup.shape_model, 1.0)
+    assert not CoronalFrame(np.array(list(points.values()))).turned
+    result = solve_labelling(_candidates(points), setup)
+    assert [p.label for p in result.points] == LEVELS
+
+
+def test_a_tilted_spine_keeps_every_body_and_its_own_positions(setup):
+    points = _chain(setup.shape_model, 20.0)  # a 12-degree tilt of the scan plus a scoliotic curve
+    frame = CoronalFrame(np.array(list(points.values())))
+    assert frame.turned and abs(abs(frame.degrees) - 20.0) < 1.0
+    upright = frame.candidates(_candidates(points))
+    assert np.ptp([c.position[0] for c in upright]) < 1.0  # R no longer drifts along S
+    result = solve_labelling(_candidates(points), setup)
+    assert [p.label for p in result.points] == LEVELS  # without turning, the graph leaves L1 out (see below)
+    for point in result.points:
+        assert np.allclose(point.ras, points[point.label])
+
+
+def test_without_turning_the_fitted_box_drops_a_body_of_the_tilted_spine(setup, monkeypatch):
+    monkeypatch.setattr("spinebrain.spinelabel.upright.MIN_TILT_DEGREES", 90.0)  # never turn
+    result = solve_labelling(_candidates(_chain(setup.shape_model, 20.0)), setup)
+    assert [p.label for p in result.points] != LEVELS
+
+
+def test_a_user_point_on_a_tilted_spine_stays_where_the_user_set_it(setup):
+    points = _chain(setup.shape_model, 20.0)
+    candidates = [c for c, name in zip(_candidates(points), points) if name != "L2"]
+    fixed = [LabelledPoint("L2", tuple(points["L2"] + np.array([1.0, 0.0, 0.0])), None, True)]
+    result = solve_labelling(candidates, setup, fixed)
+    assert [p.label for p in result.points] == LEVELS
+    user = next(p for p in result.points if p.label == "L2")
+    assert user.user_set and np.allclose(user.ras, fixed[0].ras)

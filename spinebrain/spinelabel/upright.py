@@ -1,0 +1,70 @@
+"""Turning a spine tilted in the coronal plane upright before the graph names it.
+
+The shape model's displacements are in patient RAS, fitted on spines lying straight along the table: a scan turned
+about the A-P axis (or a patient lying obliquely) moves each body several millimetres sideways from the one above,
+outside the fitted box, and the graph then leaves detected bodies out. The detections' own coronal tilt (a robust
+line of R against S, SciPy's Theil-Sen slope) is turned back about the A-P axis through their centre; the names
+come back on the original positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from scipy.stats import theilslopes
+
+from .graph import Candidate, LabellingResult
+
+#: Tilts under this (degrees) are left alone: the shape model's own spread holds them.
+MIN_TILT_DEGREES = 3.0
+#: A tilt is estimated only from this many detections on.
+MIN_DETECTIONS = 4
+
+
+class CoronalFrame:
+    """The rotation about A-P through ``centre`` that turns the detections' line upright (identity when small)."""
+
+    def __init__(self, positions: np.ndarray):
+        self.centre = np.zeros(3)
+        self.rotation = np.eye(3)
+        self.degrees = 0.0
+        if len(positions) < MIN_DETECTIONS or np.ptp(positions[:, 2]) <= 0:
+            return
+        slope = float(theilslopes(positions[:, 0], positions[:, 2])[0])  # dR / dS
+        degrees = float(np.degrees(np.arctan(slope)))
+        if abs(degrees) < MIN_TILT_DEGREES:
+            return
+        angle = np.arctan(slope)  # a turn by +angle about A takes the line R = slope * S onto R = 0
+        c, s = np.cos(angle), np.sin(angle)
+        self.rotation = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
+        self.centre = positions.mean(axis=0)
+        self.degrees = degrees
+
+    @property
+    def turned(self) -> bool:
+        return self.degrees != 0.0
+
+    def upright(self, position) -> np.ndarray:
+        return self.rotation @ (np.asarray(position, float) - self.centre) + self.centre
+
+    def back(self, position) -> np.ndarray:
+        return self.rotation.T @ (np.asarray(position, float) - self.centre) + self.centre
+
+    def candidates(self, candidates: list[Candidate]) -> list[Candidate]:
+        return [replace(c, position=self.upright(c.position)) for c in candidates] if self.turned else candidates
+
+    def fixed(self, fixed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {level: self.upright(p) for level, p in fixed.items()} if self.turned else fixed
+
+    def restore(self, labelling: LabellingResult, originals: list[Candidate]) -> LabellingResult:
+        """The labelling (and its alternatives) on the scan's own positions: a detection's exactly, others turned back."""
+        if not self.turned:
+            return labelling
+
+        def back(assignments):
+            return [replace(a, position=np.asarray(originals[a.candidate].position, float) if a.candidate is not None
+                            else self.back(a.position)) for a in assignments]
+
+        return replace(labelling, assignments=back(labelling.assignments),
+                       alternatives=[replace(alt, assignments=back(alt.assignments)) for alt in labelling.alternatives])
