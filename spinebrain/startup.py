@@ -3,10 +3,11 @@
 ``import monai`` imports every MONAI submodule (its package init walks them), and with them, eagerly,
 the optional back-ends they wrap: ignite (training engines and handlers), scikit-learn (one metric),
 pandas (profiling tables), scipy.signal (two transforms) and matplotlib (MONAI's plotting). No inference
-path uses these through MONAI, yet they cost about half of MONAI's import time (4.4 s -> 2.2 s here), which is most of what a
-cold ``spinebrain spine-label`` spends before it reads the scan. Hiding them while MONAI imports leaves
-MONAI's stand-ins for them (what it uses when they are not installed); they are importable again right
-after, so the project's own imports of them (the PNG overview's matplotlib) are unaffected.
+path uses these through MONAI, yet they cost about half of MONAI's import time (4.4 s -> 2.2 s here),
+which is most of what a cold ``spinebrain spine-label`` spends before it reads the scan. Hiding them while
+MONAI imports leaves MONAI's stand-ins for them (what it uses when they are not installed); they are
+importable again right after, so the project's own imports of them (the PNG overview's matplotlib) are
+unaffected.
 
 Only ``python -m spinebrain`` running an inference command does this (:func:`prepare_command`): a
 process that may go on to train (``spinebrain train``, the test suite, Slicer) imports MONAI whole.

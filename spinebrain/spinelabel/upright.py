@@ -31,15 +31,14 @@ class CoronalFrame:
         self.degrees = 0.0
         if len(positions) < MIN_DETECTIONS or np.ptp(positions[:, 2]) <= 0:
             return
-        slope = float(theilslopes(positions[:, 0], positions[:, 2])[0])  # dR / dS
-        degrees = float(np.degrees(np.arctan(slope)))
-        if abs(degrees) < MIN_TILT_DEGREES:
+        # a turn by +angle about A takes the line R = slope * S (slope = dR / dS) onto R = 0
+        angle = float(np.arctan(theilslopes(positions[:, 0], positions[:, 2])[0]))
+        if abs(np.degrees(angle)) < MIN_TILT_DEGREES:
             return
-        angle = np.arctan(slope)  # a turn by +angle about A takes the line R = slope * S onto R = 0
         c, s = np.cos(angle), np.sin(angle)
         self.rotation = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
         self.centre = positions.mean(axis=0)
-        self.degrees = degrees
+        self.degrees = float(np.degrees(angle))
 
     @property
     def turned(self) -> bool:
@@ -58,13 +57,13 @@ class CoronalFrame:
         return {level: self.upright(p) for level, p in fixed.items()} if self.turned else fixed
 
     def restore(self, labelling: LabellingResult, originals: list[Candidate]) -> LabellingResult:
-        """The labelling (and its alternatives) on the scan's own positions: a detection's exactly, others turned back."""
+        """The labelling and its alternatives on the scan's positions: detections exactly, others turned back."""
         if not self.turned:
             return labelling
 
         def back(assignments):
-            return [replace(a, position=np.asarray(originals[a.candidate].position, float) if a.candidate is not None
-                            else self.back(a.position)) for a in assignments]
+            return [replace(a, position=self.back(a.position) if a.candidate is None
+                            else np.asarray(originals[a.candidate].position, float)) for a in assignments]
 
         return replace(labelling, assignments=back(labelling.assignments),
                        alternatives=[replace(alt, assignments=back(alt.assignments)) for alt in labelling.alternatives])
