@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -187,6 +189,26 @@ def test_tiny_training_run_writes_checkpoints_resumes_and_exports(tmp_path):
     package = export_package(network, tmp_path / "pkg", shape, {}, "2 generated cases", "test", model_id="tiny-heatmap")
     model = load_spine_label_model("lumbar", str(package), device="cpu")
     assert isinstance(model.networks, HeatmapDetector) and model.anchor_level == "L5"
+
+
+def test_a_tilted_generated_case_is_trained_on_but_left_out_of_the_shape_model(tmp_path):
+    from spinebrain.spinelabel.heatmap_recipe import write_shape_points
+
+    straight = generated_case(11, "lumbar", "t2", max_voxels=150_000)
+    tilted = generated_case(11, "lumbar", "t2", max_voxels=150_000, tilt_deg=12.0)
+    assert tilted.names == straight.names and tilted.info["tilt_deg"] == 12.0
+
+    def coronal_angle(case):  # degrees of the R-against-S line through the body centres
+        ras = np.array(list(case.info["points"].values()))
+        return np.degrees(np.arctan(np.polyfit(ras[:, 2], ras[:, 0], 1)[0]))
+
+    assert abs(coronal_angle(tilted) - coronal_angle(straight)) == pytest.approx(12.0, abs=1.0)
+    sample = HeatmapSamples([tilted], 1, size=64)[0]
+    assert tuple(sample["image"].shape) == (3, 64, 64) and tuple(sample["label"].shape) == (4, 64, 64)
+    write_shape_points([straight, tilted], tmp_path)
+    saved = json.loads((tmp_path / "shape_points.json").read_text())
+    assert list(saved) == [straight.name]
+    assert np.allclose(saved[straight.name]["L3"], straight.info["points"]["L3"])
 
 
 def _points(case: PreparedCase):

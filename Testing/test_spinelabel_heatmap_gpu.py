@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spinebrain.spinelabel.heatmap_gpu import decode_case, encode_case, load_cache, train_from_cache
+from spinebrain.spinelabel.heatmap_gpu import decode_case, encode_case, load_cache, prepare_cache, train_from_cache
 from spinebrain.spinelabel.heatmap_training import PreparedCase
 
 
@@ -47,6 +47,27 @@ def test_cache_round_trip_keeps_geometry_names_masks_and_the_image_within_quanti
 def test_cache_refuses_an_empty_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="prep"):
         load_cache(str(tmp_path))
+
+
+def test_the_cache_holds_the_recipe_cases_tilted_ones_too(tmp_path, monkeypatch):
+    from spinebrain.spinelabel import heatmap_recipe
+    from spinebrain.spinelabel.heatmap_training import generated_case
+
+    tilts = []
+
+    def small(seed, view, modality, tilt_deg=0.0):
+        tilts.append(tilt_deg)
+        return generated_case(seed, "lumbar", "t2", max_voxels=150_000, tilt_deg=tilt_deg)
+
+    monkeypatch.setattr(heatmap_recipe, "generated_case", small)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "splits.json").write_text(json.dumps({"A10_vb3_lumbar_mr": {"train": [], "validation": []}}))
+    manifest = prepare_cache(str(data), str(tmp_path / "cache"), (), 4, budget_mb=100.0, seed=3, coronal_tilt=12.0)
+    assert manifest["generated"] == 4 and manifest["coronal_tilt"] == 12.0
+    assert any(tilts) and not all(tilts) and max(abs(t) for t in tilts) <= 12.0  # half of them, on average
+    files = sorted((tmp_path / "cache" / "train").glob("*.npz.xz"))
+    assert len(files) == 4 and all(decode_case(f.read_bytes()).names for f in files)
 
 
 @pytest.mark.slow

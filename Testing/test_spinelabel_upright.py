@@ -68,3 +68,39 @@ def test_a_user_point_on_a_tilted_spine_stays_where_the_user_set_it(setup):
     assert [p.label for p in result.points] == LEVELS
     user = next(p for p in result.points if p.label == "L2")
     assert user.user_set and np.allclose(user.ras, fixed[0].ras)
+
+
+def test_the_frame_turns_images_as_it_turns_points():
+    positions = np.stack([0.2 * np.linspace(-90, 90, 7) + 5.0, np.full(7, 3.0), np.linspace(-90, 90, 7)], axis=1)
+    frame = CoronalFrame(positions)
+    turn = frame.turn()
+    for position in positions:
+        assert np.allclose(turn.point(position), frame.upright(position))
+        assert np.allclose(turn.back(turn.point(position)), position)
+
+
+def test_a_tilted_scan_is_detected_again_upright_and_named_right(monkeypatch):
+    """Development scan 50010 (a lumbar CT) turned -12 degrees about A-P: without the second look the anchor
+    is lost and nothing is named right; with it, every body."""
+    from spinebrain.spinelabel import pipeline
+    from spinebrain.spinelabel.metrics import evaluate_points
+    from spinebrain.spinelabel.training import VALIDATION_MAX_VOXELS
+    from spinebrain.synth import SpineOptions, generate_spine
+    from spinebrain.turn import A_P, Turn, volume_centre_ras
+
+    spine = generate_spine(50010, modality="ct", view="lumbar", orientation="random",
+                           options=SpineOptions(max_voxels=VALIDATION_MAX_VOXELS["lumbar"]))
+    turn = Turn(-12.0, A_P, volume_centre_ras(spine.image))
+    image, labels = turn.image(spine.image), turn.image(spine.labels, is_label=True)
+    model = load_spine_label_model("lumbar", "spine-label-lumbar-heatmap", device="cpu")
+    reference = [LabelledPoint(p.label, tuple(turn.point(p.ras))) for p in spine.points
+                 if p.label in model.shape_model.levels]
+    partial = {r.name for r in spine.vertebrae if not r.complete or r.name not in model.shape_model.levels}
+
+    def named_right(result) -> float:
+        return evaluate_points(result.points, reference, labels, partial)["labeling_accuracy"]
+
+    looked_again = pipeline.label_spine(image, model)
+    assert looked_again.labelling.anchored and named_right(looked_again) == 1.0
+    monkeypatch.setattr(pipeline, "second_look_if_tilted", lambda image, model, candidates, progress=None: candidates)
+    assert named_right(pipeline.label_spine(image, model)) < 0.5

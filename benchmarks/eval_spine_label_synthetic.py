@@ -1,25 +1,31 @@
 """Re-measure a SpineLabel model package on held-out synthetic cases (the training's validation seeds).
 
 Usage: python benchmarks/eval_spine_label_synthetic.py PACKAGE_DIR [--cases N] [--seed S] [--update-card] [--by-view]
+       [--turn DEGREES] [--first-seed N]
 
 The cases are the ones ``train spine-label --seed S`` validates on (seeds S*100000 + 50001 ...),
 never used in training. ``--update-card`` writes the metrics into the package's model_card.json
 (for example after a change of the candidate or graph code, which does not touch the weights).
 ``--by-view`` also prints the figures apart for the scans with the model's anchor fully in view and for the
 others, which cannot be named without a user-set point (they are flagged uncertain, yet count as wrong above).
+``--turn`` turns every case (image, labels, points) by that angle about A-P through its volume centre, on its
+own grid: a spine tilted in the coronal plane.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from spinebrain.models import ModelRegistry
+from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel import training
 from spinebrain.spinelabel.pipeline import load_spine_label_model
+from spinebrain.turn import A_P, Turn, volume_centre_ras
 
 
 def anchor_in_view(case, anchor_level: str) -> bool:
@@ -27,13 +33,22 @@ def anchor_in_view(case, anchor_level: str) -> bool:
     return any(p.label == anchor_level for p in case.points) and anchor_level not in case.partial
 
 
+def turned(case, degrees: float):
+    """The case turned about A-P through its volume centre, on its own grid (as the variants benchmark does)."""
+    turn = Turn(degrees, A_P, volume_centre_ras(case.image))
+    points = [LabelledPoint(p.label, tuple(turn.point(p.ras))) for p in case.points]
+    return replace(case, image=turn.image(case.image), labels=turn.image(case.labels, is_label=True), points=points)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", type=Path)
     parser.add_argument("--cases", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first-seed", type=int, help="the first generator seed (default: SEED * 100000 + 50001)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--update-card", action="store_true")
+    parser.add_argument("--turn", type=float, default=0.0, help="turn each case this many degrees about A-P")
     parser.add_argument("--by-view", action="store_true", help="also the figures with and without the anchor in view")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -41,8 +56,11 @@ def main() -> None:
     card = json.loads(card_path.read_text())
     registry = ModelRegistry(args.package.parent, args.package.parent / "__none__")
     model = load_spine_label_model(card["region"], card["id"], registry=registry, device="cpu")
-    cases = training.generate_cases(card["region"], args.cases, args.seed * 100_000 + 50_001, what="validation",
+    first_seed = args.first_seed if args.first_seed is not None else args.seed * 100_000 + 50_001
+    cases = training.generate_cases(card["region"], args.cases, first_seed, what="validation",
                                     max_voxels=training.VALIDATION_MAX_VOXELS[card["region"]])
+    if args.turn:
+        cases = [turned(case, args.turn) for case in cases]
     metrics = training.validate(model, cases)
     print(json.dumps(metrics, indent=1))
     if args.by_view:

@@ -20,33 +20,22 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from spinebrain.geometry import lps_to_ras, ras_to_lps
 from spinebrain.points import LabelledPoint
 from spinebrain.resample import reorient, resample_to_spacing
 from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
 from spinebrain.synth.spine import generate_spine
+from spinebrain.turn import Turn, volume_centre_ras
 
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 TOLERANCE_MM = 5.0
 
 
-def _same_grid(image: sitk.Image, transform: sitk.Transform, is_label: bool) -> sitk.Image:
-    interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
-    background = 0.0 if is_label else float(np.min(sitk.GetArrayViewFromImage(image)))
-    return sitk.Resample(image, image, transform, interpolator, background, image.GetPixelID())
-
-
 def _rotated(degrees: float, axis_ras: tuple[float, float, float]):
-    """A variant turning the scan by ``degrees`` about ``axis_ras`` through the volume centre."""
+    """A variant turning the scan by ``degrees`` about ``axis_ras`` through the volume centre (same grid)."""
     def variant(image, labels, points):
-        centre = image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
-        transform = sitk.VersorRigid3DTransform()
-        transform.SetCenter(centre)
-        transform.SetRotation(tuple(float(v) for v in ras_to_lps(axis_ras)), np.radians(degrees))
-        inverse = transform.GetInverse()  # resampling maps output to input; a point moves by the inverse
-        moved = [LabelledPoint(p.label, tuple(lps_to_ras(inverse.TransformPoint(tuple(ras_to_lps(p.ras))))))
-                 for p in points]
-        return _same_grid(image, transform, False), _same_grid(labels, transform, True), moved
+        turn = Turn(degrees, axis_ras, volume_centre_ras(image))
+        moved = [LabelledPoint(p.label, tuple(turn.point(p.ras))) for p in points]
+        return turn.image(image), turn.image(labels, is_label=True), moved
     return variant
 
 

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from ignite.engine import Events  # noqa: E402
 
 from .heatmap import HeatmapDetector  # noqa: E402
-from .heatmap_training import PreparedCase, HeatmapSamples  # noqa: E402, generated_case, read_real_case, real_split
+from .heatmap_training import PreparedCase, HeatmapSamples  # noqa: E402
 
 #: Real cases keep this many slices (2 mm) each side of the spine's median R; generated ones fewer (budget).
 REAL_HALF_SLICES, GENERATED_HALF_SLICES = 15, 10
@@ -80,9 +80,9 @@ def decode_case(data: bytes) -> PreparedCase:
 
 
 def prepare_cache(data_dir: str, out_dir: str, select: tuple[str, ...], generated: int, budget_mb: float,
-                  seed: int = 0) -> dict:
-    """Write the real train-split cases (selection patients apart) and generated ones until the budget is used."""
-    from .heatmap_recipe import MODALITIES, VIEWS
+                  seed: int = 0, coronal_tilt: float = 0.0) -> dict:
+    """Write the recipe's cases (:func:`.heatmap_recipe.training_cases`) until the budget is used up by generated ones."""
+    from .heatmap_recipe import training_cases
 
     out = Path(out_dir)
     for part in ("train", "select"):
@@ -91,29 +91,18 @@ def prepare_cache(data_dir: str, out_dir: str, select: tuple[str, ...], generate
             old.unlink()
     written, budget = 0, budget_mb * 1e6
     counts = {"real": 0, "select": 0, "generated": 0}
-    for folder in real_split(data_dir, "train"):  # never 'validation'
-        part = "select" if folder.name in select else "train"
-        data = encode_case(read_real_case(folder), REAL_HALF_SLICES)
-        (out / part / f"{folder.parent.name[:3]}_{folder.name}.npz.xz").write_bytes(data)
-        written += len(data)
-        counts["real" if part == "train" else "select"] += 1
-    rng = np.random.default_rng(seed)
-    views = rng.choice(list(VIEWS), size=generated, p=list(VIEWS.values()))
-    modalities = rng.choice(MODALITIES, size=generated)
-    for number, (view, modality) in enumerate(zip(views, modalities)):
-        try:
-            case = generated_case(seed * 100_000 + number + 1, str(view), str(modality))
-        except Exception as error:  # a generated case too small for the grid: skip it, say so
-            print(f"generated case {number} skipped: {error}", flush=True)
-            continue
-        data = encode_case(case, GENERATED_HALF_SLICES)
-        if written + len(data) > budget:
+    for part, stem, case in training_cases(Path(data_dir), select, generated, seed, coronal_tilt):  # never 'validation'
+        real = not case.name.startswith("synthetic")
+        data = encode_case(case, REAL_HALF_SLICES if real else GENERATED_HALF_SLICES)
+        if not real and written + len(data) > budget:
             break
-        (out / "train" / f"{case.name}.npz.xz").write_bytes(data)
+        (out / part / f"{stem}.npz.xz").write_bytes(data)
         written += len(data)
-        counts["generated"] += 1
-        print(f"generated {counts['generated']} ({view}, {modality}): {written / 1e6:.1f} MB", flush=True)
-    manifest = {**counts, "bytes": written, "select_patients": list(select), "seed": seed,
+        counts["select" if part == "select" else "real" if real else "generated"] += 1
+        if not real:
+            print(f"generated {counts['generated']} ({case.info['view']}, {case.info['modality']}): "
+                  f"{written / 1e6:.1f} MB", flush=True)
+    manifest = {**counts, "bytes": written, "select_patients": list(select), "seed": seed, "coronal_tilt": coronal_tilt,
                 "real_half_slices": REAL_HALF_SLICES, "generated_half_slices": GENERATED_HALF_SLICES, "bits": BITS}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -302,6 +291,8 @@ def main(argv=None) -> None:
     prep.add_argument("--generated", type=int, default=120, help="at most this many generated scans")
     prep.add_argument("--budget-mb", type=float, default=13.5, help="stop adding generated scans at this size")
     prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--coronal-tilt", type=float, default=0.0, metavar="DEGREES",
+                      help="add real scans and half the generated ones turned about A-P by up to this much")
     train = commands.add_parser("train", help="train from the cache")
     train.add_argument("--cache", default=".gpu/dataB/label")
     train.add_argument("--out", default="/tmp/gpu/label")
@@ -332,7 +323,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(getattr(args, "threads", 1))
     if args.command == "prep":
         from .heatmap_recipe import DEFAULT_SELECT
-        print(json.dumps(prepare_cache(args.data, args.out, DEFAULT_SELECT, args.generated, args.budget_mb, args.seed)))
+        print(json.dumps(prepare_cache(args.data, args.out, DEFAULT_SELECT, args.generated, args.budget_mb, args.seed,
+                                       args.coronal_tilt)))
         return
     train_from_cache(args.cache, args.out, args.seconds, args.device, args.workers, args.batch,
                      args.samples_per_epoch, args.lr, args.init, args.outputs,

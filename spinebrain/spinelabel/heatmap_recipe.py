@@ -163,24 +163,48 @@ def resume(trainer, network, scheduler, out_dir: Path) -> None:
 # ------------------------------------------------------------------------------------------- data
 
 
-def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int,
-               select_generated: int = 0) -> tuple[list, list]:
-    """(training cases, selection cases): real train-split scans and generated scans, selection patients apart."""
-    train, chosen = [], []
+def training_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int, coronal_tilt: float = 0.0):
+    """Yield (part, file stem, case), part "train" or "select": real train-split scans (the ``select`` patients
+    apart), then ``generated`` generator scans (a case too small for the grid is skipped, with a line saying so).
+
+    ``coronal_tilt`` (degrees): every real training scan comes a second time turned about A-P by 3 degrees
+    up to this much, either way, and half the generated scans are turned by up to this much.
+    """
+    tilts = np.random.default_rng(seed + 7)  # its own stream: the untilted draws stay as they were
     for folder in real_split(data_dir, "train"):
-        (chosen if folder.name in select else train).append(read_real_case(folder))
+        chosen = folder.name in select
+        yield ("select" if chosen else "train"), f"{folder.parent.name[:3]}_{folder.name}", read_real_case(folder)
+        if coronal_tilt and not chosen:
+            case = read_real_case(folder, tilt_deg=_tilt(tilts, coronal_tilt, 3.0))
+            yield "train", f"{folder.parent.name[:3]}_{case.name}", case
     rng = np.random.default_rng(seed)
     views = rng.choice(list(VIEWS), size=generated, p=list(VIEWS.values()))
     modalities = rng.choice(MODALITIES, size=generated)
     for number, (view, modality) in enumerate(zip(views, modalities)):
+        tilt = _tilt(tilts, coronal_tilt, 0.0) if coronal_tilt and tilts.random() < 0.5 else 0.0
         try:
-            train.append(generated_case(seed * 100_000 + number + 1, str(view), str(modality)))
+            case = generated_case(seed * 100_000 + number + 1, str(view), str(modality), tilt_deg=tilt)
         except Exception as error:  # a generated case too small for the grid: skip it, say so
             print(f"generated case {number} skipped: {error}", flush=True)
+            continue
+        yield "train", case.name, case
+
+
+def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int,
+               select_generated: int = 0, coronal_tilt: float = 0.0) -> tuple[list, list]:
+    """(training cases, selection cases) of :func:`training_cases`, plus ``select_generated`` development scans."""
+    train, chosen = [], []
+    for part, _stem, case in training_cases(data_dir, select, generated, seed, coronal_tilt):
+        (train if part == "train" else chosen).append(case)
     for number in range(select_generated):  # development seeds: the selection loss sees the pelvis and S1 too
         view = ("lumbar", "short", "thoracic", "whole")[number % 4]
         chosen.append(generated_case(SELECT_SEED + number, view, MODALITIES[number % len(MODALITIES)]))
     return train, chosen
+
+
+def _tilt(rng, largest: float, smallest: float) -> float:
+    """An angle of ``smallest`` to ``largest`` degrees, either way."""
+    return float(rng.choice([-1.0, 1.0]) * rng.uniform(smallest, largest))
 
 
 def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40, generated: int = 120,
@@ -188,13 +212,14 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
                   select: tuple[str, ...] = DEFAULT_SELECT, size: int = 128, device: str = "cpu",
                   outputs: int = 2, init: str | None = None, real_share: float = 0.6,
                   select_generated: int = 0, levels: bool = False, patience: int = 6,
-                  anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0) -> Path:
+                  anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0,
+                  coronal_tilt: float = 0.0) -> Path:
     """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first.
 
     ``outputs`` 3 adds the S1 channel; ``levels`` the dense level classes (:data:`LEVEL_CLASSES`);
     ``init``: a heatmap package to start from (:func:`warm_start`); ``anchor_neighbour_weight`` and
     ``sacrum_weight``: see :func:`.heatmap_training.sample_targets` (training samples only: the selection
-    loss stays comparable).
+    loss stays comparable); ``coronal_tilt``: see :func:`load_cases`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -203,7 +228,7 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
     if cache.exists():  # our own prepared arrays from an interrupted run of this recipe (never weights)
         cases, chosen = pickle.loads(cache.read_bytes())
     else:
-        cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed, select_generated)
+        cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed, select_generated, coronal_tilt)
         cache.write_bytes(pickle.dumps((cases, chosen)))
     write_shape_points(cases, out)
     print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
@@ -250,9 +275,14 @@ def warm_start(network: HeatmapDetector, package: str | Path, heatmaps: int = 3)
 
 
 def write_shape_points(cases, out: Path) -> None:
-    """The training cases' body centres (RAS mm), from which the export fits the graph's shape model."""
+    """The training cases' body centres (RAS mm), from which the export fits the graph's shape model.
+
+    Tilted cases are left out: the graph names a tilted spine after turning it upright (:mod:`.upright`),
+    so its shape model describes spines lying along the table.
+    """
     (out / "shape_points.json").write_text(json.dumps(
-        {c.name: {k: list(map(float, v)) for k, v in c.info["points"].items()} for c in cases}))
+        {c.name: {k: list(map(float, v)) for k, v in c.info["points"].items()} for c in cases
+         if not c.info.get("tilt_deg")}))
 
 
 def best_checkpoint(out_dir: str | Path) -> Path:
@@ -368,6 +398,8 @@ def main(argv=None) -> None:
                         help="weight of a false vertebra answer on S2 (hard negative; 1 = plain)")
     parser.add_argument("--select-generated", type=int, default=0,
                         help="generated development scans added to the selection set (seeds from 990101)")
+    parser.add_argument("--coronal-tilt", type=float, default=0.0, metavar="DEGREES",
+                        help="add real scans and half the generated ones turned about A-P by up to this much")
     parser.add_argument("--export", metavar="MODELS_DIR",
                         help="instead of training: write the best checkpoint of --out as a package into MODELS_DIR")
     parser.add_argument("--metrics", type=Path, help="with --export: a JSON object of measured metrics for the card")
@@ -390,7 +422,8 @@ def main(argv=None) -> None:
     train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,
                   args.batch, args.lr, args.seed, outputs=args.outputs, init=args.init, real_share=args.real_share,
                   select_generated=args.select_generated, levels=args.levels, patience=args.patience,
-                  anchor_neighbour_weight=args.anchor_neighbour_weight, sacrum_weight=args.sacrum_weight)
+                  anchor_neighbour_weight=args.anchor_neighbour_weight, sacrum_weight=args.sacrum_weight,
+                  coronal_tilt=args.coronal_tilt)
 
 
 if __name__ == "__main__":

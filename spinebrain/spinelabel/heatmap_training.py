@@ -33,6 +33,7 @@ from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandBia
 
 from ..anatomy import VERTEBRA_NAMES_BY_LABEL
 from ..errors import InputError
+from ..turn import A_P, Turn
 from .heatmap import gaussian_heatmap, looks_like_ct, normalise_slab, slice_stack
 from .metrics import reference_centroids
 from .slices import extract_sagittal_slab
@@ -57,6 +58,8 @@ ANCHOR_NEIGHBOURS = ("L4", "S1")
 #: S2 lies about this share of the L5-S1 step below S1 (sacral segments are shorter); the generator and
 #: the real sets name no S2, so its centre is extrapolated along the L5 -> S1 direction.
 S2_STEP_SHARE = 0.9
+#: A tilted training case's grid grows by this share of its size on each side (:func:`tilted`).
+TILT_GROW = 0.15
 
 
 def level_class(name: str) -> int | None:
@@ -119,13 +122,32 @@ def prepare_case(image: sitk.Image, points: dict[str, np.ndarray], labels: sitk.
                         bottom_row)
 
 
-def read_real_case(folder: str | Path) -> PreparedCase:
-    """A case of ../shared/data A10-A12: image.nii.gz, vertebrae.nii.gz (VerSe values, 26 = S1 body)."""
+def read_real_case(folder: str | Path, tilt_deg: float = 0.0) -> PreparedCase:
+    """A case of ../shared/data A10-A12: image.nii.gz, vertebrae.nii.gz (VerSe values, 26 = S1 body).
+
+    ``tilt_deg``: turn the patient by that angle about A-P first (:func:`tilted`).
+    """
     folder = Path(folder)
     image = sitk.ReadImage(str(folder / "image.nii.gz"), sitk.sitkFloat32)
     labels = sitk.ReadImage(str(folder / "vertebrae.nii.gz"))
     centres = reference_centroids(labels, VERTEBRA_NAMES_BY_LABEL)
-    return prepare_case(image, centres, labels, name=folder.name, partial_top=True)
+    image, labels, centres = tilted(image, labels, centres, tilt_deg)
+    name = folder.name + (f"-tilt{tilt_deg:+.0f}" if tilt_deg else "")
+    case = prepare_case(image, centres, labels, name=name, partial_top=True)
+    case.info["tilt_deg"] = tilt_deg
+    return case
+
+
+def tilted(image: sitk.Image, labels: sitk.Image, points: dict[str, np.ndarray], degrees: float):
+    """(image, labels, points) turned by ``degrees`` about A-P through the points' mean: a coronal tilt.
+
+    The grid grows by 15 % on each side so the turned spine stays in view. 0 degrees: unchanged.
+    """
+    if not degrees:
+        return image, labels, points
+    turn = Turn(degrees, A_P, np.mean(list(points.values()), axis=0))
+    return (turn.image(image, grow=TILT_GROW), turn.image(labels, is_label=True, grow=TILT_GROW),
+            {name: turn.point(ras) for name, ras in points.items()})
 
 
 def real_split(data_dir: str | Path, part: str = "train") -> list[Path]:
@@ -136,8 +158,12 @@ def real_split(data_dir: str | Path, part: str = "train") -> list[Path]:
             for case in entry.get(part, [])]
 
 
-def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_000) -> PreparedCase:
-    """A generator scan (spinebrain.synth.spine) on the detector grid; every body in view is named."""
+def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_000,
+                   tilt_deg: float = 0.0) -> PreparedCase:
+    """A generator scan (spinebrain.synth.spine) on the detector grid; every body in view is named.
+
+    ``tilt_deg``: turn the patient by that angle about A-P first (:func:`tilted`).
+    """
     from ..synth.spine import generate_spine
     from ..synth.spine_anatomy import SpineOptions
 
@@ -145,8 +171,9 @@ def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_00
                            options=SpineOptions(max_voxels=max_voxels))
     points = {p.label: np.asarray(p.ras, float) for p in spine.points}
     transitional = "L6" in points or spine.metadata["transitional"].get("lumbar_count", 5) != 5
-    case = prepare_case(spine.image, points, spine.labels, name=f"synthetic-{seed}", anchor_known=not transitional)
-    case.info.update(seed=seed, view=view, modality=spine.metadata["modality"])
+    image, labels, points = tilted(spine.image, spine.labels, points, tilt_deg)
+    case = prepare_case(image, points, labels, name=f"synthetic-{seed}", anchor_known=not transitional)
+    case.info.update(seed=seed, view=view, modality=spine.metadata["modality"], tilt_deg=tilt_deg)
     return case
 
 
