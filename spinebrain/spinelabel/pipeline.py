@@ -302,13 +302,16 @@ def second_look_if_tilted(image: sitk.Image, model: SpineLabelModel, candidates:
     """The candidates of the scan turned upright, turned back onto the scan, where the detections lie tilted
     in the coronal plane (by :data:`.upright.MIN_TILT_DEGREES` or more); else ``candidates`` unchanged.
 
-    Why: the detectors learnt spines lying straight; tilted 6-12 degrees, they lose or misplace the anchor
-    answer. The turned grid is at least 1 mm (the detectors work at 2 mm) and wider, so the spine stays in view.
+    Why: the heatmap detector learnt spines lying straight; tilted 6-12 degrees, it loses or misplaces the anchor
+    answer. The paper's detector pairs (measured without it) keep one look. The turned grid is at least 1 mm
+    (the detectors work at 2 mm) and wider, so the spine stays in view.
     """
+    if not isinstance(model.networks, HeatmapDetector):
+        return candidates
     frame = CoronalFrame(np.array([c.position for c in candidates], float))
     if not frame.turned:
         return candidates
-    _update(progress, 0.5, f"the spine is tilted {abs(frame.degrees):.0f} degrees: looking again, turned upright")
+    _update(as_progress(progress), 0.5, f"the spine is tilted {abs(frame.degrees):.0f} degrees: looking again upright")
     turn = frame.turn()
     again, _anchor = detect_candidates(turn.image(image, grow=0.15, min_spacing_mm=1.0), model)
     if not again:
