@@ -22,10 +22,9 @@ from pathlib import Path
 import torch
 
 from spinebrain.models import ModelRegistry
-from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel import training
 from spinebrain.spinelabel.pipeline import load_spine_label_model
-from spinebrain.turn import A_P, Turn, volume_centre_ras
+from spinebrain.turn import turn_scan
 
 
 def anchor_in_view(case, anchor_level: str) -> bool:
@@ -35,9 +34,8 @@ def anchor_in_view(case, anchor_level: str) -> bool:
 
 def turned(case, degrees: float):
     """The case turned about A-P through its volume centre, on its own grid (as the variants benchmark does)."""
-    turn = Turn(degrees, A_P, volume_centre_ras(case.image))
-    points = [LabelledPoint(p.label, tuple(turn.point(p.ras))) for p in case.points]
-    return replace(case, image=turn.image(case.image), labels=turn.image(case.labels, is_label=True), points=points)
+    image, labels, points = turn_scan(case.image, case.labels, case.points, degrees)
+    return replace(case, image=image, labels=labels, points=points)
 
 
 def main() -> None:

@@ -20,11 +20,10 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from spinebrain.points import LabelledPoint
 from spinebrain.resample import reorient, resample_to_spacing
 from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
 from spinebrain.synth.spine import generate_spine
-from spinebrain.turn import Turn, volume_centre_ras
+from spinebrain.turn import turn_scan
 
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 TOLERANCE_MM = 5.0
@@ -32,11 +31,7 @@ TOLERANCE_MM = 5.0
 
 def _rotated(degrees: float, axis_ras: tuple[float, float, float]):
     """A variant turning the scan by ``degrees`` about ``axis_ras`` through the volume centre (same grid)."""
-    def variant(image, labels, points):
-        turn = Turn(degrees, axis_ras, volume_centre_ras(image))
-        moved = [LabelledPoint(p.label, tuple(turn.point(p.ras))) for p in points]
-        return turn.image(image), turn.image(labels, is_label=True), moved
-    return variant
+    return lambda image, labels, points: turn_scan(image, labels, points, degrees, axis_ras)
 
 
 def _thick_slices(image, labels, points):

@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .geometry import lps_to_ras, ras_to_lps
+from .points import LabelledPoint
 
 A_P = (0.0, 1.0, 0.0)  # the axis of a coronal tilt (RAS)
 
@@ -44,8 +45,7 @@ class Turn:
         extent = np.array(image.GetSize()) * np.array(image.GetSpacing()) * (1.0 + 2.0 * float(grow))
         size = [max(1, int(np.ceil(e / s - 1e-6))) for e, s in zip(extent, spacing)]
         direction = np.array(image.GetDirection()).reshape(3, 3)
-        centre = np.array(image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()]))
-        origin = centre - direction @ ((np.array(size) - 1) / 2 * spacing)
+        origin = ras_to_lps(volume_centre_ras(image)) - direction @ ((np.array(size) - 1) / 2 * spacing)
         background = 0.0 if is_label else float(np.min(sitk.GetArrayViewFromImage(image)))
         interpolator = sitk.sitkNearestNeighbor if is_label else sitk.sitkLinear
         return sitk.Resample(image, size, self._resampling, interpolator, tuple(origin), tuple(spacing),
@@ -54,6 +54,14 @@ class Turn:
     def back(self, ras) -> np.ndarray:
         """Where a point of the turned anatomy lay before the turn (RAS mm)."""
         return lps_to_ras(self._resampling.TransformPoint(tuple(float(v) for v in ras_to_lps(ras))))
+
+
+def turn_scan(image: sitk.Image, labels: sitk.Image, points: list[LabelledPoint], degrees: float, axis_ras=A_P):
+    """(image, labels, points) turned by ``degrees`` about ``axis_ras`` through the volume centre, on their own grid
+    (corners turned out of the field of view are lost): a benchmark's tilted variant of a scan."""
+    turn = Turn(degrees, axis_ras, volume_centre_ras(image))
+    moved = [LabelledPoint(p.label, tuple(turn.point(p.ras))) for p in points]
+    return turn.image(image), turn.image(labels, is_label=True), moved
 
 
 def volume_centre_ras(image: sitk.Image) -> np.ndarray:

@@ -219,7 +219,7 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
     ``outputs`` 3 adds the S1 channel; ``levels`` the dense level classes (:data:`LEVEL_CLASSES`);
     ``init``: a heatmap package to start from (:func:`warm_start`); ``anchor_neighbour_weight`` and
     ``sacrum_weight``: see :func:`.heatmap_training.sample_targets` (training samples only: the selection
-    loss stays comparable); ``coronal_tilt``: see :func:`load_cases`.
+    loss stays comparable); ``coronal_tilt``: see :func:`training_cases`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -284,11 +284,10 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     if not candidates:
         raise InputError("No vertebrae were detected in the image; check that it shows the spine (CT, T1 or T2 MR) "
                          "and that the chosen region or model fits it.")
-    if not detection_only:
-        candidates = second_look_if_tilted(image, model, candidates, progress)
     if detection_only:
         result = _detections_only(candidates, model)
     else:
+        candidates = second_look_if_tilted(image, model, candidates, progress)
         _update(progress, 0.8, "naming the vertebrae (graphical model)")
         result = solve_labelling(candidates, model.setup, fixed_points)
     result.seconds = time.perf_counter() - start

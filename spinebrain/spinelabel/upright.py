@@ -28,36 +28,33 @@ MIN_DETECTIONS = 4
 
 
 class CoronalFrame:
-    """The rotation about A-P through ``centre`` that turns the detections' line upright (identity when small)."""
+    """The turn about A-P through the detections' centre that sets their line upright (none when small)."""
 
     def __init__(self, positions: np.ndarray):
-        self.centre = np.zeros(3)
-        self.rotation = np.eye(3)
         self.degrees = 0.0
+        self._turn: Turn | None = None
         if len(positions) < MIN_DETECTIONS or np.ptp(positions[:, 2]) <= 0:
             return
         # a turn by +angle about A takes the line R = slope * S (slope = dR / dS) onto R = 0
-        angle = float(np.arctan(theilslopes(positions[:, 0], positions[:, 2])[0]))
-        if abs(np.degrees(angle)) < MIN_TILT_DEGREES:
+        degrees = float(np.degrees(np.arctan(theilslopes(positions[:, 0], positions[:, 2])[0])))
+        if abs(degrees) < MIN_TILT_DEGREES:
             return
-        c, s = np.cos(angle), np.sin(angle)
-        self.rotation = np.array([[c, 0.0, -s], [0.0, 1.0, 0.0], [s, 0.0, c]])
-        self.centre = positions.mean(axis=0)
-        self.degrees = float(np.degrees(angle))
+        self.degrees = degrees
+        self._turn = Turn(degrees, A_P, positions.mean(axis=0))
 
     @property
     def turned(self) -> bool:
-        return self.degrees != 0.0
+        return self._turn is not None
 
     def turn(self) -> Turn:
-        """The same turn for images: ``turn.image(scan)`` shows the spine upright, ``turn.back`` undoes it for points."""
-        return Turn(self.degrees, A_P, self.centre)
+        """The turn itself, for images too: ``turn.image(scan)`` shows the spine upright (only when :attr:`turned`)."""
+        return self._turn
 
     def upright(self, position) -> np.ndarray:
-        return self.rotation @ (np.asarray(position, float) - self.centre) + self.centre
+        return self._turn.point(position)
 
     def back(self, position) -> np.ndarray:
-        return self.rotation.T @ (np.asarray(position, float) - self.centre) + self.centre
+        return self._turn.back(position)
 
     def candidates(self, candidates: list[Candidate]) -> list[Candidate]:
         return [replace(c, position=self.upright(c.position)) for c in candidates] if self.turned else candidates
