@@ -104,3 +104,25 @@ def test_a_tilted_scan_is_detected_again_upright_and_named_right(monkeypatch):
     assert looked_again.labelling.anchored and named_right(looked_again) == 1.0
     monkeypatch.setattr(pipeline, "second_look_if_tilted", lambda image, model, candidates, progress=None: candidates)
     assert named_right(pipeline.label_spine(image, model)) < 0.5
+
+
+def test_the_second_look_keeps_a_first_look_body_that_fills_a_gap_in_its_chain_without_its_anchor_answer():
+    from spinebrain.spinelabel.pipeline import first_look_misses
+
+    def candidate(x, z):
+        return Candidate(np.array([x, 0.0, z]), 0.7, 0.9, ends=(0.9, 0.1), beyond=0.3)
+
+    first = [candidate(0.0, 0.0), candidate(1.0, -30.0), candidate(0.0, -52.0),  # the chain, with the body at -30
+             candidate(40.0, -30.0), candidate(0.0, -100.0)]  # off the chain; beyond its lower end
+    second = [Candidate(np.array([4.0, 0.0, 1.0]), 0.8), Candidate(np.array([0.0, 3.0, -60.0]), 0.8),
+              Candidate(np.array([45.0, 0.0, -10.0]), 0.6)]  # off the spine, left unnamed by the graph
+    chain = np.array([[4.0, 0.0, 1.0], [0.0, 3.0, -60.0]])  # what the graph named, head to feet
+    kept = first_look_misses(first, second, chain, radius_mm=10.0, step_mm=30.0)
+    # the body at -30 mm (a compressed L1, say) the second look lost: its named neighbours lie 61 mm apart
+    assert [float(c.position[2]) for c in kept] == [-30.0]
+    assert kept[0].probability == 0.7 and kept[0].anchor_probability == 0.0
+    assert kept[0].ends is None and kept[0].beyond == 0.0
+    assert first[1].anchor_probability == 0.9  # the first look's own candidates are left as they were
+    # named neighbours one step apart leave no gap; nothing named, no chain
+    assert first_look_misses(first, second, chain, radius_mm=10.0, step_mm=50.0) == []
+    assert first_look_misses(first, second, np.zeros((0, 3)), radius_mm=10.0, step_mm=30.0) == []

@@ -315,7 +315,42 @@ def second_look_if_tilted(image: sitk.Image, model: SpineLabelModel, candidates:
     again, _anchor = detect_candidates(turn.image(image, grow=0.15, min_spacing_mm=1.0), model)
     if not again:
         return candidates
-    return [replace(c, position=turn.back(c.position)) for c in again]
+    again = [replace(c, position=turn.back(c.position)) for c in again]
+    named = solve_labelling(again, model.setup).points
+    chain = np.array(sorted((p.ras for p in named), key=lambda ras: -ras[2]), float).reshape(-1, 3)  # head to feet
+    return again + first_look_misses(candidates, again, chain, _merge_radius_mm(model), model.shape_model.median_step())
+
+
+def first_look_misses(first: list[Candidate], second: list[Candidate], chain: np.ndarray, radius_mm: float,
+                      step_mm: float) -> list[Candidate]:
+    """First-look vertebra detections that fill a gap in the second look's named chain, as plain vertebra
+    candidates (their anchor answers dropped: on a tilted scan those are what the second look replaces).
+
+    ``chain``: the positions the graph names from the second look, head to feet. A gap: two consecutive ones more
+    than :data:`SECOND_LOOK_GAP_STEPS` median steps (``step_mm``) apart; a first-look detection fills it when it
+    lies within ``radius_mm`` of the line between them and has no second-look detection within ``radius_mm``.
+
+    Why: turned upright, a vertebra unlike its neighbours (a compressed body) can fall under the threshold though
+    the first look found it; other first-look detections (off the spine, beyond its ends) are what the second look
+    replaces.
+    """
+    taken = np.array([c.position for c in second], float).reshape(-1, 3)
+    gaps = [(upper, lower) for upper, lower in zip(chain[:-1], chain[1:])
+            if np.linalg.norm(upper - lower) > SECOND_LOOK_GAP_STEPS * step_mm]
+    return [replace(c, anchor_probability=0.0, ends=None, beyond=0.0) for c in first
+            if np.min(np.linalg.norm(taken - np.asarray(c.position, float), axis=1), initial=np.inf) > radius_mm
+            and any(_distance_to_segment(np.asarray(c.position, float), *gap) <= radius_mm for gap in gaps)]
+
+
+#: Consecutive named vertebrae this many median steps apart leave room for one between them (the heatmap's own gap
+#: filler, :data:`.heatmap.GAP_STEPS`, judges its detections by local steps; this judges the graph's named chain).
+SECOND_LOOK_GAP_STEPS = 1.4
+
+
+def _distance_to_segment(point: np.ndarray, start: np.ndarray, end: np.ndarray) -> float:
+    span = end - start
+    along = np.clip(np.dot(point - start, span) / max(float(np.dot(span, span)), 1e-9), 0.0, 1.0)
+    return float(np.linalg.norm(point - (start + along * span)))
 
 
 def relabel(result_or_candidates, model: SpineLabelModel | LabellingSetup | None = None,
