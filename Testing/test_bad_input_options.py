@@ -12,7 +12,7 @@ import json
 import pytest
 from bad_input_support import assert_clear_message, assert_refused
 
-from spinebrain.cli import _global_flags_first, main
+from spinebrain.cli import global_flags_first, main
 from spinebrain.errors import EXIT_BAD_INPUT, InputError
 from spinebrain.validate import check_seed, check_spacing_option
 
@@ -62,8 +62,8 @@ def test_spacing_option_limits():
 
 
 def test_global_flags_are_accepted_after_the_subcommand(tmp_path, capsys):
-    assert _global_flags_first(["demo", "--progress-json", "--out", "x"]) == ["--progress-json", "demo", "--out", "x"]
-    assert _global_flags_first(["demo", "--", "--quiet"]) == ["demo", "--", "--quiet"]
+    assert global_flags_first(["demo", "--progress-json", "--out", "x"]) == ["--progress-json", "demo", "--out", "x"]
+    assert global_flags_first(["demo", "--", "--quiet"]) == ["demo", "--", "--quiet"]
     code = main(["phantom", "spine", "--seed", "-5", "--out", str(tmp_path / "o"), "--progress-json"])
     assert code == EXIT_BAD_INPUT
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -14,7 +14,7 @@ import re
 import struct
 import tempfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +85,11 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
     if series_uid:  # silently reading the file would hide that the series asked for was not used
         raise InputError(f"--series chooses one DICOM series in a folder, but {path.name} is a single image file; "
                          "drop --series, or give the folder that holds the series.")
+    prefetched = _prefetched.pop(path.resolve(), None)
+    return prefetched.result() if prefetched is not None else _read_file(path)
+
+
+def _read_file(path: Path) -> sitk.Image:
     try:
         with _itk_warnings_hidden():
             _check_declared_size(path)
@@ -101,6 +106,26 @@ def read_image(path: str | os.PathLike, series_uid: str | None = None) -> sitk.I
             f"Could not read {path} as an image ({detail}): the file is damaged or not an image; "
             "re-export it as NIfTI, NRRD, MHA or a DICOM folder and run again."
         ) from None
+
+
+#: Image files being read ahead (:func:`prefetch_image`), by resolved path.
+_prefetched: dict[Path, Future] = {}
+
+
+def prefetch_image(path: str | os.PathLike) -> None:
+    """Start reading one image file on a thread; the next :func:`read_image` of that file takes the result (the
+    image, or the error it would have raised).
+
+    Why: the command line's cold start. ITK's reader and the file checks let the interpreter go, so the scan is
+    read while torch and MONAI import (:mod:`spinebrain.startup`). The reading imports no module, so it cannot
+    meet the import half-way. A folder (DICOM) is left to be read when asked.
+    """
+    path = Path(path)
+    if not path.is_file() or path.resolve() in _prefetched:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spinebrain-read-ahead")
+    _prefetched[path.resolve()] = pool.submit(_read_file, path)
+    pool.shutdown(wait=False)
 
 
 #: A header declaring more voxels than this is refused before ITK tries to allocate them (a CT of

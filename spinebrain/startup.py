@@ -1,13 +1,19 @@
-"""Cold start of the inference commands: MONAI without the back-ends only training and plotting use.
+"""Cold start of the inference commands: the scan is read while MONAI imports, and MONAI without the back-ends
+only training and plotting use.
 
 ``import monai`` imports every MONAI submodule (its package init walks them), and with them, eagerly,
 the optional back-ends they wrap: ignite (training engines and handlers), scikit-learn (one metric),
-pandas (profiling tables), scipy.signal (two transforms) and matplotlib (MONAI's plotting). No inference
-path uses these through MONAI, yet they cost about half of MONAI's import time (4.4 s -> 2.2 s here),
-which is most of what a cold ``spinebrain spine-label`` spends before it reads the scan. Hiding them while
-MONAI imports leaves MONAI's stand-ins for them (what it uses when they are not installed); they are
-importable again right after, so the project's own imports of them (the PNG overview's matplotlib) are
-unaffected.
+pandas (profiling tables), scipy.signal (two transforms), matplotlib (MONAI's plotting) and requests (its
+downloads). No inference path uses these through MONAI, yet they cost about half of MONAI's import time
+(4.4 s -> 2.2 s here). While MONAI imports they are hidden from the importing thread (MONAI then keeps its
+stand-ins for them, what it uses when they are not installed); afterwards they import as usual, so the project's
+own imports of them (the PNG overview's matplotlib) are unaffected.
+
+torch and MONAI take seconds to import, holding the interpreter most of that time, while reading a scan mostly
+does not (ITK's reader and the file checks let it go). So the command's one input file is read on a thread
+meanwhile (:func:`spinebrain.io.prefetch_image`). The import itself stays on the main thread: a second thread
+importing MONAI's packages beside the command's own imports can meet one of MONAI's circular imports half-way
+(tried: "cannot import name 'Convolution' from partially initialized module").
 
 Only ``python -m spinebrain`` running an inference command does this (:func:`prepare_command`): a
 process that may go on to train (``spinebrain train``, the test suite, Slicer) imports MONAI whole.
@@ -15,14 +21,31 @@ process that may go on to train (``spinebrain train``, the test suite, Slicer) i
 
 from __future__ import annotations
 
+import importlib.abc
 import sys
+import threading
 
 from .tasks import available_tasks
 
 #: What MONAI imports eagerly that no inference path needs through MONAI.
-UNUSED_AT_INFERENCE = ("ignite", "sklearn", "scipy.signal", "matplotlib", "pandas")
+UNUSED_AT_INFERENCE = ("ignite", "sklearn", "scipy.signal", "matplotlib", "pandas", "requests")
 #: Commands that only run models (the pipeline of each task, and the demo).
 INFERENCE_COMMANDS = frozenset([task.name for task in available_tasks()] + ["demo"])
+#: Options after which the command line does no work (argparse prints and exits).
+_PRINT_ONLY = ("-h", "--help", "--version")
+
+
+class _HiddenFromThread(importlib.abc.MetaPathFinder):
+    """An import finder that makes ``names`` (and their submodules) look not installed, to one thread only."""
+
+    def __init__(self, names, thread: threading.Thread):
+        self.names, self.thread = tuple(names), thread
+
+    def find_spec(self, fullname, path=None, target=None):
+        if threading.current_thread() is self.thread and any(
+                fullname == name or fullname.startswith(name + ".") for name in self.names):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None  # not ours: the next finder looks
 
 
 def command_of(argv: list[str]) -> str | None:
@@ -31,21 +54,37 @@ def command_of(argv: list[str]) -> str | None:
 
 
 def import_monai_for_inference() -> None:
-    """Import MONAI with :data:`UNUSED_AT_INFERENCE` hidden (nothing to do when MONAI is imported already)."""
+    """Import MONAI with :data:`UNUSED_AT_INFERENCE` hidden from this thread (nothing to do when MONAI is imported
+    already; a module imported already stays as it is)."""
     if "monai" in sys.modules:
         return
-    hidden = [name for name in UNUSED_AT_INFERENCE if name not in sys.modules]
-    for name in hidden:  # None in sys.modules makes "import name" fail, as for a package not installed
-        sys.modules[name] = None
+    hider = _HiddenFromThread(UNUSED_AT_INFERENCE, threading.current_thread())
+    sys.meta_path.insert(0, hider)
     try:
         import monai  # noqa: F401
     finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
+        sys.meta_path.remove(hider)
+
+
+def prefetch_input(argv: list[str]) -> None:
+    """Start reading the command's input scan, when it names exactly one image file (``inputs``)."""
+    if any(word in _PRINT_ONLY for word in argv):
+        return
+    from .cli import build_parser, global_flags_first
+    from .errors import SpineBrainError
+    from .io import prefetch_image
+
+    try:
+        args, _unknown = build_parser().parse_known_args(global_flags_first(argv))
+    except SpineBrainError:
+        return  # a mistake in the command line: main reports it
+    inputs = getattr(args, "inputs", None) or []
+    if len(inputs) == 1:
+        prefetch_image(inputs[0])
 
 
 def prepare_command(argv: list[str]) -> None:
-    """Before ``spinebrain``'s main: the lean MONAI import when the command only runs models."""
+    """Before ``spinebrain``'s main, for a command that only runs models: read its scan ahead, import MONAI lean."""
     if command_of(argv) in INFERENCE_COMMANDS:
+        prefetch_input(argv)
         import_monai_for_inference()

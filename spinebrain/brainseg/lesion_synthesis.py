@@ -38,7 +38,8 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from .synthesis import LabelMapBank, SynthDataset, _crop, acquire, zscore_in_mask
+from .preprocess import zscore_in_mask
+from .synthesis import LabelMapBank, SynthDataset, _crop, acquire
 
 #: network input channels, in order; FLAIR is required, the others may be all zero (absent)
 CHANNELS = ("FLAIR", "T1", "T2")

@@ -3,7 +3,7 @@
 Normalisation (``--normalise``), applied within the brain mask (the network never sees the rest):
 
 * ``zscore`` (default): (x - mean) / sd over the mask, as every training image is normalised
-  (:func:`.synthesis.zscore_in_mask`), so it is the one that matches the models.
+  (:func:`zscore_in_mask`, which the synthesis uses), so it is the one that matches the models.
 * ``nyul``: Nyúl & Udupa's piecewise-linear histogram standardisation. Its standard scale is
   usually learned from a training set of real scans; ours are synthetic, so the standard scale is
   fixed here to the landmarks of a standard normal distribution (:data:`NYUL_PERCENTILES` mapped to
@@ -32,12 +32,18 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from .synthesis import zscore_in_mask
 
 NORMALISATIONS = ("zscore", "nyul")
 NYUL_PERCENTILES = (1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 99)
 MIN_OVERLAP = 0.5  # of the smaller foreground, for scans resampled by world coordinates alone
 MIN_NMI = 1.05  # normalised mutual information of two sequences inside one brain (see check_same_head)
+
+
+def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(image - mean) / sd over the mask's voxels, applied to every voxel (float32)."""
+    inside = image[mask] if mask.any() else image.ravel()
+    mean, sd = float(inside.mean()), float(inside.std())
+    return ((image - mean) / max(sd, 1e-6)).astype(np.float32)
 
 
 def normalise(array: np.ndarray, mask: np.ndarray, method: str = "zscore") -> np.ndarray:

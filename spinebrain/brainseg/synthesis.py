@@ -41,6 +41,7 @@ import torch
 from scipy import ndimage
 
 from ..errors import InputError
+from .preprocess import zscore_in_mask
 
 #: output classes, in channel order
 CLASSES = ("background", "CSF", "GM", "WM")
@@ -113,13 +114,6 @@ def _resampled(image: sitk.Image, spacing: float) -> sitk.Image:
     size = [int(round(n * s / spacing)) for n, s in zip(image.GetSize(), image.GetSpacing())]
     return sitk.Resample(image, size, sitk.Transform(), sitk.sitkNearestNeighbor, image.GetOrigin(),
                          (spacing,) * 3, image.GetDirection(), 0, image.GetPixelID())
-
-
-def zscore_in_mask(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """(image - mean) / sd over the mask's voxels, applied to every voxel (float32)."""
-    inside = image[mask] if mask.any() else image.ravel()
-    mean, sd = float(inside.mean()), float(inside.std())
-    return ((image - mean) / max(sd, 1e-6)).astype(np.float32)
 
 
 @dataclass

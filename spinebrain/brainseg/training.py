@@ -13,12 +13,12 @@ import argparse
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from ..models import ModelCard
 from ..protocol import Progress
-from .synthesis import CLASSES
+
+if TYPE_CHECKING:  # the models package imports torch: 'spinebrain train --help' and the parser do not need it
+    from ..models import ModelCard
 
 METRIC = "val_mean_dice"
 LABELS = {"0": "background", "1": "Cerebrospinal fluid", "2": "Grey matter", "3": "White matter"}
@@ -82,6 +82,9 @@ class TissueRecipe(SynthRecipe):
     command: str = ""
 
     def card(self) -> ModelCard:
+        from ..models import ModelCard
+        from .synthesis import CLASSES
+
         network = card_network(in_channels=1, out_channels=len(CLASSES))
         return ModelCard(
             id=self.model_id, task="brain-tissue", version="0.1", labels=dict(LABELS), modalities=["T1"],
@@ -100,10 +103,11 @@ def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=N
     from monai.losses import DiceCELoss
     from monai.metrics import DiceMetric
     from monai.transforms import AsDiscreted, Compose
+    import torch
     from monai.utils import set_determinism
 
     from ..training import EngineSettings, init_distributed, run_training, shutdown
-    from .synthesis import LabelMapBank, LabelMapSynthesiser, SynthDataset, SynthesisSettings
+    from .synthesis import CLASSES, LabelMapBank, LabelMapSynthesiser, SynthDataset, SynthesisSettings
 
     progress = progress or Progress(quiet=True)
     card = recipe.card()
@@ -221,6 +225,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipe) -> None:
 
 def run_recipe(args, progress: Progress, recipe, train) -> Path:
     """Build ``recipe`` from the parsed options and ``train`` it (the command line of both brain recipes)."""
+    import torch
+
     from ..commands.train import command_line
 
     if args.threads:
