@@ -341,6 +341,22 @@ def test_gap_filler_ignores_a_detection_off_the_spine():
 
 
 
+def test_a_compressed_body_beside_a_stronger_off_spine_answer_still_fills_its_gap(data_dir):
+    """CT from the VerSe map of A8, development seed 122 (never reported): its compressed L1 answers 0.39-0.41 on the
+    spine while a transverse process 38 mm to the side answers 0.56 at nearly its height, and the suppression keeps
+    only the latter; the gap filler looks at every peak, so L1 is found."""
+    from spinebrain.spinelabel.pipeline import label_spine
+    from spinebrain.spinesegment.data3d import label_map_case
+
+    label_map = data_dir / "A8_verse_sub-verse004_labels_only" / "sub-verse004_seg-vert_msk.nii.gz"
+    if not label_map.exists():
+        pytest.skip("A8 is not in the data folder")
+    case = label_map_case(label_map, 122)
+    result = label_spine(case.image, _shipped())
+    found = {label_at(case.labels, p.ras) for p in result.points} - {None}
+    assert found >= {"T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"}
+
+
 def test_an_anchor_answer_carries_the_vertebra_heat_one_vertebra_beyond_it():
     from spinebrain.spinelabel.graph import Candidate
     from spinebrain.spinelabel.heatmap import with_heat_beyond

@@ -379,11 +379,11 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     filling = 0.0 < gap_threshold < threshold
     # one peak search and one suppression: a peak's place does not depend on the threshold, and the greedy
     # suppression (strongest first) keeps the same peaks above the threshold whatever weaker ones follow
-    peaks = suppress_near(peak_points(slab, maps[0], gap_threshold if filling else threshold, options), nms_mm,
-                          float(options["nms_r_scale"]))
+    raw = peak_points(slab, maps[0], gap_threshold if filling else threshold, options)
+    peaks = suppress_near(raw, nms_mm, float(options["nms_r_scale"]))
     vertebrae = [p for p in peaks if p[1] >= threshold]
-    if filling:
-        vertebrae += gap_fillers(vertebrae, peaks, step_mm, model.shape_model.spine_direction(),
+    if filling:  # a gap's weak answer may lie beside a stronger one off the spine, which the suppression kept
+        vertebrae += gap_fillers(vertebrae, raw, step_mm, model.shape_model.spine_direction(),
                                  float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
     threshold = float(options["anchor_threshold"])
