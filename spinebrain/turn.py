@@ -15,6 +15,9 @@ from .geometry import lps_to_ras, ras_to_lps
 from .points import LabelledPoint
 
 A_P = (0.0, 1.0, 0.0)  # the axis of a coronal tilt (RAS)
+#: A grid turned to set a tilted spine upright (or to tilt a training case) grows by this share of its extent on
+#: each side, so the turned spine stays in view.
+TILT_GROW = 0.15
 
 
 class Turn:

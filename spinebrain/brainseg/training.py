@@ -99,11 +99,11 @@ class TissueRecipe(SynthRecipe):
 def train_tissue(recipe: TissueRecipe, progress: Progress | None = None, banks=None) -> Path:
     """Train and write ``<out>/<model_id>/``. ``banks``: (training, validation) :class:`.synthesis.LabelMapBank`
     to use instead of the maps in ``recipe.maps`` (e.g. the brain generator's tissue maps)."""
+    import torch
     from monai.data import DataLoader
     from monai.losses import DiceCELoss
     from monai.metrics import DiceMetric
     from monai.transforms import AsDiscreted, Compose
-    import torch
     from monai.utils import set_determinism
 
     from ..training import EngineSettings, init_distributed, run_training, shutdown

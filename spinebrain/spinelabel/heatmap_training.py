@@ -33,7 +33,7 @@ from monai.transforms import (Compose, RandAdjustContrastd, RandAffined, RandBia
 
 from ..anatomy import VERTEBRA_NAMES_BY_LABEL
 from ..errors import InputError
-from ..turn import A_P, Turn
+from ..turn import A_P, TILT_GROW, Turn
 from .heatmap import gaussian_heatmap, looks_like_ct, normalise_slab, slice_stack
 from .metrics import reference_centroids
 from .slices import extract_sagittal_slab
@@ -58,8 +58,6 @@ ANCHOR_NEIGHBOURS = ("L4", "S1")
 #: S2 lies about this share of the L5-S1 step below S1 (sacral segments are shorter); the generator and
 #: the real sets name no S2, so its centre is extrapolated along the L5 -> S1 direction.
 S2_STEP_SHARE = 0.9
-#: A tilted training case's grid grows by this share of its size on each side (:func:`tilted`).
-TILT_GROW = 0.15
 
 
 def level_class(name: str) -> int | None:
@@ -141,7 +139,8 @@ def read_real_case(folder: str | Path, tilt_deg: float = 0.0) -> PreparedCase:
 def tilted(image: sitk.Image, labels: sitk.Image, points: dict[str, np.ndarray], degrees: float):
     """(image, labels, points) turned by ``degrees`` about A-P through the points' mean: a coronal tilt.
 
-    The grid grows by 15 % on each side so the turned spine stays in view. 0 degrees: unchanged.
+    The grid grows by :data:`~spinebrain.turn.TILT_GROW` on each side so the turned spine stays in view. 0 degrees:
+    unchanged.
     """
     if not degrees:
         return image, labels, points

@@ -29,6 +29,7 @@ from ..geometry import extent_ras
 from ..models import ModelCard, ModelRegistry, load_network, resolve_package
 from ..points import LabelledPoint
 from ..protocol import Progress, as_progress
+from ..turn import TILT_GROW
 from ..validate import check_plausible, check_points_in_image, check_points_type, check_volume
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .detector import VertebraDetector, detect_slab
@@ -312,7 +313,7 @@ def second_look_if_tilted(image: sitk.Image, model: SpineLabelModel, candidates:
         return candidates
     _update(as_progress(progress), 0.5, f"the spine is tilted {abs(frame.degrees):.0f} degrees: looking again upright")
     turn = frame.turn()
-    again, _anchor = detect_candidates(turn.image(image, grow=0.15, min_spacing_mm=1.0), model)
+    again, _anchor = detect_candidates(turn.image(image, grow=TILT_GROW, min_spacing_mm=1.0), model)
     if not again:
         return candidates
     again = [replace(c, position=turn.back(c.position)) for c in again]
