@@ -22,7 +22,7 @@ SLICER_OWN = {canonicalize_name(n) for n in deps.SLICER_PROVIDED}
 FRESH_SLICER = {"numpy": "2.1.3", "SimpleITK": "2.4.1", "vtk": "9.4.2", "scipy": "1.14.1"}
 EVERYTHING = {
     **FRESH_SLICER, "torch": "2.5.1+cu121", "monai": "1.4.0", "slicerio": "1.1.2",
-    "matplotlib": "3.9.2", "tqdm": "4.66.5", "safetensors": "0.4.5", "pytorch-ignite": "0.5.5",
+    "matplotlib": "3.9.2", "tqdm": "4.66.5", "safetensors": "0.4.5", "pytorch-ignite": "0.5.5", "onnxruntime": "1.20.1",
 }
 
 
@@ -62,7 +62,7 @@ def test_fresh_slicer_with_pytorch_extension():
     torch_step, pip_step = plan.steps
     assert torch_step.kind == "pytorch-extension" and names_in(torch_step) == {"torch"} and torch_step.large
     assert pip_step.kind == "pip" and names_in(pip_step) == {"monai", "slicerio", "matplotlib", "tqdm", "safetensors",
-                                                            "pytorch-ignite"}
+                                                            "pytorch-ignite", "onnxruntime"}
     assert not pip_step.large
     assert pip_step.constraints == ("numpy==2.1.3", "SimpleITK==2.4.1", "vtk==9.4.2")
     assert plan.needs_confirmation and not plan.restart_required and not plan.problems

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from spinebrain.device import available_devices, run_with_cpu_fallback, select_device
+from spinebrain.device import available_devices, run_with_cpu_fallback, runs_on_cpu, select_device
 from spinebrain.errors import InputError
 
 
@@ -46,6 +49,27 @@ def test_environment_overrides_auto_but_not_an_explicit_choice(monkeypatch):
 def test_unknown_device_names(preference):
     with pytest.raises(InputError, match=f"Unknown device '{preference}'; use auto, cpu, cuda, cuda:N or mps"):
         select_device(preference)
+
+
+def test_runs_on_cpu_agrees_with_select_device_and_says_false_when_unsure(monkeypatch):
+    monkeypatch.delenv("SPINEBRAIN_DEVICE", raising=False)
+    assert runs_on_cpu("cpu") and runs_on_cpu(" CPU ")
+    assert not runs_on_cpu("cuda") and not runs_on_cpu("cuda:1") and not runs_on_cpu("mps")
+    assert runs_on_cpu("auto") == (select_device("auto").type == "cpu") == runs_on_cpu(None)
+    monkeypatch.setenv("SPINEBRAIN_DEVICE", "cpu")
+    assert runs_on_cpu("auto") and not runs_on_cpu("cuda")
+    with pytest.raises(InputError, match="Unknown device 'gpu0'"):
+        runs_on_cpu("gpu0")
+
+
+def test_runs_on_cpu_without_torch_asks_for_the_nvidia_driver():
+    """In a fresh interpreter (torch not imported): auto is the CPU exactly where no NVIDIA driver is installed."""
+    script = ("import sys; from spinebrain import device; print(device.runs_on_cpu('auto'), "
+              "device._nvidia_driver_present(), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "SPINEBRAIN_DEVICE"})
+    cpu, driver, imported = done.stdout.split()
+    assert imported == "False" and cpu == str(driver == "False")
 
 
 def test_unavailable_device_lists_the_available_ones():

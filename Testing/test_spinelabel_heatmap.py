@@ -187,8 +187,11 @@ def test_tiny_training_run_writes_checkpoints_resumes_and_exports(tmp_path):
     shape = fit_shape_model([[p for p in _points(c)] for c in cases])
     network = load_checkpoint(best_checkpoint(tmp_path), HeatmapDetector(features=(4, 4, 8, 8, 16, 4)))
     package = export_package(network, tmp_path / "pkg", shape, {}, "2 generated cases", "test", model_id="tiny-heatmap")
-    model = load_spine_label_model("lumbar", str(package), device="cpu")
+    model = load_spine_label_model("lumbar", str(package), device="cpu", onnx=False)
     assert isinstance(model.networks, HeatmapDetector) and model.anchor_level == "L5"
+    from spinebrain.models.onnx_network import OnnxNetwork
+
+    assert isinstance(load_spine_label_model("lumbar", str(package), device="cpu").networks, OnnxNetwork)  # exported
 
 
 def test_a_tilted_generated_case_is_trained_on_but_left_out_of_the_shape_model(tmp_path):

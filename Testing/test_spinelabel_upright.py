@@ -9,7 +9,7 @@ from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel.graph import Candidate
 from spinebrain.spinelabel.labelling import solve_labelling
 from spinebrain.spinelabel.pipeline import load_spine_label_model
-from spinebrain.spinelabel.upright import CoronalFrame
+from spinebrain.spinelabel.upright import CoronalFrame, theil_sen_slope
 
 LEVELS = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
 
@@ -126,3 +126,16 @@ def test_the_second_look_keeps_a_first_look_body_that_fills_a_gap_in_its_chain_w
     # named neighbours one step apart leave no gap; nothing named, no chain
     assert first_look_misses(first, second, chain, radius_mm=10.0, step_mm=50.0) == []
     assert first_look_misses(first, second, np.zeros((0, 3)), radius_mm=10.0, step_mm=30.0) == []
+
+
+def test_theil_sen_slope_is_scipys():
+    from scipy.stats import theilslopes
+
+    rng = np.random.default_rng(3)
+    for case in range(50):
+        x = rng.normal(size=int(rng.integers(4, 15))) * 50
+        y = 0.2 * x + rng.normal(size=len(x)) * 3
+        if case % 3 == 0:
+            x[1] = x[0]  # a pair with the same x has no slope
+        assert theil_sen_slope(x, y) == pytest.approx(theilslopes(y, x)[0], abs=1e-12)
+

@@ -82,13 +82,14 @@ def test_a_scan_read_ahead_is_what_reading_it_gives_errors_included(tmp_path):
 
     from spinebrain.errors import InputError
     from spinebrain.io import _prefetched, prefetch_image, read_image
-    from spinebrain.startup import prefetch_input
+    from spinebrain.startup import parse_command, prefetch_input
 
     image = sitk.Image([30, 20, 10], sitk.sitkInt16) + 7
     image.SetSpacing([0.75, 0.75, 3.0])
     path = tmp_path / "scan.nii.gz"
     sitk.WriteImage(image, str(path))
-    prefetch_input(["--quiet", "spine-label", str(path), "--region", "lumbar", "--out", str(tmp_path / "x.mrk.json")])
+    prefetch_input(parse_command(["--quiet", "spine-label", str(path), "--region", "lumbar", "--out",
+                                 str(tmp_path / "x.mrk.json")]))
     assert path.resolve() in _prefetched
     again = read_image(path)
     assert path.resolve() not in _prefetched  # taken once: a second read reads the file again
@@ -101,8 +102,8 @@ def test_a_scan_read_ahead_is_what_reading_it_gives_errors_included(tmp_path):
     with pytest.raises(InputError) as ahead:
         read_image(broken)
     assert str(ahead.value) == str(direct.value)
-    prefetch_input(["spine-label", str(tmp_path), "--out", str(tmp_path / "out")])  # a folder: read when asked
-    prefetch_input(["spine-label", "--help"])  # prints nothing, reads nothing
+    prefetch_input(parse_command(["spine-label", str(tmp_path), "--out", str(tmp_path / "out")]))  # a folder: read when asked
+    prefetch_input(parse_command(["spine-label", "--help"]))  # prints nothing, reads nothing
     assert not _prefetched
 
 

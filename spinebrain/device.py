@@ -7,15 +7,19 @@ for: some 3D operations the networks need are missing or slow on it.
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
 import os
 import platform
 import re
+import sys
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_ENV = "SPINEBRAIN_DEVICE"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -25,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 def available_devices() -> list[dict]:
     """Every device this computer offers: name (as ``select_device`` takes it), type, description, memory."""
+    import torch
     devices = [{"name": "cpu", "type": "cpu", "description": platform.processor() or platform.machine() or "CPU",
                 "memory_bytes": _system_memory_bytes()}]
     if torch.cuda.is_available():
@@ -45,8 +50,20 @@ def _system_memory_bytes() -> int | None:
 
 
 def _mps_available() -> bool:
+    import torch
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())
+
+
+def _asked_device(preference) -> tuple[str, str]:
+    """The device asked for, as text (``$SPINEBRAIN_DEVICE`` standing in for ``auto``), and where it came from."""
+    text = str(preference).strip().lower() if preference is not None else "auto"
+    source = "device"
+    if text == "auto" and os.environ.get(DEVICE_ENV, "").strip():
+        text, source = os.environ[DEVICE_ENV].strip().lower(), f"device in ${DEVICE_ENV}"
+    if not _DEVICE_PATTERN.match(text):
+        raise InputError(f"Unknown {source} {text!r}; use auto, cpu, cuda, cuda:N or mps.")
+    return text, source
 
 
 def select_device(preference: str | torch.device | None = None) -> torch.device:
@@ -55,12 +72,9 @@ def select_device(preference: str | torch.device | None = None) -> torch.device:
     ``preference``: ``"auto"``, ``"cpu"``, ``"cuda"`` (= ``"cuda:0"``), ``"cuda:N"`` or ``"mps"``;
     ``None`` or ``"auto"`` defer to ``$SPINEBRAIN_DEVICE`` and then to the automatic choice.
     """
-    text = str(preference).strip().lower() if preference is not None else "auto"
-    source = "device"
-    if text == "auto" and os.environ.get(DEVICE_ENV, "").strip():
-        text, source = os.environ[DEVICE_ENV].strip().lower(), f"device in ${DEVICE_ENV}"
-    if not _DEVICE_PATTERN.match(text):
-        raise InputError(f"Unknown {source} {text!r}; use auto, cpu, cuda, cuda:N or mps.")
+    import torch
+
+    text, source = _asked_device(preference)
     if text == "auto":
         return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
     device = torch.device("cuda:0" if text == "cuda" else text)
@@ -70,7 +84,30 @@ def select_device(preference: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def runs_on_cpu(preference=None) -> bool:
+    """True when :func:`select_device` would surely choose the CPU, known without importing torch (seconds).
+
+    ``auto`` chooses a CUDA GPU only where an NVIDIA driver is installed; without one it is the CPU.
+    Anything else this cannot tell cheaply is False (ask :func:`select_device`).
+    """
+    text, _source = _asked_device(preference)
+    if text == "cpu" or ("torch" not in sys.modules and text == "auto" and not _nvidia_driver_present()):
+        return True
+    if text == "auto" and "torch" in sys.modules:  # imported already: asking costs nothing
+        return select_device(text).type == "cpu"
+    return False
+
+
+def _nvidia_driver_present() -> bool:
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+    if sys.platform == "win32":
+        return ctypes.util.find_library("nvcuda") is not None
+    return False  # macOS: no CUDA; auto never picks MPS
+
+
 def _out_of_memory_types() -> tuple[type[BaseException], ...]:
+    import torch
     types = [getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)]
     return tuple({t for t in types if t is not None})
 
@@ -84,6 +121,8 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def empty_cache(device: torch.device) -> None:
     """Give cached GPU memory back so a retry (or the next case) has room."""
+    import torch
+
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     elif device.type == "mps" and _mps_available():
@@ -97,6 +136,8 @@ def run_with_cpu_fallback(fn: Callable, device: torch.device | str, *args,
     ``on_fallback`` receives the warning text (e.g. ``progress.log``). Errors on the CPU, and any
     other error, propagate unchanged.
     """
+    import torch
+
     device = torch.device(device)
     try:
         return fn(device, *args, **kwargs)

@@ -66,25 +66,45 @@ def import_monai_for_inference() -> None:
         sys.meta_path.remove(hider)
 
 
-def prefetch_input(argv: list[str]) -> None:
-    """Start reading the command's input scan, when it names exactly one image file (``inputs``)."""
+def parse_command(argv: list[str]):
+    """The command line's arguments, or None where it only prints (``--help``) or main will report a mistake."""
     if any(word in _PRINT_ONLY for word in argv):
-        return
+        return None
     from .cli import build_parser, global_flags_first
     from .errors import SpineBrainError
-    from .io import prefetch_image
 
     try:
         args, _unknown = build_parser().parse_known_args(global_flags_first(argv))
     except SpineBrainError:
-        return  # a mistake in the command line: main reports it
+        return None  # a mistake in the command line: main reports it
+    return args
+
+
+def prefetch_input(args) -> None:
+    """Start reading the command's input scan, when it names exactly one image file (``inputs``); ``args`` from
+    :func:`parse_command` (None: nothing to read)."""
+    from .io import prefetch_image
+
     inputs = getattr(args, "inputs", None) or []
     if len(inputs) == 1:
         prefetch_image(inputs[0])
 
 
+def needs_torch(command: str, args) -> bool:
+    """Whether the command's models need torch: False only where its task says they all run from ONNX exports."""
+    task = next((t for t in available_tasks() if t.name == command), None)
+    if task is None or task.runs_without_torch is None or args is None:
+        return True
+    return not task.entry("runs_without_torch")(getattr(args, "region", None) or "auto", getattr(args, "model", None),
+                                                None, getattr(args, "device", None))
+
+
 def prepare_command(argv: list[str]) -> None:
-    """Before ``spinebrain``'s main, for a command that only runs models: read its scan ahead, import MONAI lean."""
-    if command_of(argv) in INFERENCE_COMMANDS:
-        prefetch_input(argv)
-        import_monai_for_inference()
+    """Before ``spinebrain``'s main, for a command that only runs models: read its scan ahead, import MONAI lean
+    (not at all when its models run without torch)."""
+    command = command_of(argv)
+    if command in INFERENCE_COMMANDS:
+        args = parse_command(argv)
+        prefetch_input(args)
+        if needs_torch(command, args):
+            import_monai_for_inference()

@@ -42,6 +42,8 @@ class Task:
     * ``command`` -- ``add_arguments(parser)`` that fills ``spinebrain <name>``'s parser and sets
       ``run(args, progress)`` as its default;
     * ``load_models`` -- ``(region, model, device) -> models`` for one run (CLI and Slicer Logic);
+    * ``runs_without_torch`` -- ``(region, model, registry, device) -> bool``: whether those models run without
+      torch (their ONNX export; the command line then skips importing MONAI). None: they need torch;
     * ``run_case`` -- ``(image, models, fixed_points=(), device=None, progress=None, ...) -> result``:
       one case, in memory, no files (what the Slicer Logic calls);
     * ``train`` / ``evaluate`` -- ``add_arguments(parser)`` for ``spinebrain train|evaluate <name>``.
@@ -60,6 +62,7 @@ class Task:
     summary_columns: tuple[Column, ...] = ()
     command: str | None = None
     load_models: str | None = None
+    runs_without_torch: str | None = None
     run_case: str | None = None
     train: str | None = None
     evaluate: str | None = None
@@ -100,6 +103,7 @@ SPINE_LABEL = Task(
                      Column("warnings", "text")),
     command="spinebrain.commands.spine_label:add_arguments",
     load_models="spinebrain.spinelabel.pipeline:load_spine_label_models",
+    runs_without_torch="spinebrain.spinelabel.pipeline:runs_without_torch",
     run_case="spinebrain.spinelabel.pipeline:label_spine_best",
     train="spinebrain.commands.train:add_spine_label_arguments",
     evaluate="spinebrain.commands.evaluate:add_spine_label_arguments",

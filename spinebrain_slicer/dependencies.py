@@ -50,6 +50,7 @@ REQUIREMENTS: tuple[str, ...] = (
     "matplotlib>=3.7",
     "tqdm>=4.65",
     "safetensors>=0.4",
+    "onnxruntime>=1.17",  # runs a model's ONNX export on the CPU (faster than torch there)
 )
 
 #: Packages Slicer builds and ships itself: pinned, never installed or replaced by pip.

@@ -8,18 +8,22 @@ weights are a verified state dict.
 from __future__ import annotations
 
 import importlib
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
 from .card import ModelCard
 from .registry import load_model_package
+
+if TYPE_CHECKING:
+    import torch
 
 #: Packages a dotted architecture path may come from (importing anything else could run code).
 ALLOWED_PACKAGES = ("spinebrain", "monai")
 
 
 def network_class(architecture: str) -> type[torch.nn.Module]:
+    import torch
+
     if "." in architecture:
         module_name, _, class_name = architecture.rpartition(".")
         if module_name.split(".")[0] not in ALLOWED_PACKAGES:

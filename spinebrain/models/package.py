@@ -15,12 +15,14 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
 from ..tasks import card_tasks_for
 from .card import CARD_FILE, ModelCard
+
+if TYPE_CHECKING:  # torch is imported where weights are handled: reading a card or hashing a file needs none
+    import torch
 
 SAFETENSORS_FILE = "model.safetensors"
 TORCH_FILE = "model.pt"
@@ -82,6 +84,8 @@ def save_model_package(folder: str | os.PathLike, state_dict: Mapping[str, torch
 
 
 def _plain_tensors(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    import torch
+
     if not isinstance(state_dict, Mapping) or not state_dict:
         raise ModelError("The weights to save must be a non-empty state dict (name -> tensor).")
     bad = [str(key) for key, value in state_dict.items() if not isinstance(key, str) or not torch.is_tensor(value)]
@@ -99,6 +103,8 @@ def _write_weights(tensors: dict[str, torch.Tensor], path: Path, card: ModelCard
 
         save_file(tensors, str(path), metadata={"model_id": card.id, "task": card.task})
     else:
+        import torch
+
         torch.save(tensors, path)
 
 
@@ -200,6 +206,8 @@ def _deserialise(data: bytes, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _torch_load_weights_only(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

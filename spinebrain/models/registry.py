@@ -22,12 +22,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ModelError
-import torch
+from typing import TYPE_CHECKING
 
+from ..errors import ModelError
 from ..tasks import card_tasks_for, task_for_card
 from .card import CARD_FILE, ModelCard
 from .package import move_into_place, read_package
+
+if TYPE_CHECKING:
+    import torch
 
 USER_DIR_ENV = "SPINEBRAIN_MODELS_DIR"
 BUNDLED_DIR_ENV = "SPINEBRAIN_BUNDLED_MODELS_DIR"

@@ -27,6 +27,7 @@ from monai.networks.blocks import Convolution
 from scipy import ndimage
 
 from ..errors import InputError
+from .architectures import DETECTOR_PAIR
 from .slices import SagittalSlab
 from .targets import CENTRE, balanced_sample, pixel_classes, points_on_slice
 
@@ -330,3 +331,25 @@ def _run_engine(model, patches, targets, epochs, batch_size, learning_rate, mome
                      DistributedContext(device=device), lr_scheduler=schedule,
                      extra_handlers=[(Events.ITERATION_COMPLETED, add_loss), (Events.EPOCH_COMPLETED, end_epoch)])
     return losses
+
+
+class DetectorPair(torch.nn.Module):
+    """The general vertebra detector and the end-vertebra (C2 / S1) anchor detector, saved together."""
+
+    def __init__(self, vertebra: dict, anchor: dict):
+        super().__init__()
+        self.vertebra = VertebraDetector(**vertebra)
+        self.anchor = VertebraDetector(**anchor)
+
+    @classmethod
+    def from_detectors(cls, vertebra: VertebraDetector, anchor: VertebraDetector) -> DetectorPair:
+        pair = cls(vertebra.kwargs, anchor.kwargs)
+        pair.vertebra.load_state_dict(vertebra.state_dict())
+        pair.anchor.load_state_dict(anchor.state_dict())
+        return pair.eval()
+
+    @property
+    def config(self) -> dict:
+        """The card's ``network`` entry (rebuilt by :func:`spinebrain.models.build_network`)."""
+        return {"architecture": DETECTOR_PAIR,
+                "kwargs": {"vertebra": self.vertebra.config["kwargs"], "anchor": self.anchor.config["kwargs"]}}

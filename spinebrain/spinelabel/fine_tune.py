@@ -11,8 +11,8 @@ Slicer Logic can run the check in its own process.
 from __future__ import annotations
 
 from ..errors import InputError
+from .architectures import DETECTOR_PAIR as PAIR_ARCHITECTURE
 
-PAIR_ARCHITECTURE = "spinebrain.spinelabel.pipeline.DetectorPair"  # pipeline.ARCHITECTURE, without importing torch
 TASK = "spine-label"
 
 

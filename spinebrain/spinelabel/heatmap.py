@@ -23,16 +23,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from monai.networks.nets import BasicUNet
 from scipy import ndimage
+from scipy.special import expit, softmax
 
+from .architectures import HEATMAP
 from .candidates import Detection, attach_anchor
 from .graph import Candidate
 from .slices import SagittalSlab, extract_sagittal_slab
 
-ARCHITECTURE = "spinebrain.spinelabel.heatmap.HeatmapDetector"
+ARCHITECTURE = HEATMAP
 OUTPUTS = ("vertebra", "anchor")
 #: Card ``extra["heatmap"]`` defaults: slice step and band half-width (mm), peak thresholds, peak window (mm),
 #: the coarse-to-fine search (every 5th slice first) and the plane window of the later slices (:func:`spine_window`).
@@ -51,33 +50,16 @@ GAP_STEPS, GAP_MIDDLE_SHARE, GAP_OFF_SPINE_MM = (1.5, 2.5), 0.35, 25.0
 #: CT is scaled with a fixed HU window (bone to fat), MR between robust percentiles.
 CT_WINDOW_HU = (-250.0, 1250.0)
 MR_PERCENTILES = (0.5, 99.5)
-_UNET_MULTIPLE = 16  # four 2x poolings
 
 
-class HeatmapDetector(torch.nn.Module):
-    """BasicUNet (2D) from ``in_slices`` slices to ``outputs`` heatmap logits; any input size (padded)."""
+def __getattr__(name: str):
+    """``HeatmapDetector`` (the torch network, :mod:`.heatmap_network`) imported when first asked for: naming
+    scans with the ONNX export needs no torch (the card's architecture keeps this module's path)."""
+    if name == "HeatmapDetector":
+        from .heatmap_network import HeatmapDetector
 
-    def __init__(self, in_slices: int = 3, outputs: int = 2, features=(16, 16, 32, 64, 128, 16)):
-        super().__init__()
-        self.kwargs = {"in_slices": int(in_slices), "outputs": int(outputs), "features": [int(f) for f in features]}
-        self.unet = BasicUNet(spatial_dims=2, in_channels=in_slices, out_channels=outputs, features=tuple(features),
-                              norm=("instance", {"affine": True}), dropout=0.0)
-
-    @property
-    def in_slices(self) -> int:
-        return self.kwargs["in_slices"]
-
-    @property
-    def config(self) -> dict:
-        """The card's ``network`` entry (rebuilt by :func:`spinebrain.models.build_network`)."""
-        return {"architecture": ARCHITECTURE, "kwargs": dict(self.kwargs)}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        pad_h, pad_w = (-height) % _UNET_MULTIPLE, (-width) % _UNET_MULTIPLE
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))  # 0 = the low end of the normalised range
-        return self.unet(x)[..., :height, :width]
+        return HeatmapDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------ intensities
@@ -228,15 +210,25 @@ def _run_slices(network, arrays, indices, maps, heatmaps: int, batch: int, devic
     """The network on the stacks centred on ``indices`` (within the plane ``window``), written into ``maps``
     (sigmoid heatmaps, softmax levels); ``maps`` stays 0 outside the window."""
     rows, cols = window
+    in_slices = int(network.kwargs["in_slices"])
+    for start in range(0, len(indices), batch):
+        chunk = indices[start:start + batch]
+        stacks = np.stack([slice_stack(arrays, s, in_slices)[:, rows, cols] for s in chunk])
+        logits = _logits(network, stacks, device)
+        out = [expit(logits[:, :heatmaps])]
+        if logits.shape[1] > heatmaps:  # level classes: one distribution per pixel
+            out.append(softmax(logits[:, heatmaps:], axis=1))
+        maps[:, chunk, rows, cols] = np.concatenate(out, axis=1).transpose(1, 0, 2, 3)
+
+
+def _logits(network, stacks: np.ndarray, device) -> np.ndarray:
+    """The network's logits of a batch, as float32 numpy: the ONNX export directly, a torch network on ``device``."""
+    if not hasattr(network, "parameters"):  # OnnxNetwork: numpy in, numpy out, no torch imported
+        return network(stacks)
+    import torch
+
     with torch.inference_mode():
-        for start in range(0, len(indices), batch):
-            chunk = indices[start:start + batch]
-            stacks = np.stack([slice_stack(arrays, s, network.in_slices)[:, rows, cols] for s in chunk])
-            logits = network(torch.from_numpy(stacks).to(device))
-            out = [torch.sigmoid(logits[:, :heatmaps])]
-            if logits.shape[1] > heatmaps:  # level classes: one distribution per pixel
-                out.append(torch.softmax(logits[:, heatmaps:], dim=1))
-            maps[:, chunk, rows, cols] = torch.cat(out, dim=1).cpu().numpy().transpose(1, 0, 2, 3)
+        return network(torch.from_numpy(stacks).to(device)).float().cpu().numpy()
 
 
 def find_peaks(volume: np.ndarray, threshold: float, window_px, refine: bool = True) -> list[tuple[np.ndarray, float]]:

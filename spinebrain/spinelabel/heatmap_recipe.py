@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import logging
 import os
 import pickle
 import time
@@ -32,12 +33,16 @@ from monai.handlers import (CheckpointLoader, CheckpointSaver, EarlyStopHandler,
 
 from .. import RESEARCH_NOTICE, __version__
 from ..models import ModelCard, save_model_package
+from ..models.onnx_network import export_onnx_when_possible
 from ..training.clock import clock_cosine, next_utc
 from .graph import fit_shape_model
-from .heatmap import ARCHITECTURE, DEFAULT_HEATMAP, HeatmapDetector
+from .heatmap import ARCHITECTURE, DEFAULT_HEATMAP
+from .heatmap_network import HeatmapDetector
 from .heatmap_training import (LEVEL_CLASSES, PIXEL_MM, SLICE_STEP_MM, HeatmapSamples, generated_case,
                                read_real_case, real_split)
 from .pipeline import TASK
+
+logger = logging.getLogger(__name__)
 
 #: Train patients kept out of training to choose the epoch (never the splits.json validation ones).
 DEFAULT_SELECT = ("vb3_27", "vb3_29", "vb2_20")
@@ -342,7 +347,9 @@ def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model
                "labelling": {"transitional_penalty": 25.0, "gap_penalty": 10.0},
                **SLICE_THICKNESS_LIMITS, "min_spine_extent_mm": 60.0, "architecture": ARCHITECTURE,
                **level_extra, **(extra or {})})
-    return save_model_package(models_dir, network.state_dict(), card, overwrite=True)
+    package = save_model_package(models_dir, network.state_dict(), card, overwrite=True)
+    logger.info(export_onnx_when_possible(package))  # the command line's fast start on the CPU
+    return package
 
 
 def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str,

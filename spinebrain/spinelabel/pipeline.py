@@ -17,32 +17,34 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
-from ..device import select_device
-from ..errors import InputError, ModelError
+from ..device import runs_on_cpu, select_device
+from ..errors import InputError, ModelError, SpineBrainError
 from ..geometry import extent_ras
-from ..models import ModelCard, ModelRegistry, load_network, resolve_package
+from ..models import ModelCard, ModelRegistry, load_network, resolve_package, verify_weights
+from ..models.onnx_network import OnnxNetwork, load_onnx_network, onnx_usable
+from ..models.package import check_task
 from ..points import LabelledPoint
 from ..protocol import Progress, as_progress
 from ..turn import TILT_GROW
 from ..validate import check_plausible, check_points_in_image, check_points_type, check_volume
+from .architectures import DETECTOR_PAIR, HEATMAP
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
-from .detector import VertebraDetector, detect_slab
 from .choice import choose_labelling, models_knowing
 from .graph import Candidate, LabellingResult, SpineShapeModel
-from .heatmap import HeatmapDetector, heatmap_candidates
+from .heatmap import heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .slices import extract_sagittal_slab
 from .upright import CoronalFrame
 
 TASK = "spine-label"
 REGIONS = ("cervical", "lumbar", "whole")
-ARCHITECTURE = "spinebrain.spinelabel.pipeline.DetectorPair"
+ARCHITECTURE = DETECTOR_PAIR
 
 #: Card defaults where a (user-made) card leaves a setting out.
 DEFAULT_SLAB = {"slices_each_side": 2, "step_mm": 4.0, "search_slices_each_side": 4}
@@ -52,35 +54,29 @@ DEFAULT_MIN_EXTENT_MM = 60.0
 DEFAULT_MAX_THICKNESS_MM = 6.5
 
 
-class DetectorPair(torch.nn.Module):
-    """The general vertebra detector and the end-vertebra (C2 / S1) anchor detector, saved together."""
+def __getattr__(name: str):
+    """``DetectorPair`` (the paper's torch detectors, :mod:`.detector`) imported when first asked for: a model run
+    from its ONNX export imports no torch (cards keep naming it by this module's path, :data:`ARCHITECTURE`)."""
+    if name == "DetectorPair":
+        from .detector import DetectorPair
 
-    def __init__(self, vertebra: dict, anchor: dict):
-        super().__init__()
-        self.vertebra = VertebraDetector(**vertebra)
-        self.anchor = VertebraDetector(**anchor)
-
-    @classmethod
-    def from_detectors(cls, vertebra: VertebraDetector, anchor: VertebraDetector) -> DetectorPair:
-        pair = cls(vertebra.kwargs, anchor.kwargs)
-        pair.vertebra.load_state_dict(vertebra.state_dict())
-        pair.anchor.load_state_dict(anchor.state_dict())
-        return pair.eval()
-
-    @property
-    def config(self) -> dict:
-        """The card's ``network`` entry (rebuilt by :func:`spinebrain.models.build_network`)."""
-        return {"architecture": ARCHITECTURE,
-                "kwargs": {"vertebra": self.vertebra.config["kwargs"], "anchor": self.anchor.config["kwargs"]}}
+        return DetectorPair
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class SpineLabelModel:
     card: ModelCard
-    networks: DetectorPair
+    networks: object  # DetectorPair, HeatmapDetector, or the heatmap network's OnnxNetwork (CPU)
     shape_model: SpineShapeModel
     anchor_level: str
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: object = "cpu"  # a torch.device; "cpu" for an OnnxNetwork
+    package: Path | None = None  # the folder it was loaded from (to load the torch network for another device)
+
+    @property
+    def is_heatmap(self) -> bool:
+        """The dense U-Net detector (card extra "heatmap"), in torch or ONNX; else the paper's detector pair."""
+        return self.card.network.get("architecture") == HEATMAP
 
     @property
     def region(self) -> str:
@@ -108,26 +104,35 @@ class SpineLabelModel:
 
 
 def load_spine_label_model(region: str = "lumbar", model=None, registry: ModelRegistry | None = None,
-                           device=None) -> SpineLabelModel:
+                           device=None, onnx: bool = True) -> SpineLabelModel:
     """The spine-label model for ``region`` (the installed default), or the package ``model`` (id or folder).
 
+    On the CPU a package with an ONNX export of its weights runs that (``onnx=False``: torch always): the same
+    network without importing torch, which is most of a command line's start-up.
     ModelError when none is installed, the package is for another task, or it serves another region.
     """
     if region not in REGIONS:
         raise InputError(f"Unknown spine region {region!r}; use one of {', '.join(REGIONS)} (or auto).")
-    torch_device = select_device(device)
-    card, networks = load_network(model, task=TASK, registry=registry, region=region, device=torch_device)
+    folder = resolve_package(model, TASK, registry, region)
+    card = ModelCard.read(folder)
+    if onnx and runs_on_cpu(device) and onnx_usable(folder, card):
+        check_task(card, TASK)
+        verify_weights(folder, card)  # the export names these weights: the card's sha256 ties the two
+        networks, where = load_onnx_network(folder, card), "cpu"
+    else:
+        where = select_device(device)
+        card, networks = load_network(folder, task=TASK, device=where)
     if card.region not in (None, region):
         raise ModelError(f"Model {card.id!r} labels the {card.region} spine, not the {region} spine; "
                          f"choose a {region} model or the region {card.region}.")
-    if not isinstance(networks, (DetectorPair, HeatmapDetector)):
+    if card.network.get("architecture") not in (ARCHITECTURE, HEATMAP):
         raise ModelError(f"Model {card.id!r} is not a SpineLabel detector pair; use a spine-label package "
                          "made by 'spinebrain train spine-label'.")
     if "shape_model" not in card.extra or "anchor_level" not in card.extra:
         raise ModelError(f"Model {card.id!r} has no shape model or anchor level in its card; re-train it with "
                          "'spinebrain train spine-label'.")
     shape_model = SpineShapeModel.from_dict(card.extra["shape_model"])
-    return SpineLabelModel(card, networks, shape_model, str(card.extra["anchor_level"]), torch_device)
+    return SpineLabelModel(card, networks, shape_model, str(card.extra["anchor_level"]), where, Path(folder))
 
 
 def load_spine_label_models(region: str = "auto", model=None, registry: ModelRegistry | None = None,
@@ -137,22 +142,46 @@ def load_spine_label_models(region: str = "auto", model=None, registry: ModelReg
     A ``model`` named with region ``"auto"`` is that one package, whatever its region: an unknown
     id or a folder that is not a package is reported as such, not as "no model installed".
     """
-    if region != "auto":
-        return [load_spine_label_model(region, model, registry, device)]
-    if model is not None:
-        card = ModelCard.read(resolve_package(model, TASK, registry))
-        return [load_spine_label_model(card.region or "whole", model, registry, device)]
+    if region != "auto" or model is not None:
+        return [load_spine_label_model(name, folder, registry, device)
+                for name, folder in _packages(region, model, registry)]
     models = []
-    for name in REGIONS:
+    for name, folder in _packages(region, model, registry):
         try:
-            models.append(load_spine_label_model(name, model, registry, device))
+            models.append(load_spine_label_model(name, folder, registry, device))
         except ModelError:
-            continue  # no model for this region
+            continue  # a package that does not serve this region
     if not models:
         registry = registry or ModelRegistry()
         registry.find(task=TASK)  # raises the registry's message: where it looked, what it skipped and why
         raise ModelError("No SpineLabel model could be loaded; 'spinebrain info' lists the installed models.")
     return models
+
+
+def _packages(region: str, model, registry: ModelRegistry | None) -> list[tuple[str, Path]]:
+    """(region, package folder) of each model a run loads: the one asked for, else every installed region's."""
+    if region != "auto":
+        return [(region, resolve_package(model, TASK, registry, region))]
+    if model is not None:
+        folder = resolve_package(model, TASK, registry)
+        return [(ModelCard.read(folder).region or "whole", folder)]
+    found = []
+    for name in REGIONS:
+        try:
+            found.append((name, resolve_package(None, TASK, registry, name)))
+        except ModelError:
+            continue  # no model for this region
+    return found
+
+
+def runs_without_torch(region: str = "auto", model=None, registry: ModelRegistry | None = None, device=None) -> bool:
+    """Whether the models of such a run all run from their ONNX export (no torch import; the command line's start-up
+    then skips MONAI). Anything it cannot tell, a bad argument included, is False: the run itself reports it."""
+    try:
+        folders = [folder for _name, folder in _packages(region, model, registry)]
+        return bool(folders) and runs_on_cpu(device) and all(onnx_usable(f, ModelCard.read(f)) for f in folders)
+    except SpineBrainError:
+        return False
 
 
 def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed_points=(), device=None,
@@ -225,8 +254,12 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
     detector first runs on a wider slab (``search_slices_each_side``); the slab used is the window
     of ``2 * slices_each_side + 1`` slices with the most detection there.
     """
-    if isinstance(model.networks, HeatmapDetector):  # the dense U-Net detector (card extra "heatmap")
+    if model.is_heatmap:  # the dense U-Net detector (card extra "heatmap")
         return heatmap_candidates(image, model, progress)
+    import torch
+
+    from .detector import detect_slab
+
     each = int(model.setting("slab", "slices_each_side"))
     search = max(int(model.setting("slab", "search_slices_each_side")), each)
     wide = extract_sagittal_slab(image, model.pixel_mm, search, float(model.setting("slab", "step_mm")))
@@ -277,9 +310,8 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     start = time.perf_counter()
     progress = as_progress(progress)
     check_image(image, model, detection_only)
-    if device is not None and select_device(device) != model.device:
-        model.device = select_device(device)
-        model.networks.to(model.device)
+    if device is not None:
+        _move_to(model, device)
     _update(progress, 0.05, f"{model.region} model {model.card.id}: sagittal slab")
     candidates, anchor = detect_candidates(image, model, progress)
     if not candidates:
@@ -297,6 +329,18 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
     return result
 
 
+def _move_to(model: SpineLabelModel, device) -> None:
+    """Run ``model`` on ``device`` from now on; an ONNX network asked onto a GPU is replaced by its torch network."""
+    if isinstance(model.networks, OnnxNetwork):
+        if runs_on_cpu(device):
+            return
+        model.card, model.networks = load_network(model.package, task=TASK, device=select_device(device))
+        model.device = select_device(device)
+    elif select_device(device) != model.device:
+        model.device = select_device(device)
+        model.networks.to(model.device)
+
+
 def second_look_if_tilted(image: sitk.Image, model: SpineLabelModel, candidates: list[Candidate],
                           progress=None) -> list[Candidate]:
     """The candidates of the scan turned upright, turned back onto the scan, where the detections lie tilted
@@ -306,7 +350,7 @@ def second_look_if_tilted(image: sitk.Image, model: SpineLabelModel, candidates:
     answer. The paper's detector pairs (measured without it) keep one look. The turned grid is at least 1 mm
     (the detectors work at 2 mm) and wider, so the spine stays in view.
     """
-    if not isinstance(model.networks, HeatmapDetector):
+    if not model.is_heatmap:
         return candidates
     frame = CoronalFrame(np.array([c.position for c in candidates], float))
     if not frame.turned:
