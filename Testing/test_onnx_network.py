@@ -20,7 +20,7 @@ import torch
 from spinebrain.errors import ModelError
 from spinebrain.io import write_image
 from spinebrain.models import ModelCard, ModelRegistry, default_bundled_dir, save_model_package
-from spinebrain.models.onnx_network import (CARD_KEY, ONNX_FILE, OnnxNetwork, export_onnx, load_onnx_network,
+from spinebrain.models.onnx_network import (CARD_KEY, OnnxNetwork, OnnxParts, export_onnx, load_onnx_network,
                                             onnx_usable)
 from spinebrain.spinelabel.heatmap import HeatmapDetector
 from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model, runs_without_torch
@@ -62,8 +62,9 @@ def test_an_export_is_checked_against_torch_and_recorded_in_the_card(tmp_path):
     package = _tiny_package(tmp_path)
     entry = export_onnx(package)
     card = ModelCard.read(package)
-    assert card.extra[CARD_KEY] == entry and entry["weights_sha256"] == card.sha256 and entry["pad_multiple"] == 16
-    assert 0.0 <= entry["max_abs_difference"] < 1e-3 and onnx_usable(package, card)
+    part = entry["parts"]["network"]
+    assert card.extra[CARD_KEY] == entry and entry["weights_sha256"] == card.sha256 and part["pad_multiple"] == 16
+    assert 0.0 <= part["max_abs_difference"] < 1e-3 and onnx_usable(package, card)
     from spinebrain.models import load_network
 
     _card, network = load_network(package)
@@ -85,25 +86,52 @@ def test_an_export_of_other_weights_is_not_run_and_a_changed_one_is_refused(tmp_
     assert not runs_without_torch("lumbar", str(stale), device="cpu")
 
     changed = _copy(HEATMAP_PACKAGE, tmp_path / "changed")
-    blob = bytearray((changed / ONNX_FILE).read_bytes())
+    blob = bytearray((changed / "network.onnx").read_bytes())
     blob[-100] ^= 0xFF
-    (changed / ONNX_FILE).write_bytes(bytes(blob))
+    (changed / "network.onnx").write_bytes(bytes(blob))
     with pytest.raises(ModelError, match="corrupted or tampered"):
         load_spine_label_model("lumbar", str(changed), device="cpu")
 
 
-def test_the_paper_detector_pair_has_no_export(tmp_path):
-    package = _copy(BUNDLED / "spine-label-cervical", tmp_path)
+def test_the_paper_detector_pair_runs_its_two_exports_with_the_torch_answers():
+    from spinebrain.spinelabel.detector import DetectorPair
+    from spinebrain.spinelabel.patch_inference import detect_dense
+
+    registry = ModelRegistry(BUNDLED, BUNDLED / "__none__")
+    fast = load_spine_label_model("cervical", "spine-label-cervical", registry, device="cpu")
+    slow = load_spine_label_model("cervical", "spine-label-cervical", registry, device="cpu", onnx=False)
+    assert isinstance(fast.networks, OnnxParts) and isinstance(slow.networks, DetectorPair)
+    scan = generate_spine(6, modality="t2", view="cervical", spacing=(0.8, 0.8, 3.0)).image
+    ours, theirs = label_spine(scan, fast), label_spine(scan, slow)
+    assert [p.label for p in ours.points] == [p.label for p in theirs.points] and len(ours.points) >= 4
+    assert max(np.linalg.norm(np.subtract(p.ras, q.ras)) for p, q in zip(ours.points, theirs.points)) < 0.01
+    with pytest.raises(ModelError, match="full-resolution dense map needs the torch detector"):
+        detect_dense(fast.networks.vertebra, np.zeros((64, 64), np.float32), full_resolution=True)
+
+
+def test_a_network_without_parts_to_export_is_refused(tmp_path):
+    from monai.networks.nets import BasicUNet
+
+    network = BasicUNet(spatial_dims=2, in_channels=1, out_channels=2, features=(4, 4, 8, 8, 16, 4))
+    card = ModelCard(id="plain-unet", task="spine-segment", version="1.0", labels={"0": "background", "1": "bone"},
+                     modalities=["CT"], spacing=[1.0, 1.0, 1.0], patch_size=[64, 64, 1],
+                     normalisation={"method": "test"}, network={"architecture": "BasicUNet", "kwargs": {
+                         "spatial_dims": 2, "in_channels": 1, "out_channels": 2, "features": [4, 4, 8, 8, 16, 4]}})
+    package = save_model_package(tmp_path, network.state_dict(), card)
     with pytest.raises(ModelError, match="no ONNX export"):
         export_onnx(package)
-    assert not (package / ONNX_FILE).exists()
+    assert not list(package.glob("*.onnx")) and CARD_KEY not in ModelCard.read(package).extra
 
 
-def test_a_run_is_torch_free_only_where_every_model_has_a_current_export():
-    assert runs_without_torch("lumbar", device="cpu")
+def test_a_run_is_torch_free_only_where_every_model_has_a_current_export(tmp_path):
+    assert runs_without_torch("lumbar", device="cpu") and runs_without_torch("auto", device="cpu")
     assert not runs_without_torch("lumbar", device="cuda")  # a GPU run is torch's
-    assert not runs_without_torch("auto", device="cpu")  # auto also runs the cervical detector pair (torch)
     assert not runs_without_torch("lumbar", "no-such-model", device="cpu")  # the run itself reports that
+    user = _copy(BUNDLED / "spine-label-cervical", tmp_path / "user")
+    (user / "network-anchor.onnx").unlink()  # an export missing a part
+    registry = ModelRegistry(BUNDLED, tmp_path / "user")  # the user's package replaces the bundled one
+    assert not runs_without_torch("auto", registry=registry, device="cpu")
+    assert not isinstance(load_spine_label_model("cervical", registry=registry, device="cpu").networks, OnnxParts)
 
 
 def test_the_command_line_on_the_cpu_imports_neither_torch_nor_monai(tmp_path):
@@ -111,7 +139,7 @@ def test_the_command_line_on_the_cpu_imports_neither_torch_nor_monai(tmp_path):
                        tmp_path / "lumbar_ct.nii.gz")
     out = tmp_path / "points.mrk.json"
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "spinebrain", "--quiet", "spine-label", str(scan),
-                           "--region", "lumbar", "--device", "cpu", "--out", str(out)],
+                           "--device", "cpu", "--out", str(out)],  # region auto: the lumbar and cervical models
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     imported = set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$", done.stderr, re.M))

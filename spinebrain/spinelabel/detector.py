@@ -28,6 +28,8 @@ from scipy import ndimage
 
 from ..errors import InputError
 from .architectures import DETECTOR_PAIR
+from .patch_inference import (POOL_KERNEL, POOL_STRIDE, detect_dense, detect_slab, normalise_intensities,  # noqa: F401
+                              pad_for_patches)
 from .slices import SagittalSlab
 from .targets import CENTRE, balanced_sample, pixel_classes, points_on_slice
 
@@ -36,7 +38,6 @@ ARCHITECTURE = "spinebrain.spinelabel.detector.VertebraDetector"
 PATCH_SIZE = {"lumbar": 24, "lumbar-anchor": 32, "cervical": 32, "cervical-anchor": 32}
 #: The anchor vertebra of each region's anchor detector.
 ANCHOR = {"cervical": "C2", "lumbar": "S1"}
-POOL_KERNEL, POOL_STRIDE = 3, 2
 
 
 def _feature_size(patch: int) -> int:
@@ -124,31 +125,13 @@ class VertebraDetector(torch.nn.Module):
 
 
 # -- patches -------------------------------------------------------------------------------------
-def normalise_intensities(array, low_percentile: float = 1.0, high_percentile: float = 99.0) -> np.ndarray:
-    """Scale to [0, 1] between two percentiles (clipped), the detectors' input range for MR and CT alike.
-
-    Apply it to the whole slab (all slices together) before training and before detection.
-    """
-    array = np.asarray(array, dtype=np.float32)
-    low, high = np.percentile(array, [low_percentile, high_percentile])
-    if high <= low:
-        return np.zeros_like(array)
-    return np.clip((array - low) / (high - low), 0.0, 1.0).astype(np.float32)
-
-
-def _pad(array: np.ndarray, patch: int, value: float) -> np.ndarray:
-    """Pad a 2D slice so every pixel has a full patch centred on it (offset ``patch // 2``)."""
-    before = patch // 2
-    return np.pad(array, ((before, patch - 1 - before),) * 2, constant_values=value)
-
-
 def extract_patches(array, rows, cols, patch: int, pad_value: float = 0.0) -> np.ndarray:
     """(N, patch, patch) patches centred on the integer pixels (rows[n], cols[n]) of a 2D slice.
 
     Outside the slice the patches hold ``pad_value`` (0 = the low end of :func:`normalise_intensities`),
     the same padding :func:`detect_dense` uses.
     """
-    windows = np.lib.stride_tricks.sliding_window_view(_pad(np.asarray(array, np.float32), patch, pad_value),
+    windows = np.lib.stride_tricks.sliding_window_view(pad_for_patches(np.asarray(array, np.float32), patch, pad_value),
                                                        (patch, patch))
     return np.ascontiguousarray(windows[np.asarray(rows, int), np.asarray(cols, int)])
 
@@ -198,37 +181,6 @@ def training_patches_from_slab(slab: SagittalSlab, points_ras, patch: int, rng: 
         patches.append(slice_patches)
         labels.append(slice_labels)
     return np.concatenate(patches), np.concatenate(labels)
-
-
-# -- inference -----------------------------------------------------------------------------------
-@torch.no_grad()
-def detect_dense(model: VertebraDetector, slice_array, full_resolution: bool = True,
-                 device: torch.device | str = "cpu") -> np.ndarray:
-    """Probability of class 1 (vertebra centre) at every pixel of a normalised 2D slice (same shape).
-
-    Pixel p's value is the classifier's output for the patch centred at p (module docstring).
-    """
-    array = np.asarray(slice_array, dtype=np.float32)
-    if array.ndim != 2:
-        raise InputError(f"detect_dense needs one 2D slice, got an array of shape {array.shape}.")
-    model.eval()
-    patch = model.patch
-    padded = torch.from_numpy(_pad(array, patch, 0.0))[None, None].to(device)
-    height, width = array.shape
-    if full_resolution:
-        logits = model.dense_logits(padded)[0]
-        return torch.softmax(logits, 0)[1, :height, :width].cpu().numpy()
-    probability = torch.softmax(model(padded)[0], 0)[1].cpu().numpy()
-    step = POOL_STRIDE**2
-    rows, cols = np.meshgrid(np.arange(height) / step, np.arange(width) / step, indexing="ij")
-    return ndimage.map_coordinates(probability, [rows, cols], order=1, mode="nearest").astype(np.float32)
-
-
-def detect_slab(model: VertebraDetector, slab: SagittalSlab, full_resolution: bool = True,
-                device: torch.device | str = "cpu") -> np.ndarray:
-    """Detection maps (slices, rows, cols) of every slice of a slab, normalised as in training."""
-    arrays = normalise_intensities(slab.arrays)
-    return np.stack([detect_dense(model, plane, full_resolution, device) for plane in arrays])
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -353,3 +305,9 @@ class DetectorPair(torch.nn.Module):
         """The card's ``network`` entry (rebuilt by :func:`spinebrain.models.build_network`)."""
         return {"architecture": DETECTOR_PAIR,
                 "kwargs": {"vertebra": self.vertebra.config["kwargs"], "anchor": self.anchor.config["kwargs"]}}
+
+    def onnx_parts(self) -> dict:
+        """What :func:`spinebrain.models.onnx_network.export_onnx` exports: each detector's strided network (the
+        pipeline runs ``full_resolution=False``; the dilated dense map stays torch's)."""
+        return {name: (detector, 1, int(detector.kwargs["in_channels"]))
+                for name, detector in (("vertebra", self.vertebra), ("anchor", self.anchor))}

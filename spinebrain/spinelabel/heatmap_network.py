@@ -36,6 +36,6 @@ class HeatmapDetector(torch.nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h))  # 0 = the low end of the normalised range
         return self.unet(x)[..., :height, :width]
 
-    def onnx_core(self):
+    def onnx_parts(self) -> dict:
         """What :func:`spinebrain.models.onnx_network.export_onnx` exports: the U-Net, padding left to the caller."""
-        return self.unet, UNET_MULTIPLE, self.in_slices
+        return {"network": (self.unet, UNET_MULTIPLE, self.in_slices)}

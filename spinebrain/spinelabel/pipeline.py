@@ -39,6 +39,7 @@ from .choice import choose_labelling, models_knowing
 from .graph import Candidate, LabellingResult, SpineShapeModel
 from .heatmap import heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
+from .patch_inference import detect_slab
 from .slices import extract_sagittal_slab
 from .upright import CoronalFrame
 
@@ -256,10 +257,6 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
     """
     if model.is_heatmap:  # the dense U-Net detector (card extra "heatmap")
         return heatmap_candidates(image, model, progress)
-    import torch
-
-    from .detector import detect_slab
-
     each = int(model.setting("slab", "slices_each_side"))
     search = max(int(model.setting("slab", "search_slices_each_side")), each)
     wide = extract_sagittal_slab(image, model.pixel_mm, search, float(model.setting("slab", "step_mm")))
@@ -267,12 +264,11 @@ def detect_candidates(image: sitk.Image, model: SpineLabelModel, progress=None) 
     options = {"threshold": float(model.setting("detection", "threshold")),
                "merge_distance_mm": float(model.setting("detection", "merge_distance_mm")),
                "min_area_px": int(model.setting("detection", "min_area_px"))}
-    with torch.inference_mode():
-        wide_maps = detect_slab(model.networks.vertebra, wide, full_resolution=False, device=model.device)
-        window = _spine_window(wide_maps, options["threshold"], 2 * each + 1)
-        slab, vertebra_maps = wide.crop(window), wide_maps[window]
-        _update(progress, 0.5, f"anchor ({model.anchor_level}) detector")
-        anchor_maps = detect_slab(model.networks.anchor, slab, full_resolution=False, device=model.device)
+    wide_maps = detect_slab(model.networks.vertebra, wide, full_resolution=False, device=model.device)
+    window = _spine_window(wide_maps, options["threshold"], 2 * each + 1)
+    slab, vertebra_maps = wide.crop(window), wide_maps[window]
+    _update(progress, 0.5, f"anchor ({model.anchor_level}) detector")
+    anchor_maps = detect_slab(model.networks.anchor, slab, full_resolution=False, device=model.device)
     detections = merge_nearby(detections_from_maps(vertebra_maps, slab, **options), _merge_radius_mm(model))
     anchor_threshold = float(model.setting("detection", "anchor_threshold"))
     anchors = [d for d in detections_from_maps(anchor_maps, slab, **options) if d.mean_probability >= anchor_threshold]
