@@ -102,8 +102,12 @@ def test_tiny_training_run_writes_a_loadable_package(tmp_path):
     assert METRIC_KEYS <= set(card["metrics"])
     assert card["training_command"] == "pytest tiny run" and "synthetic" in card["training_data"]
     assert card["max_slice_thickness_mm"] > 0 and card["spacing"][0] == 2.0
-    model = load_spine_label_model("lumbar", "tiny-lumbar", registry=ModelRegistry(tmp_path, tmp_path / "none"))
+    registry = ModelRegistry(tmp_path, tmp_path / "none")
+    model = load_spine_label_model("lumbar", "tiny-lumbar", registry=registry, onnx=False)
     assert isinstance(model.networks, DetectorPair) and model.anchor_level == "S1"
+    assert set(card["onnx"]["parts"]) == {"vertebra", "anchor"}  # exported: the CPU runs it without torch
+    assert not isinstance(load_spine_label_model("lumbar", "tiny-lumbar", registry=registry, device="cpu").networks,
+                          DetectorPair)
     assert "S1" in model.shape_model.levels and "L3" in model.shape_model.levels
 
 

@@ -29,6 +29,7 @@ from .. import RESEARCH_NOTICE, __version__
 from ..anatomy import VERTEBRA_NAMES_BY_LABEL
 from ..errors import InputError
 from ..models import ModelCard, save_model_package
+from ..models.onnx_network import export_onnx_when_possible
 from ..points import LabelledPoint
 from ..protocol import as_progress
 from .detector import (ANCHOR, PATCH_SIZE, VertebraDetector, normalise_intensities, train_detector,
@@ -332,7 +333,7 @@ def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=No
     if start_card is not None:
         card.extra["fine_tuned_from"] = {"id": start_card.id, "version": start_card.version}
     path = save_model_package(out_dir, networks.state_dict(), card, overwrite=True)
-    _report(progress, "save", 1.0, f"model package written to {path}")
+    _report(progress, "save", 1.0, f"model package written to {path}; {export_onnx_when_possible(path)}")
     return path
 
 
