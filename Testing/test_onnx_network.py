@@ -44,18 +44,23 @@ def _tiny_package(tmp_path: Path) -> Path:
     return save_model_package(tmp_path, network.state_dict(), card)
 
 
+def _both_ways(region: str, model_id: str, scan):
+    """(ONNX model, torch model, their points on ``scan``), after checking they name them alike within 0.01 mm."""
+    registry = ModelRegistry(BUNDLED, BUNDLED / "__none__")
+    fast = load_spine_label_model(region, model_id, registry, device="cpu")
+    slow = load_spine_label_model(region, model_id, registry, device="cpu", onnx=False)
+    ours, theirs = label_spine(scan, fast).points, label_spine(scan, slow).points
+    assert [p.label for p in ours] == [p.label for p in theirs]
+    assert max(np.linalg.norm(np.subtract(p.ras, q.ras)) for p, q in zip(ours, theirs)) < 0.01  # millimetres
+    return fast, slow, ours
+
+
 def test_the_bundled_heatmap_model_runs_its_current_export_with_the_torch_answers():
     card = ModelCard.read(HEATMAP_PACKAGE)
     assert card.extra[CARD_KEY]["weights_sha256"] == card.sha256, "re-export: export_onnx(the package folder)"
-    registry = ModelRegistry(BUNDLED, BUNDLED / "__none__")
-    fast = load_spine_label_model("lumbar", "spine-label-lumbar-heatmap", registry, device="cpu")
-    slow = load_spine_label_model("lumbar", "spine-label-lumbar-heatmap", registry, device="cpu", onnx=False)
-    assert isinstance(fast.networks, OnnxNetwork) and isinstance(slow.networks, HeatmapDetector)
     scan = generate_spine(5, modality="ct", view="lumbar", spacing=(1.5, 1.5, 2.0)).image
-    ours, theirs = label_spine(scan, fast), label_spine(scan, slow)
-    assert [p.label for p in ours.points] == [p.label for p in theirs.points] and len(ours.points) >= 5
-    shift = max(np.linalg.norm(np.subtract(p.ras, q.ras)) for p, q in zip(ours.points, theirs.points))
-    assert shift < 0.01  # millimetres
+    fast, slow, points = _both_ways("lumbar", "spine-label-lumbar-heatmap", scan)
+    assert isinstance(fast.networks, OnnxNetwork) and isinstance(slow.networks, HeatmapDetector) and len(points) >= 5
 
 
 def test_an_export_is_checked_against_torch_and_recorded_in_the_card(tmp_path):
@@ -97,14 +102,9 @@ def test_the_paper_detector_pair_runs_its_two_exports_with_the_torch_answers():
     from spinebrain.spinelabel.detector import DetectorPair
     from spinebrain.spinelabel.patch_inference import detect_dense
 
-    registry = ModelRegistry(BUNDLED, BUNDLED / "__none__")
-    fast = load_spine_label_model("cervical", "spine-label-cervical", registry, device="cpu")
-    slow = load_spine_label_model("cervical", "spine-label-cervical", registry, device="cpu", onnx=False)
-    assert isinstance(fast.networks, OnnxParts) and isinstance(slow.networks, DetectorPair)
     scan = generate_spine(6, modality="t2", view="cervical", spacing=(0.8, 0.8, 3.0)).image
-    ours, theirs = label_spine(scan, fast), label_spine(scan, slow)
-    assert [p.label for p in ours.points] == [p.label for p in theirs.points] and len(ours.points) >= 4
-    assert max(np.linalg.norm(np.subtract(p.ras, q.ras)) for p, q in zip(ours.points, theirs.points)) < 0.01
+    fast, slow, points = _both_ways("cervical", "spine-label-cervical", scan)
+    assert isinstance(fast.networks, OnnxParts) and isinstance(slow.networks, DetectorPair) and len(points) >= 4
     with pytest.raises(ModelError, match="full-resolution dense map needs the torch detector"):
         detect_dense(fast.networks.vertebra, np.zeros((64, 64), np.float32), full_resolution=True)
 
