@@ -59,6 +59,18 @@ def test_info_json(model_folders, capsys):
     assert lumbar["validated_modalities"] == ["CT", "T1", "T2"]
     assert lumbar["metrics_summary"] == "sensitivity 0.991 on lumbar test split"
     assert models["brain-tissue-default"]["source"] == "bundled"
+    assert not lumbar["onnx"] and info["libraries"]["onnxruntime"]  # no export in these packages
+
+
+def test_info_says_which_models_run_their_onnx_export(monkeypatch, capsys):
+    monkeypatch.delenv("SPINEBRAIN_BUNDLED_MODELS_DIR", raising=False)
+    monkeypatch.setenv("SPINEBRAIN_MODELS_DIR", "/nonexistent-user-models")
+    assert main(["info", "--json"]) == 0
+    models = {m["id"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert models["spine-label-lumbar-heatmap"]["onnx"] and models["spine-label-cervical"]["onnx"]
+    assert not models["spine-segment-mr-2d"]["onnx"]
+    assert main(["info"]) == 0
+    assert "on the CPU it runs its ONNX export (onnxruntime, no torch)" in capsys.readouterr().out
 
 
 def test_info_text(model_folders, capsys):

@@ -13,7 +13,7 @@ from ..protocol import Progress
 
 #: Distributions whose versions a bug report needs (display name -> PyPI name).
 LIBRARIES = {"torch": "torch", "monai": "monai", "SimpleITK": "SimpleITK", "numpy": "numpy",
-             "safetensors": "safetensors", "slicerio": "slicerio"}
+             "safetensors": "safetensors", "slicerio": "slicerio", "onnxruntime": "onnxruntime"}
 
 
 def register(subparsers) -> None:
@@ -86,6 +86,7 @@ def _version(distribution: str) -> str | None:
 def _model_info(entry) -> dict:
     """A model's card summary, and whether its weights match the card's sha256 (a package failing it is unusable)."""
     from ..models import verify_weights
+    from ..models.onnx_network import onnx_usable
 
     card = entry.card
     try:
@@ -98,6 +99,7 @@ def _model_info(entry) -> dict:
         "source": entry.source, "overrides_bundled": entry.overrides_bundled, "path": str(entry.path),
         "modalities": card.modalities, "validated_modalities": card.validated_modalities,
         "metrics": card.metrics, "metrics_summary": card.metrics_summary(), "created": card.created,
+        "onnx": problem is None and onnx_usable(entry.path, card),  # a CPU run without torch (its ONNX export)
     }
 
 
@@ -129,6 +131,8 @@ def format_info(info: dict) -> str:
             lines.append(f"      {model['problem']}")
         lines.append(f"      inputs {', '.join(model['modalities'])}; validated on {validated}; "
                      f"metrics: {model['metrics_summary']}")
+        if model["onnx"]:
+            lines.append("      on the CPU it runs its ONNX export (onnxruntime, no torch)")
     for problem in info["model_problems"]:
         lines.append(f"  not used: {problem['path']}: {problem['message']}")
     lines += ["", f"User model folder:    {info['user_models_dir']} (set ${info['user_models_env']} to change)",
