@@ -63,9 +63,10 @@ def test_the_bundled_heatmap_model_runs_its_current_export_with_the_torch_answer
     assert isinstance(fast.networks, OnnxNetwork) and isinstance(slow.networks, HeatmapDetector) and len(points) >= 5
 
 
-def test_an_export_is_checked_against_torch_and_recorded_in_the_card(tmp_path):
+def test_an_export_is_checked_against_torch_and_recorded_in_the_card(tmp_path, capfd):
     package = _tiny_package(tmp_path)
     entry = export_onnx(package)
+    assert capfd.readouterr().out == ""  # a training run's JSON progress stream is stdout
     card = ModelCard.read(package)
     part = entry["parts"]["network"]
     assert card.extra[CARD_KEY] == entry and entry["weights_sha256"] == card.sha256 and part["pad_multiple"] == 16

@@ -160,7 +160,8 @@ def _export_part(module, path: Path, pad_multiple: int, channels: int, opset: in
     else:
         dims.update({2: torch.export.Dim("rows", min=16, max=4096), 3: torch.export.Dim("cols", min=16, max=4096)})
     torch.onnx.export(module, (example,), str(path), input_names=["input"], output_names=["logits"],
-                      dynamic_shapes=(dims,), opset_version=opset, dynamo=True, external_data=False)
+                      dynamic_shapes=(dims,), opset_version=opset, dynamo=True, external_data=False,
+                      verbose=False)  # its progress lines would go to stdout, where a JSON progress stream runs
     exported = OnnxNetwork(path, {}, pad_multiple)
     generator, difference = torch.Generator().manual_seed(0), 0.0
     with torch.inference_mode():
