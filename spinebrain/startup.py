@@ -15,6 +15,9 @@ meanwhile (:func:`spinebrain.io.prefetch_image`). The import itself stays on the
 importing MONAI's packages beside the command's own imports can meet one of MONAI's circular imports half-way
 (tried: "cannot import name 'Convolution' from partially initialized module").
 
+Where every model of the command runs from its ONNX export on the CPU (the task's ``runs_without_torch``),
+MONAI is not imported at all; the scan is still read ahead.
+
 Only ``python -m spinebrain`` running an inference command does this (:func:`prepare_command`): a
 process that may go on to train (``spinebrain train``, the test suite, Slicer) imports MONAI whole.
 """
@@ -92,8 +95,14 @@ def prefetch_input(args) -> None:
 
 def needs_torch(command: str, args) -> bool:
     """Whether the command's models need torch: False only where its task says they all run from ONNX exports."""
-    task = next((t for t in available_tasks() if t.name == command), None)
-    if task is None or task.runs_without_torch is None or args is None:
+    from .errors import InputError
+    from .tasks import get_task
+
+    try:
+        task = get_task(command)
+    except InputError:
+        return True  # not a task's command (the demo)
+    if task.runs_without_torch is None or args is None:
         return True
     return not task.entry("runs_without_torch")(getattr(args, "region", None) or "auto", getattr(args, "model", None),
                                                 None, getattr(args, "device", None))

@@ -78,7 +78,6 @@ class OnnxParts:
     """A network of several exported parts, each an attribute (``pair.vertebra``, ``pair.anchor``) as in torch."""
 
     def __init__(self, parts: dict[str, OnnxNetwork]):
-        self.parts = dict(parts)
         self.__dict__.update(parts)
 
 

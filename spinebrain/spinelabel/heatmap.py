@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import expit, softmax
 
+from ..models.onnx_network import OnnxNetwork
 from .architectures import HEATMAP
 from .candidates import Detection, attach_anchor
 from .graph import Candidate
@@ -223,7 +224,7 @@ def _run_slices(network, arrays, indices, maps, heatmaps: int, batch: int, devic
 
 def _logits(network, stacks: np.ndarray, device) -> np.ndarray:
     """The network's logits of a batch, as float32 numpy: the ONNX export directly, a torch network on ``device``."""
-    if not hasattr(network, "parameters"):  # OnnxNetwork: numpy in, numpy out, no torch imported
+    if isinstance(network, OnnxNetwork):  # numpy in, numpy out, no torch imported
         return network(stacks)
     import torch
 

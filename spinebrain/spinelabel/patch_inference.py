@@ -11,6 +11,7 @@ from scipy import ndimage
 from scipy.special import softmax
 
 from ..errors import InputError, ModelError
+from ..models.onnx_network import OnnxNetwork
 from .slices import SagittalSlab
 
 POOL_KERNEL, POOL_STRIDE = 3, 2
@@ -45,7 +46,7 @@ def detect_dense(model, slice_array, full_resolution: bool = True, device="cpu")
         raise InputError(f"detect_dense needs one 2D slice, got an array of shape {array.shape}.")
     padded = pad_for_patches(array, int(model.kwargs["patch"]), 0.0)[None, None]
     height, width = array.shape
-    if not hasattr(model, "parameters"):  # OnnxNetwork: numpy in, numpy out
+    if isinstance(model, OnnxNetwork):  # numpy in, numpy out
         if full_resolution:
             raise ModelError("The full-resolution dense map needs the torch detector; load the model with onnx=False.")
         probability = softmax(model(padded)[0], axis=0)[1]

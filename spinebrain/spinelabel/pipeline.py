@@ -327,14 +327,14 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
 
 def _move_to(model: SpineLabelModel, device) -> None:
     """Run ``model`` on ``device`` from now on; an ONNX network asked onto a GPU is replaced by its torch network."""
+    if isinstance(model.networks, OnnxNetwork) and runs_on_cpu(device):
+        return
+    chosen = select_device(device)
     if isinstance(model.networks, OnnxNetwork):
-        if runs_on_cpu(device):
-            return
-        model.card, model.networks = load_network(model.package, task=TASK, device=select_device(device))
-        model.device = select_device(device)
-    elif select_device(device) != model.device:
-        model.device = select_device(device)
-        model.networks.to(model.device)
+        model.card, model.networks = load_network(model.package, task=TASK, device=chosen)
+    elif chosen != model.device:
+        model.networks.to(chosen)
+    model.device = chosen
 
 
 def second_look_if_tilted(image: sitk.Image, model: SpineLabelModel, candidates: list[Candidate],

@@ -333,7 +333,8 @@ def train_spine_label(options: TrainingOptions, out_dir: str | Path, progress=No
     if start_card is not None:
         card.extra["fine_tuned_from"] = {"id": start_card.id, "version": start_card.version}
     path = save_model_package(out_dir, networks.state_dict(), card, overwrite=True)
-    _report(progress, "save", 1.0, f"model package written to {path}; {export_onnx_when_possible(path)}")
+    exported = export_onnx_when_possible(path)
+    _report(progress, "save", 1.0, f"model package written to {path}; {exported}")
     return path
 
 
