@@ -44,10 +44,12 @@ SELECT = ("vb3_27", "vb3_29", "vb2_20")
 
 
 def validation_cases(data: Path, split: str = "validation") -> list[Path]:
-    """The splits.json 'validation' scans, or with ``split="select"`` the recipe's selection scans."""
+    """The splits.json 'validation' scans; ``split="select"``: the recipe's selection scans; "train": every train scan."""
     splits = json.loads((data / "splits.json").read_text())
     if split == "select":
         return [data / name / case for name in SETS for case in splits[name]["train"] if case in SELECT]
+    if split == "train":  # every train-split scan: the detector was taught on most of them, other parts were not
+        return [data / name / case for name in SETS for case in splits[name]["train"]]
     return [data / name / case for name in SETS for case in splits[name]["validation"]]
 
 
@@ -197,7 +199,7 @@ def main(argv=None) -> None:
     parser.add_argument("--models", nargs="*", help="model ids or package folders (default: installed lumbar models)")
     parser.add_argument("--json", type=Path, help="also write the full report here")
     parser.add_argument("--no-ct", action="store_true", help="skip the CT crops")
-    parser.add_argument("--split", choices=("validation", "select"), default="validation")
+    parser.add_argument("--split", choices=("validation", "select", "train"), default="validation")
     parser.add_argument("--settings", default="{}", help="JSON overrides of a heatmap card's settings")
     parser.add_argument("--evidence", default="{}", help="JSON overrides of a card's level-evidence settings")
     args = parser.parse_args(argv)

@@ -100,6 +100,7 @@ def _model_info(entry) -> dict:
         "modalities": card.modalities, "validated_modalities": card.validated_modalities,
         "metrics": card.metrics, "metrics_summary": card.metrics_summary(), "created": card.created,
         "onnx": problem is None and onnx_usable(entry.path, card),  # a CPU run without torch (its ONNX export)
+        "rib_classifier": bool(card.extra.get("ribs")),  # SpineLabel: names T12 from the last rib
     }
 
 
@@ -133,6 +134,8 @@ def format_info(info: dict) -> str:
                      f"metrics: {model['metrics_summary']}")
         if model["onnx"]:
             lines.append("      on the CPU it runs its ONNX export (onnxruntime, no torch)")
+        if model["rib_classifier"]:
+            lines.append("      names T12 from the last rib (its rib classifier), besides its anchor")
     for problem in info["model_problems"]:
         lines.append(f"  not used: {problem['path']}: {problem['message']}")
     lines += ["", f"User model folder:    {info['user_models_dir']} (set ${info['user_models_env']} to change)",

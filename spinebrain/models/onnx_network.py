@@ -173,12 +173,16 @@ def _export_part(module, path: Path, pad_multiple: int, channels: int, opset: in
 
 
 def _write_card_entry(folder: Path, entry: dict) -> None:
-    """The card gains ``extra["onnx"]`` (a card keeps its extra keys at the top level); the rest is kept as written,
+    write_card_entry(folder, CARD_KEY, entry)
+
+
+def write_card_entry(folder: str | Path, key: str, entry) -> None:
+    """The card gains ``extra[key]`` (a card keeps its extra keys at the top level); the rest is kept as written,
     in its own indentation."""
-    card_path = folder / CARD_FILE
+    card_path = Path(folder) / CARD_FILE
     text = card_path.read_text(encoding="utf-8")
     data = json.loads(text)
-    data[CARD_KEY] = entry
+    data[key] = entry
     lines = text.splitlines()
     indent = len(lines[1]) - len(lines[1].lstrip(" ")) if len(lines) > 1 else 2
     temporary = card_path.with_suffix(".tmp")

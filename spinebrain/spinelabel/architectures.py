@@ -5,3 +5,5 @@ the Slicer Logic check cards without it). Each class is imported from there only
 DETECTOR_PAIR = "spinebrain.spinelabel.pipeline.DetectorPair"
 #: The dense U-Net heatmap detector (:class:`.heatmap_network.HeatmapDetector`, handed out lazily by :mod:`.heatmap`).
 HEATMAP = "spinebrain.spinelabel.heatmap.HeatmapDetector"
+#: The rib classifier on planes across the spine (:class:`.rib_network.RibClassifier`).
+RIBS = "spinebrain.spinelabel.rib_network.RibClassifier"

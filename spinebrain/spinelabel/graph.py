@@ -17,13 +17,11 @@ candidate i (level l) to candidate j (next level) is the paper's
 and there is no edge otherwise. The best path covers as many standard layers as possible (T13 / L6
 do not count), then has the lowest cost. Beyond the paper:
 
-* Transitional anatomy. T13 and L6 are *optional* layers, present only when training saw them.
-  A path may skip an optional layer for free (T12 -> L1 uses the T12/L1 pair model) or pass
-  through it (T12 -> T13 -> L1) at a small ``transitional_penalty``; so a 6-lumbar spine can be
-  labelled L1..L6 when the evidence (more detections between two known levels) asks for it.
-* Missed detections. A path may jump over ``max_gap`` missing levels with the summed model
-  (mu_l + mu_l+1, Sigma_l + Sigma_l+1, summed box) at ``gap_penalty`` per level; the skipped
-  levels are reported in ``LabellingResult.missing``.
+* Transitional anatomy. T13 and L6 are *optional* layers, present only when training saw them. A path may
+  skip one for free (T12 -> L1 uses the T12/L1 pair model) or pass through it (T12 -> T13 -> L1) at a small
+  ``transitional_penalty``; so a 6-lumbar spine is labelled L1..L6 when more detections lie between two known levels.
+* Missed detections. A path may jump over ``max_gap`` missing levels with the summed model (mu_l + mu_l+1,
+  Sigma_l + Sigma_l+1, summed box) at ``gap_penalty`` per level, reported in ``LabellingResult.missing``.
 * Constraints. The anchor detection (C2 / S1 detector) must take its layer (its p is the better
   of its two detectors'); a user-set point is a candidate with p = 1 that must take its layer and
   outranks the anchor detector (with user points the anchor is kept only where it agrees with them).
@@ -58,6 +56,7 @@ class Candidate:
     levels: np.ndarray | None = None  # level-class probabilities of a detector with a level output
     ends: tuple[float, float] | None = None  # its L5 and S1 heatmap heights here
     beyond: float = 0.0  # an anchor answer's vertebra heat one vertebra further out (heatmap detectors; 0: none)
+    rib: float | None = None  # P(this vertebra carries a rib), from the rib classifier (None: not asked)
 
 
 @dataclass
@@ -255,6 +254,7 @@ class LabellingResult:
     certainty: float  # 0..1, how sure the level naming is (per-point confidence = p_i * certainty)
     missing: list[str] = field(default_factory=list)  # levels jumped over inside the path
     alternatives: list[Alternative] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should check (e.g. a transitional count)
 
     def to_points(self) -> list[LabelledPoint]:
         return [LabelledPoint(a.level, tuple(float(v) for v in a.position),

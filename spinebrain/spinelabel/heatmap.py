@@ -360,6 +360,27 @@ def anchor_answers(peaks: list[tuple[np.ndarray, float]], threshold: float, most
     return [(position, height) for position, height in peaks if height >= 0.5 * peaks[0][1]]
 
 
+def sacrum_below(answers: list[tuple[np.ndarray, float]], weak: float, peaks: list[tuple[np.ndarray, float]],
+                 shape_model, anchor_level: str) -> list[tuple[np.ndarray, float]]:
+    """The strongest weak anchor answer (at least ``weak``) below which the spine goes on for two more vertebrae.
+
+    Why: now and then the L5 heatmap answers only weakly (0.35-0.6) on a scan with L5 and the sacrum in view,
+    and the chain is left unanchored. A weak answer is trusted only where vertebra heat (``peaks``, down to the
+    gap threshold) lies one vertebra beyond it and one beyond that (S1, then the sacrum below it): a scan that ends
+    at L5 (CT from the VerSe map), where the detector answers on L4, has at most one. Empty otherwise.
+    """
+    def beyond(origin):
+        return [p for p, _ in peaks if shape_model.one_step_beyond(origin, p, anchor_level)]
+
+    for position, height in sorted(answers, key=lambda a: -a[1]):
+        if height < weak:
+            break
+        if any(beyond(next_one) for next_one in beyond(position)):
+            return [(position, height)]
+        return []  # only the strongest answer may be taken
+    return []
+
+
 def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], int | None]:
     """The pipeline's detect step for a heatmap card: (candidates, index of the anchored candidate or None)."""
     options = settings(model.card)
@@ -380,9 +401,12 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
                                  float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
     threshold = float(options["anchor_threshold"])
-    answer_peaks = suppress_near(peak_points(slab, maps[1], 0.5 * threshold, options), nms_mm,
+    weak = float(options.get("weak_anchor_threshold") or threshold)
+    answer_peaks = suppress_near(peak_points(slab, maps[1], min(0.5 * threshold, weak), options), nms_mm,
                                  float(options["nms_r_scale"]))
-    answers = [Detection(p, h, h, 1, ()) for p, h in anchor_answers(answer_peaks, threshold)]
+    answered = anchor_answers(answer_peaks, threshold) or sacrum_below(answer_peaks, weak, peaks, model.shape_model,
+                                                                       model.anchor_level)
+    answers = [Detection(p, h, h, 1, ()) for p, h in answered]
     heatmaps = int(options.get("heatmaps", model.networks.kwargs["outputs"]))
     if heatmaps >= 3 and maps.shape[0] > heatmaps:  # S1 heatmap and level classes: evidence per candidate
         candidates = [with_level_evidence(c, slab, maps, heatmaps) for c in candidates]

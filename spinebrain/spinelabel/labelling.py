@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..points import LabelledPoint
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
 from .level_evidence import name_by_levels
+from .rib_evidence import name_by_ribs
 from .operations import candidates_from_points
 from .upright import CoronalFrame
 
@@ -44,6 +45,8 @@ class LabellingSetup:
     #: the outermost strong answer is tried first only where the spine ends at it (card extra
     #: "anchor_outermost_at_end"); with vertebra heat or a detection beyond it the strongest comes first
     anchor_outermost_at_end: bool = False
+    #: the rib classifier's decision options (card extra "ribs", :mod:`.rib_evidence`); empty: no rib evidence
+    ribs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -78,6 +81,7 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
         labelling = by_levels
     elif setup.anchor_level in setup.shape_model.levels and setup.evidence.get("fallback", "anchor") == "anchor":
         labelling = _anchored(usable, setup, fixed, labelling)
+    labelling = name_by_ribs(usable, setup, fixed, labelling)
     labelling = frame.restore(labelling, originals)
     points = labelling.to_points()
     by_label = {p.label: p for p in fixed_points}
@@ -185,7 +189,7 @@ def _without_fixed_vertebrae(candidates, fixed, shape_model: SpineShapeModel) ->
 
 
 def _warnings(labelling: LabellingResult, setup: LabellingSetup, user_fixed: bool) -> list[str]:
-    warnings = []
+    warnings = list(labelling.notes)
     if not labelling.anchored:
         warnings.append(f"No anchor ({setup.anchor_level}) visible: labels are uncertain; "
                         "set one label to anchor the rest.")

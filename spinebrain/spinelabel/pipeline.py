@@ -40,6 +40,7 @@ from .graph import Candidate, LabellingResult, SpineShapeModel
 from .heatmap import heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .patch_inference import detect_slab
+from .ribs import MIN_LATERAL_MM, RibClassifier, load_rib_classifier, rib_decision, with_rib_evidence
 from .slices import extract_sagittal_slab
 from .upright import CoronalFrame
 
@@ -73,6 +74,7 @@ class SpineLabelModel:
     anchor_level: str
     device: object = "cpu"  # a torch.device; "cpu" for an OnnxNetwork
     package: Path | None = None  # the folder it was loaded from (to load the torch network for another device)
+    ribs: RibClassifier | None = None  # the package's rib classifier (card extra "ribs"), if it has one
 
     @property
     def is_heatmap(self) -> bool:
@@ -98,7 +100,8 @@ class SpineLabelModel:
         return LabellingSetup(self.shape_model, self.anchor_level, options, self.region, self.card.id,
                               tuple(self.card.extra.get("level_classes", ())), dict(self.card.extra.get("evidence", {})),
                               float(self.card.extra.get("anchor_strong_share", 0.5)),
-                              bool(self.card.extra.get("anchor_outermost_at_end", False)))
+                              bool(self.card.extra.get("anchor_outermost_at_end", False)),
+                              rib_decision(self.card) if self.ribs is not None else {})
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -133,7 +136,8 @@ def load_spine_label_model(region: str = "lumbar", model=None, registry: ModelRe
         raise ModelError(f"Model {card.id!r} has no shape model or anchor level in its card; re-train it with "
                          "'spinebrain train spine-label'.")
     shape_model = SpineShapeModel.from_dict(card.extra["shape_model"])
-    return SpineLabelModel(card, networks, shape_model, str(card.extra["anchor_level"]), where, Path(folder))
+    ribs = load_rib_classifier(folder, card, where, onnx=isinstance(networks, OnnxNetwork))
+    return SpineLabelModel(card, networks, shape_model, str(card.extra["anchor_level"]), where, Path(folder), ribs)
 
 
 def load_spine_label_models(region: str = "auto", model=None, registry: ModelRegistry | None = None,
@@ -317,6 +321,10 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
         result = _detections_only(candidates, model)
     else:
         candidates = second_look_if_tilted(image, model, candidates, progress)
+        if model.ribs is not None:
+            _update(progress, 0.75, "rib classifier on each vertebra")
+            reach = float((model.card.extra.get("ribs") or {}).get("min_lateral_mm", MIN_LATERAL_MM))
+            candidates = with_rib_evidence(image, candidates, model.ribs, model.shape_model.spine_direction(), reach)
         _update(progress, 0.8, "naming the vertebrae (graphical model)")
         result = solve_labelling(candidates, model.setup, fixed_points)
     result.seconds = time.perf_counter() - start
@@ -332,6 +340,10 @@ def _move_to(model: SpineLabelModel, device) -> None:
     chosen = select_device(device)
     if isinstance(model.networks, OnnxNetwork):
         model.card, model.networks = load_network(model.package, task=TASK, device=chosen)
+        model.ribs = load_rib_classifier(model.package, model.card, chosen, onnx=False)
+    elif model.ribs is not None and not isinstance(model.ribs.network, OnnxNetwork):
+        model.ribs.network.to(chosen)
+        model.ribs.device = chosen
     elif chosen != model.device:
         model.networks.to(chosen)
     model.device = chosen

@@ -1,0 +1,138 @@
+"""Naming from the last rib: the thoracolumbar boundary as a second anchor (T12 = the last vertebra with a rib).
+
+The rib classifier (:mod:`.ribs`) gives each detected body P(it carries a rib) (``Candidate.rib``). Along the
+named chain (head to feet, the sacrum left out) every place of the boundary k (the first k bodies carry ribs,
+the others do not; k = 0 and k = n: the boundary lies outside the view) gets the likelihood of the answers,
+and the likelihoods a posterior (uniform prior). With one place at least ``share`` probable:
+
+* an unanchored chain whose boundary lies in view is anchored there: its last rib-bearing body is T12, and the
+  graph re-solves with that anchor (certainty = the boundary's posterior);
+* only where the card asks for it (``transitional`` 1; off in the bundled model): a chain anchored by the L5
+  detector (the last lumbar above the sacrum) whose boundary lies one body higher than its names say has six
+  lumbar vertebrae (its lowest is L6); one body lower, four (its lowest is L4): the names are moved one level and
+  a note asks the user to check the count. Further apart, the anchor is kept (one of the two answers is wrong,
+  and the anchor detector has been measured far more).
+
+The thoracic count itself (11 or 13 rib pairs) cannot be seen without T1 in view: T12 is the name given to the
+last rib-bearing body.
+
+Hand-written: this is the graph's decision step, specific to this pipeline; no library offers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..anatomy import vertebra_index
+from ..errors import InputError
+from .graph import TRANSITIONAL, Assignment, Candidate, LabellingResult, label_candidates
+
+#: Defaults of the card's ``extra["ribs"]`` decision options: the posterior a boundary needs, the floor of a
+#: classifier's answer (its answers are not trusted beyond 1:49), and whether (1) or not (0) an L5-anchored chain
+#: is moved to a six- or four-lumbar count. Off by default: it hinges on one body's answer, and on CT from the
+#: VerSe map (ribless thoracic vertebrae) and a narrow real MR it moved right chains (docs/spinelabel_results.md).
+DEFAULT_RIBS = {"share": 0.9, "floor": 0.02, "transitional": 0.0}
+LAST_RIB = "T12"
+
+
+def boundary_posterior(chances, floor: float) -> np.ndarray:
+    """P(boundary after the first k bodies), k = 0 ... n, from each body's P(carries a rib)."""
+    p = np.clip(np.asarray(chances, float), floor, 1.0 - floor)
+    yes, no = np.log(p), np.log(1.0 - p)
+    scores = np.array([yes[:k].sum() + no[k:].sum() for k in range(len(p) + 1)])
+    weights = np.exp(scores - scores.max())
+    return weights / weights.sum()
+
+
+def _chain(labelling: LabellingResult, usable: list[Candidate]) -> list[Assignment]:
+    """The named detections above the sacrum, head to feet ([] where none has a rib answer)."""
+    chain = [a for a in labelling.assignments if a.candidate is not None and a.level[0] in "TL"]
+    chain.sort(key=lambda a: vertebra_index(a.level))
+    return chain if any(usable[a.candidate].rib is not None for a in chain) else []
+
+
+def _rib(candidate: Candidate) -> float:
+    """Its rib answer; 0.5 (no evidence either way) for a point the user added, which has none."""
+    return 0.5 if candidate.rib is None else float(candidate.rib)
+
+
+def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResult) -> LabellingResult:
+    """``labelling`` with the last rib's evidence applied (see the module text); unchanged where it is not decisive."""
+    options = {**DEFAULT_RIBS, **(setup.ribs or {})}
+    chain = _chain(labelling, usable)
+    if fixed or not setup.ribs or len(chain) < 2:
+        return labelling
+    posterior = boundary_posterior([_rib(usable[a.candidate]) for a in chain], float(options["floor"]))
+    best = int(np.argmax(posterior))
+    if posterior[best] < float(options["share"]) or not 0 < best < len(chain):
+        return labelling  # not decisive, or the boundary is not in view
+    named = sum(a.level[0] == "T" for a in chain)  # where the names put the boundary
+    if not labelling.anchored:
+        anchored = _anchored_at_last_rib(usable, setup, chain[best - 1].candidate, float(posterior[best]))
+        keeps_spine = anchored is not None and _coverage(anchored) >= COVERAGE_SHARE * _coverage(labelling)
+        return anchored if keeps_spine else labelling
+    if not options["transitional"]:
+        return labelling
+    if best == named - 1 and chain[-1].level == "L5":
+        return _moved(labelling, +1, "six", float(posterior[best]))
+    if best == named + 1 and chain[-1].level == "L5":
+        return _moved(labelling, -1, "four", float(posterior[best]))
+    return labelling
+
+
+#: The share of the free path's standard levels the path anchored at the last rib must keep (as for the L5 anchor).
+COVERAGE_SHARE = 0.6
+
+
+def _coverage(labelling: LabellingResult) -> int:
+    return sum(a.level not in TRANSITIONAL for a in labelling.assignments)
+
+
+def _anchored_at_last_rib(usable, setup, index: int, certainty: float) -> LabellingResult | None:
+    if LAST_RIB not in setup.shape_model.levels:
+        return None
+    pinned = list(usable)
+    pinned[index] = replace(usable[index], anchor_probability=certainty)  # the labelling's certainty
+    try:
+        labelling = label_candidates(pinned, setup.shape_model, anchor=(LAST_RIB, index), **setup.options)
+    except InputError:
+        return None
+    note = (f"No {setup.anchor_level} anchor in view: named from the last rib (T12 = the lowest vertebra the rib "
+            "classifier sees a rib on); an 11- or 13-rib spine would be named one level off: check the names.")
+    return replace(labelling, notes=labelling.notes + [note])
+
+
+#: Names of the bodies above the sacrum after the lumbar count is found to be six (+1) or four (-1).
+_LUMBAR = ["L1", "L2", "L3", "L4", "L5"]
+
+
+def _moved(labelling: LabellingResult, step: int, count: str, certainty: float) -> LabellingResult:
+    """Every name above the sacrum moved ``step`` levels (+1: caudal, the L5 anchor becomes L6; -1: cranial)."""
+    def moved(level: str) -> str:
+        if level == "S1" or level[0] not in "TL":
+            return level
+        if step > 0 and level == "L5":
+            return "L6"
+        return _neighbour(level, step)
+
+    assignments = [replace(a, level=moved(a.level)) for a in labelling.assignments]
+    lowest = next(a.level for a in reversed(assignments) if a.level[0] == "L") if any(
+        a.level[0] == "L" for a in assignments) else ""
+    note = (f"The last rib is on the vertebra above L1 and {count} lumbar vertebrae lie above the sacrum: the lowest "
+            f"is named {lowest}; check the count on a view that shows the whole spine.")
+    return replace(labelling, assignments=assignments, missing=[moved(m) for m in labelling.missing],
+                   certainty=min(labelling.certainty, certainty), alternatives=[],
+                   notes=labelling.notes + [note])
+
+
+def _neighbour(level: str, step: int) -> str:
+    """The standard level ``step`` places from ``level`` (T1 ... T12, L1 ... L5)."""
+    order = [f"T{k}" for k in range(1, 13)] + _LUMBAR
+    if level not in order:
+        return level
+    return order[int(np.clip(order.index(level) + step, 0, len(order) - 1))]
+
+
+__all__ = ["DEFAULT_RIBS", "boundary_posterior", "name_by_ribs"]

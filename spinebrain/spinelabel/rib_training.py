@@ -1,0 +1,204 @@
+"""Train the rib classifier (:mod:`.ribs`) on samples from generated spines (:mod:`.rib_data`) and add it to a
+SpineLabel heatmap package (card ``extra["ribs"]``, weights ``ribs.safetensors``, ONNX ``ribs.onnx``).
+
+Contrast must not be a cue: besides the generator's CT / T1 / T2 / random contrasts, every sample gets a random
+intensity curve (gamma), sometimes inverted, with noise. The selection scans (the last ``--selection`` share of
+the seeds) are never trained on; the epoch with the lowest selection loss on the thoracolumbar junction
+(T11-L2, where the answer matters) is kept.
+
+Usage: python -m spinebrain.spinelabel.rib_training --generate 600 --workers 2 --run RUN --package PACKAGE_DIR
+       [--minutes M] [SAMPLES.npz ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .rib_data import carries_rib
+from .rib_network import RibClassifier
+from .ribs import CHANNELS
+
+#: Levels whose answer decides a name (weighted up in the loss; the selection loss is taken on them).
+JUNCTION = ("T11", "T12", "T13", "L1", "L2")
+JUNCTION_WEIGHT = 3.0
+
+
+def load_samples(paths) -> dict:
+    parts = [np.load(p) for p in paths]
+    return {key: np.concatenate([part[key] for part in parts]) for key in ("planes", "answers", "names", "seeds")}
+
+
+def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random left-right flip, intensity curve (gamma 0.5-2), inversion (a quarter), noise; outside stays 0."""
+    batch = batch.copy()
+    for sample in batch:
+        if rng.random() < 0.5:
+            sample[:] = sample[:, :, ::-1]
+        inside, planes = sample[-1] > 0.5, sample[:-1]
+        planes = np.clip(planes, 0, 1) ** np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+        if rng.random() < 0.25:
+            planes = 1.0 - planes
+        planes = planes * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
+        planes = planes + rng.normal(0, rng.uniform(0, 0.05), planes.shape)
+        sample[:-1] = np.where(inside[None], planes, 0.0)
+    return batch.astype(np.float32)
+
+
+def weights_of(names) -> np.ndarray:
+    return np.where(np.isin(names, JUNCTION), JUNCTION_WEIGHT, 1.0).astype(np.float32)
+
+
+def selection_figures(network, planes, answers, names, batch: int = 128) -> dict:
+    network.eval()
+    with torch.inference_mode():
+        logits = np.concatenate([network(torch.from_numpy(planes[k:k + batch].astype(np.float32))).numpy()[:, 0]
+                                 for k in range(0, len(planes), batch)])
+    probability = 1 / (1 + np.exp(-logits))
+    junction = np.isin(names, JUNCTION)
+    loss = -(answers * np.log(np.clip(probability, 1e-6, 1)) + (1 - answers) * np.log(np.clip(1 - probability, 1e-6, 1)))
+    right = (probability > 0.5) == (answers > 0.5)
+    return {"loss": float(loss.mean()), "junction_loss": float(loss[junction].mean()),
+            "accuracy": float(right.mean()), "junction_accuracy": float(right[junction].mean()),
+            "samples": int(len(answers)), "junction_samples": int(junction.sum())}
+
+
+def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: int = 64, lr: float = 1e-3,
+          seed: int = 0, log=print) -> tuple[RibClassifier, dict, int]:
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    seeds = np.unique(samples["seeds"])
+    chosen = set(seeds[-max(1, int(round(selection_share * len(seeds)))):].tolist())
+    held = np.isin(samples["seeds"], list(chosen))
+    train_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
+    planes, answers, names = samples["planes"], samples["answers"].astype(np.float32), samples["names"]
+    weights = weights_of(names)
+    network = RibClassifier(CHANNELS)
+    optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+    best, best_state, best_epoch, epoch = None, None, -1, 0
+    stop = time.monotonic() + 60 * minutes
+    while time.monotonic() < stop:
+        network.train()
+        order = rng.permutation(train_idx)
+        total = 0.0
+        for start in range(0, len(order), batch):
+            picked = order[start:start + batch]
+            x = torch.from_numpy(augment(planes[picked].astype(np.float32), rng))
+            y = torch.from_numpy(answers[picked])
+            w = torch.from_numpy(weights[picked])
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(network(x)[:, 0], y, reduction="none") * w).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(picked)
+            if time.monotonic() > stop:
+                break
+        figures = selection_figures(network, planes[held_idx], answers[held_idx], names[held_idx])
+        log(json.dumps({"epoch": epoch, "train_loss": round(total / len(order), 4), **{k: round(v, 4) if isinstance(
+            v, float) else v for k, v in figures.items()}}))
+        if best is None or figures["junction_loss"] < best["junction_loss"]:
+            best, best_epoch = figures, epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        epoch += 1
+    network.load_state_dict(best_state)
+    return network.eval(), best, best_epoch
+
+
+def build_samples(first_seed: int, count: int, workers: int, folder: Path) -> list[Path]:
+    """Sample files for ``count`` generated scans from ``first_seed``, one per worker process (kept files are reused)."""
+    import subprocess
+    import sys
+
+    folder.mkdir(parents=True, exist_ok=True)
+    share = -(-count // workers)
+    jobs, paths = [], []
+    for worker in range(workers):
+        start, number = first_seed + worker * share, min(share, count - worker * share)
+        path = folder / f"ribs_{start}_{number}.npz"
+        paths.append(path)
+        if number > 0 and not path.is_file():
+            command = [sys.executable, "-m", "spinebrain.spinelabel.rib_data", str(start), str(number), str(path)]
+            jobs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
+    if any(job.wait() for job in jobs):
+        raise RuntimeError("A sample-building process failed; run it again (finished files are kept).")
+    return [p for p in paths if p.is_file()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("samples", nargs="*", type=Path, help="sample files (rib_data); or --generate")
+    parser.add_argument("--generate", type=int, default=0, help="build samples of this many generated scans first")
+    parser.add_argument("--first-seed", type=int, default=3_000_001)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--run", type=Path, default=Path("rib-run"), help="where samples and weights go")
+    parser.add_argument("--package", type=Path, help="the SpineLabel heatmap package to add the classifier to")
+    parser.add_argument("--minutes", type=float, default=16.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = list(args.samples)
+    if args.generate:
+        paths += build_samples(args.first_seed, args.generate, args.workers, args.run)
+    samples = load_samples(paths)
+    print(json.dumps({"samples": int(len(samples["answers"])), "scans": int(len(np.unique(samples["seeds"]))),
+                      "with_rib": int(samples["answers"].sum())}), flush=True)
+    network, best, epoch = train(samples, args.minutes, lr=args.lr, log=lambda line: print(line, flush=True))
+    from safetensors.torch import save_file
+
+    args.run.mkdir(parents=True, exist_ok=True)
+    weights = args.run / "ribs.safetensors"
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(weights))
+    seeds = samples["seeds"]
+    description = {"training_data": f"{len(np.unique(seeds))} generated scans (seeds {seeds.min()}-{seeds.max()}, "
+                                    f"rib_data.TRAINING_RATES), {len(seeds)} vertebrae",
+                   "training_command": "python -m spinebrain.spinelabel.rib_training " + " ".join(sys.argv[1:]),
+                   "selection": {"epoch": epoch, **best}}
+    weights.with_suffix(".json").write_text(json.dumps({"kwargs": network.kwargs, **description}, indent=1))
+    print(json.dumps({"kept_epoch": epoch, **best}), flush=True)
+    if args.package:
+        entry = install_into_package(args.package, weights, description)
+        print(json.dumps({k: v for k, v in entry.items() if k != "network"}), flush=True)
+
+
+def install_into_package(package: Path, weights: Path, description: dict, share: float = 0.9,
+                         floor: float = 0.02) -> dict:
+    """Copy the trained weights into a SpineLabel heatmap package as ``ribs.safetensors``, export them to
+    ``ribs.onnx`` (checked against torch; skipped without ``onnx`` / ``onnxscript``) and record both in the card's
+    ``extra["ribs"]`` with the decision options and ``description`` (how it was trained, what it measured)."""
+    import importlib.util
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from ..models.onnx_network import MAX_ABS_DIFFERENCE, _export_part, write_card_entry
+    from ..models.package import sha256_file
+    from .ribs import CARD_KEY
+
+    target = Path(package) / "ribs.safetensors"
+    shutil.copyfile(weights, target)
+    kwargs = json.loads(Path(weights).with_suffix(".json").read_text())["kwargs"]
+    network = RibClassifier(**kwargs)
+    network.load_state_dict(load_file(str(target)))
+    entry = {"weights_file": target.name, "sha256": sha256_file(target), "network": network.config,
+             "share": share, "floor": floor, **description}
+    if all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript")):
+        exported = Path(package) / "ribs.onnx"
+        difference = _export_part(network.eval(), exported, 1, kwargs["channels"], 18)
+        if difference > MAX_ABS_DIFFERENCE:
+            exported.unlink()
+        else:
+            entry["onnx"] = {"file": exported.name, "sha256": sha256_file(exported), "weights_sha256": entry["sha256"],
+                             "opset": 18, "max_abs_difference": float(f"{difference:.3g}")}
+    write_card_entry(package, CARD_KEY, entry)
+    return entry
+
+
+if __name__ == "__main__":
+    main()
