@@ -40,7 +40,7 @@ from .graph import Candidate, LabellingResult, SpineShapeModel
 from .heatmap import heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .patch_inference import detect_slab
-from .ribs import MIN_LATERAL_MM, RibClassifier, load_rib_classifier, rib_decision, with_rib_evidence
+from .ribs import MIN_LATERAL_MM, RibModel, load_rib_classifier, rib_decision, with_rib_evidence
 from .slices import extract_sagittal_slab
 from .upright import CoronalFrame
 
@@ -74,7 +74,7 @@ class SpineLabelModel:
     anchor_level: str
     device: object = "cpu"  # a torch.device; "cpu" for an OnnxNetwork
     package: Path | None = None  # the folder it was loaded from (to load the torch network for another device)
-    ribs: RibClassifier | None = None  # the package's rib classifier (card extra "ribs"), if it has one
+    ribs: RibModel | None = None  # the package's rib classifier (card extra "ribs"), if it has one
 
     @property
     def is_heatmap(self) -> bool:

@@ -92,7 +92,7 @@ def body_planes(image: sitk.Image, positions: np.ndarray) -> np.ndarray:
 CARD_KEY = "ribs"
 
 
-class RibClassifier:
+class RibModel:
     """The package's rib classifier, torch or its ONNX export: ``probabilities(planes)`` -> (N,) P(carries a rib)."""
 
     def __init__(self, network, device="cpu"):
@@ -115,7 +115,7 @@ class RibClassifier:
             return self.network(torch.from_numpy(np.ascontiguousarray(planes, np.float32)).to(self.device)).cpu().numpy()
 
 
-def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibClassifier | None:
+def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibModel | None:
     """The rib classifier a heatmap package holds (None without one); its files are checked against the card.
 
     ``onnx``: run the ONNX export (CPU) when it names the current weights; else torch on ``device``.
@@ -123,6 +123,7 @@ def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibCla
     from pathlib import Path
 
     from ..errors import ModelError
+    from ..models.onnx_network import onnxruntime_installed
     from ..models.package import sha256_file
 
     entry = card.extra.get(CARD_KEY)
@@ -136,20 +137,20 @@ def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibCla
     export = entry.get("onnx") or {}
     exported = folder / str(export.get("file", ""))
     if (onnx and export.get("weights_sha256") == entry.get("sha256") and exported.is_file()
-            and importlib_has("onnxruntime")):
+            and onnxruntime_installed()):
         if sha256_file(exported) != export.get("sha256"):
             raise ModelError(f"The ONNX export {exported} of model {card.id!r} does not match the sha256 in its card: "
                              "it is corrupted; reinstall the model.")
         from ..models.onnx_network import OnnxNetwork
 
-        return RibClassifier(OnnxNetwork(exported, {}, 1))
+        return RibModel(OnnxNetwork(exported, {}, 1))
     from safetensors.torch import load_file
 
     from ..models.network import network_class
 
     network = network_class(entry["network"]["architecture"])(**entry["network"].get("kwargs", {}))
     network.load_state_dict(load_file(str(weights)))
-    return RibClassifier(network.eval().to(device), device)
+    return RibModel(network.eval().to(device), device)
 
 
 def rib_decision(card) -> dict:
@@ -158,12 +159,6 @@ def rib_decision(card) -> dict:
 
     entry = card.extra.get(CARD_KEY) or {}
     return {key: float(entry.get(key, value)) for key, value in DEFAULT_RIBS.items()}
-
-
-def importlib_has(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 #: The scan must reach this far left and right of a body (mm) for its rib answer to count: beyond the transverse
@@ -181,7 +176,7 @@ def lateral_reach_mm(planes: np.ndarray) -> float:
     return float(min(middle - inside.min(), inside.max() - middle)) * PLANE_PIXEL_MM
 
 
-def with_rib_evidence(image: sitk.Image, candidates: list, classifier: RibClassifier | None, direction,
+def with_rib_evidence(image: sitk.Image, candidates: list, classifier: RibModel | None, direction,
                       min_lateral_mm: float = MIN_LATERAL_MM) -> list:
     """The candidates with ``rib`` (P(carries a rib)) from the planes through each; unchanged without a classifier.
 
