@@ -192,3 +192,34 @@ def test_a_changed_rib_classifier_file_is_refused(tmp_path, bundled):
     with pytest.raises(ModelError, match="rib classifier"):
         load_spine_label_model("lumbar", "spine-label-lumbar-heatmap", registry=ModelRegistry(tmp_path, tmp_path / "none"),
                                device="cpu")
+
+
+def test_the_rib_recipe_builds_samples_trains_and_installs_a_classifier(tmp_path, bundled):
+    """The recipe end to end, tiny: two generated scans (one selects), seconds of training, added to a package copy."""
+    import json
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from spinebrain.models import ModelRegistry
+    from spinebrain.spinelabel.rib_training import build_samples, install_into_package, load_samples, train
+
+    paths = build_samples(3_000_001, 2, 2, tmp_path / "run")
+    samples = load_samples(paths)
+    assert samples["planes"].shape[1:] == (CHANNELS, PLANE_PX, PLANE_PX) and len(set(samples["seeds"])) == 2
+    network, best, _ = train(samples, minutes=0.02, log=lambda line: None)
+    assert 0.0 <= best["accuracy"] <= 1.0
+    weights = tmp_path / "run" / "ribs.safetensors"
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(weights))
+    weights.with_suffix(".json").write_text(json.dumps({"kwargs": network.kwargs}))
+    package = tmp_path / "models" / "spine-label-lumbar-heatmap"
+    shutil.copytree(bundled.package, package)
+    entry = install_into_package(package, weights, {"training_data": "test"})
+    assert entry["sha256"] and entry.get("onnx", {}).get("weights_sha256") == entry["sha256"]
+    model = load_spine_label_model("lumbar", "spine-label-lumbar-heatmap",
+                                   registry=ModelRegistry(tmp_path / "models", tmp_path / "none"), device="cpu")
+    planes = samples["planes"][:3].astype(np.float32)
+    with torch.inference_mode():
+        expected = torch.sigmoid(network(torch.from_numpy(planes))[:, 0]).numpy()
+    np.testing.assert_allclose(model.ribs.probabilities(planes), expected, atol=1e-4)
