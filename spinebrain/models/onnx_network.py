@@ -69,8 +69,9 @@ class OnnxNetwork:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         height, width = batch.shape[-2:]
         pad_h, pad_w = (-height) % self.pad_multiple, (-width) % self.pad_multiple
-        if pad_h or pad_w:
-            batch = np.pad(batch, [(0, 0)] * (batch.ndim - 2) + [(0, pad_h), (0, pad_w)])
+        if not (pad_h or pad_w):
+            return self.session.run(None, {self.input_name: batch})[0]
+        batch = np.pad(batch, [(0, 0)] * (batch.ndim - 2) + [(0, pad_h), (0, pad_w)])
         return self.session.run(None, {self.input_name: batch})[0][..., :height, :width]
 
 

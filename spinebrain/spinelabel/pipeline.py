@@ -40,7 +40,7 @@ from .graph import Candidate, LabellingResult, SpineShapeModel
 from .heatmap import heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .patch_inference import detect_slab
-from .ribs import MIN_LATERAL_MM, RibModel, load_rib_classifier, rib_decision, with_rib_evidence
+from .ribs import RibModel, load_rib_classifier, rib_decision, with_rib_evidence
 from .slices import extract_sagittal_slab
 from .upright import CoronalFrame
 
@@ -323,8 +323,7 @@ def label_spine(image: sitk.Image, model: SpineLabelModel, fixed_points: Sequenc
         candidates = second_look_if_tilted(image, model, candidates, progress)
         if model.ribs is not None:
             _update(progress, 0.75, "rib classifier on each vertebra")
-            reach = float((model.card.extra.get("ribs") or {}).get("min_lateral_mm", MIN_LATERAL_MM))
-            candidates = with_rib_evidence(image, candidates, model.ribs, model.shape_model.spine_direction(), reach)
+            candidates = with_rib_evidence(image, candidates, model.ribs, model.shape_model.spine_direction())
         _update(progress, 0.8, "naming the vertebrae (graphical model)")
         result = solve_labelling(candidates, model.setup, fixed_points)
     result.seconds = time.perf_counter() - start
@@ -341,11 +340,10 @@ def _move_to(model: SpineLabelModel, device) -> None:
     if isinstance(model.networks, OnnxNetwork):
         model.card, model.networks = load_network(model.package, task=TASK, device=chosen)
         model.ribs = load_rib_classifier(model.package, model.card, chosen, onnx=False)
-    elif model.ribs is not None and not isinstance(model.ribs.network, OnnxNetwork):
-        model.ribs.network.to(chosen)
-        model.ribs.device = chosen
     elif chosen != model.device:
         model.networks.to(chosen)
+        if model.ribs is not None:
+            model.ribs.move_to(chosen)
     model.device = chosen
 
 

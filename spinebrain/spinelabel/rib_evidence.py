@@ -27,7 +27,7 @@ import numpy as np
 
 from ..anatomy import vertebra_index
 from ..errors import InputError
-from .graph import TRANSITIONAL, Assignment, Candidate, LabellingResult, label_candidates
+from .graph import FULL_ORDER, TRANSITIONAL, Assignment, Candidate, LabellingResult, label_candidates
 
 #: Defaults of the card's ``extra["ribs"]`` decision options: the posterior a boundary needs, the floor of a
 #: classifier's answer (its answers are not trusted beyond 1:49), and whether (1) or not (0) an L5-anchored chain
@@ -104,10 +104,6 @@ def _anchored_at_last_rib(usable, setup, index: int, certainty: float) -> Labell
     return replace(labelling, notes=labelling.notes + [note])
 
 
-#: Names of the bodies above the sacrum after the lumbar count is found to be six (+1) or four (-1).
-_LUMBAR = ["L1", "L2", "L3", "L4", "L5"]
-
-
 def _moved(labelling: LabellingResult, step: int, count: str, certainty: float) -> LabellingResult:
     """Every name above the sacrum moved ``step`` levels (+1: caudal, the L5 anchor becomes L6; -1: cranial)."""
     def moved(level: str) -> str:
@@ -118,8 +114,7 @@ def _moved(labelling: LabellingResult, step: int, count: str, certainty: float) 
         return _neighbour(level, step)
 
     assignments = [replace(a, level=moved(a.level)) for a in labelling.assignments]
-    lowest = next(a.level for a in reversed(assignments) if a.level[0] == "L") if any(
-        a.level[0] == "L" for a in assignments) else ""
+    lowest = next((a.level for a in reversed(assignments) if a.level[0] == "L"), "")
     note = (f"The last rib is on the vertebra above L1 and {count} lumbar vertebrae lie above the sacrum: the lowest "
             f"is named {lowest}; check the count on a view that shows the whole spine.")
     return replace(labelling, assignments=assignments, missing=[moved(m) for m in labelling.missing],
@@ -127,12 +122,15 @@ def _moved(labelling: LabellingResult, step: int, count: str, certainty: float) 
                    notes=labelling.notes + [note])
 
 
+#: Thoracic and lumbar levels without the transitional ones (T1 ... T12, L1 ... L5).
+_STANDARD = [level for level in FULL_ORDER if level[0] in "TL" and level not in TRANSITIONAL]
+
+
 def _neighbour(level: str, step: int) -> str:
     """The standard level ``step`` places from ``level`` (T1 ... T12, L1 ... L5)."""
-    order = [f"T{k}" for k in range(1, 13)] + _LUMBAR
-    if level not in order:
+    if level not in _STANDARD:
         return level
-    return order[int(np.clip(order.index(level) + step, 0, len(order) - 1))]
+    return _STANDARD[int(np.clip(_STANDARD.index(level) + step, 0, len(_STANDARD) - 1))]
 
 
 __all__ = ["DEFAULT_RIBS", "boundary_posterior", "name_by_ribs"]

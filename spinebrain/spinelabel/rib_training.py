@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .rib_data import carries_rib
 from .rib_network import RibClassifier
 from .ribs import CHANNELS
 
@@ -113,7 +112,6 @@ def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: in
 def build_samples(first_seed: int, count: int, workers: int, folder: Path) -> list[Path]:
     """Sample files for ``count`` generated scans from ``first_seed``, one per worker process (kept files are reused)."""
     import subprocess
-    import sys
 
     folder.mkdir(parents=True, exist_ok=True)
     share = -(-count // workers)

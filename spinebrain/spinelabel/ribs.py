@@ -24,6 +24,9 @@ PLANE_OFFSETS_MM = (-10.0, -5.0, 0.0, 5.0, 10.0)
 PLANE_PX, PLANE_PIXEL_MM = 64, 3.0
 CHANNELS = len(PLANE_OFFSETS_MM) + 1  # the planes and the field-of-view mask
 _OUTSIDE = -1.0e9  # resampled value outside the scan (no scan holds it)
+#: The scan must reach this far left and right of a body (mm) for its rib answer to count: beyond the transverse
+#: processes' tips (35-45 mm), where a rib and a process differ. Sagittal MR of the lumbar spine (50-80 mm wide) does not.
+MIN_LATERAL_MM = 60.0
 
 
 def spine_axes(positions: np.ndarray) -> np.ndarray:
@@ -95,8 +98,15 @@ CARD_KEY = "ribs"
 class RibModel:
     """The package's rib classifier, torch or its ONNX export: ``probabilities(planes)`` -> (N,) P(carries a rib)."""
 
-    def __init__(self, network, device="cpu"):
+    def __init__(self, network, device="cpu", min_lateral_mm: float = MIN_LATERAL_MM):
         self.network, self.device = network, device
+        self.min_lateral_mm = float(min_lateral_mm)  # narrower scans get no answer (:func:`with_rib_evidence`)
+
+    def move_to(self, device) -> None:
+        """Run the torch network on ``device`` (an ONNX export stays on the CPU)."""
+        if hasattr(self.network, "to"):
+            self.network.to(device)
+            self.device = device
 
     def probabilities(self, planes: np.ndarray, batch: int = 32) -> np.ndarray:
         logits = [self._logits(planes[k:k + batch]) for k in range(0, len(planes), batch)]
@@ -106,9 +116,8 @@ class RibModel:
     def _logits(self, planes: np.ndarray) -> np.ndarray:
         from ..models.onnx_network import OnnxNetwork
 
-        if isinstance(self.network, OnnxNetwork):  # (N, 1) logits: no plane to crop back
-            network = self.network
-            return network.session.run(None, {network.input_name: np.ascontiguousarray(planes, np.float32)})[0]
+        if isinstance(self.network, OnnxNetwork):
+            return self.network(planes)
         import torch
 
         with torch.inference_mode():
@@ -134,6 +143,7 @@ def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibMod
     if not weights.is_file() or sha256_file(weights) != entry.get("sha256"):
         raise ModelError(f"The rib classifier {weights} of model {card.id!r} is missing or does not match the sha256 "
                          "in its card: it is corrupted; reinstall the model.")
+    reach = float(entry.get("min_lateral_mm", MIN_LATERAL_MM))
     export = entry.get("onnx") or {}
     exported = folder / str(export.get("file", ""))
     if (onnx and export.get("weights_sha256") == entry.get("sha256") and exported.is_file()
@@ -143,14 +153,14 @@ def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibMod
                              "it is corrupted; reinstall the model.")
         from ..models.onnx_network import OnnxNetwork
 
-        return RibModel(OnnxNetwork(exported, {}, 1))
+        return RibModel(OnnxNetwork(exported, {}, 1), "cpu", reach)
     from safetensors.torch import load_file
 
     from ..models.network import network_class
 
     network = network_class(entry["network"]["architecture"])(**entry["network"].get("kwargs", {}))
     network.load_state_dict(load_file(str(weights)))
-    return RibModel(network.eval().to(device), device)
+    return RibModel(network.eval().to(device), device, reach)
 
 
 def rib_decision(card) -> dict:
@@ -161,9 +171,6 @@ def rib_decision(card) -> dict:
     return {key: float(entry.get(key, value)) for key, value in DEFAULT_RIBS.items()}
 
 
-#: The scan must reach this far left and right of a body (mm) for its rib answer to count: beyond the transverse
-#: processes' tips (35-45 mm), where a rib and a process differ. Sagittal MR of the lumbar spine (50-80 mm wide) does not.
-MIN_LATERAL_MM = 60.0
 
 
 def lateral_reach_mm(planes: np.ndarray) -> float:
@@ -177,10 +184,10 @@ def lateral_reach_mm(planes: np.ndarray) -> float:
 
 
 def with_rib_evidence(image: sitk.Image, candidates: list, classifier: RibModel | None, direction,
-                      min_lateral_mm: float = MIN_LATERAL_MM) -> list:
+                      min_lateral_mm: float | None = None) -> list:
     """The candidates with ``rib`` (P(carries a rib)) from the planes through each; unchanged without a classifier.
 
-    A body the scan does not show ``min_lateral_mm`` to both sides gets no answer (``rib`` None): the classifier,
+    A body the scan does not show ``min_lateral_mm`` (default: the classifier's, from its card) to both sides gets no answer (``rib`` None): the classifier,
     taught on generated scans, would answer from other cues there (measured: a real sagittal MR of 50 mm width had
     its T12 taken for rib-free).
     """
@@ -190,7 +197,8 @@ def with_rib_evidence(image: sitk.Image, candidates: list, classifier: RibModel 
         return candidates
     order = sorted(range(len(candidates)), key=lambda k: float(np.dot(candidates[k].position, direction)))
     planes = body_planes(image, np.array([candidates[k].position for k in order], float))
-    seen = np.array([lateral_reach_mm(p) >= min_lateral_mm for p in planes], bool)
+    reach = classifier.min_lateral_mm if min_lateral_mm is None else min_lateral_mm
+    seen = np.array([lateral_reach_mm(p) >= reach for p in planes], bool)
     chances = np.full(len(order), np.nan)
     if seen.any():
         chances[seen] = classifier.probabilities(planes[seen])
