@@ -100,26 +100,55 @@ def _blur_pad(image: sitk.Image, pixel_mm: float) -> np.ndarray:
 
 
 def _around_band(image: sitk.Image, low: np.ndarray, high: np.ndarray, r_low: float, r_high: float,
-                 pad=_KERNEL_PAD) -> sitk.Image:
+                 pad=_KERNEL_PAD, bins=1) -> sitk.Image:
     """The part of ``image`` the slab between R ``r_low`` and ``r_high`` (mm) reads, padded for the blur.
 
     ``low``, ``high``: the volume's RAS bounds (its corner voxels). Smoothing the whole volume before
     resampling cost about 5 s of 10 on a 512 x 512 x 300 CT; the band is a fifth of its width. The crop
-    is the index box of the band's corners (any orientation).
+    is the index box of the band's corners (any orientation), its bounds on multiples of ``bins`` per axis
+    (:func:`_antialias` averages voxels in those bins: the crop's bins are then the whole volume's).
     """
     band = np.array([[r, a, s] for r in (r_low, r_high) for a in (low[1], high[1]) for s in (low[2], high[2])])
     index = ras_to_index(image, band)
     size = np.array(image.GetSize())
     start = np.clip(np.floor(index.min(axis=0)).astype(int) - pad, 0, size - 1)
     stop = np.clip(np.ceil(index.max(axis=0)).astype(int) + pad + 1, start + 1, size)
+    start, stop = start - start % bins, np.minimum(stop + (-stop) % bins, size)
     if np.all(start == 0) and np.all(stop == size):
         return image
     return sitk.RegionOfInterest(image, [int(v) for v in stop - start], [int(v) for v in start])
 
 
+#: A bin of voxels may span at most this share of the target pixel. Linear interpolation from the binned grid adds
+#: smoothing that grows with its spacing: at 0.8 the slab of a 0.8 mm CT stays close to the Gaussian's alone,
+#: while binning 1 mm MR to 2 mm moved detections by up to 5 mm (session 14, development scans).
+BIN_SHARE = 0.8
+
+
+def _bins(image: sitk.Image, pixel_mm: float) -> np.ndarray:
+    """Whole voxels per axis averaged before the blur: as many as fit in :data:`BIN_SHARE` of a pixel (at least 1)."""
+    return np.maximum(np.floor(BIN_SHARE * pixel_mm / np.array(image.GetSpacing()) + 1e-6), 1).astype(int)
+
+
 def _antialias(image: sitk.Image, pixel_mm: float) -> sitk.Image:
-    """Gaussian blur along the input axes finer than the target pixel, so downsampling does not alias."""
+    """Blur along the input axes finer than the target pixel, so downsampling does not alias.
+
+    Axes 2.5 or more times finer than the pixel are first averaged in bins of whole voxels (SimpleITK's
+    BinShrink: a box filter, and a quarter of the voxels left for the Gaussian on a 0.8 mm CT; the Gaussian
+    was 0.5-0.9 s of a 1.7 s run on a 512 x 512 x 300 CT). The Gaussian then adds the variance the box lacks,
+    so the smoothing per axis stays :func:`_blur_variance`.
+    """
     variance = _blur_variance(image, pixel_mm)
+    if not np.any(variance > 0):
+        return image
+    bins = _bins(image, pixel_mm)
+    if np.any(bins > 1):
+        spacing = np.array(image.GetSpacing())
+        variance = np.maximum(variance - spacing**2 * (bins**2 - 1) / 12.0, 0.0)  # a box of n voxels: (n² - 1) / 12
+        upper = (-np.array(image.GetSize())) % bins  # the volume's last bin filled by its edge voxels
+        if np.any(upper):
+            image = sitk.ZeroFluxNeumannPad(image, [0, 0, 0], [int(v) for v in upper])
+        image = sitk.BinShrink(image, [int(v) for v in bins])
     if not np.any(variance > 0):
         return image
     return sitk.DiscreteGaussian(image, [float(v) for v in variance], 32, 0.01, True)
@@ -168,7 +197,8 @@ def extract_sagittal_slab(
 
     source = image
     if antialias:
-        band = _around_band(image, low, high, r_positions[0], r_positions[-1], _blur_pad(image, pixel_mm))
+        band = _around_band(image, low, high, r_positions[0], r_positions[-1], _blur_pad(image, pixel_mm),
+                            _bins(image, pixel_mm))
         source = _antialias(band, pixel_mm)
     background = float(np.min(sitk.GetArrayViewFromImage(image)))
     slab = sitk.Resample(
