@@ -348,3 +348,30 @@ def test_one_step_beyond_is_about_one_vertebra_further_out_near_the_axis(lumbar_
     assert not lumbar_model.one_step_beyond(origin, -outwards * step, "S1")  # inwards
     assert not lumbar_model.one_step_beyond(origin, outwards * step + side * 0.8 * step, "S1")
     assert lumbar_model.one_step_beyond(origin, outwards * step + side * 0.8 * step, "S1", off_axis_steps=1.5)
+
+
+def test_the_graphs_fit_overrules_the_outermost_answer_only_where_it_is_far_better(lumbar_model):
+    """An anchor answer beyond the true one with nothing beyond it is taken for the end of the spine; where the path
+    pinned there fits the shape model far worse (the sacrum turns back: its step is not a lumbar one), the strongest
+    answer is taken instead. A close call keeps the rule's choice; a card without the option keeps the rule."""
+    from dataclasses import replace
+
+    from spinebrain.spinelabel.labelling import ANCHOR_COST_CHOICE, LabellingSetup, solve_labelling
+
+    rng = np.random.default_rng(12)
+    spine = make_spine(rng, LUMBAR)
+    candidates, truth = candidates_of(rng, spine)
+    candidates[truth.index("S1")] = replace(candidates[truth.index("S1")], anchor_probability=0.9)
+    weighed = LabellingSetup(lumbar_model, "S1", anchor_outermost_at_end=True, anchor_cost_choice=ANCHOR_COST_CHOICE)
+    rule = LabellingSetup(lumbar_model, "S1", anchor_outermost_at_end=True)
+
+    def names(s2_step, setup):
+        s2 = Candidate(spine["S1"] + np.asarray(s2_step, float), 0.7, anchor_probability=0.6)
+        return labels_by_truth(solve_labelling(candidates + [s2], setup).labelling, truth + ["S2"])
+
+    sacral = [0.0, -28.0, -12.0]  # S1 -> S2 runs back along the sacrum, far from the L5 -> S1 step
+    assert names(sacral, rule)["S2"] == "S1"  # the rule alone: the outermost, every name one level up
+    assert all(names(sacral, weighed)[name] == name for name in LUMBAR)
+    lumbosacral = lumbar_model.pairs[("L5", "S1")].mean  # shaped like the step above: no far better fit
+    assert names(lumbosacral, weighed)["S2"] == "S1"
+    assert names(lumbosacral, rule)["S2"] == "S1"

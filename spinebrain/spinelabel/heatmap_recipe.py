@@ -40,6 +40,7 @@ from .heatmap import ARCHITECTURE, DEFAULT_HEATMAP
 from .heatmap_network import HeatmapDetector
 from .heatmap_training import (LEVEL_CLASSES, PIXEL_MM, SLICE_STEP_MM, HeatmapSamples, generated_case,
                                read_real_case, real_split)
+from .labelling import ANCHOR_COST_CHOICE
 from .pipeline import TASK
 
 logger = logging.getLogger(__name__)
@@ -372,7 +373,8 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
     heatmaps = min(int(network.kwargs["outputs"]), 3)
     # the sacrum check of the anchor rule (labelling.LabellingSetup.anchor_outermost_at_end) needs the heat
     # beyond each answer that heatmap detectors measure
-    extra = {"heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps, **settings}, "anchor_outermost_at_end": True}
+    extra = {"heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps, **settings}, "anchor_outermost_at_end": True,
+             "anchor_cost_choice": dict(ANCHOR_COST_CHOICE)}
     if evidence is not None:
         extra["evidence"] = evidence
     if anchor_strong_share is not None:

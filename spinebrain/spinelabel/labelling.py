@@ -47,6 +47,9 @@ class LabellingSetup:
     anchor_outermost_at_end: bool = False
     #: the rib classifier's decision options (card extra "ribs", :mod:`.rib_evidence`); empty: no rib evidence
     ribs: dict = field(default_factory=dict)
+    #: how the outermost and the strongest anchor answers are weighed by the graph's fit (card extra
+    #: "anchor_cost_choice", :data:`ANCHOR_COST_CHOICE`); empty: the rule above alone
+    anchor_cost_choice: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -112,6 +115,11 @@ def relabel_points(points: Sequence[LabelledPoint], candidates: Sequence[Candida
 #: vertebra lengthen the free path, so the share is well below 1).
 _ANCHORS_TRIED, _COVERAGE_SHARE = 3, 0.6
 
+#: The graph's fit as a second opinion on the anchor rule (:func:`_fits_far_better`): each anchored path's cost
+#: (-2 log likelihood) less ``coverage_cost`` for every standard level it names, and the other answer only where
+#: it is cheaper by more than ``margin``. Chosen on development scans (session 14, docs/spinelabel_results.md).
+ANCHOR_COST_CHOICE = {"coverage_cost": 20.0, "margin": 12.0}
+
 
 def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: LabellingResult):
     """The labelling with the strongest anchor answer that fits the spine the detections show.
@@ -119,9 +127,10 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
     The anchor detector also answers on other vertebrae (L4 / L5 or S2, C3, now and then one far away
     on a whole-spine view). Of the strong answers (score mean probability x relative area, at least
     ``setup.anchor_strong_share`` of the best) the outermost is tried first (a weaker S2 answer stays
-    below the strong share), then the others by score. A true anchor leaves the path about as long as
-    without it; pinning a false one cuts the spine short (an "S1" in the neck leaves nothing below it),
-    so such an answer is passed over for the next; with none left the labelling stays unanchored.
+    below the strong share), then the others by score. Where the outermost and the strongest differ, the
+    graph's fit may overrule that order (:func:`_fits_far_better`). A true anchor leaves the path about as
+    long as without it; pinning a false one cuts the spine short (an "S1" in the neck leaves nothing below
+    it), so such an answer is passed over for the next; with none left the labelling stays unanchored.
     """
     ranked = sorted((k for k, c in enumerate(usable) if c.anchor_probability > 0),
                     key=lambda k: -usable[k].anchor_probability)[:_ANCHORS_TRIED]
@@ -130,19 +139,48 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
         strong = [k for k in ranked if usable[k].anchor_probability >= setup.anchor_strong_share * best]
         outwards = setup.shape_model.outwards(setup.anchor_level)  # S1 / L5 prefer the lowest answer, C2 the highest
         outer = max(strong, key=lambda k: float(np.dot(usable[k].position, outwards)))
+        first = outer
         if setup.anchor_outermost_at_end and _spine_goes_on(usable, outer, setup):
-            outer = ranked[0]
-        ranked = [outer] + [k for k in ranked if k != outer]
+            first = ranked[0]
+        other = ranked[0] if first == outer else outer
+        if other != first and _fits_far_better(usable, setup, fixed, other, first):
+            first = other
+        ranked = [first] + [k for k in ranked if k != first]
     free_coverage = _coverage(free)
     for index in ranked:
-        try:
-            anchored = label_candidates(usable, setup.shape_model, anchor=(setup.anchor_level, index), fixed=fixed,
-                                        **setup.options)
-        except InputError:
-            continue  # this anchor cannot sit on one spine with the user's points
-        if _coverage(anchored) >= _COVERAGE_SHARE * free_coverage:
+        anchored = _anchored_at(usable, setup, fixed, index)
+        if anchored is not None and _coverage(anchored) >= _COVERAGE_SHARE * free_coverage:
             return anchored
     return free
+
+
+def _anchored_at(usable, setup: LabellingSetup, fixed, index: int) -> LabellingResult | None:
+    """The labelling with ``usable[index]`` as the anchor; None where it cannot sit on one spine with the user's points."""
+    try:
+        return label_candidates(usable, setup.shape_model, anchor=(setup.anchor_level, index), fixed=fixed,
+                                **setup.options)
+    except InputError:
+        return None
+
+
+def _fits_far_better(usable, setup: LabellingSetup, fixed, index: int, than: int) -> bool:
+    """Whether the path anchored at ``usable[index]`` fits the shape model far better than the one at ``than``.
+
+    Why: where the spine ends at the outermost answer (nothing beyond it), the rule takes it, right for a scan cut
+    at L5, wrong where the detector answers weakly on S1 and the sacrum below gives no vertebra heat: every name is
+    then one level high. The path pinned one level off pays for it in the shape model (the L5-S1 step named L4-L5),
+    so a far lower cost picks the other answer; a path that names fewer standard levels pays ``coverage_cost`` for
+    each, since leaving a detection out also lowers the cost. Off where the card has no ``anchor_cost_choice``.
+    """
+    choice = setup.anchor_cost_choice
+    if not choice:
+        return False
+    candidate, default = _anchored_at(usable, setup, fixed, index), _anchored_at(usable, setup, fixed, than)
+    if candidate is None or default is None:
+        return False
+    weight = float(choice["coverage_cost"])
+    fit = [path.cost - weight * _coverage(path) for path in (candidate, default)]
+    return fit[0] < fit[1] - float(choice["margin"])
 
 
 def _spine_goes_on(usable: list[Candidate], index: int, setup: LabellingSetup) -> bool:

@@ -32,7 +32,7 @@ from ..models.package import check_task
 from ..points import LabelledPoint
 from ..protocol import Progress, as_progress
 from ..turn import TILT_GROW
-from ..validate import check_plausible, check_points_in_image, check_points_type, check_volume
+from ..validate import check_plausible, check_points_in_image, check_points_type
 from .architectures import DETECTOR_PAIR, HEATMAP
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .choice import choose_labelling, models_knowing
@@ -101,7 +101,8 @@ class SpineLabelModel:
                               tuple(self.card.extra.get("level_classes", ())), dict(self.card.extra.get("evidence", {})),
                               float(self.card.extra.get("anchor_strong_share", 0.5)),
                               bool(self.card.extra.get("anchor_outermost_at_end", False)),
-                              rib_decision(self.card) if self.ribs is not None else {})
+                              rib_decision(self.card) if self.ribs is not None else {},
+                              dict(self.card.extra.get("anchor_cost_choice", {})))
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -217,8 +218,8 @@ def sagittal_thickness_mm(image: sitk.Image) -> float:
 
 
 def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool = False) -> None:
-    """InputError (one sentence) when the model cannot name the vertebrae of ``image``."""
-    check_volume(image, "image")
+    """InputError (one sentence) when the model cannot name the vertebrae of ``image`` (a volume that
+    :func:`~spinebrain.validate.check_volume` passed: :func:`label_spine` runs ``check_plausible`` first)."""
     if detection_only:
         return
     offer = "or run with detection only (--detection-only / detection_only=True) to get unnamed vertebra points"
