@@ -9,8 +9,8 @@ import pytest
 
 from spinebrain.errors import InputError
 from spinebrain.points import LabelledPoint
-from spinebrain.spinelabel.choice import assess, choose_labelling, models_knowing
-from spinebrain.spinelabel.graph import Assignment, LabellingResult
+from spinebrain.spinelabel.choice import assess, choose_labelling, claims_the_scan, models_knowing
+from spinebrain.spinelabel.graph import Assignment, Candidate, LabellingResult
 from spinebrain.spinelabel.labelling import SpineLabelResult, relabel_points
 from spinebrain.spinelabel.pipeline import label_spine, label_spine_best, load_spine_label_models, relabel
 from spinebrain.synth.spine import generate_spine
@@ -75,6 +75,20 @@ def test_fixed_level_only_one_model_names_selects_that_model(models):
         models_knowing(both, l3 + [LabelledPoint("C3", (0.0, 0.0, 90.0), None, True)])
 
 
+def test_an_anchored_fitting_lumbar_chain_with_nothing_detected_above_it_claims_the_scan(models):
+    lumbar = made_up_result(models["lumbar"], ["L1", "L2", "L3", "L4", "L5", "S1"], 34.0)
+    detections = [Candidate(a.position, 0.9) for a in lumbar.labelling.assignments]
+    below = Candidate(np.array([0.0, 0.0, -34.0 * 6]), 0.6)  # the sacrum below S1: the anchor's end
+    assert claims_the_scan(replace(lumbar, candidates=detections + [below]))
+    above = Candidate(np.array([0.0, 0.0, 30.0]), 0.7)  # T12 above L1: more spine for another region
+    assert not claims_the_scan(replace(lumbar, candidates=detections + [above]))
+    unanchored = made_up_result(models["lumbar"], ["L1", "L2", "L3", "L4", "L5", "S1"], 34.0, anchored=False)
+    assert not claims_the_scan(replace(unanchored, candidates=detections))
+    too_small = made_up_result(models["lumbar"], ["L1", "L2", "L3", "L4", "L5"], 15.0)  # cervical-sized steps
+    assert not claims_the_scan(replace(too_small, candidates=[Candidate(a.position, 0.9)
+                                                             for a in too_small.labelling.assignments]))
+
+
 # ------------------------------------------------------------------------------ generated scans, both models
 
 
@@ -84,6 +98,8 @@ def test_generated_lumbar_ct_is_never_called_cervical(models, seed):
     result = label_spine_best(case.image, list(models.values()))
     assert result.region == "lumbar", result.choice
     assert not any(p.label.startswith("C") for p in result.points)
+    if result.labelling.anchored:  # nothing above an anchored lumbar chain here: the cervical pair is not run
+        assert "cervical (spine-label-cervical) not run" in result.choice, result.choice
 
 
 def test_generated_cervical_mr_is_called_cervical(models):

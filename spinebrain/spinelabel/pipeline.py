@@ -35,7 +35,7 @@ from ..turn import TILT_GROW
 from ..validate import check_plausible, check_points_in_image, check_points_type
 from .architectures import DETECTOR_PAIR, HEATMAP
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
-from .choice import choose_labelling, models_knowing
+from .choice import choose_labelling, claims_the_scan, models_knowing
 from .graph import Candidate, LabellingResult, SpineShapeModel
 from .heatmap import heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
@@ -197,15 +197,21 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
     Models that do not know a level of ``fixed_points`` are not run (a fixed L3 is for the lumbar model).
     """
     models = models_knowing(models, fixed_points)
-    results, errors = [], []
-    for model in models:
+    results, errors, not_run = {}, [], []
+    # lumbar first: the common scan, and its heatmap default sees every body, so it can claim the scan alone
+    for index in sorted(range(len(models)), key=lambda k: models[k].region != "lumbar"):
+        claimed = [r for r in results.values() if not detection_only and claims_the_scan(r)]
+        if claimed:
+            not_run.append(f"{models[index].region} ({models[index].card.id}) not run: the {claimed[0].region} "
+                           "labelling is anchored, fits, and no vertebra is detected beyond it")
+            continue
         try:
-            results.append(label_spine(image, model, fixed_points, device, progress, detection_only))
+            results[index] = label_spine(image, models[index], fixed_points, device, progress, detection_only)
         except InputError as error:  # too little spine at this region's scale, nothing detected...
             errors.append(error)
     if not results:
         raise errors[0]
-    return choose_labelling(results, image, region_auto=len(models) > 1)
+    return choose_labelling([results[k] for k in sorted(results)], image, region_auto=len(models) > 1, not_run=not_run)
 
 
 # ------------------------------------------------------------------------------------------ checks
