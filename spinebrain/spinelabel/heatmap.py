@@ -372,12 +372,11 @@ def sacrum_below(answers: list[tuple[np.ndarray, float]], weak: float, peaks: li
     def beyond(origin):
         return [p for p, _ in peaks if shape_model.one_step_beyond(origin, p, anchor_level)]
 
-    for position, height in sorted(answers, key=lambda a: -a[1]):
-        if height < weak:
-            break
-        if any(beyond(next_one) for next_one in beyond(position)):
-            return [(position, height)]
-        return []  # only the strongest answer may be taken
+    if not answers:
+        return []
+    position, height = max(answers, key=lambda a: a[1])  # only the strongest answer may be taken
+    if height >= weak and any(beyond(next_one) for next_one in beyond(position)):
+        return [(position, height)]
     return []
 
 

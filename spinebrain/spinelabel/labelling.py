@@ -9,6 +9,7 @@ nothing was changed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -134,6 +135,8 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
     """
     ranked = sorted((k for k, c in enumerate(usable) if c.anchor_probability > 0),
                     key=lambda k: -usable[k].anchor_probability)[:_ANCHORS_TRIED]
+    # each anchor's path is solved once: the fit check and the tries below share it
+    anchored_at = functools.cache(lambda index: _anchored_at(usable, setup, fixed, index))
     if ranked:  # of the strong answers the outermost first: the detector also answers on L4 / L5 (C3)
         best = usable[ranked[0]].anchor_probability
         strong = [k for k in ranked if usable[k].anchor_probability >= setup.anchor_strong_share * best]
@@ -143,12 +146,13 @@ def _anchored(usable: list[Candidate], setup: LabellingSetup, fixed, free: Label
         if setup.anchor_outermost_at_end and _spine_goes_on(usable, outer, setup):
             first = ranked[0]
         other = ranked[0] if first == outer else outer
-        if other != first and _fits_far_better(usable, setup, fixed, other, first):
+        if other != first and setup.anchor_cost_choice and _fits_far_better(
+                anchored_at(other), anchored_at(first), setup.anchor_cost_choice):
             first = other
         ranked = [first] + [k for k in ranked if k != first]
     free_coverage = _coverage(free)
     for index in ranked:
-        anchored = _anchored_at(usable, setup, fixed, index)
+        anchored = anchored_at(index)
         if anchored is not None and _coverage(anchored) >= _COVERAGE_SHARE * free_coverage:
             return anchored
     return free
@@ -163,23 +167,19 @@ def _anchored_at(usable, setup: LabellingSetup, fixed, index: int) -> LabellingR
         return None
 
 
-def _fits_far_better(usable, setup: LabellingSetup, fixed, index: int, than: int) -> bool:
-    """Whether the path anchored at ``usable[index]`` fits the shape model far better than the one at ``than``.
+def _fits_far_better(path: LabellingResult | None, than: LabellingResult | None, choice: dict) -> bool:
+    """Whether ``path`` (anchored at one answer) fits the shape model far better than ``than`` (at another).
 
     Why: where the spine ends at the outermost answer (nothing beyond it), the rule takes it, right for a scan cut
     at L5, wrong where the detector answers weakly on S1 and the sacrum below gives no vertebra heat: every name is
     then one level high. The path pinned one level off pays for it in the shape model (the L5-S1 step named L4-L5),
     so a far lower cost picks the other answer; a path that names fewer standard levels pays ``coverage_cost`` for
-    each, since leaving a detection out also lowers the cost. Off where the card has no ``anchor_cost_choice``.
+    each, since leaving a detection out also lowers the cost. ``choice``: the card's ``anchor_cost_choice``.
     """
-    choice = setup.anchor_cost_choice
-    if not choice:
-        return False
-    candidate, default = _anchored_at(usable, setup, fixed, index), _anchored_at(usable, setup, fixed, than)
-    if candidate is None or default is None:
+    if path is None or than is None:
         return False
     weight = float(choice["coverage_cost"])
-    fit = [path.cost - weight * _coverage(path) for path in (candidate, default)]
+    fit = [labelling.cost - weight * _coverage(labelling) for labelling in (path, than)]
     return fit[0] < fit[1] - float(choice["margin"])
 
 
