@@ -16,7 +16,7 @@ import torch
 
 from spinebrain.cli import main
 from spinebrain.errors import EXIT_BAD_INPUT, EXIT_OK
-from spinebrain.models import USER_DIR_ENV, ModelCard, default_bundled_dir, save_model_package
+from spinebrain.models import BUNDLED_DIR_ENV, USER_DIR_ENV, ModelCard, default_bundled_dir, save_model_package
 from spinebrain.outputs import read_markups, write_markups
 from spinebrain.points import LabelledPoint
 from spinebrain.synth.spine import generate_spine
@@ -164,7 +164,12 @@ def test_auto_region_accepts_a_fixed_level_only_the_lumbar_model_names(capsys, u
     assert "L3" in labels and not any(label.startswith("C") for label in labels)
 
 
-def test_fixed_level_no_model_names_lists_every_model(capsys, user_dir, lumbar_scan, tmp_path, out_dir):
+def test_fixed_level_no_model_names_lists_every_model(capsys, user_dir, lumbar_scan, tmp_path, out_dir, monkeypatch):
+    # the region models only: the bundled whole-spine model names every level from C1 to S1
+    bundled = tmp_path / "bundled"
+    for model_id in ("spine-label-cervical", "spine-label-lumbar-heatmap"):
+        shutil.copytree(default_bundled_dir() / model_id, bundled / model_id)
+    monkeypatch.setenv(BUNDLED_DIR_ENV, str(bundled))
     centre = lumbar_scan[1].points[0].ras  # on the scan, so only the level itself is refused
     fixed = write_markups([LabelledPoint("T5", tuple(centre), None, True)], tmp_path / "fixed.mrk.json")
     before = snapshot(out_dir)

@@ -66,13 +66,16 @@ def test_a_labelling_that_jumps_levels_does_not_fit(models):
 
 
 def test_fixed_level_only_one_model_names_selects_that_model(models):
-    both = list(models.values())
+    both = [models["cervical"], models["lumbar"]]
     l3 = [LabelledPoint("L3", (0.0, 0.0, 0.0), None, True)]
     assert [m.region for m in models_knowing(both, l3)] == ["lumbar"]
     assert len(models_knowing(both, [])) == 2
+    c3_and_l3 = l3 + [LabelledPoint("C3", (0.0, 0.0, 90.0), None, True)]
     with pytest.raises(InputError, match=r"No installed SpineLabel model names every fixed level \(C3, L3\).*"
                                          r"cervical model names C1-T3.*lumbar model names T8-S1"):
-        models_knowing(both, l3 + [LabelledPoint("C3", (0.0, 0.0, 90.0), None, True)])
+        models_knowing(both, c3_and_l3)
+    if "whole" in models:  # the whole-spine model names both
+        assert [m.region for m in models_knowing(list(models.values()), c3_and_l3)] == ["whole"]
 
 
 def test_an_anchored_fitting_lumbar_chain_with_nothing_detected_above_it_claims_the_scan(models):
@@ -96,17 +99,20 @@ def test_an_anchored_fitting_lumbar_chain_with_nothing_detected_above_it_claims_
 def test_generated_lumbar_ct_is_never_called_cervical(models, seed):
     case = generate_spine(seed, modality="ct", view="lumbar")
     result = label_spine_best(case.image, list(models.values()))
-    assert result.region == "lumbar", result.choice
+    assert result.region in ("lumbar", "whole"), result.choice  # the whole-spine model serves every region
     assert not any(p.label.startswith("C") for p in result.points)
-    if result.labelling.anchored:  # nothing above an anchored lumbar chain here: the cervical pair is not run
+    if result.labelling.anchored:  # nothing above an anchored chain here: the cervical pair is not run
         assert "cervical (spine-label-cervical) not run" in result.choice, result.choice
 
 
-def test_generated_cervical_mr_is_called_cervical(models):
+def test_generated_cervical_mr_is_named_by_a_model_that_knows_the_neck(models):
     case = generate_spine(2001, modality="t2", view="cervical")
     result = label_spine_best(case.image, list(models.values()))
-    assert result.region == "cervical", result.choice
+    assert result.region in ("cervical", "whole"), result.choice  # the whole-spine model runs before the pair
     assert "C2" in {p.label for p in result.points}
+    if "whole" in models:  # it names the neck from C2, anchored, so the cervical pair is not run
+        assert result.region == "whole" and result.labelling.anchored, result.choice
+        assert "cervical (spine-label-cervical) not run" in result.choice, result.choice
 
 
 def test_relabel_reuses_the_run_options_and_changes_nothing(models):

@@ -375,3 +375,40 @@ def test_the_graphs_fit_overrules_the_outermost_answer_only_where_it_is_far_bett
     lumbosacral = lumbar_model.pairs[("L5", "S1")].mean  # shaped like the step above: no far better fit
     assert names(lumbosacral, weighed)["S2"] == "S1"
     assert names(lumbosacral, rule)["S2"] == "S1"
+
+
+WHOLE = CERVICAL[:7] + THORACIC + ["L1", "L2", "L3", "L4", "L5", "S1"]
+
+
+def test_a_whole_spine_model_pins_both_ends_so_a_missed_body_is_a_gap_not_a_shift():
+    """Named from L5 alone, a missed C4 in a loosely fitted shape model closes up: C1-C3 are named one level low.
+    With the C2 answer pinned too (a whole-spine model's second anchor) the graph must leave the gap at C4. Without
+    an L5 answer the model names from C2 alone, anchored; with neither it is not anchored."""
+    from dataclasses import replace
+
+    from spinebrain.spinelabel.labelling import LabellingSetup, solve_labelling
+
+    fitted = np.random.default_rng(3)
+    loose = fit_shape_model([[LabelledPoint(n, tuple(p)) for n, p in make_spine(fitted, WHOLE, noise_mm=7).items()]
+                             for _ in range(30)])
+    rng = np.random.default_rng(20)
+    spine = make_spine(rng, WHOLE)
+    names = [n for n in WHOLE if n != "C4"]
+    candidates, truth = candidates_of(rng, spine, names)
+    l5, c2 = truth.index("L5"), truth.index("C2")
+    candidates[l5] = replace(candidates[l5], anchor_probability=0.8)
+    candidates[c2] = replace(candidates[c2], second_anchor_probability=0.7)
+    whole = LabellingSetup(loose, "L5", second_anchor_level="C2")
+
+    def wrong(result):
+        return sorted(k for k, v in labels_by_truth(result.labelling, truth).items() if k != v)
+
+    assert wrong(solve_labelling(candidates, LabellingSetup(loose, "L5"))) == ["C1", "C2", "C3"]
+    both = solve_labelling(candidates, whole)
+    assert wrong(both) == [] and both.labelling.missing == ["C4"]
+    assert both.labelling.certainty == pytest.approx(0.7)  # the weaker of the two pinned answers
+    no_l5 = [replace(c, anchor_probability=0.0) for c in candidates]
+    from_c2 = solve_labelling(no_l5, whole)
+    assert from_c2.labelling.anchored and labels_by_truth(from_c2.labelling, truth)["C2"] == "C2"
+    neither = solve_labelling([replace(c, second_anchor_probability=0.0) for c in no_l5], whole)
+    assert not neither.labelling.anchored and "No anchor (L5 or C2)" in " ".join(neither.warnings)

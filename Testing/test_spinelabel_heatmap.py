@@ -70,6 +70,24 @@ def test_anchor_neighbour_weight_makes_false_answers_on_l4_and_s1_costlier():
     assert ambiguous[1].max() == 0.0
 
 
+def test_c2_target_of_a_whole_spine_model_needs_the_atlas_in_view_above_c2():
+    case = _case(names=("C1", "C2", "C3", "C4"))  # rows 20, 36, 52, 68; 16 px steps
+    targets, weights = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0, channels=3, third="C2")
+    row, col = np.unravel_index(np.argmax(targets[2]), targets[2].shape)
+    assert (row, col) == (36, 30) and targets[2].max() == pytest.approx(1.0) and weights[2].min() == 1.0
+    assert targets[1].max() == 0.0  # no L5 in view: the L5 anchor is a plain negative
+    cut = int(36 - 0.5 * case.step_px)  # window top halfway between C1 and C2: the atlas is cut, not taught
+    _, ambiguous = sample_targets(case, 4, slice(cut, 120), slice(0, 60), 120.0, channels=3, third="C2")
+    assert ambiguous[2].max() == 0.0
+    negative = sample_targets(case, 4, slice(34, 120), slice(0, 60), 120.0, channels=3, third="C2")
+    assert negative[0][2].max() == 0.0 and negative[1][2].min() == 1.0  # C2 at the top edge: looks like C3
+    _, hard = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0, 3, 5.0, third="C2")
+    assert hard[2][20, 30] == pytest.approx(5.0) and hard[2][52, 30] == pytest.approx(5.0)  # C1, C3
+    assert hard[2][68, 30] == pytest.approx(1.0, abs=1e-3)
+    s1 = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0, channels=3)  # the default third: S1
+    assert s1[0][2].max() == 0.0
+
+
 def test_sacrum_weight_makes_a_body_answer_on_s2_costlier():
     case = _case()  # L3 L4 L5 S1 at rows 20, 36, 52, 68: S2 extrapolated 0.9 steps below S1, row 82.4
     plain = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0)
@@ -388,3 +406,35 @@ def test_shipped_model_names_thick_sagittal_slices_with_a_warning_and_refuses_th
     thicker = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 11.0), orientation="sagittal")
     with pytest.raises(InputError, match="11.0 mm thick across the sagittal plane, more than the 10.0 mm"):
         label_spine(thicker.image, model)
+
+
+def test_a_whole_spine_package_names_from_l5_and_c2(tmp_path):
+    """The export of a three-output network with a C2 channel is a whole-spine model with two anchors. Weights: the
+    shipped lumbar network, its C2 channel a copy of its L5 one, so the "C2" answers sit on L5, cannot be pinned
+    as C2 there, and the names are the lumbar model's."""
+    from spinebrain.errors import ModelError
+    from spinebrain.spinelabel.graph import fit_shape_model
+    from spinebrain.spinelabel.heatmap_recipe import export_package, warm_start
+    from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
+    from spinebrain.synth.spine import generate_spine
+
+    shipped = _shipped()
+    network = HeatmapDetector(outputs=3)
+    warm_start(network, shipped.package, heatmaps=3)
+    cases = [generated_case(seed, "whole", "ct", max_voxels=300_000) for seed in (21, 22, 23)]
+    shape = fit_shape_model([_points(c) for c in cases])
+    package = export_package(network, tmp_path, shape, {}, "test", "test", model_id="whole-test", third="C2",
+                             extra={"heatmap": {**shipped.card.extra["heatmap"], "heatmaps": 3}})
+    card = json.loads((package / "model_card.json").read_text())
+    assert card["region"] == "whole" and card["anchor_channels"] == {"L5": 1, "C2": 2}
+    assert card["labels"]["2"].startswith("C2") and card["levels"][0] == "C1" and card["levels"][-1] == "S1"
+    with pytest.raises(ModelError, match="whole"):
+        load_spine_label_model("lumbar", str(package), device="cpu")
+    model = load_spine_label_model("whole", str(package), device="cpu")
+    assert model.second_anchor_level == "C2" and model.setup.second_anchor_level == "C2"
+    scan = generate_spine(1001, modality="ct", view="lumbar", spacing=(1.5, 1.5, 2.0))
+    result = label_spine(scan.image, model)
+    assert any(c.second_anchor_probability > 0 for c in result.candidates)  # the C2 channel's answers ride along
+    assert result.labelling.anchored
+    # the same network channels as the lumbar model's: the same names (this scan has six lumbar vertebrae)
+    assert [p.label for p in result.points] == [p.label for p in label_spine(scan.image, shipped).points]

@@ -68,6 +68,8 @@ def test_the_cache_holds_the_recipe_cases_tilted_ones_too(tmp_path, monkeypatch)
     assert any(tilts) and not all(tilts) and max(abs(t) for t in tilts) <= 12.0  # half of them, on average
     files = sorted((tmp_path / "cache" / "train").glob("*.npz.xz"))
     assert len(files) == 4 and all(decode_case(f.read_bytes()).names for f in files)
+    whole = prepare_cache(str(data), str(tmp_path / "whole"), (), 2, budget_mb=100.0, seed=3, whole=True)
+    assert whole["views"] == heatmap_recipe.WHOLE_VIEWS and manifest["views"] == "recipe default"
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ Usage: python benchmarks/eval_region_auto.py [--seeds 8] [--data ../shared/data]
 Generated: lumbar CT / T1 / T2 and cervical T1 / T2 views (seeds 5000+), the truth is the view.
 Real (when the data folder is there): the lumbar / thoracolumbar MR sets A10-A12 (lumbar) and the
 crops A5, A6 (lumbar CT) and A7, A9 (cervical MR). Prints one line per case and a table per set.
+The whole-spine model, where installed, serves every region: its choice counts as right (a column counts it).
 """
 
 from __future__ import annotations
@@ -49,14 +50,15 @@ def main() -> None:
             region = result.region
         except InputError as error:
             region = f"refused ({error})"
-        right = table.setdefault(group, [0, 0, 0])
+        right = table.setdefault(group, [0, 0, 0, 0])
         right[0] += 1
-        right[1] += region == truth
+        right[1] += region in (truth, "whole")
         right[2] += region == "cervical" and truth == "lumbar"
+        right[3] += region == "whole"
         print(f"{group:22s} {name:12s} truth {truth:9s} auto {region}", flush=True)
-    print(f"\n{'set':22s} cases  right region  lumbar called cervical")
-    for group, (count, right, wrong) in table.items():
-        print(f"{group:22s} {count:5d}  {right:12d}  {wrong:22d}")
+    print(f"\n{'set':22s} cases  right region  lumbar called cervical  whole-spine model")
+    for group, (count, right, wrong, whole) in table.items():
+        print(f"{group:22s} {count:5d}  {right:12d}  {wrong:22d}  {whole:17d}")
 
 
 if __name__ == "__main__":

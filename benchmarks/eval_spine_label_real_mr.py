@@ -33,7 +33,7 @@ from spinebrain.io import load_volume, read_image
 from spinebrain.models import ModelRegistry
 from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel.metrics import aggregate, evaluate_points, label_at, reference_centroids
-from spinebrain.spinelabel.pipeline import TASK, label_spine, load_spine_label_model, relabel
+from spinebrain.spinelabel.pipeline import TASK, label_spine, load_spine_label_models, relabel
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = ("A10_vb3_lumbar_mr", "A11_vb2_t2_lumbar", "A12_vb1_thoracolumbar_pathology")
@@ -180,7 +180,7 @@ def _pooled_one_point(rows: list[dict]) -> float | None:
 
 def evaluate_model(model_ref: str, data: Path, with_ct: bool = True, split: str = "validation",
                    settings: dict | None = None, evidence: dict | None = None) -> dict:
-    model = load_spine_label_model("lumbar", model_ref, device="cpu")
+    model = load_spine_label_models("auto", model_ref, device="cpu")[0]  # a lumbar or a whole-spine package
     if settings:  # trying heatmap settings (on the selection split only)
         model.card.extra["heatmap"] = {**model.card.extra.get("heatmap", {}), **settings}
     if evidence:  # trying level-evidence settings (on the selection split only)

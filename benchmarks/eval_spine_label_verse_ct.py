@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from spinebrain.spinelabel.metrics import evaluate_points
-from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
+from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model, load_spine_label_models
 from spinebrain.spinesegment.data3d import label_map_case
 
 LABEL_MAP = Path("A8_verse_sub-verse004_labels_only") / "sub-verse004_seg-vert_msk.nii.gz"
@@ -49,12 +49,13 @@ def score_seed(model, label_map: Path, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--model", default=None, help="lumbar model id (default: the bundled default)")
+    parser.add_argument("--model", default=None, help="a lumbar or whole-spine model id (default: the lumbar default)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_spine_label_model("lumbar", args.model, device="cpu")
+    model = (load_spine_label_models("auto", args.model, device="cpu")[0] if args.model  # lumbar or whole-spine
+             else load_spine_label_model("lumbar", device="cpu"))
     rows = [score_seed(model, args.data / LABEL_MAP, seed) for seed in args.seeds]
     for row in rows:
         print(f"seed {row['seed']}: tp {row['tp']} fn {row['fn']} fp {row['fp']} "

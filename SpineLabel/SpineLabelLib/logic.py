@@ -374,8 +374,8 @@ def _file_stem(name: str) -> str:
 def _copies(candidates) -> list[Candidate] | None:
     if candidates is None:
         return None
-    return [Candidate(np.asarray(c.position, float), float(c.probability), float(c.anchor_probability))
-            for c in candidates]
+    # every field: the anchor rule reads more than the probabilities (heat beyond, a second anchor's answer)
+    return [replace(c, position=np.asarray(c.position, float)) for c in candidates]
 
 
 def _list_position(markups_node, index: int) -> int:

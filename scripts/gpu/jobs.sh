@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One function per model trained by train_all.sh; each trains from .gpu/data<A|B>/<key>/ (made by the
 # prep commands in docs/gpu_training.md) into $RUNS/<key>/ within its seconds, on the GPU.
-ALL_JOBS="seg3d lesion label seg2d"
-jobs_of() { case "$1" in A) echo "seg3d lesion" ;; B) echo "label seg2d" ;; esac; }
+ALL_JOBS="seg3d lesion whole label seg2d"
+jobs_of() { case "$1" in A) echo "seg3d lesion whole" ;; B) echo "label seg2d" ;; esac; }
 SECONDS_A=${SECONDS_A:-500}
 SECONDS_B=${SECONDS_B:-420}
 DEVICE=${DEVICE:-cuda}  # cpu, with WORKERS=1 and a minute each, for a rehearsal here
@@ -25,6 +25,12 @@ job_label() {
     "$PY" -m spinebrain.spinelabel.heatmap_gpu train --cache .gpu/dataB/label --out "$RUNS/label" --device "$DEVICE" \
         --workers "$WORKERS" --batch 32 --samples-per-epoch 8192 --lr 1e-3 --seconds "$SECONDS_B" \
         --init Resources/Models/spine-label-lumbar-heatmap --anchor-neighbour-weight 5 --checkpoint-seconds 50
+}
+job_whole() {  # the whole-spine SpineLabel model: the lumbar one plus a C2 anchor channel, necks and whole spines
+    "$PY" -m spinebrain.spinelabel.heatmap_gpu train --cache .gpu/dataA/whole --out "$RUNS/whole" --device "$DEVICE" \
+        --workers "$WORKERS" --batch 32 --samples-per-epoch 8192 --lr 1e-3 --seconds "$SECONDS_A" --outputs 3 \
+        --third-channel C2 --init Resources/Models/spine-label-lumbar-heatmap --anchor-neighbour-weight 5 \
+        --checkpoint-seconds 50
 }
 job_seg2d() {
     "$PY" -m spinebrain.spinesegment.engine2d --cache .gpu/dataB/seg2d --out "$RUNS/seg2d/scratch/run" \

@@ -8,15 +8,19 @@ Each region model labels the scan; its solved labelling is then judged on what i
   whatever its certainty.
 * **Gaps.** A labelling that jumps over two or more levels, more than 15 % of its span, names a
   spine the detections do not show.
-* **Anchor, certainty, levels.** Among the labellings that fit: anchored before unanchored, then
-  the most certain, then the most levels named.
+* **Anchor, certainty, levels.** Among the labellings that fit: anchored before unanchored, then a
+  whole-spine labelling that claims the scan (below), then the most certain, then the most levels named.
+  Why the whole-spine claim comes before certainty: its certainty is the weaker of its two pinned
+  anchors, so a lumbar labelling of the lower half of a whole-spine view was kept over the whole
+  spine (held-out generated whole views, session 15). The region models' own order is unchanged.
 
 A labelling that claims the scan (:func:`claims_the_scan`: anchored, fits, nothing detected beyond it)
 spares running the other region models.
 
 Measured (docs/spinelabel_results.md, benchmarks/eval_region_auto.py, session 14): right region on 45
 of 45 real scans (41 lumbar MR of A10-A12, crops A5-A7, A9) and on 34 of 40 generated ones (every
-lumbar one; 10 of 16 cervical); no lumbar scan, real or generated, is called cervical. Without the
+lumbar one; 10 of 16 cervical); no lumbar scan, real or generated, is called cervical. Session 15, with
+the whole-spine model installed: the same on the real scans, 16 of 16 generated necks (14 by the whole model). Without the
 claim, A11 vb2_07 (thoracolumbar MR) was called cervical: the cervical pair named C1-T2 there at 17 mm
 steps (a cervical size, so it fits), anchored and 0.83 certain against the lumbar labelling's 0.82.
 
@@ -60,6 +64,7 @@ class RegionEvidence:
     expected_step_mm: float  # the median step the shape model expects over the named span
     gap_share: float  # jumped-over levels / (named + jumped-over)
     jumped: int = 0  # levels jumped over
+    claims: bool = False  # anchored, fits, and nothing detected beyond its chain (:func:`claims_the_scan`)
 
     @property
     def step_ratio(self) -> float:
@@ -72,7 +77,7 @@ class RegionEvidence:
         return bool(size_fits and (self.jumped <= 1 or self.gap_share <= MAX_GAP_SHARE))
 
     def rank(self) -> tuple:
-        return (self.fits, self.anchored, self.certainty, self.levels)
+        return (self.fits, self.anchored, self.region == "whole" and self.claims, self.certainty, self.levels)
 
     def describe(self) -> str:
         state = "anchored" if self.anchored else "not anchored"
@@ -95,12 +100,14 @@ def assess(result: SpineLabelResult) -> RegionEvidence:
     steps = np.linalg.norm(np.diff(np.asarray(positions, float), axis=0), axis=1) if len(positions) > 1 else []
     standard = [level for level in named if level not in TRANSITIONAL]
     missing = len(labelling.missing)
-    return RegionEvidence(
+    evidence = RegionEvidence(
         region=result.region, model_id=setup.model_id, anchored=bool(labelling.anchored), levels=len(standard),
         certainty=float(labelling.certainty), step_mm=float(np.median(steps)) if len(steps) else float("nan"),
         expected_step_mm=_expected_step(setup.shape_model, named),
         gap_share=missing / (len(standard) + missing) if standard else 0.0, jumped=missing,
     )
+    evidence.claims = evidence.fits and evidence.anchored and _nothing_beyond(result)
+    return evidence
 
 
 def _expected_step(shape_model, named: list[str]) -> float:
@@ -146,9 +153,14 @@ def claims_the_scan(result: SpineLabelResult) -> bool:
     named chain away from its anchor (above a chain anchored at L5): the heatmap default is taught every body from
     C1 to S1, so a scan showing more spine above the chain shows detections there.
     """
-    evidence, labelling, setup = assess(result), result.labelling, result.setup
+    return assess(result).claims
+
+
+def _nothing_beyond(result: SpineLabelResult) -> bool:
+    """No detection more than half a step beyond the end of the named chain away from the anchor."""
+    labelling, setup = result.labelling, result.setup
     named = [np.asarray(a.position, float) for a in labelling.assignments if a.candidate is not None]
-    if not (evidence.fits and evidence.anchored and named):
+    if not named:
         return False
     inwards = -setup.shape_model.outwards(setup.anchor_level)
     end = max(float(np.dot(position, inwards)) for position in named)

@@ -22,9 +22,9 @@ do not count), then has the lowest cost. Beyond the paper:
   ``transitional_penalty``; so a 6-lumbar spine is labelled L1..L6 when more detections lie between two known levels.
 * Missed detections. A path may jump over ``max_gap`` missing levels with the summed model (mu_l + mu_l+1,
   Sigma_l + Sigma_l+1, summed box) at ``gap_penalty`` per level, reported in ``LabellingResult.missing``.
-* Constraints. The anchor detection (C2 / S1 detector) must take its layer (its p is the better
-  of its two detectors'); a user-set point is a candidate with p = 1 that must take its layer and
-  outranks the anchor detector (with user points the anchor is kept only where it agrees with them).
+* Constraints. The anchor detection (C2 / S1 detector; a whole-spine model may pin both ends) must take its layer
+  (its p is the better of its two detectors'); a user-set point is a candidate with p = 1 that must take its layer
+  and outranks the anchor detector (with user points the anchor is kept only where it agrees with them).
 * Uncertainty. The same chain shifted by +-1..k levels is solved too (``alternatives``). Without
   an anchor or user point the label certainty is the share of the best path among them (costs
   read as -2 log likelihood), capped at ``max_unanchored_certainty``, and ``anchored`` is False.
@@ -56,6 +56,7 @@ class Candidate:
     levels: np.ndarray | None = None  # level-class probabilities of a detector with a level output
     ends: tuple[float, float] | None = None  # its L5 and S1 heatmap heights here
     beyond: float = 0.0  # an anchor answer's vertebra heat one vertebra further out (heatmap detectors; 0: none)
+    second_anchor_probability: float = 0.0  # a whole-spine model's answer for its other anchor (C2)
     rib: float | None = None  # P(this vertebra carries a rib), from the rib classifier (None: not asked)
 
 
@@ -102,10 +103,7 @@ class SpineShapeModel:
         return [level for level in self.levels if level not in TRANSITIONAL]
 
     def displacement(self, upper: str, lower: str) -> PairModel | None:
-        """Model of x_lower - x_upper: the fitted pair, else the sum along the standard levels between.
-
-        None where no chain of fitted pairs joins the two levels.
-        """
+        """x_lower - x_upper: the fitted pair, else the sum along the standard levels between; None: no chain."""
         if (upper, lower) in self.pairs:
             return self.pairs[(upper, lower)]
         start, end = self.levels.index(upper), self.levels.index(lower)
@@ -276,17 +274,17 @@ def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor
                      max_unanchored_certainty: float = 0.5) -> LabellingResult:
     """Name the detections: the path covering most layers at least cost, under the anchor / user constraints.
 
-    ``anchor`` is (level, index of the candidate the anchor detector picked); ``fixed`` maps a level
-    to the position of a point the user set (hard constraint). Raises InputError when the
-    constraints cannot lie on one spine (e.g. user points in the wrong order).
+    ``anchor`` is (level, index of the candidate the anchor detector picked), or a tuple of such pins (both ends of
+    a whole spine); ``fixed`` maps a level to the position of a point the user set (hard constraint). Raises
+    InputError when the constraints cannot lie on one spine (e.g. user points in the wrong order).
     """
     fixed = {level: np.asarray(pos, dtype=float) for level, pos in (fixed or {}).items()}
     for level in fixed:
         if level not in model.levels:
             raise InputError(f"The user point {level} is not a level this model labels "
                              f"({model.levels[0]}...{model.levels[-1]}).")
-    if anchor is not None:
-        level, index = anchor
+    pins = () if anchor is None else ((anchor,) if isinstance(anchor[0], str) else tuple(anchor))
+    for level, index in pins:
         if level not in model.levels or not 0 <= index < len(candidates):
             raise InputError(f"The anchor ({level}, candidate {index}) does not fit this model "
                              "or the candidate list.")
@@ -305,7 +303,8 @@ def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor
     if fixed:
         certainty = 1.0
     elif anchor is not None:
-        certainty = candidates[anchor[1]].anchor_probability or 1.0
+        certainty = min(max(candidates[i].anchor_probability, candidates[i].second_anchor_probability) or 1.0
+                        for _, i in pins)
     else:
         certainty = min(_share_of_best(cost, alternatives), max_unanchored_certainty)
     return LabellingResult(solver.assignments(path, certainty), cost, anchored, certainty,
@@ -342,7 +341,7 @@ class _Solver:
         if user_points_fixed:
             constraints = [(level, self.n_detections + k) for k, level in enumerate(self.fixed_levels)]
         if pinned is not None:
-            constraints.append(pinned)
+            constraints += [pinned] if isinstance(pinned[0], str) else list(pinned)
         for level, index in constraints:
             layer = self.levels.index(level)
             allowed[:, index] = False
@@ -374,9 +373,8 @@ class _Solver:
     def _coverage(self, layer: int) -> int:
         """What a layer adds to a path's coverage: 1 for a standard level, 0 for an optional T13 / L6.
 
-        So a transitional layer never wins by coverage; it is used only where the detections need it
-        (e.g. six lumbar-like detections between a fixed L1 and S1), else it would shift every name.
-        """
+        So a transitional layer never wins by coverage; it is used only where the detections need it (e.g. six
+        lumbar-like detections between a fixed L1 and S1), else it would shift every name."""
         return 0 if self.levels[layer] in TRANSITIONAL else 1
 
     def coverage(self, path) -> int:

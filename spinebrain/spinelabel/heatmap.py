@@ -380,8 +380,20 @@ def sacrum_below(answers: list[tuple[np.ndarray, float]], weak: float, peaks: li
     return []
 
 
+def anchor_channels(card) -> dict[str, int]:
+    """Anchor level -> heatmap channel (card extra ``anchor_channels``; default: the card's anchor in channel 1).
+
+    A whole-spine model has two: L5 (channel 1) and C2 (channel 2); each names the spine from its end.
+    """
+    return {str(k): int(v) for k, v in card.extra.get("anchor_channels", {card.extra.get("anchor_level", "L5"): 1}).items()}
+
+
 def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], int | None]:
-    """The pipeline's detect step for a heatmap card: (candidates, index of the anchored candidate or None)."""
+    """The pipeline's detect step for a heatmap card: (candidates, index of the anchored candidate or None).
+
+    A whole-spine model's second anchor (C2, :func:`anchor_channels`) answers on the same detections: its
+    strength rides along as ``Candidate.second_anchor_probability``.
+    """
     options = settings(model.card)
     if progress is not None:
         progress.update("spine-label", 0.2, "heatmap detector on the sagittal band")
@@ -399,18 +411,29 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
         vertebrae += gap_fillers(vertebrae, raw, step_mm, model.shape_model.spine_direction(),
                                  float(options["nms_r_scale"]))
     candidates = [Candidate(np.asarray(p, float), float(h)) for p, h in vertebrae]
-    threshold = float(options["anchor_threshold"])
-    weak = float(options.get("weak_anchor_threshold") or threshold)
-    answer_peaks = suppress_near(peak_points(slab, maps[1], min(0.5 * threshold, weak), options), nms_mm,
-                                 float(options["nms_r_scale"]))
-    answered = anchor_answers(answer_peaks, threshold) or sacrum_below(answer_peaks, weak, peaks, model.shape_model,
-                                                                       model.anchor_level)
-    answers = [Detection(p, h, h, 1, ()) for p, h in answered]
     heatmaps = int(options.get("heatmaps", model.networks.kwargs["outputs"]))
     if heatmaps >= 3 and maps.shape[0] > heatmaps:  # S1 heatmap and level classes: evidence per candidate
         candidates = [with_level_evidence(c, slab, maps, heatmaps) for c in candidates]
+    channels = anchor_channels(model.card)
+    found = {level: _with_anchor(candidates, slab, maps[channel], peaks, model, level, options, nms_mm)
+             for level, channel in channels.items()}
+    candidates, anchor = found.pop(model.anchor_level)
+    for other, _ in found.values():  # attach_anchor keeps the detections' order: the lists align
+        candidates = [replace(c, second_anchor_probability=o.anchor_probability) for c, o in zip(candidates, other)]
+    return candidates, anchor
+
+
+def _with_anchor(candidates, slab, anchor_map, peaks, model, level: str, options: dict, nms_mm: float):
+    """(candidates with the anchor answers of ``anchor_map`` attached, index of the anchored one or None)."""
+    threshold = float(options["anchor_threshold"])
+    weak = float(options.get("weak_anchor_threshold") or threshold)
+    answer_peaks = suppress_near(peak_points(slab, anchor_map, min(0.5 * threshold, weak), options), nms_mm,
+                                 float(options["nms_r_scale"]))
+    answered = anchor_answers(answer_peaks, threshold) or sacrum_below(answer_peaks, weak, peaks, model.shape_model,
+                                                                       level)
+    answers = [Detection(p, h, h, 1, ()) for p, h in answered]
     candidates, anchor = attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
-    return [with_heat_beyond(c, peaks, model.shape_model, model.anchor_level) for c in candidates], anchor
+    return [with_heat_beyond(c, peaks, model.shape_model, level) for c in candidates], anchor
 
 
 def with_heat_beyond(candidate: Candidate, peaks: list[tuple[np.ndarray, float]], shape_model, anchor_level: str):
@@ -440,5 +463,6 @@ def with_level_evidence(candidate: Candidate, slab: SagittalSlab, maps: np.ndarr
                      levels / max(float(levels.sum()), 1e-9), ends)
 
 
-__all__ = ["HeatmapDetector", "heatmap_candidates", "anchor_answers", "normalise_slab", "gaussian_heatmap", "find_peaks",
+__all__ = ["HeatmapDetector", "heatmap_candidates", "anchor_channels", "anchor_answers",
+           "normalise_slab", "gaussian_heatmap", "find_peaks",
            "suppress_near", "predict_band", "spine_window", "with_level_evidence", "slice_stack", "looks_like_ct", "OUTPUTS", "DEFAULT_HEATMAP"]

@@ -80,9 +80,12 @@ def decode_case(data: bytes) -> PreparedCase:
 
 
 def prepare_cache(data_dir: str, out_dir: str, select: tuple[str, ...], generated: int, budget_mb: float,
-                  seed: int = 0, coronal_tilt: float = 0.0) -> dict:
-    """Write the recipe's cases (:func:`.heatmap_recipe.training_cases`) until the budget is used up by generated ones."""
-    from .heatmap_recipe import training_cases
+                  seed: int = 0, coronal_tilt: float = 0.0, whole: bool = False) -> dict:
+    """Write the recipe's cases (:func:`.heatmap_recipe.training_cases`) until the budget is used up by generated ones.
+
+    ``whole``: the whole-spine model's view mix (:data:`.heatmap_recipe.WHOLE_VIEWS`), for ``train --third-channel C2``.
+    """
+    from .heatmap_recipe import WHOLE_VIEWS, training_cases
 
     out = Path(out_dir)
     for part in ("train", "select"):
@@ -91,7 +94,8 @@ def prepare_cache(data_dir: str, out_dir: str, select: tuple[str, ...], generate
             old.unlink()
     written, budget = 0, budget_mb * 1e6
     counts = {"real": 0, "select": 0, "generated": 0}
-    for part, stem, case in training_cases(Path(data_dir), select, generated, seed, coronal_tilt):  # never 'validation'
+    views = WHOLE_VIEWS if whole else None
+    for part, stem, case in training_cases(Path(data_dir), select, generated, seed, coronal_tilt, views):  # no 'validation'
         real = not case.name.startswith("synthetic")
         data = encode_case(case, REAL_HALF_SLICES if real else GENERATED_HALF_SLICES)
         if not real and written + len(data) > budget:
@@ -103,6 +107,7 @@ def prepare_cache(data_dir: str, out_dir: str, select: tuple[str, ...], generate
             print(f"generated {counts['generated']} ({case.info['view']}, {case.info['modality']}): "
                   f"{written / 1e6:.1f} MB", flush=True)
     manifest = {**counts, "bytes": written, "select_patients": list(select), "seed": seed, "coronal_tilt": coronal_tilt,
+                "views": views or "recipe default",
                 "real_half_slices": REAL_HALF_SLICES, "generated_half_slices": GENERATED_HALF_SLICES, "bits": BITS}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
@@ -178,9 +183,10 @@ def train_from_cache(cache_dir: str, out_dir: str, seconds: float, device: str =
                      init: str | None = None, outputs: int = 2, real_share: float = 0.6, seed: int = 0,
                      checkpoint_seconds: float = 50.0, reserve_s: float = 25.0, patience: int = 12,
                      max_epochs: int = 10_000, size: int = 128, start: float | None = None,
-                     anchor_neighbour_weight: float = 1.0) -> dict:
+                     anchor_neighbour_weight: float = 1.0, third: str = "S1") -> dict:
     """Train for at most ``seconds`` from ``start`` (default now; loading included, ``reserve_s`` kept for the
-    last saves). Progress: this module's lines every 50 steps and the selection loss per epoch."""
+    last saves). Progress: this module's lines every 50 steps and the selection loss per epoch. ``third``: the third
+    output's target with ``outputs`` 3 (S1, or C2: the whole-spine model; see :func:`.heatmap_training.sample_targets`)."""
     from .heatmap_recipe import build_engines, warm_start, write_shape_points
 
     start = time.time() if start is None else start
@@ -194,10 +200,10 @@ def train_from_cache(cache_dir: str, out_dir: str, seconds: float, device: str =
     print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
           f"{len(chosen)} selection cases, loaded in {time.time() - start:.1f} s", flush=True)
     train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed, real_share=real_share, channels=outputs,
-                               anchor_neighbour_weight=anchor_neighbour_weight)
+                               anchor_neighbour_weight=anchor_neighbour_weight, third=third)
     on_gpu = str(device).startswith("cuda")
     select_set = HeatmapSamples(chosen, 256 if on_gpu else 16, size=size, seed=seed + 1, augment=False,
-                                real_share=1.0, channels=outputs)  # fixed samples of the held-out train patients
+                                real_share=1.0, channels=outputs, third=third)  # fixed samples of the held-out train patients
     train_set.precompute()
     select_set.precompute()
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch, num_workers=workers, pin_memory=on_gpu,
@@ -293,6 +299,7 @@ def main(argv=None) -> None:
     prep.add_argument("--seed", type=int, default=0)
     prep.add_argument("--coronal-tilt", type=float, default=0.0, metavar="DEGREES",
                       help="add real scans and half the generated ones turned about A-P by up to this much")
+    prep.add_argument("--whole", action="store_true", help="the whole-spine model's view mix (more necks)")
     train = commands.add_parser("train", help="train from the cache")
     train.add_argument("--cache", default=".gpu/dataB/label")
     train.add_argument("--out", default="/tmp/gpu/label")
@@ -303,7 +310,9 @@ def main(argv=None) -> None:
     train.add_argument("--samples-per-epoch", type=int, default=12_000)
     train.add_argument("--lr", type=float, default=2e-3)
     train.add_argument("--init", help="a heatmap model package to start from (fine-tuning)")
-    train.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also S1")
+    train.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also --third-channel")
+    train.add_argument("--third-channel", choices=("S1", "C2"), default="S1",
+                       help="the third output: the S1 body, or C2, the anchor of a whole-spine model")
     train.add_argument("--anchor-neighbour-weight", type=float, default=1.0,
                        help="weight of a false anchor answer on L4 / S1 (hard negatives; 1 = plain)")
     train.add_argument("--checkpoint-seconds", type=float, default=50.0)
@@ -324,12 +333,12 @@ def main(argv=None) -> None:
     if args.command == "prep":
         from .heatmap_recipe import DEFAULT_SELECT
         print(json.dumps(prepare_cache(args.data, args.out, DEFAULT_SELECT, args.generated, args.budget_mb, args.seed,
-                                       args.coronal_tilt)))
+                                       args.coronal_tilt, args.whole)))
         return
     train_from_cache(args.cache, args.out, args.seconds, args.device, args.workers, args.batch,
                      args.samples_per_epoch, args.lr, args.init, args.outputs,
                      checkpoint_seconds=args.checkpoint_seconds, reserve_s=args.reserve_seconds, start=PROCESS_START,
-                     anchor_neighbour_weight=args.anchor_neighbour_weight)
+                     anchor_neighbour_weight=args.anchor_neighbour_weight, third=args.third_channel)
 
 
 if __name__ == "__main__":

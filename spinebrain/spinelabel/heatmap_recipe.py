@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 #: Train patients kept out of training to choose the epoch (never the splits.json validation ones).
 DEFAULT_SELECT = ("vb3_27", "vb3_29", "vb2_20")
 VIEWS = {"lumbar": 0.45, "whole": 0.2, "thoracic": 0.1, "short": 0.15, "cervical": 0.1}
+#: The whole-spine model's mix (``--third-channel C2``): its C2 anchor needs the neck as often as the pelvis.
+WHOLE_VIEWS = {"lumbar": 0.25, "whole": 0.3, "thoracic": 0.1, "short": 0.1, "cervical": 0.25}
 MODALITIES = ("ct", "t1", "t2", "random")
 LEVELS = ("T8", "S1")
 #: Generated development seeds added to the selection set (never training seeds, never the reported 150001-150030).
@@ -169,7 +171,8 @@ def resume(trainer, network, scheduler, out_dir: Path) -> None:
 # ------------------------------------------------------------------------------------------- data
 
 
-def training_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int, coronal_tilt: float = 0.0):
+def training_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int, coronal_tilt: float = 0.0,
+                   views: dict | None = None):
     """Yield (part, file stem, case), part "train" or "select": real train-split scans (the ``select`` patients
     apart), then ``generated`` generator scans (a case too small for the grid is skipped, with a line saying so).
 
@@ -184,7 +187,8 @@ def training_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed
             case = read_real_case(folder, tilt_deg=_tilt(tilts, coronal_tilt, 3.0))
             yield "train", f"{folder.parent.name[:3]}_{case.name}", case
     rng = np.random.default_rng(seed)
-    views = rng.choice(list(VIEWS), size=generated, p=list(VIEWS.values()))
+    mix = views or VIEWS
+    views = rng.choice(list(mix), size=generated, p=list(mix.values()))
     modalities = rng.choice(MODALITIES, size=generated)
     for number, (view, modality) in enumerate(zip(views, modalities)):
         tilt = _tilt(tilts, coronal_tilt, 0.0) if coronal_tilt and tilts.random() < 0.5 else 0.0
@@ -197,13 +201,15 @@ def training_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed
 
 
 def load_cases(data_dir: Path, select: tuple[str, ...], generated: int, seed: int,
-               select_generated: int = 0, coronal_tilt: float = 0.0) -> tuple[list, list]:
-    """(training cases, selection cases) of :func:`training_cases`, plus ``select_generated`` development scans."""
+               select_generated: int = 0, coronal_tilt: float = 0.0, views: dict | None = None) -> tuple[list, list]:
+    """(training cases, selection cases) of :func:`training_cases`, plus ``select_generated`` development scans
+    (cervical views among them where ``views`` has any)."""
     train, chosen = [], []
-    for part, _stem, case in training_cases(data_dir, select, generated, seed, coronal_tilt):
+    for part, _stem, case in training_cases(data_dir, select, generated, seed, coronal_tilt, views):
         (train if part == "train" else chosen).append(case)
+    kinds = ("lumbar", "short", "thoracic", "whole") + (("cervical",) if (views or {}).get("cervical") else ())
     for number in range(select_generated):  # development seeds: the selection loss sees the pelvis and S1 too
-        view = ("lumbar", "short", "thoracic", "whole")[number % 4]
+        view = kinds[number % len(kinds)]
         chosen.append(generated_case(SELECT_SEED + number, view, MODALITIES[number % len(MODALITIES)]))
     return train, chosen
 
@@ -219,10 +225,11 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
                   outputs: int = 2, init: str | None = None, real_share: float = 0.6,
                   select_generated: int = 0, levels: bool = False, patience: int = 6,
                   anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0,
-                  coronal_tilt: float = 0.0) -> Path:
+                  coronal_tilt: float = 0.0, third: str = "S1") -> Path:
     """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first.
 
-    ``outputs`` 3 adds the S1 channel; ``levels`` the dense level classes (:data:`LEVEL_CLASSES`);
+    ``outputs`` 3 adds the ``third`` channel: the S1 body, or "C2", the C2 anchor of a whole-spine model
+    (trained on :data:`WHOLE_VIEWS`); ``levels`` the dense level classes (:data:`LEVEL_CLASSES`);
     ``init``: a heatmap package to start from (:func:`warm_start`); ``anchor_neighbour_weight`` and
     ``sacrum_weight``: see :func:`.heatmap_training.sample_targets` (training samples only: the selection
     loss stays comparable); ``coronal_tilt``: see :func:`training_cases`.
@@ -234,17 +241,18 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
     if cache.exists():  # our own prepared arrays from an interrupted run of this recipe (never weights)
         cases, chosen = pickle.loads(cache.read_bytes())
     else:
-        cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed, select_generated, coronal_tilt)
+        cases, chosen = load_cases(Path(data_dir), tuple(select), generated, seed, select_generated, coronal_tilt,
+                                   WHOLE_VIEWS if third == "C2" else None)
         cache.write_bytes(pickle.dumps((cases, chosen)))
     write_shape_points(cases, out)
     print(f"{len(cases)} training cases ({sum(not c.name.startswith('synthetic') for c in cases)} real), "
           f"{len(chosen)} selection cases", flush=True)
     train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed, real_share=real_share, channels=outputs,
                                levels=levels, anchor_neighbour_weight=anchor_neighbour_weight,
-                               sacrum_weight=sacrum_weight)
+                               sacrum_weight=sacrum_weight, third=third)
     select_share = 1.0 if not select_generated else 0.6
     select_set = HeatmapSamples(chosen, 128, size=size, seed=seed + 1, augment=False, real_share=select_share,
-                                channels=outputs, levels=levels)
+                                channels=outputs, levels=levels, third=third)
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch, shuffle=False, num_workers=0)
     select_loader = torch.utils.data.DataLoader(select_set, batch_size=batch, num_workers=0)
     network = HeatmapDetector(outputs=outputs + (len(LEVEL_CLASSES) if levels else 0)).to(device)
@@ -299,14 +307,15 @@ def best_checkpoint(out_dir: str | Path) -> Path:
     return Path(max(found, key=lambda name: float(Path(name).stem.split("=")[1])))
 
 
-def shape_model_from(out_dir: str | Path):
-    """The graph's shape model (T8-S1) from the training cases' body centres (RAS mm) saved by the run."""
+def shape_model_from(out_dir: str | Path, region: str = "lumbar"):
+    """The graph's shape model (T8-S1; C1-S1 for ``region`` "whole") from the training cases' body centres (RAS mm)
+    saved by the run."""
     from ..points import LabelledPoint
     from .training import region_levels
 
     saved = json.loads((Path(out_dir) / "shape_points.json").read_text())
     annotated = [[LabelledPoint(name, tuple(ras)) for name, ras in points.items()] for points in saved.values()]
-    seen = [level for level in region_levels("lumbar") if sum(level in points for points in saved.values()) >= 2]
+    seen = [level for level in region_levels(region) if sum(level in points for points in saved.values()) >= 2]
     return fit_shape_model(annotated, levels=seen)  # T13 / L6 only where training cases had them
 
 
@@ -318,8 +327,9 @@ def load_checkpoint(checkpoint: str | Path, network: HeatmapDetector | None = No
     return network.eval()
 
 
-def _channel_labels(outputs: int, heatmaps: int) -> dict:
-    names = ["vertebral-body centre heatmap", "L5 (last lumbar above the sacrum) heatmap", "S1 body heatmap"]
+def _channel_labels(outputs: int, heatmaps: int, third: str = "S1") -> dict:
+    names = ["vertebral-body centre heatmap", "L5 (last lumbar above the sacrum) heatmap",
+             "C2 (axis, below the atlas) heatmap" if third == "C2" else "S1 body heatmap"]
     labels = {str(k): names[k] for k in range(heatmaps)}
     labels.update({str(heatmaps + k): f"level class {name} (softmax)" for k, name in enumerate(LEVEL_CLASSES)
                    if heatmaps + k < outputs})
@@ -327,20 +337,24 @@ def _channel_labels(outputs: int, heatmaps: int) -> dict:
 
 
 def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model, metrics: dict, training_data: str,
-                   command: str, model_id: str = "spine-label-lumbar-heatmap", extra: dict | None = None) -> Path:
+                   command: str, model_id: str = "spine-label-lumbar-heatmap", extra: dict | None = None,
+                   third: str = "S1") -> Path:
     """Write ``models_dir/<model_id>/``: a spine-label package (lumbar region, anchor L5) of the heatmap network.
 
-    A network with more than 3 outputs has the S1 heatmap and the level classes; its card lists the
+    With ``third`` "C2" it is the whole-spine model: region "whole", anchors L5 (channel 1) and C2 (channel 2). A network with more than 3 outputs has the S1 heatmap and the level classes; its card lists the
     classes (``level_classes``), and the graph names by their evidence (:mod:`.level_evidence`).
     """
     outputs = int(network.kwargs["outputs"])
     heatmaps = min(outputs, 3)
     level_extra = {"level_classes": list(LEVEL_CLASSES)} if outputs > heatmaps else {}
+    whole = third == "C2"
+    if whole:
+        level_extra["anchor_channels"] = {"L5": 1, "C2": 2}
     card = ModelCard(
-        id=model_id, task=TASK, version="1.0", labels=_channel_labels(outputs, heatmaps),
+        id=model_id, task=TASK, version="1.0", labels=_channel_labels(outputs, heatmaps, third),
         modalities=["CT", "T1", "T2"], spacing=[PIXEL_MM, PIXEL_MM, SLICE_STEP_MM], patch_size=[128, 128, 3],
         normalisation={"method": "CT: HU window -250..1250; MR: percentiles 0.5..99.5 over the band"},
-        network=network.config, region="lumbar", validated_modalities=["MR (real, held-out patients)"],
+        network=network.config, region="whole" if whole else "lumbar", validated_modalities=["MR (real, held-out patients)"],
         training_data=training_data, training_command=command, software_version=__version__,
         research_notice=RESEARCH_NOTICE, metrics=metrics,
         extra={"anchor_level": "L5", "shape_model": shape_model.to_dict(), "levels": list(shape_model.levels),
@@ -355,7 +369,8 @@ def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model
 
 def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, settings: dict, command: str,
                checkpoint: str | None = None, evidence: dict | None = None,
-               model_id: str = "spine-label-lumbar-heatmap", anchor_strong_share: float | None = None) -> Path:
+               model_id: str = "spine-label-lumbar-heatmap", anchor_strong_share: float | None = None,
+               third: str = "S1") -> Path:
     """Package a checkpoint of a run (default: the best by selection loss): shape model from its cases, metrics, settings.
 
     ``anchor_strong_share``: the labelling's :attr:`~.labelling.LabellingSetup.anchor_strong_share` (None: 0.5).
@@ -365,7 +380,9 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
     data = (f"{len(saved) - generated} real MR scans of the splits.json 'train' patients of ../shared/data A10-A12 "
             f"(their images, contrast-randomised: random intensity curve, per-body offset, bias field, gamma, blur, "
             f"noise, thick-slice blur; rotations, scaling, tight crops); {generated} generated scans "
-            "(spinebrain.synth.spine: CT, T1, T2, random contrast; lumbar, whole, thoracic, short and cervical views). "
+            "(spinebrain.synth.spine: CT, T1, T2, random contrast; lumbar, whole, thoracic, short and cervical views"
+            + (f", drawn {json.dumps(WHOLE_VIEWS)}; the C2 anchor taught with the atlas in view above it"
+               if third == "C2" else "") + "). "
             f"Train patients {', '.join(DEFAULT_SELECT)} held out to choose the epoch; the splits.json 'validation' "
             "patients were never used in training or selection.")
     metrics = json.loads(metrics_file.read_text()) if metrics_file else {}
@@ -379,7 +396,9 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
         extra["evidence"] = evidence
     if anchor_strong_share is not None:
         extra["anchor_strong_share"] = float(anchor_strong_share)
-    return export_package(network, models_dir, shape_model_from(out_dir), metrics, data, command, model_id, extra)
+    region = "whole" if third == "C2" else "lumbar"
+    return export_package(network, models_dir, shape_model_from(out_dir, region), metrics, data, command, model_id,
+                          extra, third)
 
 
 def main(argv=None) -> None:
@@ -395,7 +414,9 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also S1")
+    parser.add_argument("--outputs", type=int, default=2, help="2: vertebra + L5 anchor; 3: also --third-channel")
+    parser.add_argument("--third-channel", choices=("S1", "C2"), default="S1",
+                        help="the third output: the S1 body, or C2, the anchor of a whole-spine model")
     parser.add_argument("--levels", action="store_true", help="add the dense level-class output")
     parser.add_argument("--patience", type=int, default=6,
                         help="stop after this many epochs without a lower selection loss")
@@ -425,14 +446,14 @@ def main(argv=None) -> None:
     if args.export:
         evidence = json.loads(args.evidence) if args.evidence else None
         print(export_run(args.out, args.export, args.metrics, json.loads(args.settings), args.command,
-                         args.checkpoint, evidence, args.model_id, args.anchor_strong_share))
+                         args.checkpoint, evidence, args.model_id, args.anchor_strong_share, args.third_channel))
         return
     deadline = next_utc(args.until) if args.until else time.time() + 60.0 * args.minutes
     train_heatmap(args.data, args.out, deadline, args.epochs, args.generated, args.samples_per_epoch,
                   args.batch, args.lr, args.seed, outputs=args.outputs, init=args.init, real_share=args.real_share,
                   select_generated=args.select_generated, levels=args.levels, patience=args.patience,
                   anchor_neighbour_weight=args.anchor_neighbour_weight, sacrum_weight=args.sacrum_weight,
-                  coronal_tilt=args.coronal_tilt)
+                  coronal_tilt=args.coronal_tilt, third=args.third_channel)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ LEVEL_RADIUS_STEPS, LEVEL_R_MM = 0.3, 12.0
 #: L5's neighbours, where the anchor answers nearly as strongly as on L5 itself (naming every body one
 #: level off); ``anchor_neighbour_weight`` > 1 makes a false anchor answer there cost that much more.
 ANCHOR_NEIGHBOURS = ("L4", "S1")
+#: The same for the C2 anchor of a whole-spine model.
+C2_NEIGHBOURS = ("C1", "C3")
 #: S2 lies about this share of the L5-S1 step below S1 (sacral segments are shorter); the generator and
 #: the real sets name no S2, so its centre is extrapolated along the L5 -> S1 direction.
 S2_STEP_SHARE = 0.9
@@ -180,10 +182,12 @@ def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_00
 
 
 def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice, in_view_bottom: float,
-                   channels: int = 2, anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0):
+                   channels: int = 2, anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0,
+                   third: str = "S1"):
     """(targets (C, H, W), weights (C, H, W)) of one slice window; see the module text for the rules.
 
-    ``channels`` 2: vertebra, L5 anchor; 3: also the S1 body (:func:`_s1_target`).
+    ``channels`` 2: vertebra, L5 anchor; 3: also ``third``, the S1 body (:func:`_s1_target`) or the C2
+    anchor of a whole-spine model (:func:`_c2_target`).
     ``anchor_neighbour_weight``: the anchor's weight at the centres of L5's neighbours (a Gaussian bump
     from 1 up to this), where a taught anchor weight is not 0 (hard negatives).
     ``sacrum_weight``: the vertebra channel's weight at S2 (a Gaussian bump from 1 up to this): a body
@@ -224,10 +228,41 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
     if np.isfinite(case.bottom_row):
         weights[0, int(np.clip(np.floor(case.bottom_row - rows.start), 0, shape[0])):] = 0.0
     targets = [vertebra, anchor]
-    if channels >= 3:
+    if channels >= 3 and third == "C2":
+        c2, weights[2] = _c2_target(case, slice_index, rows, cols, shape, anchor_neighbour_weight)
+        targets.append(c2)
+    elif channels >= 3:
         s1, weights[2] = _s1_target(case, slice_index, rows, cols, in_view_bottom, shape)
         targets.append(s1)
     return np.stack(targets), weights
+
+
+def _c2_target(case: PreparedCase, slice_index: int, rows: slice, cols: slice, shape, neighbour_weight: float = 1.0):
+    """(target, weight) of the C2 anchor: C2's Gaussian where the axis (C2) and the atlas above it are in view.
+
+    The mirror of the L5 rule: C2 is taught as present only with :data:`ANCHOR_SACRUM_STEPS` of a vertebra
+    step in view above it (C1 and the skull base tell it from C3); a window top between a quarter step and
+    that cuts the atlas off (weight 0); C1 and C3 are hard negatives (``neighbour_weight``).
+    """
+    target, weight = np.zeros(shape, np.float32), np.ones(shape, np.float32)
+    if "C2" not in case.names:
+        return target, weight
+    k = case.names.index("C2")
+    offset = np.array([rows.start, cols.start], float)
+    row, col = case.centres[k, 1:]
+    inside = rows.start <= row < rows.stop and cols.start <= col < cols.stop
+    above_px = row - rows.start
+    r_mm = (case.centres[:, 0] - slice_index) * SLICE_STEP_MM
+    if inside and above_px >= ANCHOR_SACRUM_STEPS * case.step_px:
+        target = gaussian_heatmap(shape, case.centres[k:k + 1, 1:] - offset, r_mm[k:k + 1], PIXEL_MM,
+                                  SIGMA_MM, SIGMA_R_MM)
+    elif inside and above_px > 0.25 * case.step_px:
+        return target, np.zeros(shape, np.float32)
+    if neighbour_weight != 1.0:
+        near = np.isin(case.names, C2_NEIGHBOURS)
+        bump = gaussian_heatmap(shape, case.centres[near, 1:] - offset, r_mm[near], PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
+        weight *= 1.0 + (neighbour_weight - 1.0) * bump
+    return target, weight
 
 
 def _s2_centre(case: PreparedCase) -> np.ndarray:
@@ -320,7 +355,8 @@ class HeatmapSamples(torch.utils.data.Dataset):
     def __init__(self, cases: list[PreparedCase], length: int, size: int = 128, in_slices: int = 3,
                  seed: int = 0, augment: bool = True, tight_crop: float = 0.4, real_share: float = 0.6,
                  channels: int = 2, levels: bool = False, anchor_neighbour_weight: float = 1.0,
-                 sacrum_weight: float = 1.0):
+                 sacrum_weight: float = 1.0, third: str = "S1"):
+        self.third = third
         self.cases, self.length, self.size, self.in_slices = cases, int(length), int(size), int(in_slices)
         self.channels, self.levels = int(channels), bool(levels)
         self.anchor_neighbour_weight, self.sacrum_weight = float(anchor_neighbour_weight), float(sacrum_weight)
@@ -354,7 +390,7 @@ class HeatmapSamples(torch.utils.data.Dataset):
             if rng.random() < 0.5:  # left-right mirror: the slice order reverses
                 image = image[::-1].copy()
         targets, weights = sample_targets(case, slice_index, rows, cols, float(rows.stop), self.channels,
-                                          self.anchor_neighbour_weight, self.sacrum_weight)
+                                          self.anchor_neighbour_weight, self.sacrum_weight, self.third)
         label = [targets, weights] + ([level_targets(case, slice_index, rows, cols)] if self.levels else [])
         sample = {"image": self._place(image), "label": self._place(np.concatenate(label), self.channels)}
         if self.augment:

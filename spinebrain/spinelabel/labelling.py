@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,8 @@ class LabellingSetup:
     #: how the outermost and the strongest anchor answers are weighed by the graph's fit (card extra
     #: "anchor_cost_choice", :data:`ANCHOR_COST_CHOICE`); empty: the rule above alone
     anchor_cost_choice: dict = field(default_factory=dict)
+    #: a whole-spine model's other anchor (C2; its answers in ``Candidate.second_anchor_probability``); "": none
+    second_anchor_level: str = ""
 
 
 @dataclass
@@ -84,7 +86,9 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
     if by_levels is not None:
         labelling = by_levels
     elif setup.anchor_level in setup.shape_model.levels and setup.evidence.get("fallback", "anchor") == "anchor":
-        labelling = _anchored(usable, setup, fixed, labelling)
+        free, labelling = labelling, _anchored(usable, setup, fixed, labelling)
+        if setup.second_anchor_level:
+            labelling = _from_both_ends(usable, setup, fixed, free, labelling)
     labelling = name_by_ribs(usable, setup, fixed, labelling)
     labelling = frame.restore(labelling, originals)
     points = labelling.to_points()
@@ -203,6 +207,54 @@ def _spine_goes_on(usable: list[Candidate], index: int, setup: LabellingSetup) -
 _DETECTION_OFF_AXIS_STEPS = 1.5
 
 
+def _from_both_ends(usable: list[Candidate], setup: LabellingSetup, fixed, free: LabellingResult,
+                    first: LabellingResult) -> LabellingResult:
+    """A whole-spine model's labelling: from its second anchor (C2) too, and pinned at both ends where that fits.
+
+    Why: named from one end, a body missed halfway (a faint T12) shifts every name beyond it by one level; pinned
+    at both ends, the graph must leave a gap there instead. The path through both pins is kept where it names at
+    least as many standard levels as the shorter one-end path (a false answer at one end cuts the spine short: a
+    spine must fit between the pins); else the one-end path that is anchored, then the more certain. Not the one
+    naming more levels: a false detection beyond the far end (S2 below S1) lengthens a shifted path.
+    """
+    other = replace(setup, anchor_level=setup.second_anchor_level, second_anchor_level="",
+                    anchor_outermost_at_end=False, anchor_cost_choice={})  # both tuned on the L5 anchor
+    swapped = [replace(c, anchor_probability=c.second_anchor_probability if _near_the_end(usable, k, other) else 0.0,
+                       second_anchor_probability=c.anchor_probability, beyond=0.0) for k, c in enumerate(usable)]
+    second = _anchored(swapped, other, fixed, free)
+    better = max((first, second), key=lambda labelling: (labelling.anchored, labelling.certainty))
+    pins = [_pin(first, setup.anchor_level), _pin(second, other.anchor_level)]
+    if None in pins:
+        return better
+    try:
+        both = label_candidates(usable, setup.shape_model, anchor=tuple(pins), fixed=fixed, **setup.options)
+    except InputError:
+        return better
+    return both if both.anchored and _coverage(both) >= min(_coverage(first), _coverage(second)) else better
+
+
+#: Beyond C2 lies only C1 (often two or more detections: its arch and lateral masses), and at times a false
+#: detection in the skull base: a second-anchor answer with more detections than this over 1.5 steps beyond it
+#: (past C1) is not C2. Measured: the whole model's C2 channel answers on L5 and S1 too, as strongly as on C2
+#: (development seeds 52001-52030).
+_MOST_BEYOND_SECOND_ANCHOR = 2
+
+
+def _near_the_end(usable: list[Candidate], index: int, setup: LabellingSetup) -> bool:
+    """Whether at most :data:`_MOST_BEYOND_SECOND_ANCHOR` detections lie more than 1.5 steps beyond ``usable[index]``
+    towards the end of ``setup.anchor_level`` (the head for C2)."""
+    outwards, step = setup.shape_model.outwards(setup.anchor_level), setup.shape_model.median_step()
+    origin = np.asarray(usable[index].position, float)
+    beyond = sum(float(np.dot(np.asarray(c.position, float) - origin, outwards)) > 1.5 * step for c in usable)
+    return beyond <= _MOST_BEYOND_SECOND_ANCHOR
+
+
+def _pin(labelling: LabellingResult, level: str) -> tuple[str, int] | None:
+    """(level, index of the detection named ``level``) of an anchored labelling; None where it is not anchored."""
+    named = [a.candidate for a in labelling.assignments if a.level == level and a.candidate is not None]
+    return (level, named[0]) if labelling.anchored and named else None
+
+
 def _coverage(labelling: LabellingResult) -> int:
     return sum(a.level not in TRANSITIONAL for a in labelling.assignments)
 
@@ -229,7 +281,8 @@ def _without_fixed_vertebrae(candidates, fixed, shape_model: SpineShapeModel) ->
 def _warnings(labelling: LabellingResult, setup: LabellingSetup, user_fixed: bool) -> list[str]:
     warnings = list(labelling.notes)
     if not labelling.anchored:
-        warnings.append(f"No anchor ({setup.anchor_level}) visible: labels are uncertain; "
+        anchors = " or ".join(filter(None, (setup.anchor_level, setup.second_anchor_level)))
+        warnings.append(f"No anchor ({anchors}) visible: labels are uncertain; "
                         "set one label to anchor the rest.")
     if labelling.missing:
         warnings.append(f"No detection for {', '.join(labelling.missing)} between the labelled vertebrae; "

@@ -37,7 +37,7 @@ from .architectures import DETECTOR_PAIR, HEATMAP
 from .candidates import attach_anchor, detections_from_maps, merge_nearby
 from .choice import choose_labelling, claims_the_scan, models_knowing
 from .graph import Candidate, LabellingResult, SpineShapeModel
-from .heatmap import heatmap_candidates
+from .heatmap import anchor_channels, heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .patch_inference import detect_slab
 from .ribs import RibModel, load_rib_classifier, rib_decision, with_rib_evidence
@@ -46,6 +46,8 @@ from .upright import CoronalFrame
 
 TASK = "spine-label"
 REGIONS = ("cervical", "lumbar", "whole")
+#: The order region "auto" runs the installed models in (:func:`label_spine_best`).
+AUTO_ORDER = ("lumbar", "whole", "cervical")
 ARCHITECTURE = DETECTOR_PAIR
 
 #: Card defaults where a (user-made) card leaves a setting out.
@@ -102,7 +104,13 @@ class SpineLabelModel:
                               float(self.card.extra.get("anchor_strong_share", 0.5)),
                               bool(self.card.extra.get("anchor_outermost_at_end", False)),
                               rib_decision(self.card) if self.ribs is not None else {},
-                              dict(self.card.extra.get("anchor_cost_choice", {})))
+                              dict(self.card.extra.get("anchor_cost_choice", {})), self.second_anchor_level)
+
+    @property
+    def second_anchor_level(self) -> str:
+        """A whole-spine heatmap model's other anchor (C2; card extra ``anchor_channels``), else ""."""
+        others = [level for level in anchor_channels(self.card) if level != self.anchor_level] if self.is_heatmap else []
+        return others[0] if others else ""
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -198,8 +206,10 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
     """
     models = models_knowing(models, fixed_points)
     results, errors, not_run = {}, [], []
-    # lumbar first: the common scan, and its heatmap default sees every body, so it can claim the scan alone
-    for index in sorted(range(len(models)), key=lambda k: models[k].region != "lumbar"):
+    # lumbar first: the common scan, and its heatmap default sees every body, so it can claim the scan alone; then
+    # the whole-spine model, which names a neck from C2 as well, so the cervical pair runs only where neither claims
+    order = sorted(range(len(models)), key=lambda k: AUTO_ORDER.index(models[k].region))
+    for index in order:
         claimed = [r for r in results.values() if not detection_only and claims_the_scan(r)]
         if claimed:
             not_run.append(f"{models[index].region} ({models[index].card.id}) not run: the {claimed[0].region} "
@@ -211,7 +221,9 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
             errors.append(error)
     if not results:
         raise errors[0]
-    return choose_labelling([results[k] for k in sorted(results)], image, region_auto=len(models) > 1, not_run=not_run)
+    # in that order too: a tie (detection only, where nothing is named) goes to the lumbar model's detections
+    return choose_labelling([results[k] for k in order if k in results], image, region_auto=len(models) > 1,
+                            not_run=not_run)
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -395,7 +407,7 @@ def first_look_misses(first: list[Candidate], second: list[Candidate], chain: np
     taken = np.array([c.position for c in second], float).reshape(-1, 3)
     gaps = [(upper, lower) for upper, lower in zip(chain[:-1], chain[1:])
             if np.linalg.norm(upper - lower) > SECOND_LOOK_GAP_STEPS * step_mm]
-    return [replace(c, anchor_probability=0.0, ends=None, beyond=0.0) for c in first
+    return [replace(c, anchor_probability=0.0, ends=None, beyond=0.0, second_anchor_probability=0.0) for c in first
             if np.min(np.linalg.norm(taken - np.asarray(c.position, float), axis=1), initial=np.inf) > radius_mm
             and any(_distance_to_segment(np.asarray(c.position, float), *gap) <= radius_mm for gap in gaps)]
 

@@ -42,10 +42,12 @@ from .slices import MODEL_PIXEL_MM, SagittalSlab, extract_sagittal_slab
 
 TRAINABLE_REGIONS = ("cervical", "lumbar")
 #: Levels each region's graph labels (the shape model's layers), T13 / L6 where training sees them.
-REGION_LEVELS = {"cervical": ("C1", "T3"), "lumbar": ("T8", "S1")}
+REGION_LEVELS = {"cervical": ("C1", "T3"), "lumbar": ("T8", "S1"), "whole": ("C1", "S1")}
 #: Share of each view among the generated cases: mostly the region, some whole spines and short views.
 VIEW_MIX = {"cervical": {"cervical": 0.8, "whole": 0.1, "short": 0.1},
-            "lumbar": {"lumbar": 0.75, "whole": 0.1, "short": 0.15}}
+            "lumbar": {"lumbar": 0.75, "whole": 0.1, "short": 0.15},
+            # the whole-spine heatmap model (heatmap_recipe --third-channel C2) is judged on every view
+            "whole": {"whole": 0.4, "cervical": 0.2, "lumbar": 0.2, "thoracic": 0.1, "short": 0.1}}
 MODALITY_MIX = ("ct", "t1", "t2", "random")
 #: Limits written into the card: what the model can name (see pipeline.check_image).
 MAX_SLICE_THICKNESS_MM = {"cervical": 5.0, "lumbar": 6.5}
@@ -55,9 +57,9 @@ SLAB = {"cervical": {"slices_each_side": 2, "step_mm": 3.0, "search_slices_each_
 #: Body centres within this distance (mm) of a training slice count as on it (half a small body width).
 ON_SLICE_MM = {"cervical": 4.0, "lumbar": 6.0}
 #: Coarse grids keep CPU training feasible: only a sagittal slab at the model pixel size is used.
-MAX_VOXELS = {"cervical": 1_500_000, "lumbar": 900_000}
+MAX_VOXELS = {"cervical": 1_500_000, "lumbar": 900_000, "whole": 900_000}
 #: Validation grids are finer (as before this change), so fewer held-out scans have slices too thick to name.
-VALIDATION_MAX_VOXELS = {"cervical": 2_500_000, "lumbar": 1_500_000}
+VALIDATION_MAX_VOXELS = {"cervical": 2_500_000, "lumbar": 1_500_000, "whole": 2_500_000}
 #: Share of training slices cropped tightly (see :func:`crop_like_real`).
 CROP_PROBABILITY = 0.4
 NETWORK = {"channels": (16, 32), "fc": 128}

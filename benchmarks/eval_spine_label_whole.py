@@ -1,0 +1,97 @@
+"""The whole-spine SpineLabel model against the region models (lumbar + cervical under "auto") on the same scans.
+
+Usage: python benchmarks/eval_spine_label_whole.py PACKAGE_DIR [--first-seed 52001] [--cases 30] [--threads 1]
+       [--methods whole,regions,all] [--mix whole|cervical|lumbar]
+
+Generated scans of every view (whole spine, cervical, lumbar, thoracic, short; the mix of ``training.VIEW_MIX
+["whole"]``, CT / T1 / T2 / random contrast) from ``--first-seed`` on. Seeds 52001-52030 are the development set
+(the epoch and settings were chosen there); 153001-153030 are held out. ``--mix cervical`` (or lumbar) draws the
+views as that region's training does instead (cervical: 80 % necks), for a closer look at one region. Every complete vertebra C1-S1 in view is
+a reference, whatever the model can name: a lumbar model cannot name C5, and that counts against it here. Prints a
+line per scan and a table per view (labelling: named right / reference vertebrae; all right: scans with every
+reference vertebra named right; uncertain: scans whose labels are flagged uncertain).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spinebrain.anatomy import VERTEBRA_NAMES_BY_LABEL
+from spinebrain.errors import InputError
+from spinebrain.models import ModelRegistry
+from spinebrain.spinelabel import training
+from spinebrain.spinelabel.metrics import aggregate, evaluate_points
+from spinebrain.spinelabel.pipeline import label_spine_best, load_spine_label_model
+
+WHOLE_LEVELS = set(training.region_levels("whole"))
+
+
+def methods(package: Path, which: str) -> dict[str, list]:
+    """{name: the models a run uses}: the whole-spine package alone; the bundled lumbar and cervical models under
+    "auto" ("regions"); and all three under "auto" ("all")."""
+    registry = ModelRegistry(package.parent, package.parent / "__none__")
+    whole = [load_spine_label_model("whole", package.name, registry=registry, device="cpu")]
+    regions = [load_spine_label_model(region, device="cpu") for region in ("lumbar", "cervical")]
+    found = {"whole": whole, "regions": regions, "all": regions + whole}
+    return {name: models for name, models in found.items() if name in which.split(",")}
+
+
+def score(models: list, case) -> tuple[dict, bool]:
+    """(per-case metrics over the complete C1-S1 vertebrae in view, whether the labels are flagged uncertain)."""
+    reference = [p for p in case.points if p.label in WHOLE_LEVELS]
+    outside = {n for n in VERTEBRA_NAMES_BY_LABEL.values() if n not in WHOLE_LEVELS}
+    try:
+        result = label_spine_best(case.image, models)
+        predicted, uncertain = result.points, not result.labelling.anchored
+    except InputError:
+        predicted, uncertain = [], True
+    return evaluate_points(predicted, reference, case.labels, case.partial | outside), uncertain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("package", type=Path)
+    parser.add_argument("--first-seed", type=int, default=52001)
+    parser.add_argument("--cases", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mix", default="whole", choices=tuple(training.VIEW_MIX), help="the views' mix")
+    parser.add_argument("--methods", dest="which", default="whole,regions,all",
+                        help="comma-separated: whole, regions, all (default: every one)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    runs = methods(args.package, args.which)
+    cases = training.generate_cases(args.mix, args.cases, args.first_seed, what="evaluation",
+                                    max_voxels=training.VALIDATION_MAX_VOXELS[args.mix])
+    table: dict[tuple[str, str], list] = defaultdict(list)
+    for case in cases:
+        view = case.description["view"]
+        line = [f"seed {case.description['seed']} {view:9s} {case.description['modality']:6s}"]
+        for name, models in runs.items():
+            metrics, uncertain = score(models, case)
+            if metrics["tp"] + metrics["fn"] == 0:
+                continue
+            for key in (view, "all views"):
+                table[(name, key)].append((metrics, uncertain))
+            line.append(f"{name} {metrics['correct_labels']}/{metrics['tp'] + metrics['fn']}"
+                        f"{' uncertain' if uncertain else ''}")
+        print("  ".join(line), flush=True)
+    print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain")
+    for (name, view), rows in sorted(table.items(), key=lambda item: (item[0][1] == "all views", item[0])):
+        pooled = aggregate([metrics for metrics, _ in rows])
+        all_right = sum(m["correct_labels"] == m["tp"] + m["fn"] for m, _ in rows)
+        print(f"{name:8s} {view:10s} {len(rows):5d}  {pooled['sensitivity']:10.1%}  {_rate(pooled):>9s}  "
+              f"{all_right:9d}  {sum(u for _, u in rows):9d}")
+
+
+def _rate(pooled: dict) -> str:
+    value = pooled["labeling_accuracy"]
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.1%}"
+
+
+if __name__ == "__main__":
+    main()
