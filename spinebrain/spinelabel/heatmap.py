@@ -385,7 +385,8 @@ def anchor_channels(card) -> dict[str, int]:
 
     A whole-spine model has two: L5 (channel 1) and C2 (channel 2); each names the spine from its end.
     """
-    return {str(k): int(v) for k, v in card.extra.get("anchor_channels", {card.extra.get("anchor_level", "L5"): 1}).items()}
+    channels = card.extra.get("anchor_channels", {card.extra.get("anchor_level", "L5"): 1})
+    return {str(level): int(channel) for level, channel in channels.items()}
 
 
 def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], int | None]:
