@@ -19,10 +19,11 @@ spares running the other region models.
 
 Measured (docs/spinelabel_results.md, benchmarks/eval_region_auto.py, session 14): right region on 45
 of 45 real scans (41 lumbar MR of A10-A12, crops A5-A7, A9) and on 34 of 40 generated ones (every
-lumbar one; 10 of 16 cervical); no lumbar scan, real or generated, is called cervical. Session 15, with
-the whole-spine model installed: the same on the real scans, 16 of 16 generated necks (14 by the whole model). Without the
+lumbar one; 10 of 16 cervical); no lumbar scan, real or generated, is called cervical. Without the
 claim, A11 vb2_07 (thoracolumbar MR) was called cervical: the cervical pair named C1-T2 there at 17 mm
 steps (a cervical size, so it fits), anchored and 0.83 certain against the lumbar labelling's 0.82.
+Session 15, with the whole-spine model installed: the same on the real scans, 16 of 16 generated
+necks (14 named by the whole model).
 
 Why written here: this is the project's own decision rule over its own graph results.
 :func:`choose_labelling` is the public entry; the Slicer Logic reaches it through

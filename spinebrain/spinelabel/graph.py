@@ -291,18 +291,18 @@ def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor
     solver = _Solver(candidates, model, fixed, max_gap, gap_penalty, transitional_penalty)
     if solver.n_candidates == 0:
         return LabellingResult([], 0.0, False, 0.0)
-    path, cost = solver.solve(solver.problem(None if fixed else anchor))
+    path, cost = solver.solve(solver.problem(() if fixed else pins))
     if path is None:
         raise InputError("The fixed points cannot be joined into one spine; check their labels and positions.")
-    if fixed and anchor is not None:
-        path, cost, anchor = _with_agreeing_anchor(solver, path, cost, anchor)
+    if fixed and pins:
+        path, cost, pins = _with_agreeing_anchor(solver, path, cost, pins)
     elif fixed:
-        anchor = None
+        pins = ()
     alternatives = _shifted_alternatives(solver, path, max_shift)
-    anchored = bool(fixed) or anchor is not None
+    anchored = bool(fixed) or bool(pins)
     if fixed:
         certainty = 1.0
-    elif anchor is not None:
+    elif pins:
         certainty = min(max(candidates[i].anchor_probability, candidates[i].second_anchor_probability) or 1.0
                         for _, i in pins)
     else:
@@ -331,8 +331,9 @@ class _Solver:
         self._edges: dict[tuple[int, int], np.ndarray | None] = {}
         self.direction = model.spine_direction()
 
-    def problem(self, pinned: tuple[str, int] | None, user_points_fixed: bool = True) -> _Problem:
-        """Permissions: a pinned candidate (anchor / shift pivot) and each user point may only take its own layer.
+    def problem(self, pins=(), user_points_fixed: bool = True) -> _Problem:
+        """Permissions: pinned candidates ((level, index): anchors / shift pivot) and each user point may only take
+        their own layer.
 
         With ``user_points_fixed`` False the user points are ordinary candidates with p = 1.
         """
@@ -340,8 +341,7 @@ class _Solver:
         constraints = []
         if user_points_fixed:
             constraints = [(level, self.n_detections + k) for k, level in enumerate(self.fixed_levels)]
-        if pinned is not None:
-            constraints += [pinned] if isinstance(pinned[0], str) else list(pinned)
+        constraints += list(pins)
         for level, index in constraints:
             layer = self.levels.index(level)
             allowed[:, index] = False
@@ -447,18 +447,18 @@ class _Solver:
         return [lv for a, b in zip(layers, layers[1:]) for lv in self.levels[a + 1:b] if lv not in TRANSITIONAL]
 
 
-def _with_agreeing_anchor(solver: _Solver, path, cost: float, anchor: tuple[str, int]):
+def _with_agreeing_anchor(solver: _Solver, path, cost: float, pins: tuple):
     """The user's points outrank the anchor detector, but an anchor that agrees with them is kept.
 
     It agrees when the path through both covers as many standard levels and costs at most one
     ``gap_penalty`` more; e.g. a user L1 and a detected S1 with seven vertebrae between need L6.
-    Returns (path, cost, anchor or None).
+    Returns (path, cost, the anchor pins or ()).
     """
-    both, both_cost = solver.solve(solver.problem(anchor))
+    both, both_cost = solver.solve(solver.problem(pins))
     if both is not None and (solver.coverage(both) >= solver.coverage(path)
                              and both_cost <= cost + solver.gap_penalty):
-        return both, both_cost, anchor
-    return path, cost, None
+        return both, both_cost, pins
+    return path, cost, ()
 
 
 def _best_end(count: np.ndarray, cost: np.ndarray) -> tuple[int, int]:
@@ -483,7 +483,7 @@ def _shifted_alternatives(solver: _Solver, path, max_shift: int) -> list[Alterna
         position = standard.index(pivot_level) + shift
         if not 0 <= position < len(standard):
             continue
-        alt_path, alt_cost = solver.solve(solver.problem((standard[position], pivot), user_points_fixed=False))
+        alt_path, alt_cost = solver.solve(solver.problem(((standard[position], pivot),), user_points_fixed=False))
         if alt_path is not None:
             left_out = max(len(path) - len(alt_path), 0)
             alternatives.append(Alternative(shift, alt_cost + solver.gap_penalty * left_out,

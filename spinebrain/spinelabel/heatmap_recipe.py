@@ -341,15 +341,15 @@ def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model
                    third: str = "S1") -> Path:
     """Write ``models_dir/<model_id>/``: a spine-label package (lumbar region, anchor L5) of the heatmap network.
 
-    With ``third`` "C2" it is the whole-spine model: region "whole", anchors L5 (channel 1) and C2 (channel 2). A network with more than 3 outputs has the S1 heatmap and the level classes; its card lists the
+    With ``third`` "C2" it is the whole-spine model: region "whole", anchors L5 (channel 1) and C2 (channel 2).
+    A network with more than 3 outputs has the S1 heatmap and the level classes; its card lists the
     classes (``level_classes``), and the graph names by their evidence (:mod:`.level_evidence`).
     """
     outputs = int(network.kwargs["outputs"])
     heatmaps = min(outputs, 3)
     level_extra = {"level_classes": list(LEVEL_CLASSES)} if outputs > heatmaps else {}
     whole = third == "C2"
-    if whole:
-        level_extra["anchor_channels"] = {"L5": 1, "C2": 2}
+    anchors = {"anchor_channels": {"L5": 1, "C2": 2}} if whole else {}
     card = ModelCard(
         id=model_id, task=TASK, version="1.0", labels=_channel_labels(outputs, heatmaps, third),
         modalities=["CT", "T1", "T2"], spacing=[PIXEL_MM, PIXEL_MM, SLICE_STEP_MM], patch_size=[128, 128, 3],
@@ -361,7 +361,7 @@ def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model
                "detector": "heatmap", "heatmap": {**DEFAULT_HEATMAP, "heatmaps": heatmaps}, "pixel_mm": PIXEL_MM,
                "labelling": {"transitional_penalty": 25.0, "gap_penalty": 10.0},
                **SLICE_THICKNESS_LIMITS, "min_spine_extent_mm": 60.0, "architecture": ARCHITECTURE,
-               **level_extra, **(extra or {})})
+               **level_extra, **anchors, **(extra or {})})
     package = save_model_package(models_dir, network.state_dict(), card, overwrite=True)
     logger.info(export_onnx_when_possible(package))  # the command line's fast start on the CPU
     return package

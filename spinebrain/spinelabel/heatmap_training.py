@@ -199,7 +199,7 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
     inside = ((case.centres[:, 1] >= rows.start) & (case.centres[:, 1] < rows.stop)
               & (case.centres[:, 2] >= cols.start) & (case.centres[:, 2] < cols.stop))
     body = inside & np.array([n not in NOT_BODIES for n in case.names])
-    vertebra = gaussian_heatmap(shape, case.centres[body, 1:] - offset, r_mm[body], PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
+    vertebra = _heat_at(case, body, offset, r_mm, shape)
     anchor = np.zeros(shape, np.float32)
     anchor_weight = 1.0
     if "L5" in case.names:
@@ -208,16 +208,14 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
         if not case.anchor_known:
             anchor_weight = 0.0
         elif inside[k] and below_px >= ANCHOR_SACRUM_STEPS * case.step_px:
-            anchor = gaussian_heatmap(shape, case.centres[k:k + 1, 1:] - offset, r_mm[k:k + 1], PIXEL_MM,
-                                      SIGMA_MM, SIGMA_R_MM)
+            anchor = _heat_at(case, slice(k, k + 1), offset, r_mm, shape)
         elif inside[k] and below_px > 0.25 * case.step_px:
             anchor_weight = 0.0  # the crop cuts through L5's lower neighbour: neither clearly there nor gone
     weights = np.ones((channels, *shape), np.float32)
     weights[1] *= anchor_weight
     if anchor_weight > 0 and anchor_neighbour_weight != 1.0:
         near = inside & np.isin(case.names, ANCHOR_NEIGHBOURS)
-        bump = gaussian_heatmap(shape, case.centres[near, 1:] - offset, r_mm[near], PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
-        weights[1] *= 1.0 + (anchor_neighbour_weight - 1.0) * bump
+        weights[1] *= 1.0 + (anchor_neighbour_weight - 1.0) * _heat_at(case, near, offset, r_mm, shape)
     if sacrum_weight != 1.0 and {"L5", "S1"} <= set(case.names):
         s2 = _s2_centre(case)
         bump = gaussian_heatmap(shape, s2[None, 1:] - offset, np.array([(s2[0] - slice_index) * SLICE_STEP_MM]),
@@ -254,15 +252,18 @@ def _c2_target(case: PreparedCase, slice_index: int, rows: slice, cols: slice, s
     above_px = row - rows.start
     r_mm = (case.centres[:, 0] - slice_index) * SLICE_STEP_MM
     if inside and above_px >= ANCHOR_SACRUM_STEPS * case.step_px:
-        target = gaussian_heatmap(shape, case.centres[k:k + 1, 1:] - offset, r_mm[k:k + 1], PIXEL_MM,
-                                  SIGMA_MM, SIGMA_R_MM)
+        target = _heat_at(case, slice(k, k + 1), offset, r_mm, shape)
     elif inside and above_px > 0.25 * case.step_px:
         return target, np.zeros(shape, np.float32)
     if neighbour_weight != 1.0:
         near = np.isin(case.names, C2_NEIGHBOURS)
-        bump = gaussian_heatmap(shape, case.centres[near, 1:] - offset, r_mm[near], PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
-        weight *= 1.0 + (neighbour_weight - 1.0) * bump
+        weight *= 1.0 + (neighbour_weight - 1.0) * _heat_at(case, near, offset, r_mm, shape)
     return target, weight
+
+
+def _heat_at(case: PreparedCase, chosen, offset: np.ndarray, r_mm: np.ndarray, shape) -> np.ndarray:
+    """The body-centre Gaussians of the ``chosen`` centres (a mask or a slice) on a window at ``offset``."""
+    return gaussian_heatmap(shape, case.centres[chosen, 1:] - offset, r_mm[chosen], PIXEL_MM, SIGMA_MM, SIGMA_R_MM)
 
 
 def _s2_centre(case: PreparedCase) -> np.ndarray:

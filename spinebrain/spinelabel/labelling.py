@@ -219,7 +219,8 @@ def _from_both_ends(usable: list[Candidate], setup: LabellingSetup, fixed, free:
     """
     other = replace(setup, anchor_level=setup.second_anchor_level, second_anchor_level="",
                     anchor_outermost_at_end=False, anchor_cost_choice={})  # both tuned on the L5 anchor
-    swapped = [replace(c, anchor_probability=c.second_anchor_probability if _near_the_end(usable, k, other) else 0.0,
+    answers = {k for k, c in enumerate(usable) if c.second_anchor_probability > 0 and _near_the_end(usable, k, other)}
+    swapped = [replace(c, anchor_probability=c.second_anchor_probability if k in answers else 0.0,
                        second_anchor_probability=c.anchor_probability, beyond=0.0) for k, c in enumerate(usable)]
     second = _anchored(swapped, other, fixed, free)
     better = max((first, second), key=lambda labelling: (labelling.anchored, labelling.certainty))
