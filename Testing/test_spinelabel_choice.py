@@ -92,6 +92,20 @@ def test_an_anchored_fitting_lumbar_chain_with_nothing_detected_above_it_claims_
                                                              for a in too_small.labelling.assignments]))
 
 
+def test_a_whole_spine_chain_that_reaches_c2_claims_the_scan_whatever_lies_above_it(models):
+    """Above C1 lies the skull base, where a detector may answer; that is no spine for another region model."""
+    if "whole" not in models:
+        pytest.skip("no whole-spine model installed")
+    levels = models["whole"].shape_model.standard_levels[1:]  # C2 ... S1
+    whole = made_up_result(models["whole"], levels, 22.0)
+    detections = [Candidate(a.position, 0.9) for a in whole.labelling.assignments]
+    skull_base = Candidate(np.array([0.0, 0.0, 50.0]), 0.6)  # two steps above C2
+    assert claims_the_scan(replace(whole, candidates=detections + [skull_base]))
+    lower = made_up_result(models["whole"], levels[7:], 22.0)  # T2 ... S1: a detection above T2 is more spine
+    lower_detections = [Candidate(a.position, 0.9) for a in lower.labelling.assignments]
+    assert not claims_the_scan(replace(lower, candidates=lower_detections + [skull_base]))
+
+
 # ------------------------------------------------------------------------------ generated scans, both models
 
 

@@ -88,6 +88,40 @@ def test_c2_target_of_a_whole_spine_model_needs_the_atlas_in_view_above_c2():
     assert s1[0][2].max() == 0.0
 
 
+def test_cross_anchor_weight_makes_each_anchor_channel_a_hard_negative_at_the_other_end():
+    """A whole-spine model's C2 channel answered on L5 / S1 and its L5 channel on C2 (measured): with
+    ``cross_anchor_weight`` each answer there costs more, whether or not the channel's own level is in view."""
+    lumbar, neck = _case(names=("L4", "L5", "S1", "S2")), _case(names=("C1", "C2", "C3", "C4"))  # rows 20, 36, 52
+    for case, own, other in ((lumbar, 1, 2), (neck, 2, 1)):
+        plain = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0, 3, third="C2")
+        targets, weights = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0, 3, third="C2",
+                                          cross_anchor_weight=5.0)
+        assert np.array_equal(targets, plain[0])  # only the weights change
+        assert weights[other][36, 30] == pytest.approx(5.0)  # L5 (lumbar) / C2 (neck) in the other channel
+        assert weights[own][36, 30] == pytest.approx(plain[1][own][36, 30])  # its own channel untouched
+    _, lumbar_weights = sample_targets(lumbar, 4, slice(0, 120), slice(0, 60), 120.0, 3, third="C2",
+                                       cross_anchor_weight=5.0)
+    assert lumbar_weights[2][20, 30] == pytest.approx(5.0) and lumbar_weights[2][52, 30] == pytest.approx(5.0)
+    assert lumbar_weights[2][68, 30] == pytest.approx(1.0, abs=1e-3)  # S2 is no harder than background
+    s1_model = sample_targets(lumbar, 4, slice(0, 120), slice(0, 60), 120.0, 3, cross_anchor_weight=5.0)[1]
+    assert s1_model[2].max() == pytest.approx(1.0)  # a lumbar model's S1 channel: no cross anchor
+
+
+def test_a_second_anchor_answer_counts_only_at_its_end_of_the_spine():
+    """C2 answers with more than two detections over 1.5 steps beyond them towards the head are not C2."""
+    from spinebrain.spinelabel.heatmap import at_the_end
+    from spinebrain.spinelabel.graph import fit_shape_model
+    from spinebrain.points import LabelledPoint
+
+    names = ["C1", "C2", "C3", "C4", "C5"]
+    shape = fit_shape_model([[LabelledPoint(n, (0.0, 0.0, -20.0 * k + d)) for k, n in enumerate(names)]
+                             for d in (0.0, 1.0, -1.0)])
+    detections = [np.array([0.0, 0.0, -20.0 * k]) for k in range(5)] + [np.array([0.0, 0.0, 15.0])]  # C1-C5, skull
+    answers = [(detections[1], 0.6), (detections[3], 0.8)]  # on C2; on C4 (beyond it: C3, C2, C1, the skull)
+    kept = at_the_end(answers, detections, shape, "C2")
+    assert [h for _, h in kept] == [0.6]
+
+
 def test_sacrum_weight_makes_a_body_answer_on_s2_costlier():
     case = _case()  # L3 L4 L5 S1 at rows 20, 36, 52, 68: S2 extrapolated 0.9 steps below S1, row 82.4
     plain = sample_targets(case, 4, slice(0, 120), slice(0, 60), 120.0)
@@ -434,7 +468,8 @@ def test_a_whole_spine_package_names_from_l5_and_c2(tmp_path):
     assert model.second_anchor_level == "C2" and model.setup.second_anchor_level == "C2"
     scan = generate_spine(1001, modality="ct", view="lumbar", spacing=(1.5, 1.5, 2.0))
     result = label_spine(scan.image, model)
-    assert any(c.second_anchor_probability > 0 for c in result.candidates)  # the C2 channel's answers ride along
+    # the "C2" copy answers on L5, with the lumbar and thoracic spine beyond it towards the head: not C2
+    assert not any(c.second_anchor_probability > 0 for c in result.candidates)
     assert result.labelling.anchored
     # the same network channels as the lumbar model's: the same names (this scan has six lumbar vertebrae)
     assert [p.label for p in result.points] == [p.label for p in label_spine(scan.image, shipped).points]

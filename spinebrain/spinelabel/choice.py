@@ -152,9 +152,16 @@ def claims_the_scan(result: SpineLabelResult) -> bool:
     Why: on a lumbar scan the cervical pair took about 1.5 s of a 2.4 s warm run, only to be refused. The labelling
     must be anchored and fit (:func:`assess`), and no detection may lie more than half a step beyond the end of its
     named chain away from its anchor (above a chain anchored at L5): the heatmap default is taught every body from
-    C1 to S1, so a scan showing more spine above the chain shows detections there.
+    C1 to S1, so a scan showing more spine above the chain shows detections there. A chain that names C1 or C2
+    (:data:`SPINE_TOP`) reaches the top of the spine: nothing beyond it is spine.
     """
     return assess(result).claims
+
+
+#: The top of the spine: a chain that names one of these ends there, and what lies beyond it (the skull base, a
+#: second detection on C1's arch) is not more spine for another model (development seed 52016: a whole-spine
+#: labelling with a detection above C1 lost to the lumbar labelling of its lower half).
+SPINE_TOP = ("C1", "C2")
 
 
 def _nothing_beyond(result: SpineLabelResult) -> bool:
@@ -163,6 +170,9 @@ def _nothing_beyond(result: SpineLabelResult) -> bool:
     named = [np.asarray(a.position, float) for a in labelling.assignments if a.candidate is not None]
     if not named:
         return False
+    if setup.anchor_level not in SPINE_TOP and any(a.level in SPINE_TOP for a in labelling.assignments
+                                                   if a.candidate is not None):
+        return True
     inwards = -setup.shape_model.outwards(setup.anchor_level)
     end = max(float(np.dot(position, inwards)) for position in named)
     reach = end + 0.5 * setup.shape_model.median_step()

@@ -416,7 +416,8 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     if heatmaps >= 3 and maps.shape[0] > heatmaps:  # S1 heatmap and level classes: evidence per candidate
         candidates = [with_level_evidence(c, slab, maps, heatmaps) for c in candidates]
     channels = anchor_channels(model.card)
-    found = {level: _with_anchor(candidates, slab, maps[channel], peaks, model, level, options, nms_mm)
+    found = {level: _with_anchor(candidates, slab, maps[channel], peaks, model, level, options, nms_mm,
+                                 second=level != model.anchor_level)
              for level, channel in channels.items()}
     candidates, anchor = found.pop(model.anchor_level)
     for other, _ in found.values():  # attach_anchor keeps the detections' order: the lists align
@@ -424,17 +425,45 @@ def heatmap_candidates(image, model, progress=None) -> tuple[list[Candidate], in
     return candidates, anchor
 
 
-def _with_anchor(candidates, slab, anchor_map, peaks, model, level: str, options: dict, nms_mm: float):
-    """(candidates with the anchor answers of ``anchor_map`` attached, index of the anchored one or None)."""
-    threshold = float(options["anchor_threshold"])
+def _with_anchor(candidates, slab, anchor_map, peaks, model, level: str, options: dict, nms_mm: float,
+                 second: bool = False):
+    """(candidates with the anchor answers of ``anchor_map`` attached, index of the anchored one or None).
+
+    ``second``: a whole-spine model's second anchor (C2): its own threshold (card ``second_anchor_threshold``,
+    default ``anchor_threshold``), and only answers at the end of the detected spine count (:func:`at_the_end`).
+    """
+    threshold = float(options.get("second_anchor_threshold") or options["anchor_threshold"]) if second \
+        else float(options["anchor_threshold"])
     weak = float(options.get("weak_anchor_threshold") or threshold)
     answer_peaks = suppress_near(peak_points(slab, anchor_map, min(0.5 * threshold, weak), options), nms_mm,
                                  float(options["nms_r_scale"]))
+    if second:
+        answer_peaks = at_the_end(answer_peaks, [c.position for c in candidates], model.shape_model, level)
     answered = anchor_answers(answer_peaks, threshold) or sacrum_below(answer_peaks, weak, peaks, model.shape_model,
                                                                        level)
     answers = [Detection(p, h, h, 1, ()) for p, h in answered]
     candidates, anchor = attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
     return [with_heat_beyond(c, peaks, model.shape_model, level) for c in candidates], anchor
+
+
+#: Beyond C2 lies only C1 (often two or more detections: its arch and lateral masses), and at times a false
+#: detection in the skull base: a second-anchor answer with more vertebra detections than this over 1.5 steps beyond
+#: it (past C1) is not C2. Measured: the whole model's C2 channel answers on L5 and S1 too, often more strongly than
+#: on C2 (development seeds 52001-52030); dropped before the strongest answers are chosen, they can neither outrank
+#: nor crowd out the true one.
+MOST_BEYOND_SECOND_ANCHOR = 2
+
+
+def at_the_end(answers: list[tuple[np.ndarray, float]], detections, shape_model, level: str):
+    """The ``answers`` with at most :data:`MOST_BEYOND_SECOND_ANCHOR` ``detections`` over 1.5 steps beyond them
+    towards ``level``'s end of the spine (the head for C2)."""
+    outwards, step = shape_model.outwards(level), shape_model.median_step()
+    points = np.asarray(detections, float).reshape(-1, 3)
+
+    def beyond(origin) -> int:
+        return int(np.sum((points - np.asarray(origin, float)) @ outwards > 1.5 * step))
+
+    return [(position, height) for position, height in answers if beyond(position) <= MOST_BEYOND_SECOND_ANCHOR]
 
 
 def with_heat_beyond(candidate: Candidate, peaks: list[tuple[np.ndarray, float]], shape_model, anchor_level: str):

@@ -225,7 +225,7 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
                   outputs: int = 2, init: str | None = None, real_share: float = 0.6,
                   select_generated: int = 0, levels: bool = False, patience: int = 6,
                   anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0,
-                  coronal_tilt: float = 0.0, third: str = "S1") -> Path:
+                  coronal_tilt: float = 0.0, third: str = "S1", cross_anchor_weight: float = 1.0) -> Path:
     """Train until ``epochs`` or the wall-clock ``deadline`` (seconds since the epoch), whichever comes first.
 
     ``outputs`` 3 adds the ``third`` channel: the S1 body, or "C2", the C2 anchor of a whole-spine model
@@ -249,7 +249,7 @@ def train_heatmap(data_dir: str, out_dir: str, deadline: float, epochs: int = 40
           f"{len(chosen)} selection cases", flush=True)
     train_set = HeatmapSamples(cases, samples_per_epoch, size=size, seed=seed, real_share=real_share, channels=outputs,
                                levels=levels, anchor_neighbour_weight=anchor_neighbour_weight,
-                               sacrum_weight=sacrum_weight, third=third)
+                               sacrum_weight=sacrum_weight, third=third, cross_anchor_weight=cross_anchor_weight)
     select_share = 1.0 if not select_generated else 0.6
     select_set = HeatmapSamples(chosen, 128, size=size, seed=seed + 1, augment=False, real_share=select_share,
                                 channels=outputs, levels=levels, third=third)
@@ -424,6 +424,9 @@ def main(argv=None) -> None:
     parser.add_argument("--real-share", type=float, default=0.6, help="share of samples from real scans")
     parser.add_argument("--anchor-neighbour-weight", type=float, default=1.0,
                         help="weight of a false anchor answer on L4 / S1 (hard negatives; 1 = plain)")
+    parser.add_argument("--cross-anchor-weight", type=float, default=1.0,
+                        help="whole-spine models: weight of the other end's anchor level in each anchor channel "
+                             "(C2 channel at L4-S1, L5 channel at C1-C3; hard negatives)")
     parser.add_argument("--sacrum-weight", type=float, default=1.0,
                         help="weight of a false vertebra answer on S2 (hard negative; 1 = plain)")
     parser.add_argument("--select-generated", type=int, default=0,
@@ -453,7 +456,7 @@ def main(argv=None) -> None:
                   args.batch, args.lr, args.seed, outputs=args.outputs, init=args.init, real_share=args.real_share,
                   select_generated=args.select_generated, levels=args.levels, patience=args.patience,
                   anchor_neighbour_weight=args.anchor_neighbour_weight, sacrum_weight=args.sacrum_weight,
-                  coronal_tilt=args.coronal_tilt, third=args.third_channel)
+                  coronal_tilt=args.coronal_tilt, third=args.third_channel, cross_anchor_weight=args.cross_anchor_weight)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ LEVEL_RADIUS_STEPS, LEVEL_R_MM = 0.3, 12.0
 ANCHOR_NEIGHBOURS = ("L4", "S1")
 #: The same for the C2 anchor of a whole-spine model.
 C2_NEIGHBOURS = ("C1", "C3")
+#: Where a whole-spine model's anchor channels answer for each other (the C2 channel on L5 and S1, the L5
+#: channel on C2, measured): ``cross_anchor_weight`` > 1 makes each a hard negative of the other channel.
+CROSS_NEGATIVES = {"L5": ("C1", "C2", "C3"), "C2": ("L4", "L5", "S1")}
 #: S2 lies about this share of the L5-S1 step below S1 (sacral segments are shorter); the generator and
 #: the real sets name no S2, so its centre is extrapolated along the L5 -> S1 direction.
 S2_STEP_SHARE = 0.9
@@ -183,7 +186,7 @@ def generated_case(seed: int, view: str, modality: str, max_voxels: int = 900_00
 
 def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slice, in_view_bottom: float,
                    channels: int = 2, anchor_neighbour_weight: float = 1.0, sacrum_weight: float = 1.0,
-                   third: str = "S1"):
+                   third: str = "S1", cross_anchor_weight: float = 1.0):
     """(targets (C, H, W), weights (C, H, W)) of one slice window; see the module text for the rules.
 
     ``channels`` 2: vertebra, L5 anchor; 3: also ``third``, the S1 body (:func:`_s1_target`) or the C2
@@ -192,6 +195,7 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
     from 1 up to this), where a taught anchor weight is not 0 (hard negatives).
     ``sacrum_weight``: the vertebra channel's weight at S2 (a Gaussian bump from 1 up to this): a body
     found there makes the chain one level too long at the bottom, and every name shifts up by one.
+    ``cross_anchor_weight`` (whole-spine models, ``third`` "C2"): the same bump at :data:`CROSS_NEGATIVES`.
     """
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     offset = np.array([rows.start, cols.start], float)
@@ -216,6 +220,9 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
     if anchor_weight > 0 and anchor_neighbour_weight != 1.0:
         near = inside & np.isin(case.names, ANCHOR_NEIGHBOURS)
         weights[1] *= 1.0 + (anchor_neighbour_weight - 1.0) * _heat_at(case, near, offset, r_mm, shape)
+    cross = cross_anchor_weight if channels >= 3 and third == "C2" else 1.0
+    if anchor_weight > 0 and cross != 1.0:
+        weights[1] *= _bump(case, inside & np.isin(case.names, CROSS_NEGATIVES["L5"]), offset, r_mm, shape, cross)
     if sacrum_weight != 1.0 and {"L5", "S1"} <= set(case.names):
         s2 = _s2_centre(case)
         bump = gaussian_heatmap(shape, s2[None, 1:] - offset, np.array([(s2[0] - slice_index) * SLICE_STEP_MM]),
@@ -228,6 +235,8 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
     targets = [vertebra, anchor]
     if channels >= 3 and third == "C2":
         c2, weights[2] = _c2_target(case, slice_index, rows, cols, shape, anchor_neighbour_weight)
+        if cross != 1.0:
+            weights[2] *= _bump(case, inside & np.isin(case.names, CROSS_NEGATIVES["C2"]), offset, r_mm, shape, cross)
         targets.append(c2)
     elif channels >= 3:
         s1, weights[2] = _s1_target(case, slice_index, rows, cols, in_view_bottom, shape)
@@ -259,6 +268,11 @@ def _c2_target(case: PreparedCase, slice_index: int, rows: slice, cols: slice, s
         near = np.isin(case.names, C2_NEIGHBOURS)
         weight *= 1.0 + (neighbour_weight - 1.0) * _heat_at(case, near, offset, r_mm, shape)
     return target, weight
+
+
+def _bump(case: PreparedCase, chosen, offset: np.ndarray, r_mm: np.ndarray, shape, weight: float) -> np.ndarray:
+    """A weight map of 1 rising to ``weight`` at the ``chosen`` centres (hard negatives)."""
+    return 1.0 + (weight - 1.0) * _heat_at(case, chosen, offset, r_mm, shape)
 
 
 def _heat_at(case: PreparedCase, chosen, offset: np.ndarray, r_mm: np.ndarray, shape) -> np.ndarray:
@@ -356,8 +370,8 @@ class HeatmapSamples(torch.utils.data.Dataset):
     def __init__(self, cases: list[PreparedCase], length: int, size: int = 128, in_slices: int = 3,
                  seed: int = 0, augment: bool = True, tight_crop: float = 0.4, real_share: float = 0.6,
                  channels: int = 2, levels: bool = False, anchor_neighbour_weight: float = 1.0,
-                 sacrum_weight: float = 1.0, third: str = "S1"):
-        self.third = third
+                 sacrum_weight: float = 1.0, third: str = "S1", cross_anchor_weight: float = 1.0):
+        self.third, self.cross_anchor_weight = third, float(cross_anchor_weight)
         self.cases, self.length, self.size, self.in_slices = cases, int(length), int(size), int(in_slices)
         self.channels, self.levels = int(channels), bool(levels)
         self.anchor_neighbour_weight, self.sacrum_weight = float(anchor_neighbour_weight), float(sacrum_weight)
@@ -391,7 +405,8 @@ class HeatmapSamples(torch.utils.data.Dataset):
             if rng.random() < 0.5:  # left-right mirror: the slice order reverses
                 image = image[::-1].copy()
         targets, weights = sample_targets(case, slice_index, rows, cols, float(rows.stop), self.channels,
-                                          self.anchor_neighbour_weight, self.sacrum_weight, self.third)
+                                          self.anchor_neighbour_weight, self.sacrum_weight, self.third,
+                                          self.cross_anchor_weight)
         label = [targets, weights] + ([level_targets(case, slice_index, rows, cols)] if self.levels else [])
         sample = {"image": self._place(image), "label": self._place(np.concatenate(label), self.channels)}
         if self.augment:

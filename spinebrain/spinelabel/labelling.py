@@ -219,9 +219,8 @@ def _from_both_ends(usable: list[Candidate], setup: LabellingSetup, fixed, free:
     """
     other = replace(setup, anchor_level=setup.second_anchor_level, second_anchor_level="",
                     anchor_outermost_at_end=False, anchor_cost_choice={})  # both tuned on the L5 anchor
-    answers = {k for k, c in enumerate(usable) if c.second_anchor_probability > 0 and _near_the_end(usable, k, other)}
-    swapped = [replace(c, anchor_probability=c.second_anchor_probability if k in answers else 0.0,
-                       second_anchor_probability=c.anchor_probability, beyond=0.0) for k, c in enumerate(usable)]
+    swapped = [replace(c, anchor_probability=c.second_anchor_probability,
+                       second_anchor_probability=c.anchor_probability, beyond=0.0) for c in usable]
     second = _anchored(swapped, other, fixed, free)
     better = max((first, second), key=lambda labelling: (labelling.anchored, labelling.certainty))
     pins = [_pin(first, setup.anchor_level), _pin(second, other.anchor_level)]
@@ -232,22 +231,6 @@ def _from_both_ends(usable: list[Candidate], setup: LabellingSetup, fixed, free:
     except InputError:
         return better
     return both if both.anchored and _coverage(both) >= min(_coverage(first), _coverage(second)) else better
-
-
-#: Beyond C2 lies only C1 (often two or more detections: its arch and lateral masses), and at times a false
-#: detection in the skull base: a second-anchor answer with more detections than this over 1.5 steps beyond it
-#: (past C1) is not C2. Measured: the whole model's C2 channel answers on L5 and S1 too, as strongly as on C2
-#: (development seeds 52001-52030).
-_MOST_BEYOND_SECOND_ANCHOR = 2
-
-
-def _near_the_end(usable: list[Candidate], index: int, setup: LabellingSetup) -> bool:
-    """Whether at most :data:`_MOST_BEYOND_SECOND_ANCHOR` detections lie more than 1.5 steps beyond ``usable[index]``
-    towards the end of ``setup.anchor_level`` (the head for C2)."""
-    outwards, step = setup.shape_model.outwards(setup.anchor_level), setup.shape_model.median_step()
-    origin = np.asarray(usable[index].position, float)
-    beyond = sum(float(np.dot(np.asarray(c.position, float) - origin, outwards)) > 1.5 * step for c in usable)
-    return beyond <= _MOST_BEYOND_SECOND_ANCHOR
 
 
 def _pin(labelling: LabellingResult, level: str) -> tuple[str, int] | None:

@@ -213,7 +213,7 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
         claimed = [r for r in results.values() if not detection_only and claims_the_scan(r)]
         if claimed:
             not_run.append(f"{models[index].region} ({models[index].card.id}) not run: the {claimed[0].region} "
-                           "labelling is anchored, fits, and no vertebra is detected beyond it")
+                           "labelling is anchored, fits, and no spine is detected beyond it")
             continue
         try:
             results[index] = label_spine(image, models[index], fixed_points, device, progress, detection_only)
