@@ -432,8 +432,9 @@ def _with_anchor(candidates, slab, anchor_map, peaks, model, level: str, options
     ``second``: a whole-spine model's second anchor (C2): its own threshold (card ``second_anchor_threshold``,
     default ``anchor_threshold``), and only answers at the end of the detected spine count (:func:`at_the_end`).
     """
-    threshold = float(options.get("second_anchor_threshold") or options["anchor_threshold"]) if second \
-        else float(options["anchor_threshold"])
+    threshold = float(options["anchor_threshold"])
+    if second:
+        threshold = float(options.get("second_anchor_threshold") or threshold)
     weak = float(options.get("weak_anchor_threshold") or threshold)
     answer_peaks = suppress_near(peak_points(slab, anchor_map, min(0.5 * threshold, weak), options), nms_mm,
                                  float(options["nms_r_scale"]))

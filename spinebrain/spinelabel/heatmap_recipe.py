@@ -336,6 +336,11 @@ def _channel_labels(outputs: int, heatmaps: int, third: str = "S1") -> dict:
     return labels
 
 
+def model_region(third: str) -> str:
+    """The region of a package whose third output is ``third``: a C2 anchor makes it the whole-spine model."""
+    return "whole" if third == "C2" else "lumbar"
+
+
 def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model, metrics: dict, training_data: str,
                    command: str, model_id: str = "spine-label-lumbar-heatmap", extra: dict | None = None,
                    third: str = "S1") -> Path:
@@ -348,13 +353,13 @@ def export_package(network: HeatmapDetector, models_dir: str | Path, shape_model
     outputs = int(network.kwargs["outputs"])
     heatmaps = min(outputs, 3)
     level_extra = {"level_classes": list(LEVEL_CLASSES)} if outputs > heatmaps else {}
-    whole = third == "C2"
-    anchors = {"anchor_channels": {"L5": 1, "C2": 2}} if whole else {}
+    region = model_region(third)
+    anchors = {"anchor_channels": {"L5": 1, "C2": 2}} if region == "whole" else {}
     card = ModelCard(
         id=model_id, task=TASK, version="1.0", labels=_channel_labels(outputs, heatmaps, third),
         modalities=["CT", "T1", "T2"], spacing=[PIXEL_MM, PIXEL_MM, SLICE_STEP_MM], patch_size=[128, 128, 3],
         normalisation={"method": "CT: HU window -250..1250; MR: percentiles 0.5..99.5 over the band"},
-        network=network.config, region="whole" if whole else "lumbar", validated_modalities=["MR (real, held-out patients)"],
+        network=network.config, region=region, validated_modalities=["MR (real, held-out patients)"],
         training_data=training_data, training_command=command, software_version=__version__,
         research_notice=RESEARCH_NOTICE, metrics=metrics,
         extra={"anchor_level": "L5", "shape_model": shape_model.to_dict(), "levels": list(shape_model.levels),
@@ -396,8 +401,8 @@ def export_run(out_dir: str, models_dir: str, metrics_file: Path | None, setting
         extra["evidence"] = evidence
     if anchor_strong_share is not None:
         extra["anchor_strong_share"] = float(anchor_strong_share)
-    region = "whole" if third == "C2" else "lumbar"
-    return export_package(network, models_dir, shape_model_from(out_dir, region), metrics, data, command, model_id,
+    shape_model = shape_model_from(out_dir, model_region(third))
+    return export_package(network, models_dir, shape_model, metrics, data, command, model_id,
                           extra, third)
 
 

@@ -219,7 +219,7 @@ def sample_targets(case: PreparedCase, slice_index: int, rows: slice, cols: slic
     weights[1] *= anchor_weight
     if anchor_weight > 0 and anchor_neighbour_weight != 1.0:
         near = inside & np.isin(case.names, ANCHOR_NEIGHBOURS)
-        weights[1] *= 1.0 + (anchor_neighbour_weight - 1.0) * _heat_at(case, near, offset, r_mm, shape)
+        weights[1] *= _bump(case, near, offset, r_mm, shape, anchor_neighbour_weight)
     cross = cross_anchor_weight if channels >= 3 and third == "C2" else 1.0
     if anchor_weight > 0 and cross != 1.0:
         weights[1] *= _bump(case, inside & np.isin(case.names, CROSS_NEGATIVES["L5"]), offset, r_mm, shape, cross)
@@ -266,7 +266,7 @@ def _c2_target(case: PreparedCase, slice_index: int, rows: slice, cols: slice, s
         return target, np.zeros(shape, np.float32)
     if neighbour_weight != 1.0:
         near = np.isin(case.names, C2_NEIGHBOURS)
-        weight *= 1.0 + (neighbour_weight - 1.0) * _heat_at(case, near, offset, r_mm, shape)
+        weight *= _bump(case, near, offset, r_mm, shape, neighbour_weight)
     return target, weight
 
 
