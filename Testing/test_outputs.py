@@ -365,3 +365,22 @@ def test_unknown_plane_is_refused(tmp_path):
     with pytest.raises(InputError, match="plane"):
         save_overview_png(image, tmp_path / "x.png", plane="oblique")
     assert files_in(tmp_path) == []
+
+
+def test_an_estimated_point_is_drawn_with_a_question_mark():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spinebrain.outputs.pictures import _draw_points
+    from spinebrain.points import ESTIMATE_NOTE
+
+    image, _ = box_volume()
+    grid = _panel_slice(Panel(image)).grid
+    points = [LabelledPoint("L1", (0.0, 0.0, 0.0), 0.9),
+              LabelledPoint("L2", (0.0, 0.0, -20.0), 0.0, description=f"{ESTIMATE_NOTE}: placed between L1 and L3")]
+    figure, axes = plt.subplots()
+    _draw_points(axes, points, grid)
+    assert [text.get_text() for text in axes.texts] == ["L1", "L2?"]
+    plt.close(figure)

@@ -26,6 +26,12 @@ def setup():
 
 
 @pytest.fixture(scope="module")
+def whole_setup():
+    plain = load_spine_label_model("whole", "spine-label-whole-heatmap", device="cpu").setup
+    return replace(plain, ribs={"share": 0.9, "floor": 0.02, "transitional": 0.0, "first_rib": 1.0})
+
+
+@pytest.fixture(scope="module")
 def moving(setup):
     return replace(setup, ribs={**setup.ribs, "transitional": 1.0})
 
@@ -87,6 +93,15 @@ def test_without_an_anchor_the_last_rib_names_the_chain(setup):
     assert names(result) == levels and result.labelling.anchored
     assert not any("uncertain" in warning for warning in result.warnings)
     assert any("named from the last rib" in warning for warning in result.warnings)
+
+
+def test_rib_answers_that_contradict_each_other_name_nothing(setup, whole_setup):
+    levels = ["T10", "T11", "T12", "L1", "L2", "L3"]  # no anchor; a "rib" on L3 below the last rib: out of its depth
+    contradicted = [0.99, 0.99, 0.98, 0.02, 0.01, 0.97]
+    for rule in (setup, whole_setup):
+        assert not solve_labelling(_candidates(rule, contradicted, None, levels), rule).labelling.anchored
+        agreeing = contradicted[:-1] + [0.03]
+        assert solve_labelling(_candidates(rule, agreeing, None, levels), rule).labelling.anchored
 
 
 def test_undecided_or_far_off_rib_answers_keep_the_anchor(moving):
@@ -223,3 +238,44 @@ def test_the_rib_recipe_builds_samples_trains_and_installs_a_classifier(tmp_path
     with torch.inference_mode():
         expected = torch.sigmoid(network(torch.from_numpy(planes))[:, 0]).numpy()
     np.testing.assert_allclose(model.ribs.probabilities(planes), expected, atol=1e-4)
+
+
+def test_two_boundaries_find_the_first_and_the_last_rib():
+    from spinebrain.spinelabel.rib_evidence import boundaries_posterior
+
+    both = boundaries_posterior([0.02, 0.03, 0.98, 0.99, 0.97, 0.04, 0.01], 0.02)  # C6 C7 | T1 ... T3 | L1 L2
+    assert np.unravel_index(both.argmax(), both.shape) == (2, 5) and both.max() > 0.8
+    assert np.isclose(both.sum(), 1.0) and both[np.tril_indices(8)][1:].sum() == 0.0  # k < m, "no rib" at [0, 0]
+    ribs_from_the_top = [0.99, 0.95, 0.03, 0.01]  # the first body carries a rib: the last boundary as before
+    np.testing.assert_allclose(boundaries_posterior(ribs_from_the_top, 0.02).sum(axis=0),
+                               boundary_posterior(ribs_from_the_top, 0.02), atol=0.01)
+
+
+def test_a_thoracic_view_without_the_last_rib_is_named_from_the_first(whole_setup):
+    levels = ["C5", "C6", "C7", "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"]  # no anchor, no thoracolumbar junction
+    ribs = [0.02, 0.03, 0.02, 0.98, 0.99, 0.99, 0.97, 0.99, 0.98, 0.99, 0.99]
+    candidates = _candidates(whole_setup, ribs, None, levels)
+    last_rib_only = replace(whole_setup, ribs={**whole_setup.ribs, "first_rib": 0.0})
+    assert not solve_labelling(candidates, last_rib_only).labelling.anchored  # every T body has a rib: no T12
+    result = solve_labelling(candidates, whole_setup)
+    assert names(result) == levels and result.labelling.anchored
+    assert any("named from the first rib" in warning for warning in result.warnings)
+    undecided = [0.5] * 3 + ribs[3:]
+    assert not solve_labelling(_candidates(whole_setup, undecided, None, levels), whole_setup).labelling.anchored
+
+
+def test_the_whole_recipe_samples_the_neck_and_narrows_the_field_of_view():
+    from spinebrain.spinelabel.rib_data import scan_samples
+    from spinebrain.spinelabel.rib_training import augment
+
+    names_seen = set()
+    for seed in range(3_100_001, 3_100_004):
+        planes, answers, found = scan_samples(seed, max_voxels=400_000, recipe="whole")
+        assert list(answers) == [name.startswith("T") for name in found]
+        names_seen |= set(found)
+    assert {"C5", "C7", "T1"} <= names_seen  # seed 3100001 is a whole spine
+    rng = np.random.default_rng(0)
+    narrowed = augment(np.ones((8, CHANNELS, PLANE_PX, PLANE_PX), np.float32), rng, narrow_share=1.0)
+    reach = [lateral_reach_mm(sample) for sample in narrowed]
+    assert all(40.0 - 3.0 <= r <= 75.0 for r in reach) and len(set(reach)) > 1
+    assert (narrowed[:, :-1][narrowed[:, -1:].repeat(CHANNELS - 1, 1) == 0] == 0).all()  # nothing outside the view

@@ -40,7 +40,7 @@ def score_seed(model, label_map: Path, seed: int) -> dict:
             "points": [p.label for p in result.points], "tp": metrics["tp"], "fp": metrics["fp"], "fn": metrics["fn"],
             "mean_error_mm": float(np.mean(metrics["distances_mm"])) if metrics["distances_mm"] else None,
             "anchored": anchored, "names_right": metrics["correct_labels"],
-            "verdict": ("names right" if anchored and metrics["correct_labels"] == metrics["tp"]
+            "verdict": ("names right" if anchored and metrics["correct_labels"] == metrics["named"]
                         else "false or wrong anchor" if anchored
                         else "flagged uncertain" if flagged else "unanchored but not flagged"),
             "flagged_uncertain": flagged, "seconds": round(result.seconds, 2)}

@@ -9,7 +9,9 @@ Generated scans of every view (whole spine, cervical, lumbar, thoracic, short; t
 views as that region's training does instead (cervical: 80 % necks), for a closer look at one region. Every complete vertebra C1-S1 in view is
 a reference, whatever the model can name: a lumbar model cannot name C5, and that counts against it here. Prints a
 line per scan and a table per view (labelling: named right / reference vertebrae; all right: scans with every
-reference vertebra named right; uncertain: scans whose labels are flagged uncertain).
+reference vertebra named right; uncertain: scans whose labels are flagged uncertain; estimated: points placed
+where the labelling jumped a level, not detections, and how many of them lie in the vertebra they name: they count
+in the labelling, never in the sensitivity).
 """
 
 from __future__ import annotations
@@ -78,14 +80,16 @@ def main() -> None:
             for key in (view, "all views"):
                 table[(name, key)].append((metrics, uncertain))
             line.append(f"{name} {metrics['correct_labels']}/{metrics['tp'] + metrics['fn']}"
-                        f"{' uncertain' if uncertain else ''}")
+                        f"{' uncertain' if uncertain else ''}"
+                        + (f" (estimated {metrics['estimated_right']}/{metrics['estimated']})"
+                           if metrics["estimated"] else ""))
         print("  ".join(line), flush=True)
-    print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain")
+    print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain  estimated (right)")
     for (name, view), rows in sorted(table.items(), key=lambda item: (item[0][1] == "all views", item[0])):
         pooled = aggregate([metrics for metrics, _ in rows])
         all_right = sum(m["correct_labels"] == m["tp"] + m["fn"] for m, _ in rows)
         print(f"{name:8s} {view:10s} {len(rows):5d}  {pooled['sensitivity']:10.1%}  {_rate(pooled):>9s}  "
-              f"{all_right:9d}  {sum(u for _, u in rows):9d}")
+              f"{all_right:9d}  {sum(u for _, u in rows):9d}  {pooled['estimated']:9d} ({pooled['estimated_right']})")
 
 
 def _rate(pooled: dict) -> str:

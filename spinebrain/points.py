@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 _CONFIDENCE_KEY = "confidence="
 _SEPARATOR = "; "
+#: Free text that starts the description of a point no detector found: a level the labelling says lies between two
+#: named vertebrae, placed by the shape model (confidence 0). Kept in the description so it survives a .mrk.json.
+ESTIMATE_NOTE = "estimated, no detection"
 
 
 @dataclass
@@ -20,6 +23,11 @@ class LabelledPoint:
     confidence: float | None = None  # 0..1; None where unknown (e.g. set by the user)
     user_set: bool = False  # placed or confirmed by the user: locked, never moved silently
     description: str = ""  # free text shown beside the point
+
+
+def is_estimate(point: LabelledPoint) -> bool:
+    """A point placed by the shape model where no detection was (see :data:`ESTIMATE_NOTE`), not since set by a user."""
+    return not point.user_set and point.description.startswith(ESTIMATE_NOTE)
 
 
 def point_description(point: LabelledPoint) -> str:

@@ -28,7 +28,7 @@ from ..anatomy import structure
 from ..errors import InputError
 from ..geometry import index_to_ras, ras_to_lps
 from ..io import atomic_path
-from ..points import LabelledPoint
+from ..points import LabelledPoint, is_estimate
 
 #: Per plane, the LPS directions of screen x (left to right), screen y (top to bottom), normal.
 PLANE_AXES = {
@@ -52,7 +52,7 @@ class Panel:
     plane: str = "sagittal"
     title: str = ""
     reference_points: list[LabelledPoint] | None = None  # true centres, drawn as open circles
-    uncertain: bool = False  # the names are not anchored: drawn as "L3?" in orange
+    uncertain: bool = False  # the names are not anchored: drawn as "L3?" in orange (estimates always are)
     #: legend text of the label overlay and of the points: what they are in this picture
     labels_legend: str = "reference vertebrae"
     points_legend: str = "result (named centres)"
@@ -208,7 +208,7 @@ def _draw_labels(axes, labels: np.ndarray, names: dict[int, str], faint=frozense
 def _draw_points(axes, points: list[LabelledPoint], grid: sitk.Image, uncertain: bool = False) -> None:
     for point in points:
         column, row, _ = grid.TransformPhysicalPointToContinuousIndex(tuple(float(v) for v in ras_to_lps(point.ras)))
-        doubtful = uncertain and not point.user_set
+        doubtful = (uncertain and not point.user_set) or is_estimate(point)  # an estimate: no detection there
         color = "yellow" if point.user_set else (UNCERTAIN_COLOR if doubtful else "cyan")
         axes.plot(column, row, marker="o", markersize=5, markeredgecolor="black", markerfacecolor=color)
         axes.annotate(point.label + ("?" if doubtful else ""), (column, row), xytext=(6, 0),

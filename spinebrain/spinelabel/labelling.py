@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import InputError
-from ..points import LabelledPoint
+from ..points import ESTIMATE_NOTE, LabelledPoint
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
 from .level_evidence import name_by_levels
 from .rib_evidence import name_by_ribs
@@ -95,8 +95,38 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
     by_label = {p.label: p for p in fixed_points}
     points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)
               if p.user_set and p.label in by_label else p for p in points]
+    points = with_estimates(points, labelling.missing, setup.shape_model)
     return SpineLabelResult(points, candidates, labelling, _warnings(labelling, setup, bool(fixed)),
                             setup.region, 0.0, setup)
+
+
+def with_estimates(points: list[LabelledPoint], missing: Sequence[str], shape_model: SpineShapeModel):
+    """``points`` and, for each level the path jumped over, a point placed between its named neighbours.
+
+    The labelling says the level is there (e.g. C4 between a C3 and a C5 pinned from both ends) though
+    nothing was detected: the user sees every level named, the estimate flagged (:data:`ESTIMATE_NOTE`,
+    confidence 0) rather than a silent hole. It sits on the line between the neighbours, at the share of the
+    distance the shape model's mean steps give (a cervical step is shorter than a thoracic one).
+    """
+    by_level = {p.label: p for p in points}
+    order = shape_model.levels
+    estimates = []
+    for level in missing:
+        at = order.index(level)
+        upper = next((lv for lv in reversed(order[:at]) if lv in by_level), None)
+        lower = next((lv for lv in order[at + 1:] if lv in by_level), None)
+        if upper is None or lower is None:
+            continue
+        above, below = (shape_model.displacement(*pair) for pair in ((upper, level), (level, lower)))
+        if above is None or below is None:
+            continue
+        share = np.linalg.norm(above.mean) / (np.linalg.norm(above.mean) + np.linalg.norm(below.mean))
+        start, end = (np.asarray(by_level[lv].ras, float) for lv in (upper, lower))
+        estimates.append(LabelledPoint(level, tuple(float(v) for v in start + share * (end - start)), 0.0,
+                                       description=f"{ESTIMATE_NOTE}: placed between {upper} and {lower}"))
+    if not estimates:
+        return points
+    return sorted(points + estimates, key=lambda p: order.index(p.label) if p.label in order else len(order))
 
 
 def relabel_points(points: Sequence[LabelledPoint], candidates: Sequence[Candidate] | None,
@@ -269,8 +299,8 @@ def _warnings(labelling: LabellingResult, setup: LabellingSetup, user_fixed: boo
         warnings.append(f"No anchor ({anchors}) visible: labels are uncertain; "
                         "set one label to anchor the rest.")
     if labelling.missing:
-        warnings.append(f"No detection for {', '.join(labelling.missing)} between the labelled vertebrae; "
-                        "check those levels.")
+        warnings.append(f"No detection for {', '.join(labelling.missing)} between the labelled vertebrae: "
+                        "placed between their neighbours (confidence 0); check those levels.")
     if not labelling.assignments and not user_fixed:
         warnings.append("The detections could not be joined into a spine; check the region and the image.")
     return warnings

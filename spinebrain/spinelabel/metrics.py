@@ -18,6 +18,11 @@ Definitions (one case; ``aggregate`` pools the counts over cases, as the paper's
 * **Identification rate** (VerSe): a reference vertebra is identified when a point with its name
   lies within ``id_radius_mm`` (20 mm) of its centroid and that centroid is the reference one
   nearest to the point; rate over all reference vertebrae (partial ones included, as VerSe does).
+* **Estimated points** (:func:`~spinebrain.points.is_estimate`: a level the labelling places between two named
+  vertebrae where nothing was detected) are not detections: TP, FP, FN and localisation count detections only. A
+  name is a name, though: an estimate inside the vertebra it names counts among the correct labels
+  (``estimated_right`` says how many did; ``estimated``: how many there were; ``named``: reference vertebrae with
+  a point inside, detected or estimated).
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ import SimpleITK as sitk
 from spinebrain.anatomy import VERTEBRA_NAMES_BY_LABEL
 from spinebrain.errors import InputError
 from spinebrain.geometry import lps_to_ras, ras_to_index
-from spinebrain.points import LabelledPoint
+from spinebrain.points import LabelledPoint, is_estimate
 
-_COUNTS = ("tp", "fp", "fn", "correct_labels", "identified", "n_reference", "n_predicted")
+_COUNTS = ("tp", "fp", "fn", "correct_labels", "estimated_right", "identified", "n_reference", "n_predicted",
+           "estimated", "named")
 
 
 def reference_centroids(label_map: sitk.Image, names: dict[int, str] | None = None) -> dict[str, np.ndarray]:
@@ -70,17 +76,22 @@ def evaluate_points(pred: list[LabelledPoint], ref_points: list[LabelledPoint] |
     if ref_labels is not None:
         centroids.update({k: v for k, v in reference_centroids(ref_labels, ref_names).items() if k not in centroids})
     inside = [_containing(p, centroids, ref_labels, ref_names, match_radius_mm) for p in pred]
-    matches = _match(pred, inside, centroids)  # reference name -> index of its TP point
+    named = _match(pred, inside, centroids)  # reference name -> index of the point naming it (estimates too)
+    detected = [k for k, point in enumerate(pred) if not is_estimate(point)]
+    matches = _match([pred[k] for k in detected], [inside[k] for k in detected], centroids)
+    matches = {name: detected[k] for name, k in matches.items()}  # reference name -> index of its TP detection
     distances = [float(np.linalg.norm(np.asarray(pred[k].ras) - centroids[name])) for name, k in matches.items()]
     missed = [name for name in centroids if name not in matches and name not in ref_partial]
     counts = {
-        "tp": len(matches), "fp": len(pred) - len(matches), "fn": len(missed),
-        "correct_labels": sum(pred[k].label == name for name, k in matches.items()),
+        "tp": len(matches), "fp": len(detected) - len(matches), "fn": len(missed),
+        "correct_labels": sum(pred[k].label == name for name, k in named.items()),
+        "estimated_right": sum(pred[k].label == name and is_estimate(pred[k]) for name, k in named.items()),
         "identified": sum(_identified(name, pred, centroids, id_radius_mm) for name in centroids),
-        "n_reference": len(centroids), "n_predicted": len(pred),
+        "n_reference": len(centroids), "n_predicted": len(pred), "estimated": len(pred) - len(detected),
+        "named": len(named),
     }
     return {**counts, **_rates(counts, distances), "distances_mm": distances,
-            "missed": missed, "false_positives": [pred[k].label for k in range(len(pred)) if k not in matches.values()]}
+            "missed": missed, "false_positives": [pred[k].label for k in detected if k not in matches.values()]}
 
 
 def aggregate(results: list[dict]) -> dict:

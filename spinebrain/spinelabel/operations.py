@@ -14,7 +14,7 @@ import numpy as np
 
 from spinebrain.anatomy import STANDARD_ORDER, VERTEBRA_LABELS
 from spinebrain.errors import InputError
-from spinebrain.points import LabelledPoint
+from spinebrain.points import LabelledPoint, is_estimate
 from spinebrain.spinelabel.graph import Candidate, SpineShapeModel, label_candidates
 
 _SUPERIOR = 2  # RAS axis that runs from the feet (-) to the head (+)
@@ -134,7 +134,7 @@ def candidates_from_points(points: list[LabelledPoint], anchor_level: str | None
     """
     return [Candidate(np.asarray(p.ras, dtype=float), 1.0 if p.confidence is None else float(p.confidence),
                       anchor_probability=1.0 if anchor_level is not None and p.label == anchor_level else 0.0)
-            for p in points]
+            for p in points if not is_estimate(p)]  # an estimate is no detection: the solve places it again
 
 
 def _check_known(points: list[LabelledPoint]) -> None:

@@ -1,7 +1,7 @@
 """Training samples for the rib classifier (:mod:`.ribs`): planes through the bodies of generated spines.
 
 Each generated scan (:func:`spinebrain.synth.spine.generate_spine`, random view, modality and storage)
-gives one sample per whole vertebra from T6 down to the last lumbar: its planes, sampled at the
+gives one sample per whole vertebra from T6 (recipe "whole": C3) down to the last lumbar: its planes, sampled at the
 reference centre moved by up to ``jitter_mm`` (a detection is never exactly there), and the answer
 "carries a rib" (a thoracic vertebra, T13 included). Transitional counts are drawn far more often than
 in people (:data:`TRAINING_RATES`), so that nothing but the rib itself tells T12 from L1.
@@ -16,28 +16,31 @@ from .ribs import body_planes
 #: Transitional counts while training the rib classifier (the generator's defaults: 6 %, 1 %, 5 %, 3 %).
 TRAINING_RATES = {"rate_eleven_thoracic": 0.15, "rate_thirteen_thoracic": 0.1, "rate_six_lumbar": 0.15,
                   "rate_four_lumbar": 0.1}
-VIEWS = ("lumbar", "lumbar", "lumbar", "short", "whole", "thoracic")
 MODALITIES = ("ct", "t1", "t2", "random")
-FIRST_LEVEL = "T6"
+#: Sample recipes: (views drawn, first level sampled). "thoracolumbar" made the lumbar default's classifier (the last
+#: rib); "whole" adds necks and the cervicothoracic junction, so that C7 (no rib) and T1 (the first rib) differ too.
+RECIPES = {"thoracolumbar": (("lumbar", "lumbar", "lumbar", "short", "whole", "thoracic"), "T6"),
+           "whole": (("lumbar", "lumbar", "short", "whole", "whole", "thoracic", "thoracic", "cervical"), "C3")}
 
 
 def carries_rib(name: str) -> bool:
     return name.startswith("T")
 
 
-def scan_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float = 3.0):
+def scan_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float = 3.0, recipe: str = "thoracolumbar"):
     """(planes (N, C, H, W) float16, answers (N,) uint8, names) of one generated scan."""
     from ..anatomy import vertebra_index
     from ..synth.spine import generate_spine
     from ..synth.spine_anatomy import SpineOptions
 
+    views, first_level = RECIPES[recipe]
     rng = np.random.default_rng(seed)
     options = SpineOptions(max_voxels=max_voxels, **TRAINING_RATES)
-    spine = generate_spine(seed, modality=str(rng.choice(MODALITIES)), view=str(rng.choice(VIEWS)),
+    spine = generate_spine(seed, modality=str(rng.choice(MODALITIES)), view=str(rng.choice(views)),
                            orientation="random", options=options)
     partial = {r.name for r in spine.vertebrae if not r.complete}
-    points = sorted((p for p in spine.points if p.label[0] in "TL" and p.label not in partial
-                     and vertebra_index(p.label) >= vertebra_index(FIRST_LEVEL)), key=lambda p: vertebra_index(p.label))
+    points = sorted((p for p in spine.points if p.label[0] in "CTL" and p.label not in partial
+                     and vertebra_index(p.label) >= vertebra_index(first_level)), key=lambda p: vertebra_index(p.label))
     if not points:
         return np.zeros((0,), np.float16), np.zeros((0,), np.uint8), []
     positions = np.array([p.ras for p in points], float) + rng.normal(0.0, jitter_mm / 2, (len(points), 3)).clip(
@@ -47,11 +50,11 @@ def scan_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float = 3.0)
     return planes, answers, [p.label for p in points]
 
 
-def build(first_seed: int, count: int, out_path: str) -> None:
+def build(first_seed: int, count: int, out_path: str, recipe: str = "thoracolumbar") -> None:
     """Samples of ``count`` scans from ``first_seed`` into one .npz (planes, answers, names, seeds)."""
     planes, answers, names, seeds = [], [], [], []
     for seed in range(first_seed, first_seed + count):
-        p, a, n = scan_samples(seed)
+        p, a, n = scan_samples(seed, recipe=recipe)
         planes.append(p.reshape(-1, *p.shape[1:]) if len(n) else p)
         answers.append(a)
         names += n
@@ -65,4 +68,4 @@ def build(first_seed: int, count: int, out_path: str) -> None:
 if __name__ == "__main__":
     import sys
 
-    build(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+    build(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], *sys.argv[4:5])

@@ -16,6 +16,15 @@ and the likelihoods a posterior (uniform prior). With one place at least ``share
 The thoracic count itself (11 or 13 rib pairs) cannot be seen without T1 in view: T12 is the name given to the
 last rib-bearing body.
 
+Where a body's answer contradicts the likeliest boundaries (a rib below the last one, or none between the first and
+the last), the classifier is out of its depth on the scan and nothing is named from it.
+
+A classifier taught the cervicothoracic junction too (card ``first_rib`` 1; rib_data recipe "whole") also gives
+the **first rib**: the chain then has two boundaries (rib-free necks, rib-bearing thoracic bodies, rib-free lumbar
+ones), each place pair gets the likelihood of the answers, and an unanchored chain whose last rib is not decisive
+but whose first rib is (a thoracic view without the thoracolumbar junction) is anchored with T1 on the first
+rib-bearing body.
+
 Hand-written: this is the graph's decision step, specific to this pipeline; no library offers it.
 """
 
@@ -33,8 +42,8 @@ from .graph import FULL_ORDER, TRANSITIONAL, Assignment, Candidate, LabellingRes
 #: classifier's answer (its answers are not trusted beyond 1:49), and whether (1) or not (0) an L5-anchored chain
 #: is moved to a six- or four-lumbar count. Off by default: it hinges on one body's answer, and on CT from the
 #: VerSe map (ribless thoracic vertebrae) and a narrow real MR it moved right chains (docs/spinelabel_results.md).
-DEFAULT_RIBS = {"share": 0.9, "floor": 0.02, "transitional": 0.0}
-LAST_RIB = "T12"
+DEFAULT_RIBS = {"share": 0.9, "floor": 0.02, "transitional": 0.0, "first_rib": 0.0}
+LAST_RIB, FIRST_RIB = "T12", "T1"
 
 
 def boundary_posterior(chances, floor: float) -> np.ndarray:
@@ -46,9 +55,22 @@ def boundary_posterior(chances, floor: float) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _chain(labelling: LabellingResult, usable: list[Candidate]) -> list[Assignment]:
+def boundaries_posterior(chances, floor: float) -> np.ndarray:
+    """(n + 1, n + 1): P(the first k bodies rib-free, bodies k ... m - 1 with a rib, the rest rib-free) for k < m,
+    from each body's P(carries a rib); [0, 0] holds "no body carries a rib", every other k >= m is 0."""
+    p = np.clip(np.asarray(chances, float), floor, 1.0 - floor)
+    yes, no = (np.concatenate([[0.0], np.cumsum(np.log(q))]) for q in (p, 1.0 - p))
+    first, last = np.meshgrid(np.arange(len(p) + 1), np.arange(len(p) + 1), indexing="ij")
+    scores = no[first] + yes[last] - yes[first] + no[-1] - no[last]
+    scores[first >= last] = -np.inf
+    scores[0, 0] = no[-1]
+    weights = np.exp(scores - scores.max())
+    return weights / weights.sum()
+
+
+def _chain(labelling: LabellingResult, usable: list[Candidate], levels: str = "TL") -> list[Assignment]:
     """The named detections above the sacrum, head to feet ([] where none has a rib answer)."""
-    chain = [a for a in labelling.assignments if a.candidate is not None and a.level[0] in "TL"]
+    chain = [a for a in labelling.assignments if a.candidate is not None and a.level[0] in levels]
     chain.sort(key=lambda a: vertebra_index(a.level))
     return chain if any(usable[a.candidate].rib is not None for a in chain) else []
 
@@ -61,18 +83,28 @@ def _rib(candidate: Candidate) -> float:
 def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResult) -> LabellingResult:
     """``labelling`` with the last rib's evidence applied (see the module text); unchanged where it is not decisive."""
     options = {**DEFAULT_RIBS, **(setup.ribs or {})}
-    chain = _chain(labelling, usable)
+    first_rib = bool(options["first_rib"])
+    chain = _chain(labelling, usable, "CTL" if first_rib else "TL")
     if fixed or not setup.ribs or len(chain) < 2:
         return labelling
-    posterior = boundary_posterior([_rib(usable[a.candidate]) for a in chain], float(options["floor"]))
+    chances = [_rib(usable[a.candidate]) for a in chain]
+    if first_rib:
+        both = boundaries_posterior(chances, float(options["floor"]))
+        posterior, first = both.sum(axis=0), both.sum(axis=1)  # the last and the first boundary's places
+    else:
+        posterior, first = boundary_posterior(chances, float(options["floor"])), None
     best = int(np.argmax(posterior))
-    if posterior[best] < float(options["share"]) or not 0 < best < len(chain):
+    if _contradicted(chances, 0 if first is None else int(np.argmax(first)), best):
+        return labelling  # the classifier is out of its depth on this scan
+    decisive = posterior[best] >= float(options["share"]) and 0 < best < len(chain)
+    if not labelling.anchored and not decisive and first is not None:
+        return _anchored_at_first_rib(usable, setup, chain, first, float(options["share"]), labelling)
+    if not decisive:
         return labelling  # not decisive, or the boundary is not in view
-    named = sum(a.level[0] == "T" for a in chain)  # where the names put the boundary
+    named = sum(a.level[0] != "L" for a in chain)  # where the names put the boundary (after the last C / T name)
     if not labelling.anchored:
-        anchored = _anchored_at_last_rib(usable, setup, chain[best - 1].candidate, float(posterior[best]))
-        keeps_spine = anchored is not None and _coverage(anchored) >= COVERAGE_SHARE * _coverage(labelling)
-        return anchored if keeps_spine else labelling
+        anchored = _anchored_at_rib(usable, setup, chain[best - 1].candidate, float(posterior[best]), LAST_RIB)
+        return anchored if _keeps_spine(anchored, labelling) else labelling
     if not options["transitional"]:
         return labelling
     if best == named - 1 and chain[-1].level == "L5":
@@ -80,6 +112,14 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
     if best == named + 1 and chain[-1].level == "L5":
         return _moved(labelling, -1, "four", float(posterior[best]))
     return labelling
+
+
+def _contradicted(chances, first: int, last: int) -> bool:
+    """Whether a body answers against the likeliest places of the boundaries (a rib below the last rib, none on a
+    body between the first and the last): measured on CT drawn from the rib-less VerSe map, where the classifier
+    answered "rib" on two thoracic bodies and on L4, and the last-rib rule named the chain two levels off."""
+    expected = (np.arange(len(chances)) >= first) & (np.arange(len(chances)) < last)
+    return bool(np.any(np.abs(np.asarray(chances, float) - expected) > 0.5))
 
 
 #: The share of the free path's standard levels the path anchored at the last rib must keep (as for the L5 anchor).
@@ -90,17 +130,36 @@ def _coverage(labelling: LabellingResult) -> int:
     return sum(a.level not in TRANSITIONAL for a in labelling.assignments)
 
 
-def _anchored_at_last_rib(usable, setup, index: int, certainty: float) -> LabellingResult | None:
-    if LAST_RIB not in setup.shape_model.levels:
+def _keeps_spine(anchored: LabellingResult | None, free: LabellingResult) -> bool:
+    return anchored is not None and _coverage(anchored) >= COVERAGE_SHARE * _coverage(free)
+
+
+def _anchored_at_first_rib(usable, setup, chain, first: np.ndarray, share: float, labelling: LabellingResult):
+    """An unanchored chain anchored with T1 on its first rib-bearing body, where that place is decisive and in view."""
+    best = int(np.argmax(first))
+    if first[best] < share or not 0 < best < len(chain):
+        return labelling
+    anchored = _anchored_at_rib(usable, setup, chain[best].candidate, float(first[best]), FIRST_RIB)
+    return anchored if _keeps_spine(anchored, labelling) else labelling
+
+
+_RIB_NOTES = {
+    LAST_RIB: "named from the last rib (T12 = the lowest vertebra the rib classifier sees a rib on)",
+    FIRST_RIB: "named from the first rib (T1 = the highest vertebra the rib classifier sees a rib on)",
+}
+
+
+def _anchored_at_rib(usable, setup, index: int, certainty: float, level: str) -> LabellingResult | None:
+    if level not in setup.shape_model.levels:
         return None
     pinned = list(usable)
     pinned[index] = replace(usable[index], anchor_probability=certainty)  # the labelling's certainty
     try:
-        labelling = label_candidates(pinned, setup.shape_model, anchor=(LAST_RIB, index), **setup.options)
+        labelling = label_candidates(pinned, setup.shape_model, anchor=(level, index), **setup.options)
     except InputError:
         return None
-    note = (f"No {setup.anchor_level} anchor in view: named from the last rib (T12 = the lowest vertebra the rib "
-            "classifier sees a rib on); an 11- or 13-rib spine would be named one level off: check the names.")
+    note = (f"No {setup.anchor_level} anchor in view: {_RIB_NOTES[level]}; an 11- or 13-rib spine would be named "
+            "one level off: check the names.")
     return replace(labelling, notes=labelling.notes + [note])
 
 
@@ -133,4 +192,4 @@ def _neighbour(level: str, step: int) -> str:
     return _STANDARD[int(np.clip(_STANDARD.index(level) + step, 0, len(_STANDARD) - 1))]
 
 
-__all__ = ["DEFAULT_RIBS", "boundary_posterior", "name_by_ribs"]
+__all__ = ["DEFAULT_RIBS", "boundaries_posterior", "boundary_posterior", "name_by_ribs"]

@@ -22,11 +22,15 @@ import numpy as np
 import torch
 
 from .rib_network import RibClassifier
-from .ribs import CHANNELS
+from .ribs import CHANNELS, PLANE_PIXEL_MM, PLANE_PX
 
-#: Levels whose answer decides a name (weighted up in the loss; the selection loss is taken on them).
-JUNCTION = ("T11", "T12", "T13", "L1", "L2")
+#: Levels whose answer decides a name (weighted up in the loss; the selection loss is taken on them): the last rib
+#: (T11-L2) and, in samples of the recipe "whole" (rib_data), the first (C6-T2).
+JUNCTION = ("T11", "T12", "T13", "L1", "L2", "C6", "C7", "T1", "T2")
 JUNCTION_WEIGHT = 3.0
+#: --narrow-share: the share of samples whose field of view is cut to a random reach left and right (mm), as in a
+#: scan cropped close to the spine, so the classifier learns what it can tell there (the card's min_lateral_mm).
+NARROW_REACH_MM = (40.0, 75.0)
 
 
 def load_samples(paths) -> dict:
@@ -34,12 +38,17 @@ def load_samples(paths) -> dict:
     return {key: np.concatenate([part[key] for part in parts]) for key in ("planes", "answers", "names", "seeds")}
 
 
-def augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random left-right flip, intensity curve (gamma 0.5-2), inversion (a quarter), noise; outside stays 0."""
+def augment(batch: np.ndarray, rng: np.random.Generator, narrow_share: float = 0.0) -> np.ndarray:
+    """Random left-right flip, narrower field of view (``narrow_share``), intensity curve (gamma 0.5-2), inversion
+    (a quarter), noise; outside stays 0."""
     batch = batch.copy()
+    middle = (PLANE_PX - 1) / 2.0
     for sample in batch:
         if rng.random() < 0.5:
             sample[:] = sample[:, :, ::-1]
+        if rng.random() < narrow_share:
+            reach_px = rng.uniform(*NARROW_REACH_MM) / PLANE_PIXEL_MM
+            sample[-1][:, np.abs(np.arange(PLANE_PX) - middle) > reach_px] = 0.0
         inside, planes = sample[-1] > 0.5, sample[:-1]
         planes = np.clip(planes, 0, 1) ** np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
         if rng.random() < 0.25:
@@ -69,7 +78,7 @@ def selection_figures(network, planes, answers, names, batch: int = 128) -> dict
 
 
 def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: int = 64, lr: float = 1e-3,
-          seed: int = 0, log=print) -> tuple[RibClassifier, dict, int]:
+          seed: int = 0, log=print, narrow_share: float = 0.0) -> tuple[RibClassifier, dict, int]:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     seeds = np.unique(samples["seeds"])
@@ -88,7 +97,7 @@ def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: in
         total = 0.0
         for start in range(0, len(order), batch):
             picked = order[start:start + batch]
-            x = torch.from_numpy(augment(planes[picked].astype(np.float32), rng))
+            x = torch.from_numpy(augment(planes[picked].astype(np.float32), rng, narrow_share))
             y = torch.from_numpy(answers[picked])
             w = torch.from_numpy(weights[picked])
             loss = (torch.nn.functional.binary_cross_entropy_with_logits(network(x)[:, 0], y, reduction="none") * w).mean()
@@ -109,7 +118,7 @@ def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: in
     return network.eval(), best, best_epoch
 
 
-def build_samples(first_seed: int, count: int, workers: int, folder: Path) -> list[Path]:
+def build_samples(first_seed: int, count: int, workers: int, folder: Path, recipe: str = "thoracolumbar") -> list[Path]:
     """Sample files for ``count`` generated scans from ``first_seed``, one per worker process (kept files are reused)."""
     import subprocess
 
@@ -121,7 +130,8 @@ def build_samples(first_seed: int, count: int, workers: int, folder: Path) -> li
         path = folder / f"ribs_{start}_{number}.npz"
         paths.append(path)
         if number > 0 and not path.is_file():
-            command = [sys.executable, "-m", "spinebrain.spinelabel.rib_data", str(start), str(number), str(path)]
+            command = [sys.executable, "-m", "spinebrain.spinelabel.rib_data", str(start), str(number), str(path),
+                       recipe]
             jobs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL))
     if any(job.wait() for job in jobs):
         raise RuntimeError("A sample-building process failed; run it again (finished files are kept).")
@@ -139,15 +149,18 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=16.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--recipe", default="thoracolumbar", help="rib_data.RECIPES: the views and levels sampled")
+    parser.add_argument("--narrow-share", type=float, default=0.0, help="samples seen with a narrower field of view")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = list(args.samples)
     if args.generate:
-        paths += build_samples(args.first_seed, args.generate, args.workers, args.run)
+        paths += build_samples(args.first_seed, args.generate, args.workers, args.run, args.recipe)
     samples = load_samples(paths)
     print(json.dumps({"samples": int(len(samples["answers"])), "scans": int(len(np.unique(samples["seeds"]))),
                       "with_rib": int(samples["answers"].sum())}), flush=True)
-    network, best, epoch = train(samples, args.minutes, lr=args.lr, log=lambda line: print(line, flush=True))
+    network, best, epoch = train(samples, args.minutes, lr=args.lr, log=lambda line: print(line, flush=True),
+                                 narrow_share=args.narrow_share)
     from safetensors.torch import save_file
 
     args.run.mkdir(parents=True, exist_ok=True)
