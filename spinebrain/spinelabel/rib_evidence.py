@@ -68,6 +68,15 @@ def boundaries_posterior(chances, floor: float) -> np.ndarray:
     return weights / weights.sum()
 
 
+def _boundary_places(chances, floor: float, first_rib: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """P(a boundary lies after the first k bodies), k = 0 ... n: (the last rib's, the first rib's or None without
+    the first rib)."""
+    if not first_rib:
+        return boundary_posterior(chances, floor), None
+    both = boundaries_posterior(chances, floor)
+    return both.sum(axis=0), both.sum(axis=1)
+
+
 def _chain(labelling: LabellingResult, usable: list[Candidate], levels: str = "TL") -> list[Assignment]:
     """The named detections above the sacrum, head to feet ([] where none has a rib answer)."""
     chain = [a for a in labelling.assignments if a.candidate is not None and a.level[0] in levels]
@@ -81,18 +90,14 @@ def _rib(candidate: Candidate) -> float:
 
 
 def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResult) -> LabellingResult:
-    """``labelling`` with the last rib's evidence applied (see the module text); unchanged where it is not decisive."""
+    """``labelling`` with the rib evidence applied (the last rib; the first too where the card asks for it, see the
+    module text); unchanged where it is not decisive."""
     options = {**DEFAULT_RIBS, **(setup.ribs or {})}
-    first_rib = bool(options["first_rib"])
-    chain = _chain(labelling, usable, "CTL" if first_rib else "TL")
+    chain = _chain(labelling, usable, "CTL" if options["first_rib"] else "TL")
     if fixed or not setup.ribs or len(chain) < 2:
         return labelling
     chances = [_rib(usable[a.candidate]) for a in chain]
-    if first_rib:
-        both = boundaries_posterior(chances, float(options["floor"]))
-        posterior, first = both.sum(axis=0), both.sum(axis=1)  # the last and the first boundary's places
-    else:
-        posterior, first = boundary_posterior(chances, float(options["floor"])), None
+    posterior, first = _boundary_places(chances, float(options["floor"]), bool(options["first_rib"]))
     best = int(np.argmax(posterior))
     if _contradicted(chances, 0 if first is None else int(np.argmax(first)), best):
         return labelling  # the classifier is out of its depth on this scan
