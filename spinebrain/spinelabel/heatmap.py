@@ -444,7 +444,8 @@ def _with_anchor(candidates, slab, anchor_map, peaks, model, level: str, options
                                                                        level)
     answers = [Detection(p, h, h, 1, ()) for p, h in answered]
     candidates, anchor = attach_anchor(candidates, answers, nms_mm, add_unmatched=False)
-    return [with_heat_beyond(c, peaks, model.shape_model, level) for c in candidates], anchor
+    candidates = candidates if second else [with_heat_beyond(c, peaks, model.shape_model, level) for c in candidates]
+    return candidates, anchor  # a second anchor's answers only ride along: the heat beyond them is never read
 
 
 #: Beyond C2 lies only C1 (often two or more detections: its arch and lateral masses), and at times a false

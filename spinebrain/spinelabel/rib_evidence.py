@@ -48,22 +48,27 @@ LAST_RIB, FIRST_RIB = "T12", "T1"
 
 def boundary_posterior(chances, floor: float) -> np.ndarray:
     """P(boundary after the first k bodies), k = 0 ... n, from each body's P(carries a rib)."""
-    p = np.clip(np.asarray(chances, float), floor, 1.0 - floor)
-    yes, no = np.log(p), np.log(1.0 - p)
-    scores = np.array([yes[:k].sum() + no[k:].sum() for k in range(len(p) + 1)])
-    weights = np.exp(scores - scores.max())
-    return weights / weights.sum()
+    return _normalised(_boundary_scores(chances, floor)[0])  # the first body already has a rib, or none has
 
 
 def boundaries_posterior(chances, floor: float) -> np.ndarray:
     """(n + 1, n + 1): P(the first k bodies rib-free, bodies k ... m - 1 with a rib, the rest rib-free) for k < m,
     from each body's P(carries a rib); [0, 0] holds "no body carries a rib", every other k >= m is 0."""
+    return _normalised(_boundary_scores(chances, floor))
+
+
+def _boundary_scores(chances, floor: float) -> np.ndarray:
+    """(n + 1, n + 1) log-likelihoods of the answers for the places (k, m) of :func:`boundaries_posterior`."""
     p = np.clip(np.asarray(chances, float), floor, 1.0 - floor)
     yes, no = (np.concatenate([[0.0], np.cumsum(np.log(q))]) for q in (p, 1.0 - p))
     first, last = np.meshgrid(np.arange(len(p) + 1), np.arange(len(p) + 1), indexing="ij")
     scores = no[first] + yes[last] - yes[first] + no[-1] - no[last]
     scores[first >= last] = -np.inf
     scores[0, 0] = no[-1]
+    return scores
+
+
+def _normalised(scores: np.ndarray) -> np.ndarray:
     weights = np.exp(scores - scores.max())
     return weights / weights.sum()
 
