@@ -11,7 +11,8 @@ a reference, whatever the model can name: a lumbar model cannot name C5, and tha
 line per scan and a table per view (labelling: named right / reference vertebrae; all right: scans with every
 reference vertebra named right; uncertain: scans whose labels are flagged uncertain; estimated: points placed
 where the labelling jumped a level, not detections, and how many of them lie in the vertebra they name: they count
-in the labelling, never in the sensitivity).
+in the labelling, never in the sensitivity). The labelling is also given over the views with an anchor in view
+(:func:`anchor_in_view`); a view without one can only be flagged uncertain, and the table says how many were.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def methods(package: Path, which: str) -> dict[str, list]:
     regions = [load_spine_label_model(region, device="cpu") for region in ("lumbar", "cervical")]
     found = {"whole": whole, "regions": regions, "all": regions + whole}
     return {name: models for name, models in found.items() if name in which.split(",")}
+
+
+def anchor_in_view(case) -> bool:
+    """Whether the view holds an anchor the models are taught (its vertebrae's centres in view): C2; the last lumbar
+    vertebra and the sacrum (the L5 answer); or a rib boundary with a vertebra on each side (the last rib and L1, C7
+    and the first rib). A view without one cannot be named, only flagged uncertain (the issue's own target for it);
+    the table gives the labelling over the views with one as well as over every view. The generator names levels
+    in order, so with S1 (L1) in view the lumbar (thoracic) vertebra of the highest number is the one above it."""
+    seen = {p.label for p in case.points}
+    lumbar, thoracic = ([n for n in seen if n[0] == region] for region in "LT")
+    return ("C2" in seen or ("S1" in seen and bool(lumbar)) or ("L1" in seen and bool(thoracic))
+            or {"C7", "T1"} <= seen)
 
 
 def score(models: list, case) -> tuple[dict, bool]:
@@ -78,18 +91,24 @@ def main() -> None:
             if metrics["tp"] + metrics["fn"] == 0:
                 continue
             for key in (view, "all views"):
-                table[(name, key)].append((metrics, uncertain))
+                table[(name, key)].append((metrics, uncertain, anchor_in_view(case)))
             line.append(f"{name} {metrics['correct_labels']}/{metrics['tp'] + metrics['fn']}"
                         f"{' uncertain' if uncertain else ''}"
                         + (f" (estimated {metrics['estimated_right']}/{metrics['estimated']})"
-                           if metrics["estimated"] else ""))
+                           if metrics["estimated"] else "")
+                        + ("" if anchor_in_view(case) else " no-anchor-in-view"))
         print("  ".join(line), flush=True)
-    print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain  estimated (right)")
+    print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain  estimated (right)"
+          "  | anchor in view: cases  labelling | none in view: cases  flagged uncertain")
     for (name, view), rows in sorted(table.items(), key=lambda item: (item[0][1] == "all views", item[0])):
-        pooled = aggregate([metrics for metrics, _ in rows])
-        all_right = sum(m["correct_labels"] == m["tp"] + m["fn"] for m, _ in rows)
+        pooled = aggregate([metrics for metrics, _, _ in rows])
+        all_right = sum(m["correct_labels"] == m["tp"] + m["fn"] for m, _, _ in rows)
+        seen = aggregate([metrics for metrics, _, anchor in rows if anchor]) if any(a for *_, a in rows) else None
+        unseen = [uncertain for _, uncertain, anchor in rows if not anchor]
         print(f"{name:8s} {view:10s} {len(rows):5d}  {pooled['sensitivity']:10.1%}  {_rate(pooled):>9s}  "
-              f"{all_right:9d}  {sum(u for _, u in rows):9d}  {pooled['estimated']:9d} ({pooled['estimated_right']})")
+              f"{all_right:9d}  {sum(u for _, u, _ in rows):9d}  {pooled['estimated']:9d} ({pooled['estimated_right']})"
+              f"  | {sum(a for *_, a in rows):5d}  {_rate(seen) if seen else 'n/a':>9s}"
+              f" | {len(unseen):5d}  {sum(unseen):5d}")
 
 
 def _rate(pooled: dict) -> str:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One function per model trained by train_all.sh; each trains from .gpu/data<A|B>/<key>/ (made by the
 # prep commands in docs/gpu_training.md) into $RUNS/<key>/ within its seconds, on the GPU.
-ALL_JOBS="seg3d lesion whole label seg2d"
-jobs_of() { case "$1" in A) echo "seg3d lesion whole" ;; B) echo "label seg2d" ;; esac; }
+ALL_JOBS="seg3d lesion whole ribs label seg2d"
+jobs_of() { case "$1" in A) echo "seg3d lesion whole ribs" ;; B) echo "label seg2d" ;; esac; }
 SECONDS_A=${SECONDS_A:-500}
 SECONDS_B=${SECONDS_B:-420}
 DEVICE=${DEVICE:-cuda}  # cpu, with WORKERS=1 and a minute each, for a rehearsal here
@@ -31,6 +31,13 @@ job_whole() {  # the whole-spine SpineLabel model: the lumbar one plus a C2 anch
         --workers "$WORKERS" --batch 32 --samples-per-epoch 8192 --lr 1e-3 --seconds "$SECONDS_A" --outputs 3 \
         --third-channel C2 --init Resources/Models/spine-label-lumbar-heatmap --anchor-neighbour-weight 5 \
         --checkpoint-seconds 50
+}
+job_ribs() {  # the whole-spine package's rib classifier (its recipe as in the card): samples drawn on the cores the
+    # call-A jobs leave free, a small network trained on the CPU, installed into a copy of the package (ribs files + card)
+    rm -rf "$RUNS/ribs/package" && cp -r Resources/Models/spine-label-whole-heatmap "$RUNS/ribs/package" || return 1
+    "$PY" -m spinebrain.spinelabel.rib_training --generate "${RIB_SCANS:-690}" --first-seed 3100001 \
+        --workers "$WORKERS" --threads "$WORKERS" --run "$RUNS/ribs/scratch" --minutes "${RIB_MINUTES:-3}" \
+        --recipe whole --narrow-share 0.5 --package "$RUNS/ribs/package"
 }
 job_seg2d() {
     "$PY" -m spinebrain.spinesegment.engine2d --cache .gpu/dataB/seg2d --out "$RUNS/seg2d/scratch/run" \

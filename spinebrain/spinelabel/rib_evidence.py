@@ -7,11 +7,11 @@ and the likelihoods a posterior (uniform prior). With one place at least ``share
 
 * an unanchored chain whose boundary lies in view is anchored there: its last rib-bearing body is T12, and the
   graph re-solves with that anchor (certainty = the boundary's posterior);
-* only where the card asks for it (``transitional`` 1; off in the bundled model): a chain anchored by the L5
-  detector (the last lumbar above the sacrum) whose boundary lies one body higher than its names say has six
-  lumbar vertebrae (its lowest is L6); one body lower, four (its lowest is L4): the names are moved one level and
-  a note asks the user to check the count. Further apart, the anchor is kept (one of the two answers is wrong,
-  and the anchor detector has been measured far more).
+* only where the card asks for it (``transitional`` 1: the whole-spine package; off in the lumbar default) and a
+  detection is named S1: a chain anchored by the L5 detector (the last lumbar above the sacrum) whose boundary lies
+  one body higher than its names say has six lumbar vertebrae (its lowest is L6); one body lower, four (its lowest
+  is L4): the names are moved one level and a note asks the user to check the count. Further apart, the anchor is
+  kept (one of the two answers is wrong, and the anchor detector has been measured far more).
 
 The thoracic count itself (11 or 13 rib pairs) cannot be seen without T1 in view: T12 is the name given to the
 last rib-bearing body.
@@ -23,7 +23,10 @@ A classifier taught the cervicothoracic junction too (card ``first_rib`` 1; rib_
 the **first rib**: the chain then has two boundaries (rib-free necks, rib-bearing thoracic bodies, rib-free lumbar
 ones), each place pair gets the likelihood of the answers, and an unanchored chain whose last rib is not decisive
 but whose first rib is (a thoracic view without the thoracolumbar junction) is anchored with T1 on the first
-rib-bearing body.
+rib-bearing body. Two more rules correct an anchored chain with it: twelve rib-bearing bodies between two decisive
+boundaries name the thorax whatever the anchors said (an L5 answer on a sixth lumbar vertebra), and C2 with a
+decisive first rib names the neck (seven cervical vertebrae: a missed neck body becomes a gap, not a shift).
+The classifier was never taught C1 or C2: their answers are left out.
 
 Hand-written: this is the graph's decision step, specific to this pipeline; no library offers it.
 """
@@ -82,9 +85,14 @@ def _boundary_places(chances, floor: float, first_rib: bool) -> tuple[np.ndarray
     return both.sum(axis=0), both.sum(axis=1)
 
 
+#: Levels no rib classifier was taught (the "whole" recipe samples from C3 down): their answers are not evidence.
+_NOT_ASKED = ("C1", "C2")
+
+
 def _chain(labelling: LabellingResult, usable: list[Candidate], levels: str = "TL") -> list[Assignment]:
     """The named detections above the sacrum, head to feet ([] where none has a rib answer)."""
-    chain = [a for a in labelling.assignments if a.candidate is not None and a.level[0] in levels]
+    chain = [a for a in labelling.assignments
+             if a.candidate is not None and a.level[0] in levels and a.level not in _NOT_ASKED]
     chain.sort(key=lambda a: vertebra_index(a.level))
     return chain if any(usable[a.candidate].rib is not None for a in chain) else []
 
@@ -106,6 +114,11 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
     best = int(np.argmax(posterior))
     if _contradicted(chances, 0 if first is None else int(np.argmax(first)), best):
         return labelling  # the classifier is out of its depth on this scan
+    if first is not None:
+        renamed = (_named_by_thorax(usable, setup, chain, chances, options, labelling)
+                   or _named_by_neck(usable, setup, chain, first, float(options["share"]), labelling))
+        if renamed is not None:
+            return renamed
     decisive = posterior[best] >= float(options["share"]) and 0 < best < len(chain)
     if not labelling.anchored and not decisive and first is not None:
         return _anchored_at_first_rib(usable, setup, chain, first, float(options["share"]), labelling)
@@ -113,10 +126,11 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
         return labelling  # not decisive, or the boundary is not in view
     named = sum(a.level[0] != "L" for a in chain)  # where the names put the boundary (after the last C / T name)
     if not labelling.anchored:
-        anchored = _anchored_at_rib(usable, setup, chain[best - 1].candidate, float(posterior[best]), LAST_RIB)
+        anchored = _anchored_at_ribs(usable, setup, [(LAST_RIB, chain[best - 1].candidate)], float(posterior[best]),
+                                     LAST_RIB)
         return anchored if _keeps_spine(anchored, labelling) else labelling
-    if not options["transitional"]:
-        return labelling
+    if not options["transitional"] or not _sacrum_named(labelling):
+        return labelling  # the L5 answer is the last lumbar vertebra above the sacrum only where the sacrum is seen
     if best == named - 1 and chain[-1].level == "L5":
         return _moved(labelling, +1, "six", float(posterior[best]))
     if best == named + 1 and chain[-1].level == "L5":
@@ -130,6 +144,67 @@ def _contradicted(chances, first: int, last: int) -> bool:
     answered "rib" on two thoracic bodies and on L4, and the last-rib rule named the chain two levels off."""
     expected = (np.arange(len(chances)) >= first) & (np.arange(len(chances)) < last)
     return bool(np.any(np.abs(np.asarray(chances, float) - expected) > 0.5))
+
+
+def _sacrum_named(labelling: LabellingResult) -> bool:
+    """Whether a detection is named S1: without the sacrum in view (CT from the VerSe map, cut at L5) an L5 answer
+    need not be the last lumbar vertebra, and a rib boundary one body off says nothing about the lumbar count."""
+    return any(a.level == "S1" and a.candidate is not None for a in labelling.assignments)
+
+
+#: Rib-bearing vertebrae of a standard spine (T1 ... T12).
+THORACIC_COUNT = 12
+
+
+def _named_by_thorax(usable, setup, chain, chances, options, labelling: LabellingResult) -> LabellingResult | None:
+    """The chain pinned with T1 on its first and T12 on its last rib-bearing body, where the two places together are
+    decisive, twelve bodies apart, and the names disagree with them; None where that does not apply.
+
+    Why: the anchor detectors name a spine by its ends (C2, the last lumbar vertebra above the sacrum), so on a
+    spine with six lumbar vertebrae the L5 answer lies on the sixth and a path pinned there names every vertebra one
+    level high, C2 included (the pin at C2 cannot fit twenty-four bodies between C2 and L5). Twelve rib-bearing
+    bodies between two decisive boundaries name the thorax whatever the lumbar count; the graph names the rest from
+    them, and with six bodies between the last rib and a detection named S1, the sacrum stays pinned so that the
+    sixth lumbar vertebra is named L6 (the shape model's transitional level).
+    """
+    both = boundaries_posterior(chances, float(options["floor"]))
+    first, last = (int(k) for k in np.unravel_index(int(np.argmax(both)), both.shape))
+    if both[first, last] < float(options["share"]) or not 0 < first < last < len(chain):
+        return None
+    if last - first != THORACIC_COUNT or (chain[first].level, chain[last - 1].level) == (FIRST_RIB, LAST_RIB):
+        return None
+    pins = [(FIRST_RIB, chain[first].candidate), (LAST_RIB, chain[last - 1].candidate)]
+    sacrum = [a.candidate for a in labelling.assignments if a.level == "S1" and a.candidate is not None]
+    certainty, anchored = float(both[first, last]), None
+    if len(chain) - last == 6 and sacrum and "L6" in setup.shape_model.levels:
+        anchored = _anchored_at_ribs(usable, setup, pins + [("S1", sacrum[0])], certainty, THORAX)
+    anchored = anchored or _anchored_at_ribs(usable, setup, pins, certainty, THORAX)
+    return anchored if _keeps_spine(anchored, labelling) else None
+
+
+def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labelling: LabellingResult):
+    """An anchored labelling with a C2 answer whose first rib is decisive but not named T1, pinned with C2 on the
+    strongest C2 answer and T1 on the first rib (and at its L5 answer where that still fits); None where that does
+    not apply.
+
+    Why: every spine has seven cervical vertebrae, so C2 and the first rib fix the neck's names. Pinned at C2 alone,
+    a missed or merged neck body (C3 in a small neck) shifts every name below it by one level; pinned at both ends
+    of the neck, the graph leaves a gap there instead (an estimated point).
+    """
+    at = int(np.argmax(first))
+    if not labelling.anchored or first[at] < share or not 0 < at < len(chain) or chain[at].level == FIRST_RIB:
+        return None
+    named = {a.level: a.candidate for a in labelling.assignments if a.candidate is not None}
+    answers = [k for k in named.values() if usable[k].second_anchor_probability > 0]  # at the head end (heatmap)
+    if not answers:
+        return None
+    pins = [("C2", max(answers, key=lambda k: usable[k].second_anchor_probability)), (FIRST_RIB, chain[at].candidate)]
+    lowest = [("L5", named["L5"])] if "L5" in named and usable[named["L5"]].anchor_probability > 0 else []
+    certainty = float(first[at])
+    anchored = _anchored_at_ribs(usable, setup, pins + lowest, certainty, NECK)
+    if anchored is None and lowest:  # an L5 answer on a sixth lumbar vertebra leaves no room for the thorax
+        anchored = _anchored_at_ribs(usable, setup, pins, certainty, NECK)
+    return anchored if _keeps_spine(anchored, labelling) else None
 
 
 #: The share of the free path's standard levels the path anchored at the last rib must keep (as for the L5 anchor).
@@ -149,27 +224,37 @@ def _anchored_at_first_rib(usable, setup, chain, first: np.ndarray, share: float
     best = int(np.argmax(first))
     if first[best] < share or not 0 < best < len(chain):
         return labelling
-    anchored = _anchored_at_rib(usable, setup, chain[best].candidate, float(first[best]), FIRST_RIB)
+    anchored = _anchored_at_ribs(usable, setup, [(FIRST_RIB, chain[best].candidate)], float(first[best]), FIRST_RIB)
     return anchored if _keeps_spine(anchored, labelling) else labelling
 
 
+NECK, THORAX = "neck", "thorax"
 _RIB_NOTES = {
-    LAST_RIB: "named from the last rib (T12 = the lowest vertebra the rib classifier sees a rib on)",
-    FIRST_RIB: "named from the first rib (T1 = the highest vertebra the rib classifier sees a rib on)",
+    LAST_RIB: f"No {{anchor}} anchor in view: named from the last rib ({LAST_RIB} = the lowest vertebra the rib "
+              "classifier sees a rib on); an 11- or 13-rib spine would be named one level off: check the names.",
+    FIRST_RIB: f"No {{anchor}} anchor in view: named from the first rib ({FIRST_RIB} = the highest vertebra the rib "
+               "classifier sees a rib on); an 11- or 13-rib spine would be named one level off: check the names.",
+    THORAX: f"Named from the ribs: twelve rib-bearing vertebrae ({FIRST_RIB}-{LAST_RIB}) where the anchor answers "
+            "said otherwise (a sixth or a fourth lumbar vertebra?): check the count.",
+    NECK: f"Named from C2 and the first rib ({FIRST_RIB}): seven cervical vertebrae, one of them not detected or "
+          "merged with its neighbour: check the neck's names.",
 }
 
 
-def _anchored_at_rib(usable, setup, index: int, certainty: float, level: str) -> LabellingResult | None:
-    if level not in setup.shape_model.levels:
+def _anchored_at_ribs(usable, setup, pins: list[tuple[str, int]], certainty: float, why: str):
+    """The labelling pinned at ``pins`` ((level, index of the detection)), its certainty the ribs' posterior, with the
+    note :data:`_RIB_NOTES` ``[why]``; None where the pins do not fit one spine."""
+    if any(level not in setup.shape_model.levels for level, _ in pins):
         return None
     pinned = list(usable)
-    pinned[index] = replace(usable[index], anchor_probability=certainty)  # the labelling's certainty
+    for _, index in pins:
+        pinned[index] = replace(usable[index], anchor_probability=certainty)  # the labelling's certainty
     try:
-        labelling = label_candidates(pinned, setup.shape_model, anchor=(level, index), **setup.options)
+        labelling = label_candidates(pinned, setup.shape_model, anchor=pins[0] if len(pins) == 1 else tuple(pins),
+                                     **setup.options)
     except InputError:
         return None
-    note = (f"No {setup.anchor_level} anchor in view: {_RIB_NOTES[level]}; an 11- or 13-rib spine would be named "
-            "one level off: check the names.")
+    note = _RIB_NOTES[why].format(anchor=setup.anchor_level)
     return replace(labelling, notes=labelling.notes + [note])
 
 

@@ -1,0 +1,87 @@
+"""The rib evidence against anchored labellings: the neck (C2 and the first rib), the thorax (twelve rib-bearing
+bodies between the first and the last rib) and the sacrum a lumbar count needs. Real shape models from the bundled
+packages; synthetic detections one mean step apart."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from spinebrain.points import is_estimate
+from spinebrain.spinelabel.graph import Candidate
+from spinebrain.spinelabel.labelling import solve_labelling
+from spinebrain.spinelabel.pipeline import load_spine_label_model
+
+NECK = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "T1", "T2", "T3", "T4"]
+THORAX = [f"T{k}" for k in range(1, 13)]
+SIX_LUMBAR = ["C2", "C3", "C4", "C5", "C6", "C7"] + THORAX + ["L1", "L2", "L3", "L4", "L5", "L6", "S1"]
+
+
+@pytest.fixture(scope="module")
+def whole_setup():
+    plain = load_spine_label_model("whole", "spine-label-whole-heatmap", device="cpu").setup
+    return replace(plain, ribs={"share": 0.9, "floor": 0.02, "transitional": 0.0, "first_rib": 1.0})
+
+
+@pytest.fixture(scope="module")
+def lumbar_setup():
+    plain = load_spine_label_model("lumbar", "spine-label-lumbar-heatmap", device="cpu").setup
+    return replace(plain, ribs={"share": 0.9, "floor": 0.02, "transitional": 1.0})
+
+
+def _bodies(setup, levels, ribs: dict, c2_answer: str = "", l5_answer: str = "", left_out=()) -> list[Candidate]:
+    """A detection per level (one mean step apart; ``left_out`` not detected, the step over it shortened to 1.3
+    steps as where a missed small neck body lets its neighbours' peaks drift into its place), ``ribs[level]`` its
+    rib answer (0.02 where not given); a C2 answer on ``c2_answer``, an L5 answer on ``l5_answer``."""
+    position, bodies = np.array([0.0, -40.0, 200.0]), []
+    for upper, level in zip([None] + levels[:-1], levels):
+        if upper is not None:
+            step = setup.shape_model.displacement(upper, level).mean
+            position = position + step * (0.3 if level in left_out else 1.0)
+        if level not in left_out:
+            bodies.append(Candidate(position.copy(), 0.8, 0.8 if level == l5_answer else 0.0,
+                                    second_anchor_probability=0.8 if level == c2_answer else 0.0,
+                                    rib=ribs.get(level, 0.02)))
+    return bodies
+
+
+def _named(result) -> list[str]:
+    return [p.label for p in result.points if not is_estimate(p)]
+
+
+def test_c2_and_the_first_rib_name_a_neck_with_a_missed_body(whole_setup):
+    ribs = {level: 0.98 for level in NECK if level[0] == "T"} | {"C1": 0.9}  # C1 was never asked: no evidence
+    bodies = _bodies(whole_setup, NECK, ribs, c2_answer="C2", left_out=("C3",))
+    detected = [level for level in NECK if level != "C3"]
+    plain = solve_labelling(bodies, replace(whole_setup, ribs={}))
+    assert _named(plain) != detected  # pinned at C2 alone, the names below the missed C3 shift by one
+    result = solve_labelling(bodies, whole_setup)
+    assert _named(result) == detected and result.labelling.missing == ["C3"]
+    assert [p.label for p in result.points if is_estimate(p)] == ["C3"]
+    assert any("C2 and the first rib" in warning for warning in result.warnings)
+
+
+def test_twelve_rib_bearing_bodies_name_a_spine_with_six_lumbar_vertebrae(whole_setup):
+    ribs = {level: 0.98 for level in THORAX}
+    bodies = _bodies(whole_setup, SIX_LUMBAR, ribs, c2_answer="C2", l5_answer="L6")
+    plain = solve_labelling(bodies, replace(whole_setup, ribs={}))
+    assert _named(plain) != SIX_LUMBAR  # the L5 answer lies on the sixth lumbar vertebra
+    result = solve_labelling(bodies, whole_setup)
+    assert _named(result) == SIX_LUMBAR
+    assert any("twelve rib-bearing vertebrae" in warning for warning in result.warnings)
+
+
+def test_rib_answers_that_agree_with_the_names_change_nothing(whole_setup):
+    levels = [level for level in SIX_LUMBAR if level != "L6"]
+    result = solve_labelling(_bodies(whole_setup, levels, {lv: 0.98 for lv in THORAX}, "C2", "L5"), whole_setup)
+    assert _named(result) == levels and not result.labelling.notes
+
+
+def test_a_lumbar_count_is_moved_only_with_the_sacrum_in_view(lumbar_setup):
+    levels = ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S1"]  # the L5 answer on the last lumbar vertebra (L6)
+    bodies = _bodies(lumbar_setup, levels, {"T12": 0.99}, l5_answer="L6")
+    assert _named(solve_labelling(bodies, lumbar_setup)) == levels
+    cut = solve_labelling(bodies[:-1], lumbar_setup)  # the scan ends at the anchor: no sacrum, no count to move
+    assert _named(cut) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5"] and not cut.labelling.notes
