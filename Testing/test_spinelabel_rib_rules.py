@@ -85,3 +85,53 @@ def test_a_lumbar_count_is_moved_only_with_the_sacrum_in_view(lumbar_setup):
     assert _named(solve_labelling(bodies, lumbar_setup)) == levels
     cut = solve_labelling(bodies[:-1], lumbar_setup)  # the scan ends at the anchor: no sacrum, no count to move
     assert _named(cut) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5"] and not cut.labelling.notes
+
+
+def _eleven_rib_spine():
+    """(geometry, names): a standard chain's positions C3 ... S1 carrying the names of a spine with eleven rib pairs
+    (C2 ... C7, T1 ... T11, L1 ... L5, S1: one body fewer above the lumbar spine)."""
+    geometry = ["C3", "C4", "C5", "C6", "C7"] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    names = ["C2", "C3", "C4", "C5", "C6", "C7"] + THORAX[:11] + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    return geometry, names
+
+
+def test_eleven_rib_bearing_bodies_above_an_anchored_lumbar_spine_are_t1_to_t11(whole_setup):
+    geometry, truth = _eleven_rib_spine()
+    bodies = _bodies(whole_setup, geometry, {}, l5_answer="L5")
+    for k, name in enumerate(truth):  # rib answers by the true names
+        bodies[k] = replace(bodies[k], rib=0.98 if name[0] == "T" else 0.02)
+    plain = solve_labelling(bodies, replace(whole_setup, ribs={}))
+    assert _named(plain)[-6:] == truth[-6:] and _named(plain)[:-6] != truth[:-6]  # counted up from L5: one level off
+    result = solve_labelling(bodies, whole_setup)
+    assert _named(result) == truth and not result.labelling.missing  # no T12, and no estimate of one
+    assert any("eleven rib-bearing vertebrae" in warning for warning in result.warnings)
+    gap = [b for k, b in enumerate(bodies) if truth[k] != "T6"]  # a missed body among the ribs: not eleven pairs
+    assert not any("eleven" in w for w in solve_labelling(gap, whole_setup).warnings)
+
+
+def test_a_lumbar_count_is_not_moved_in_a_chain_the_l5_detector_did_not_anchor(whole_setup):
+    levels = ["C3", "C4", "C5", "C6", "C7"] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    bodies = _bodies(whole_setup, levels, {lv: 0.98 for lv in THORAX}, c2_answer="C3")  # a C2 answer on C3
+    for k, level in enumerate(levels):  # the first rib undecided: only the last one speaks
+        if level in ("C7", "T1"):
+            bodies[k] = replace(bodies[k], rib=0.5)
+    below = bodies[-1].position + whole_setup.shape_model.displacement("L5", "S1").mean  # a false body below S1
+    bodies.append(Candidate(below, 0.7, rib=0.02))
+    moving = replace(whole_setup, ribs={**whole_setup.ribs, "transitional": 1.0})
+    result = solve_labelling(bodies, moving)
+    assert not any("lumbar vertebrae lie above the sacrum" in warning for warning in result.warnings)
+
+
+def test_the_first_rib_counted_down_to_an_l5_answer_outranks_an_l5_answer_on_s1(whole_setup):
+    levels = ["C3", "C4", "C5", "C6", "C7"] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    ribs = {level: 0.98 for level in THORAX} | {"T12": 0.4}  # floating T12: the last rib not decisive
+    bodies = _bodies(whole_setup, levels, ribs)
+    at = {level: k for k, level in enumerate(levels)}
+    bodies[at["L5"]] = replace(bodies[at["L5"]], anchor_probability=0.7)
+    bodies[at["S1"]] = replace(bodies[at["S1"]], anchor_probability=0.8)  # the L5 detector answers on S1 too
+    bodies.append(Candidate(bodies[-1].position + whole_setup.shape_model.displacement("L5", "S1").mean, 0.7, rib=0.9))
+    plain = solve_labelling(bodies, replace(whole_setup, ribs={}))
+    assert _named(plain)[:len(levels)] != levels  # pinned at the answer on S1: one level high
+    result = solve_labelling(bodies, whole_setup)
+    assert _named(result)[:len(levels)] == levels
+    assert any("counts down to" in warning for warning in result.warnings)

@@ -232,6 +232,12 @@ def test_the_rib_recipe_builds_samples_trains_and_installs_a_classifier(tmp_path
     shutil.copytree(bundled.package, package)
     entry = install_into_package(package, weights, {"training_data": "test"})
     assert entry["sha256"] and entry.get("onnx", {}).get("weights_sha256") == entry["sha256"]
+    whole = tmp_path / "models" / "spine-label-whole-heatmap"  # a package's decision options survive a reinstall
+    shutil.copytree(bundled.package.parent / whole.name, whole)
+    before = json.loads((whole / "model_card.json").read_text())["ribs"]
+    after = install_into_package(whole, weights, {"training_data": "test"})
+    assert {k: after[k] for k in ("first_rib", "transitional", "min_lateral_mm")} == {
+        k: before[k] for k in ("first_rib", "transitional", "min_lateral_mm")}
     model = load_spine_label_model("lumbar", "spine-label-lumbar-heatmap",
                                    registry=ModelRegistry(tmp_path / "models", tmp_path / "none"), device="cpu")
     planes = samples["planes"][:3].astype(np.float32)

@@ -7,11 +7,12 @@ and the likelihoods a posterior (uniform prior). With one place at least ``share
 
 * an unanchored chain whose boundary lies in view is anchored there: its last rib-bearing body is T12, and the
   graph re-solves with that anchor (certainty = the boundary's posterior);
-* only where the card asks for it (``transitional`` 1: the whole-spine package; off in the lumbar default) and a
-  detection is named S1: a chain anchored by the L5 detector (the last lumbar above the sacrum) whose boundary lies
-  one body higher than its names say has six lumbar vertebrae (its lowest is L6); one body lower, four (its lowest
-  is L4): the names are moved one level and a note asks the user to check the count. Further apart, the anchor is
-  kept (one of the two answers is wrong, and the anchor detector has been measured far more).
+* only where the card asks for it (``transitional`` 1: the whole-spine package; off in the lumbar default), a
+  detection is named S1 and the L5 detector answered on the body named L5: a chain anchored by the L5 detector (the
+  last lumbar above the sacrum) whose boundary lies one body higher than its names say has six lumbar vertebrae
+  (its lowest is L6); one body lower, four (its lowest is L4): the names are moved one level and a note asks the
+  user to check the count. Further apart, the anchor is kept (one of the two answers is wrong, and the anchor
+  detector has been measured far more).
 
 The thoracic count itself (11 or 13 rib pairs) cannot be seen without T1 in view: T12 is the name given to the
 last rib-bearing body.
@@ -23,9 +24,15 @@ A classifier taught the cervicothoracic junction too (card ``first_rib`` 1; rib_
 the **first rib**: the chain then has two boundaries (rib-free necks, rib-bearing thoracic bodies, rib-free lumbar
 ones), each place pair gets the likelihood of the answers, and an unanchored chain whose last rib is not decisive
 but whose first rib is (a thoracic view without the thoracolumbar junction) is anchored with T1 on the first
-rib-bearing body. Two more rules correct an anchored chain with it: twelve rib-bearing bodies between two decisive
-boundaries name the thorax whatever the anchors said (an L5 answer on a sixth lumbar vertebra), and C2 with a
-decisive first rib names the neck (seven cervical vertebrae: a missed neck body becomes a gap, not a shift).
+rib-bearing body. With both boundaries, the ribs also correct an anchored chain:
+
+* twelve rib-bearing bodies between the two (decisive, or where the names' own places are rejected, the likelier)
+  name the thorax whatever the anchors said (an L5 answer on a sixth lumbar vertebra, a C2 answer on C3);
+* eleven in a row, with no gap, above a lumbar spine the L5 answer named: T1 ... T11, then L1 (eleven rib pairs);
+* C2 with a decisive first rib names the neck (seven cervical vertebrae: a missed neck body becomes a gap, not a
+  shift); without a C2 answer, a decisive first rib counted down to a body with an L5 answer outranks another L5
+  answer (on S1 or L4).
+
 The classifier was never taught C1 or C2: their answers are left out.
 
 Hand-written: this is the graph's decision step, specific to this pipeline; no library offers it.
@@ -115,8 +122,10 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
     if _contradicted(chances, 0 if first is None else int(np.argmax(first)), best):
         return labelling  # the classifier is out of its depth on this scan
     if first is not None:
+        share = float(options["share"])
         renamed = (_named_by_thorax(usable, setup, chain, chances, options, labelling)
-                   or _named_by_neck(usable, setup, chain, first, float(options["share"]), labelling))
+                   or _named_by_neck(usable, setup, chain, first, share, labelling)
+                   or _named_by_first_rib_and_l5(usable, setup, chain, first, share, labelling))
         if renamed is not None:
             return renamed
     decisive = posterior[best] >= float(options["share"]) and 0 < best < len(chain)
@@ -131,11 +140,11 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
         return anchored if _keeps_spine(anchored, labelling) else labelling
     if not options["transitional"] or not _sacrum_named(labelling):
         return labelling  # the L5 answer is the last lumbar vertebra above the sacrum only where the sacrum is seen
-    if best == named - 1 and chain[-1].level == "L5":
+    if best == named - 1 and _l5_answered(usable, chain):
         return _moved(labelling, +1, "six", float(posterior[best]))
-    if best == named + 1 and chain[-1].level == "L5":
+    if best == named + 1 and _l5_answered(usable, chain):
         return _moved(labelling, -1, "four", float(posterior[best]))
-    return labelling
+    return labelling  # the moves rest on the L5 answer lying on the body named L5 (not so in a chain pinned at C2)
 
 
 def _contradicted(chances, first: int, last: int) -> bool:
@@ -144,6 +153,12 @@ def _contradicted(chances, first: int, last: int) -> bool:
     answered "rib" on two thoracic bodies and on L4, and the last-rib rule named the chain two levels off."""
     expected = (np.arange(len(chances)) >= first) & (np.arange(len(chances)) < last)
     return bool(np.any(np.abs(np.asarray(chances, float) - expected) > 0.5))
+
+
+def _l5_answered(usable: list[Candidate], chain: list[Assignment]) -> bool:
+    """Whether the L5 detector answered on the body the chain names L5: what a lumbar count read from the sacrum
+    rests on (a chain pinned at a false C2 answer names the sacrum L5 and a false body below it S1)."""
+    return chain[-1].level == "L5" and usable[chain[-1].candidate].anchor_probability > 0
 
 
 def _sacrum_named(labelling: LabellingResult) -> bool:
@@ -167,19 +182,34 @@ def _named_by_thorax(usable, setup, chain, chances, options, labelling: Labellin
     them, and with six bodies between the last rib and a detection named S1, the sacrum stays pinned so that the
     sixth lumbar vertebra is named L6 (the shape model's transitional level).
     """
-    both = boundaries_posterior(chances, float(options["floor"]))
+    both, share = boundaries_posterior(chances, float(options["floor"])), float(options["share"])
     first, last = (int(k) for k in np.unravel_index(int(np.argmax(both)), both.shape))
-    if both[first, last] < float(options["share"]) or not 0 < first < last < len(chain):
+    named = both[sum(a.level[0] == "C" for a in chain), sum(a.level[0] in "CT" for a in chain)]
+    if not (both[first, last] >= share or both[first, last] >= 0.5 and named <= 1.0 - share):
+        return None  # neither decisive nor, where the ribs reject the names' own places, the likelier by far
+    if not 0 < first < last < len(chain):
         return None
+    if last - first == THORACIC_COUNT - 1:
+        return _eleven_rib_pairs(chain, first, last, float(both[first, last]), labelling)
     if last - first != THORACIC_COUNT or (chain[first].level, chain[last - 1].level) == (FIRST_RIB, LAST_RIB):
         return None
     pins = [(FIRST_RIB, chain[first].candidate), (LAST_RIB, chain[last - 1].candidate)]
     sacrum = [a.candidate for a in labelling.assignments if a.level == "S1" and a.candidate is not None]
     certainty, anchored = float(both[first, last]), None
-    if len(chain) - last == 6 and sacrum and "L6" in setup.shape_model.levels:
+    if len(chain) - last == 6 and sacrum and _l5_answered(usable, chain) and "L6" in setup.shape_model.levels:
         anchored = _anchored_at_ribs(usable, setup, pins + [("S1", sacrum[0])], certainty, THORAX)
     anchored = anchored or _anchored_at_ribs(usable, setup, pins, certainty, THORAX)
     return anchored if _keeps_spine(anchored, labelling) else None
+
+
+def _first_rib_against_names(chain, first: np.ndarray, share: float) -> int | None:
+    """Where the first rib lies (index of the first rib-bearing body in ``chain``) if the names put it elsewhere and
+    the answers say so: decisive (``share``), or the likelier place while the names' own place is rejected (at most
+    1 - ``share``; a rib-free answer of 0.16 on C7 keeps T1's place at 0.84). None otherwise."""
+    at, named = int(np.argmax(first)), sum(a.level[0] == "C" for a in chain)
+    if not 0 < at < len(chain) or chain[at].level == FIRST_RIB:
+        return None
+    return at if first[at] >= share or first[at] >= 0.5 and first[named] <= 1.0 - share else None
 
 
 def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labelling: LabellingResult):
@@ -191,8 +221,8 @@ def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labell
     a missed or merged neck body (C3 in a small neck) shifts every name below it by one level; pinned at both ends
     of the neck, the graph leaves a gap there instead (an estimated point).
     """
-    at = int(np.argmax(first))
-    if not labelling.anchored or first[at] < share or not 0 < at < len(chain) or chain[at].level == FIRST_RIB:
+    at = _first_rib_against_names(chain, first, share)
+    if not labelling.anchored or at is None:
         return None
     named = {a.level: a.candidate for a in labelling.assignments if a.candidate is not None}
     answers = [k for k in named.values() if usable[k].second_anchor_probability > 0]  # at the head end (heatmap)
@@ -204,6 +234,50 @@ def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labell
     anchored = _anchored_at_ribs(usable, setup, pins + lowest, certainty, NECK)
     if anchored is None and lowest:  # an L5 answer on a sixth lumbar vertebra leaves no room for the thorax
         anchored = _anchored_at_ribs(usable, setup, pins, certainty, NECK)
+    return anchored if _keeps_spine(anchored, labelling) else None
+
+
+def _eleven_rib_pairs(chain, first: int, last: int, certainty: float, labelling: LabellingResult):
+    """Eleven rib-bearing bodies in a row above a lumbar spine the L5 answer named: T1 ... T11, then L1 (no T12: the
+    generator's and the clinic's names for a spine with eleven rib pairs), the bodies above counted up from T11.
+
+    Renamed, not re-solved: the shape model has no level for a missing T12 that leaves a normal step (T11 to L1).
+    Only where the labelling left no gap and named the first body below the ribs L1: eleven bodies between the ribs
+    with a missed one among them would be a twelve-rib spine.
+    """
+    ordered = sorted(labelling.assignments, key=lambda a: vertebra_index(a.level))
+    at = next((k for k, a in enumerate(ordered) if a.candidate == chain[last - 1].candidate), None)
+    if labelling.missing or at is None or at + 1 >= len(ordered) or ordered[at + 1].level != "L1":
+        return None
+    standard = [level for level in FULL_ORDER if level not in TRANSITIONAL]
+    top = standard.index("T11") - at
+    if top < 0 or chain[first].level == FIRST_RIB and chain[last - 1].level == "T11":
+        return None
+    renamed = [replace(a, level=standard[top + k]) for k, a in enumerate(ordered[:at + 1])] + ordered[at + 1:]
+    return replace(labelling, assignments=renamed, certainty=min(labelling.certainty, certainty), alternatives=[],
+                   notes=labelling.notes + [_RIB_NOTES[ELEVEN]])
+
+
+def _named_by_first_rib_and_l5(usable, setup, chain, first: np.ndarray, share: float, labelling: LabellingResult):
+    """An anchored labelling without a C2 answer whose decisive first rib is not named T1, named from the first rib
+    where the body it then names L5 carries an L5 answer (pinned at both); None where the two do not agree.
+
+    Why: the L5 detector also answers on S1 or L4 (random contrast), and a path pinned there names the whole spine one
+    level off; the first rib counted down to an L5 answer is two independent answers that agree.
+    """
+    at = _first_rib_against_names(chain, first, share)
+    if not labelling.anchored or at is None:
+        return None
+    if any(usable[a.candidate].second_anchor_probability > 0 for a in labelling.assignments if a.candidate is not None):
+        return None  # a C2 answer: the neck rule's case
+    certainty = float(first[at])
+    counted = _anchored_at_ribs(usable, setup, [(FIRST_RIB, chain[at].candidate)], certainty, FIRST_RIB)
+    named = counted.assignments if counted else []
+    lowest = [a.candidate for a in named if a.level == "L5" and a.candidate is not None]
+    if not lowest or usable[lowest[0]].anchor_probability <= 0:
+        return None
+    anchored = _anchored_at_ribs(usable, setup, [(FIRST_RIB, chain[at].candidate), ("L5", lowest[0])], certainty,
+                                 FIRST_AND_L5)
     return anchored if _keeps_spine(anchored, labelling) else None
 
 
@@ -228,7 +302,7 @@ def _anchored_at_first_rib(usable, setup, chain, first: np.ndarray, share: float
     return anchored if _keeps_spine(anchored, labelling) else labelling
 
 
-NECK, THORAX = "neck", "thorax"
+NECK, THORAX, ELEVEN, FIRST_AND_L5 = "neck", "thorax", "eleven", "first rib and L5"
 _RIB_NOTES = {
     LAST_RIB: f"No {{anchor}} anchor in view: named from the last rib ({LAST_RIB} = the lowest vertebra the rib "
               "classifier sees a rib on); an 11- or 13-rib spine would be named one level off: check the names.",
@@ -236,6 +310,9 @@ _RIB_NOTES = {
                "classifier sees a rib on); an 11- or 13-rib spine would be named one level off: check the names.",
     THORAX: f"Named from the ribs: twelve rib-bearing vertebrae ({FIRST_RIB}-{LAST_RIB}) where the anchor answers "
             "said otherwise (a sixth or a fourth lumbar vertebra?): check the count.",
+    ELEVEN: f"Named from the ribs: eleven rib-bearing vertebrae ({FIRST_RIB}-T11, no {LAST_RIB}): check the count.",
+    FIRST_AND_L5: f"Named from the first rib ({FIRST_RIB}) and the L5 answer it counts down to; another L5 answer "
+                  "disagreed: check the names.",
     NECK: f"Named from C2 and the first rib ({FIRST_RIB}): seven cervical vertebrae, one of them not detected or "
           "merged with its neighbour: check the neck's names.",
 }

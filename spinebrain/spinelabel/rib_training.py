@@ -178,11 +178,19 @@ def main() -> None:
         print(json.dumps({k: v for k, v in entry.items() if k != "network"}), flush=True)
 
 
+#: Card ``ribs`` options that say how the answers are used, not what the classifier is (kept by a reinstall).
+DECISION_OPTIONS = ("share", "floor", "transitional", "first_rib", "min_lateral_mm")
+
+
 def install_into_package(package: Path, weights: Path, description: dict, share: float = 0.9,
                          floor: float = 0.02) -> dict:
     """Copy the trained weights into a SpineLabel heatmap package as ``ribs.safetensors``, export them to
     ``ribs.onnx`` (checked against torch; skipped without ``onnx`` / ``onnxscript``) and record both in the card's
-    ``extra["ribs"]`` with the decision options and ``description`` (how it was trained, what it measured)."""
+    ``extra["ribs"]`` with the decision options and ``description`` (how it was trained, what it measured).
+
+    A package that already holds a rib classifier keeps its decision options (:data:`DECISION_OPTIONS`: e.g. the
+    whole-spine package's first_rib, transitional and min_lateral_mm): a retrained classifier must not silently
+    change how its answers are used."""
     import importlib.util
     import shutil
 
@@ -197,8 +205,10 @@ def install_into_package(package: Path, weights: Path, description: dict, share:
     kwargs = json.loads(Path(weights).with_suffix(".json").read_text())["kwargs"]
     network = RibClassifier(**kwargs)
     network.load_state_dict(load_file(str(target)))
+    card = json.loads((Path(package) / "model_card.json").read_text(encoding="utf-8"))
+    kept = {key: value for key, value in (card.get(CARD_KEY) or {}).items() if key in DECISION_OPTIONS}
     entry = {"weights_file": target.name, "sha256": sha256_file(target), "network": network.config,
-             "share": share, "floor": floor, **description}
+             "share": share, "floor": floor, **kept, **description}
     if all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript")):
         exported = Path(package) / "ribs.onnx"
         difference = _export_part(network.eval(), exported, 1, kwargs["channels"], 18)
