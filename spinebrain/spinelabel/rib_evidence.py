@@ -113,6 +113,7 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
     """``labelling`` with the rib evidence applied (the last rib; the first too where the card asks for it, see the
     module text); unchanged where it is not decisive."""
     options = {**DEFAULT_RIBS, **(setup.ribs or {})}
+    share = float(options["share"])
     chain = _chain(labelling, usable, "CTL" if options["first_rib"] else "TL")
     if fixed or not setup.ribs or len(chain) < 2:
         return labelling
@@ -122,15 +123,14 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
     if _contradicted(chances, 0 if first is None else int(np.argmax(first)), best):
         return labelling  # the classifier is out of its depth on this scan
     if first is not None:
-        share = float(options["share"])
         renamed = (_named_by_thorax(usable, setup, chain, chances, options, labelling)
                    or _named_by_neck(usable, setup, chain, first, share, labelling)
                    or _named_by_first_rib_and_l5(usable, setup, chain, first, share, labelling))
         if renamed is not None:
             return renamed
-    decisive = posterior[best] >= float(options["share"]) and 0 < best < len(chain)
+    decisive = posterior[best] >= share and 0 < best < len(chain)
     if not labelling.anchored and not decisive and first is not None:
-        return _anchored_at_first_rib(usable, setup, chain, first, float(options["share"]), labelling)
+        return _anchored_at_first_rib(usable, setup, chain, first, share, labelling)
     if not decisive:
         return labelling  # not decisive, or the boundary is not in view
     named = sum(a.level[0] != "L" for a in chain)  # where the names put the boundary (after the last C / T name)
