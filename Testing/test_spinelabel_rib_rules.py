@@ -107,6 +107,10 @@ def test_eleven_rib_bearing_bodies_above_an_anchored_lumbar_spine_are_t1_to_t11(
     assert any("eleven rib-bearing vertebrae" in warning for warning in result.warnings)
     gap = [b for k, b in enumerate(bodies) if truth[k] != "T6"]  # a missed body among the ribs: not eleven pairs
     assert not any("eleven" in w for w in solve_labelling(gap, whole_setup).warnings)
+    view = slice(truth.index("C7"), truth.index("L2") + 1)  # a thoracic view, no anchor: named from the ribs alone
+    unanchored = [replace(b, anchor_probability=0.0) for b in bodies[view]]
+    result = solve_labelling(unanchored, whole_setup)
+    assert _named(result) == truth[view] and result.labelling.anchored
 
 
 def test_a_lumbar_count_is_not_moved_in_a_chain_the_l5_detector_did_not_anchor(whole_setup):

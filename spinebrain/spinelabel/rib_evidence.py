@@ -28,7 +28,8 @@ rib-bearing body. With both boundaries, the ribs also correct an anchored chain:
 
 * twelve rib-bearing bodies between the two (decisive, or where the names' own places are rejected, the likelier)
   name the thorax whatever the anchors said (an L5 answer on a sixth lumbar vertebra, a C2 answer on C3);
-* eleven in a row, with no gap, above a lumbar spine the L5 answer named: T1 ... T11, then L1 (eleven rib pairs);
+* eleven in a row, with no gap: T1 ... T11, then L1 (eleven rib pairs), where the chain has no anchor or an L5
+  answer that agrees below the ribs;
 * C2 with a decisive first rib names the neck (seven cervical vertebrae: a missed neck body becomes a gap, not a
   shift); without a C2 answer, a decisive first rib counted down to a body with an L5 answer outranks another L5
   answer (on S1 or L4).
@@ -238,23 +239,28 @@ def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labell
 
 
 def _eleven_rib_pairs(chain, first: int, last: int, certainty: float, labelling: LabellingResult):
-    """Eleven rib-bearing bodies in a row above a lumbar spine the L5 answer named: T1 ... T11, then L1 (no T12: the
-    generator's and the clinic's names for a spine with eleven rib pairs), the bodies above counted up from T11.
+    """Eleven rib-bearing bodies in a row: T1 ... T11, then L1 (no T12: the generator's and the clinic's names for a
+    spine with eleven rib pairs), every body of the chain counted from them. An anchored chain must agree below the
+    ribs (the L5 answer named the first body below them L1); an unanchored one (a thoracic view) is named from them.
 
     Renamed, not re-solved: the shape model has no level for a missing T12 that leaves a normal step (T11 to L1).
-    Only where the labelling left no gap and named the first body below the ribs L1: eleven bodies between the ribs
-    with a missed one among them would be a twelve-rib spine.
+    Only where the labelling left no gap: eleven bodies between the ribs with a missed one among them would be a
+    twelve-rib spine.
     """
     ordered = sorted(labelling.assignments, key=lambda a: vertebra_index(a.level))
     at = next((k for k, a in enumerate(ordered) if a.candidate == chain[last - 1].candidate), None)
-    if labelling.missing or at is None or at + 1 >= len(ordered) or ordered[at + 1].level != "L1":
+    if labelling.missing or at is None or at + 1 >= len(ordered):
         return None
-    standard = [level for level in FULL_ORDER if level not in TRANSITIONAL]
-    top = standard.index("T11") - at
-    if top < 0 or chain[first].level == FIRST_RIB and chain[last - 1].level == "T11":
+    if labelling.anchored and ordered[at + 1].level != "L1":
+        return None  # anchored otherwise below the ribs (a C2 answer): not a rib count the anchor agrees with
+    eleven = [level for level in FULL_ORDER if level not in TRANSITIONAL and level != LAST_RIB]
+    top = eleven.index("T11") - at
+    names = eleven[top:top + len(ordered)] if top >= 0 else []
+    if len(names) < len(ordered) or names == [a.level for a in ordered]:
         return None
-    renamed = [replace(a, level=standard[top + k]) for k, a in enumerate(ordered[:at + 1])] + ordered[at + 1:]
-    return replace(labelling, assignments=renamed, certainty=min(labelling.certainty, certainty), alternatives=[],
+    renamed = [replace(a, level=name) for a, name in zip(ordered, names)]
+    return replace(labelling, assignments=renamed, anchored=True, alternatives=[],
+                   certainty=min(labelling.certainty, certainty) if labelling.anchored else certainty,
                    notes=labelling.notes + [_RIB_NOTES[ELEVEN]])
 
 
