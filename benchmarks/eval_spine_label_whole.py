@@ -84,19 +84,19 @@ def main() -> None:
                                     max_voxels=training.VALIDATION_MAX_VOXELS[args.mix])
     table: dict[tuple[str, str], list] = defaultdict(list)
     for case in cases:
-        view = case.description["view"]
+        view, anchored_view = case.description["view"], anchor_in_view(case)
         line = [f"seed {case.description['seed']} {view:9s} {case.description['modality']:6s}"]
         for name, models in runs.items():
             metrics, uncertain = score(models, case)
             if metrics["tp"] + metrics["fn"] == 0:
                 continue
             for key in (view, "all views"):
-                table[(name, key)].append((metrics, uncertain, anchor_in_view(case)))
+                table[(name, key)].append((metrics, uncertain, anchored_view))
             line.append(f"{name} {metrics['correct_labels']}/{metrics['tp'] + metrics['fn']}"
                         f"{' uncertain' if uncertain else ''}"
                         + (f" (estimated {metrics['estimated_right']}/{metrics['estimated']})"
                            if metrics["estimated"] else "")
-                        + ("" if anchor_in_view(case) else " no-anchor-in-view"))
+                        + ("" if anchored_view else " no-anchor-in-view"))
         print("  ".join(line), flush=True)
     print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain  estimated (right)"
           "  | anchor in view: cases  labelling | none in view: cases  flagged uncertain")

@@ -84,13 +84,13 @@ def _normalised(scores: np.ndarray) -> np.ndarray:
     return weights / weights.sum()
 
 
-def _boundary_places(chances, floor: float, first_rib: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """P(a boundary lies after the first k bodies), k = 0 ... n: (the last rib's, the first rib's or None without
-    the first rib)."""
+def _boundary_places(chances, floor: float, first_rib: bool):
+    """(P(the last rib's boundary lies after the first k bodies), k = 0 ... n; the same for the first rib; the joint
+    :func:`boundaries_posterior`), the last two None without the first rib."""
     if not first_rib:
-        return boundary_posterior(chances, floor), None
+        return boundary_posterior(chances, floor), None, None
     both = boundaries_posterior(chances, floor)
-    return both.sum(axis=0), both.sum(axis=1)
+    return both.sum(axis=0), both.sum(axis=1), both
 
 
 #: Levels no rib classifier was taught (the "whole" recipe samples from C3 down): their answers are not evidence.
@@ -119,12 +119,12 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
     if fixed or not setup.ribs or len(chain) < 2:
         return labelling
     chances = [_rib(usable[a.candidate]) for a in chain]
-    posterior, first = _boundary_places(chances, float(options["floor"]), bool(options["first_rib"]))
+    posterior, first, both = _boundary_places(chances, float(options["floor"]), bool(options["first_rib"]))
     best = int(np.argmax(posterior))
     if _contradicted(chances, 0 if first is None else int(np.argmax(first)), best):
         return labelling  # the classifier is out of its depth on this scan
     if first is not None:
-        renamed = (_named_by_thorax(usable, setup, chain, chances, options, labelling)
+        renamed = (_named_by_thorax(usable, setup, chain, both, share, labelling)
                    or _named_by_neck(usable, setup, chain, first, share, labelling)
                    or _named_by_first_rib_and_l5(usable, setup, chain, first, share, labelling))
         if renamed is not None:
@@ -134,12 +134,12 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
         return _anchored_at_first_rib(usable, setup, chain, first, share, labelling)
     if not decisive:
         return labelling  # not decisive, or the boundary is not in view
-    named = sum(a.level[0] != "L" for a in chain)  # where the names put the boundary (after the last C / T name)
+    named = _named_places(chain)[1]
     if not labelling.anchored:
         anchored = _anchored_at_ribs(usable, setup, [(LAST_RIB, chain[best - 1].candidate)], float(posterior[best]),
                                      LAST_RIB)
         return anchored if _keeps_spine(anchored, labelling) else labelling
-    if not options["transitional"] or not _sacrum_named(labelling):
+    if not options["transitional"] or _sacrum(labelling) is None:
         return labelling  # the L5 answer is the last lumbar vertebra above the sacrum only where the sacrum is seen
     if best == named - 1 and _l5_answered(usable, chain):
         return _moved(labelling, +1, "six", float(posterior[best]))
@@ -162,17 +162,28 @@ def _l5_answered(usable: list[Candidate], chain: list[Assignment]) -> bool:
     return chain[-1].level == "L5" and usable[chain[-1].candidate].anchor_probability > 0
 
 
-def _sacrum_named(labelling: LabellingResult) -> bool:
-    """Whether a detection is named S1: without the sacrum in view (CT from the VerSe map, cut at L5) an L5 answer
+def _sacrum(labelling: LabellingResult) -> int | None:
+    """The detection named S1, if any: without the sacrum in view (CT from the VerSe map, cut at L5) an L5 answer
     need not be the last lumbar vertebra, and a rib boundary one body off says nothing about the lumbar count."""
-    return any(a.level == "S1" and a.candidate is not None for a in labelling.assignments)
+    return next((a.candidate for a in labelling.assignments if a.level == "S1" and a.candidate is not None), None)
+
+
+def _named_places(chain: list[Assignment]) -> tuple[int, int]:
+    """Where the names put the two boundaries: after the last C name (the first rib) and after the last T name."""
+    return sum(a.level[0] == "C" for a in chain), sum(a.level[0] in "CT" for a in chain)
+
+
+def _c2_answers(usable: list[Candidate], labelling: LabellingResult) -> list[int]:
+    """The named detections with a C2 answer (heatmap detectors keep only those at the head end)."""
+    return [a.candidate for a in labelling.assignments
+            if a.candidate is not None and usable[a.candidate].second_anchor_probability > 0]
 
 
 #: Rib-bearing vertebrae of a standard spine (T1 ... T12).
 THORACIC_COUNT = 12
 
 
-def _named_by_thorax(usable, setup, chain, chances, options, labelling: LabellingResult) -> LabellingResult | None:
+def _named_by_thorax(usable, setup, chain, both: np.ndarray, share: float, labelling: LabellingResult):
     """The chain pinned with T1 on its first and T12 on its last rib-bearing body, where the two places together are
     decisive, twelve bodies apart, and the names disagree with them; None where that does not apply.
 
@@ -183,9 +194,8 @@ def _named_by_thorax(usable, setup, chain, chances, options, labelling: Labellin
     them, and with six bodies between the last rib and a detection named S1, the sacrum stays pinned so that the
     sixth lumbar vertebra is named L6 (the shape model's transitional level).
     """
-    both, share = boundaries_posterior(chances, float(options["floor"])), float(options["share"])
     first, last = (int(k) for k in np.unravel_index(int(np.argmax(both)), both.shape))
-    named = both[sum(a.level[0] == "C" for a in chain), sum(a.level[0] in "CT" for a in chain)]
+    named = both[_named_places(chain)]
     if not (both[first, last] >= share or both[first, last] >= 0.5 and named <= 1.0 - share):
         return None  # neither decisive nor, where the ribs reject the names' own places, the likelier by far
     if not 0 < first < last < len(chain):
@@ -195,10 +205,11 @@ def _named_by_thorax(usable, setup, chain, chances, options, labelling: Labellin
     if last - first != THORACIC_COUNT or (chain[first].level, chain[last - 1].level) == (FIRST_RIB, LAST_RIB):
         return None
     pins = [(FIRST_RIB, chain[first].candidate), (LAST_RIB, chain[last - 1].candidate)]
-    sacrum = [a.candidate for a in labelling.assignments if a.level == "S1" and a.candidate is not None]
+    sacrum = _sacrum(labelling)
     certainty, anchored = float(both[first, last]), None
-    if len(chain) - last == 6 and sacrum and _l5_answered(usable, chain) and "L6" in setup.shape_model.levels:
-        anchored = _anchored_at_ribs(usable, setup, pins + [("S1", sacrum[0])], certainty, THORAX)
+    six_lumbar = len(chain) - last == 6 and _l5_answered(usable, chain) and "L6" in setup.shape_model.levels
+    if six_lumbar and sacrum is not None:
+        anchored = _anchored_at_ribs(usable, setup, pins + [("S1", sacrum)], certainty, THORAX)
     anchored = anchored or _anchored_at_ribs(usable, setup, pins, certainty, THORAX)
     return anchored if _keeps_spine(anchored, labelling) else None
 
@@ -207,7 +218,7 @@ def _first_rib_against_names(chain, first: np.ndarray, share: float) -> int | No
     """Where the first rib lies (index of the first rib-bearing body in ``chain``) if the names put it elsewhere and
     the answers say so: decisive (``share``), or the likelier place while the names' own place is rejected (at most
     1 - ``share``; a rib-free answer of 0.16 on C7 keeps T1's place at 0.84). None otherwise."""
-    at, named = int(np.argmax(first)), sum(a.level[0] == "C" for a in chain)
+    at, named = int(np.argmax(first)), _named_places(chain)[0]
     if not 0 < at < len(chain) or chain[at].level == FIRST_RIB:
         return None
     return at if first[at] >= share or first[at] >= 0.5 and first[named] <= 1.0 - share else None
@@ -226,7 +237,7 @@ def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labell
     if not labelling.anchored or at is None:
         return None
     named = {a.level: a.candidate for a in labelling.assignments if a.candidate is not None}
-    answers = [k for k in named.values() if usable[k].second_anchor_probability > 0]  # at the head end (heatmap)
+    answers = _c2_answers(usable, labelling)
     if not answers:
         return None
     pins = [("C2", max(answers, key=lambda k: usable[k].second_anchor_probability)), (FIRST_RIB, chain[at].candidate)]
@@ -274,7 +285,7 @@ def _named_by_first_rib_and_l5(usable, setup, chain, first: np.ndarray, share: f
     at = _first_rib_against_names(chain, first, share)
     if not labelling.anchored or at is None:
         return None
-    if any(usable[a.candidate].second_anchor_probability > 0 for a in labelling.assignments if a.candidate is not None):
+    if _c2_answers(usable, labelling):
         return None  # a C2 answer: the neck rule's case
     certainty = float(first[at])
     counted = _anchored_at_ribs(usable, setup, [(FIRST_RIB, chain[at].candidate)], certainty, FIRST_RIB)

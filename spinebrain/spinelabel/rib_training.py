@@ -196,6 +196,7 @@ def install_into_package(package: Path, weights: Path, description: dict, share:
 
     from safetensors.torch import load_file
 
+    from ..models.card import ModelCard
     from ..models.onnx_network import MAX_ABS_DIFFERENCE, _export_part, write_card_entry
     from ..models.package import sha256_file
     from .ribs import CARD_KEY
@@ -205,8 +206,8 @@ def install_into_package(package: Path, weights: Path, description: dict, share:
     kwargs = json.loads(Path(weights).with_suffix(".json").read_text())["kwargs"]
     network = RibClassifier(**kwargs)
     network.load_state_dict(load_file(str(target)))
-    card = json.loads((Path(package) / "model_card.json").read_text(encoding="utf-8"))
-    kept = {key: value for key, value in (card.get(CARD_KEY) or {}).items() if key in DECISION_OPTIONS}
+    previous = ModelCard.read(package).extra.get(CARD_KEY) or {}
+    kept = {key: value for key, value in previous.items() if key in DECISION_OPTIONS}
     entry = {"weights_file": target.name, "sha256": sha256_file(target), "network": network.config,
              "share": share, "floor": floor, **kept, **description}
     if all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript")):
