@@ -106,7 +106,7 @@ def test_user_package_of_another_task_hiding_the_bundled_model_is_named(capsys, 
         save_model_package(user_dir, tiny, tiny_card("spine-label-lumbar-heatmap", "brain-tissue"))
     before = snapshot(out_dir)
     args = ["spine-label", str(lumbar_scan[0]), "--region", region, "--out", str(out_dir / "labels.mrk.json")]
-    if region == "auto":  # the cervical model still runs: the scan is labelled, the hidden model is reported
+    if region == "auto":  # the other models still run: the scan is labelled, the hidden model is reported
         code, err = run_cli(capsys, *args, quiet=False)
         assert code == EXIT_OK, err
         assert "hides it" in err and "spine-label-lumbar" in err

@@ -128,11 +128,13 @@ def test_a_run_is_torch_free_only_where_every_model_has_a_current_export(tmp_pat
     assert runs_without_torch("lumbar", device="cpu") and runs_without_torch("auto", device="cpu")
     assert not runs_without_torch("lumbar", device="cuda")  # a GPU run is torch's
     assert not runs_without_torch("lumbar", "no-such-model", device="cpu")  # the run itself reports that
-    user = _copy(BUNDLED / "spine-label-cervical", tmp_path / "user")
-    (user / "network-anchor.onnx").unlink()  # an export missing a part
+    user = _copy(BUNDLED / "spine-label-whole-heatmap", tmp_path / "user")
     registry = ModelRegistry(BUNDLED, tmp_path / "user")  # the user's package replaces the bundled one
+    (user / "ribs.onnx").unlink()  # the rib classifier's export missing: its torch weights run
     assert not runs_without_torch("auto", registry=registry, device="cpu")
-    assert not isinstance(load_spine_label_model("cervical", registry=registry, device="cpu").networks, OnnxParts)
+    (user / "network.onnx").unlink()  # an export missing a part
+    assert not runs_without_torch("whole", registry=registry, device="cpu")
+    assert not isinstance(load_spine_label_model("whole", registry=registry, device="cpu").networks, OnnxParts)
 
 
 def test_the_command_line_on_the_cpu_imports_neither_torch_nor_monai(tmp_path):

@@ -12,13 +12,15 @@ from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel.choice import assess, choose_labelling, claims_the_scan, models_knowing
 from spinebrain.spinelabel.graph import Assignment, Candidate, LabellingResult
 from spinebrain.spinelabel.labelling import SpineLabelResult, relabel_points
-from spinebrain.spinelabel.pipeline import label_spine, label_spine_best, load_spine_label_models, relabel
+from spinebrain.spinelabel.operations import candidates_from_points
+from spinebrain.spinelabel.pipeline import (label_spine, label_spine_best, load_spine_label_model,
+                                            load_spine_label_models, relabel)
 from spinebrain.synth.spine import generate_spine
 
 
 @pytest.fixture(scope="module")
 def models():
-    return {model.region: model for model in load_spine_label_models("auto", device="cpu")}
+    return {region: load_spine_label_model(region, device="cpu") for region in ("cervical", "lumbar", "whole")}
 
 
 def made_up_result(model, levels, step_mm, anchored=True, certainty=0.9, missing=()):
@@ -63,6 +65,35 @@ def test_a_labelling_that_jumps_levels_does_not_fit(models):
                                 missing=["C3"])
     assert assess(one_missed).fits  # a short crop with one missed detection
     assert choose_labelling([jumping, lumbar]) is lumbar
+
+
+def test_a_whole_spine_neck_with_missed_bodies_is_not_taken_for_another_region(models):
+    """Jumped levels are missed detections for the whole-spine model, not a sign of the wrong model (generated seed
+    159009: a neck with two missed bodies lost to an unanchored lumbar labelling of certainty 0)."""
+    neck = made_up_result(models["whole"], ["C1", "C2", "C3", "C5", "C7", "T1", "T2"], 18.0, certainty=0.67,
+                          missing=["C4", "C6"])
+    lumbar = made_up_result(models["lumbar"], ["L1", "L2", "L3", "L4", "L5", "S1"], 28.0, anchored=False,
+                            certainty=0.0)
+    assert assess(neck).fits and choose_labelling([lumbar, neck]) is neck
+
+
+def test_a_thousandth_of_certainty_does_not_outrank_more_levels(models):
+    """Generated seed 161007: a C7-T5 view named T8-T12 by the lumbar model, 0.50 certain (unanchored, at the cap),
+    against the whole model's right names, 0.499, one level more."""
+    lumbar = made_up_result(models["lumbar"], ["T8", "T9", "T10", "T11", "T12"], 19.0, anchored=False, certainty=0.5)
+    whole = made_up_result(models["whole"], ["C7", "T1", "T2", "T3", "T4", "T5"], 18.0, anchored=False,
+                           certainty=0.499)
+    assert assess(lumbar).fits and assess(whole).fits and choose_labelling([lumbar, whole]) is whole
+    unsure = made_up_result(models["whole"], ["C7", "T1", "T2", "T3", "T4", "T5"], 18.0, anchored=False, certainty=0.0)
+    assert choose_labelling([lumbar, unsure]) is lumbar  # a real difference in certainty still counts
+
+
+def test_points_read_back_get_their_detection_probabilities_again():
+    """A point's confidence is p x the labelling's certainty: the shared factor is divided out for a re-solve (the
+    graph's costs scale with 1 / (p_i p_j); an unanchored neck read back re-solved one level off)."""
+    points = [LabelledPoint("C3", (0.0, 0.0, 0.0), 0.36), LabelledPoint("C4", (0.0, 0.0, -15.0), 0.3),
+              LabelledPoint("C5", (0.0, 0.0, -30.0), None)]
+    assert [c.probability for c in candidates_from_points(points)] == pytest.approx([1.0, 0.3 / 0.36, 1.0])
 
 
 def test_fixed_level_only_one_model_names_selects_that_model(models):

@@ -111,10 +111,15 @@ def test_one_fixed_point_anchors_the_rest(lumbar_case):
 
 def test_auto_region_keeps_the_most_certain(lumbar_case):
     models = load_spine_label_models("auto", device="cpu")
-    assert {m.region for m in models} >= {"lumbar", "cervical"}
+    assert {m.region for m in models} >= {"lumbar", "cervical", "whole"}
     best = label_spine_best(lumbar_case.image, models)
     default_lumbar = next(m for m in models if m.region == "lumbar")
     assert best.labelling.certainty >= label_spine(lumbar_case.image, default_lumbar).labelling.certainty - 1e-9
+    short = _crop_along_s(lumbar_case, 80.0)  # L-spine too short for the lumbar labelling to claim it
+    result = label_spine_best(short, models)
+    # the paper's cervical pair runs only where the whole-spine model could not: it named short lumbar views as necks
+    assert "cervical (spine-label-cervical) not run: the whole-spine model names the neck" in result.choice
+    assert result.region != "cervical"
 
 
 # ---------------------------------------------------------------------------------------- bad input

@@ -281,8 +281,8 @@ def label_candidates(candidates: list[Candidate], model: SpineShapeModel, anchor
     fixed = {level: np.asarray(pos, dtype=float) for level, pos in (fixed or {}).items()}
     for level in fixed:
         if level not in model.levels:
-            raise InputError(f"The user point {level} is not a level this model labels "
-                             f"({model.levels[0]}...{model.levels[-1]}).")
+            raise InputError(f"The user point {level} is not a level this model labels ({model.levels[0]}..."
+                             f"{model.levels[-1]}); run SpineLabel again with region whole (C1-S1), then name it.")
     pins = () if anchor is None else ((anchor,) if isinstance(anchor[0], str) else tuple(anchor))
     for level, index in pins:
         if level not in model.levels or not 0 <= index < len(candidates):

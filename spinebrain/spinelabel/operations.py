@@ -118,7 +118,8 @@ def relabel_with_fixed(points: list[LabelledPoint], candidates_or_points, model:
     for level, position in (fixed or {}).items():
         hard.setdefault(level, np.asarray(position, dtype=float))
     source = [p for p in points if not p.user_set] if candidates_or_points is None else candidates_or_points
-    candidates = [c if isinstance(c, Candidate) else candidates_from_points([c])[0] for c in source]
+    given = [c for c in source if not isinstance(c, Candidate)]  # points: their confidences are scaled together
+    candidates = [c for c in source if isinstance(c, Candidate)] + candidates_from_points(given)
     result = label_candidates(candidates, model, fixed=hard, **options)
     by_label = {p.label: p for p in user_points}
     return [replace(by_label[a.level]) if a.level in by_label else point
@@ -126,15 +127,20 @@ def relabel_with_fixed(points: list[LabelledPoint], candidates_or_points, model:
 
 
 def candidates_from_points(points: list[LabelledPoint], anchor_level: str | None = None) -> list[Candidate]:
-    """Labelled points as detections to label again (p = their confidence, 1 where unknown).
+    """Labelled points as detections to label again (p = their confidence over the largest one, 1 where unknown).
 
     The point named ``anchor_level`` (the model's end vertebra) becomes the anchor answer: a list
     read back from a file or another process keeps no detections, and its end vertebra is what
     anchored the labels that made it, so a re-solve with nothing changed gives the same names.
     """
-    return [Candidate(np.asarray(p.ras, dtype=float), 1.0 if p.confidence is None else float(p.confidence),
+    detections = [p for p in points if not is_estimate(p)]  # an estimate is no detection: the solve places it again
+    # a point's confidence is p x the labelling's certainty (0.5 without an anchor); the graph's costs scale with
+    # 1 / (p_i p_j), so the shared factor is divided out again: else an unanchored list re-solves one level off
+    known = [p.confidence for p in detections if p.confidence is not None and p.confidence > 0]
+    scale = max(known, default=1.0)
+    return [Candidate(np.asarray(p.ras, dtype=float), 1.0 if p.confidence is None else float(p.confidence) / scale,
                       anchor_probability=1.0 if anchor_level is not None and p.label == anchor_level else 0.0)
-            for p in points if not is_estimate(p)]  # an estimate is no detection: the solve places it again
+            for p in detections]
 
 
 def _check_known(points: list[LabelledPoint]) -> None:

@@ -40,7 +40,7 @@ from .graph import Candidate, LabellingResult, SpineShapeModel
 from .heatmap import anchor_channels, heatmap_candidates
 from .labelling import DEFAULT_LABELLING, LabellingSetup, SpineLabelResult, solve_labelling
 from .patch_inference import detect_slab
-from .ribs import RibModel, load_rib_classifier, rib_decision, with_rib_evidence
+from .ribs import RibModel, load_rib_classifier, rib_decision, rib_export_usable, with_rib_evidence
 from .slices import extract_sagittal_slab
 from .upright import CoronalFrame
 
@@ -193,9 +193,13 @@ def runs_without_torch(region: str = "auto", model=None, registry: ModelRegistry
     then skips MONAI). Anything it cannot tell, a bad argument included, is False: the run itself reports it."""
     try:
         folders = [folder for _name, folder in _packages(region, model, registry)]
-        return bool(folders) and runs_on_cpu(device) and all(onnx_usable(f, ModelCard.read(f)) for f in folders)
+        return bool(folders) and runs_on_cpu(device) and all(_exported(f, ModelCard.read(f)) for f in folders)
     except SpineBrainError:
         return False
+
+
+def _exported(folder: Path, card: ModelCard) -> bool:
+    return onnx_usable(folder, card) and rib_export_usable(folder, card)
 
 
 def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed_points=(), device=None,
@@ -207,13 +211,18 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
     models = models_knowing(models, fixed_points)
     results, errors, not_run = {}, [], []
     # lumbar first: the common scan, and its heatmap default sees every body, so it can claim the scan alone; then
-    # the whole-spine model, which names a neck from C2 as well, so the cervical pair runs only where neither claims
+    # the whole-spine model, which names a neck from C2 as well; the cervical pair only where the whole model refused
     order = sorted(range(len(models)), key=lambda k: AUTO_ORDER.index(models[k].region))
     for index in order:
         claimed = [r for r in results.values() if not detection_only and claims_the_scan(r)]
         if claimed:
             not_run.append(f"{models[index].region} ({models[index].card.id}) not run: the {claimed[0].region} "
                            "labelling is anchored, fits, and no spine is detected beyond it")
+            continue
+        if models[index].region == "cervical" and any(models[k].region == "whole" for k in results):
+            # the whole-spine model names necks better; the pair anchored short lumbar and thoracic views as necks
+            # (docs/spinelabel_results.md, session 19): it runs only where the whole-spine model could not
+            not_run.append(f"cervical ({models[index].card.id}) not run: the whole-spine model names the neck")
             continue
         try:
             results[index] = label_spine(image, models[index], fixed_points, device, progress, detection_only)

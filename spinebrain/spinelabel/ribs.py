@@ -124,6 +124,16 @@ class RibModel:
             return self.network(torch.from_numpy(np.ascontiguousarray(planes, np.float32)).to(self.device)).cpu().numpy()
 
 
+def rib_export_usable(folder, card) -> bool:
+    """True where the package has no rib classifier, or an ONNX export of its current weights (a run without torch)."""
+    from pathlib import Path
+
+    entry = card.extra.get(CARD_KEY)
+    export = (entry or {}).get("onnx") or {}
+    return not entry or (export.get("weights_sha256") == entry.get("sha256")
+                         and (Path(folder) / str(export.get("file", ""))).is_file())
+
+
 def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibModel | None:
     """The rib classifier a heatmap package holds (None without one); its files are checked against the card.
 
@@ -146,8 +156,7 @@ def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibMod
     reach = float(entry.get("min_lateral_mm", MIN_LATERAL_MM))
     export = entry.get("onnx") or {}
     exported = folder / str(export.get("file", ""))
-    if (onnx and export.get("weights_sha256") == entry.get("sha256") and exported.is_file()
-            and onnxruntime_installed()):
+    if onnx and rib_export_usable(folder, card) and onnxruntime_installed():
         if sha256_file(exported) != export.get("sha256"):
             raise ModelError(f"The ONNX export {exported} of model {card.id!r} does not match the sha256 in its card: "
                              "it is corrupted; reinstall the model.")
