@@ -11,7 +11,7 @@ from spinebrain.errors import InputError
 from spinebrain.points import LabelledPoint
 from spinebrain.spinelabel.choice import assess, choose_labelling, claims_the_scan, models_knowing
 from spinebrain.spinelabel.graph import Assignment, Candidate, LabellingResult
-from spinebrain.spinelabel.labelling import SpineLabelResult, relabel_points
+from spinebrain.spinelabel.labelling import SpineLabelResult, naming_setup, relabel_points
 from spinebrain.spinelabel.operations import candidates_from_points
 from spinebrain.spinelabel.pipeline import (label_spine, label_spine_best, load_spine_label_model,
                                             load_spine_label_models, relabel)
@@ -177,6 +177,41 @@ def test_relabel_points_follows_a_point_the_user_renamed(models):
     renamed = {p.ras: p for p in relabel_points(points, result.candidates, result.setup)}
     assert renamed[named["L3"].ras].label == "L2" and renamed[named["L3"].ras].user_set
     assert renamed[named["L4"].ras].label == "L3"  # the rest follow the user's point, past the S1 detector
+
+
+def test_a_user_point_beyond_the_kept_region_model_is_solved_with_the_whole_spine_model(models):
+    """A thoracic view (C7-L1) the lumbar model names T8-L3, unanchored: the user names T4, which it does not know."""
+    if "whole" not in models:
+        pytest.skip("no whole-spine model installed")
+    case = generate_spine(1004, modality="ct", view="thoracic")
+    truth = {p.label: np.asarray(p.ras) for p in case.points}
+    result = label_spine(case.image, models["lumbar"])
+    t4 = LabelledPoint("T4", tuple(truth["T4"]), None, True)
+    with pytest.raises(InputError, match="not a level this model labels"):
+        relabel(result, fixed_points=[t4])  # the lumbar model alone cannot take it
+    result.setup = replace(result.setup, wider=models["whole"].setup)  # as "auto" leaves it (below)
+    fixed = relabel(result, fixed_points=[t4])
+    assert fixed.region == "whole" and fixed.setup.model_id == models["whole"].card.id
+    assert fixed.warnings[0].startswith("Your point T4 is beyond the lumbar model's levels")
+    assert [p for p in fixed.points if p.user_set] == [t4]
+    nearest = [min(truth, key=lambda name: np.linalg.norm(truth[name] - p.ras)) for p in fixed.points]
+    right = sum(p.label == name for p, name in zip(fixed.points, nearest))
+    assert right >= len(truth) - 2, [(p.label, name) for p, name in zip(fixed.points, nearest)]
+    assert relabel(fixed, fixed_points=[t4]).points == fixed.points  # later relabels solve as this one did
+
+
+def test_auto_keeping_a_region_model_leaves_the_whole_spine_model_for_user_points(models):
+    if "whole" not in models:
+        pytest.skip("no whole-spine model installed")
+    own, whole = models["lumbar"].setup, models["whole"].setup
+    kept = replace(own, wider=whole)
+    l2, t4 = (LabelledPoint(level, (0.0, 0.0, 0.0), None, True) for level in ("L2", "T4"))
+    assert naming_setup(kept, [l2]) is kept and naming_setup(kept, []) is kept  # the run's own where it can
+    assert naming_setup(kept, [t4]) is whole and naming_setup(own, [t4]) is own  # without a wider one: refused
+    case = generate_spine(1001, modality="ct", view="lumbar")
+    result = label_spine_best(case.image, list(models.values()))
+    if result.region != "whole":
+        assert result.setup.wider.model_id == models["whole"].card.id
 
 
 # ------------------------------------------------------------------------------ real lumbar MR (../shared/data)

@@ -374,3 +374,30 @@ def _tiny_image():
     import SimpleITK as sitk
 
     return sitk.GetImageFromArray(np.zeros((4, 5, 6), dtype=np.int16))
+
+
+def test_a_user_point_beyond_the_lumbar_model_of_a_loaded_list_is_solved_with_the_whole_spine_model(scene):
+    """A list the command line wrote (lumbar model, a thoracic view it could not anchor), loaded into a fresh Logic:
+    naming one point at a level the lumbar model does not label re-solves with the installed whole-spine model."""
+    from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
+    from spinebrain.synth.spine import generate_spine
+
+    try:
+        lumbar, whole = (load_spine_label_model(region, device="cpu") for region in ("lumbar", "whole"))
+    except Exception as error:  # noqa: BLE001 -- a checkout without the bundled packages
+        pytest.skip(f"bundled SpineLabel models not installed: {error}")
+    case = generate_spine(1004, modality="ct", view="thoracic")  # C7-L1 in view
+    spine = {p.label: np.asarray(p.ras) for p in case.points}
+    written = label_spine(case.image, lumbar).points
+    node = bridge.markups_node_from_points(scene, written, "Vertebrae")
+    node.SetAttribute(MODEL_ATTRIBUTE, lumbar.card.id)
+    node.SetAttribute(REGION_ATTRIBUTE, "lumbar")
+    truth = true_names(node, spine)
+    beyond = [k for k, name in enumerate(truth) if name not in lumbar.shape_model.levels and name != "?"]
+    assert beyond, truth  # the view reaches above T8, where the lumbar model names nothing
+    logic = SpineLabelLogic(scene)
+    logic.set_label(node, beyond[len(beyond) // 2], truth[beyond[len(beyond) // 2]])
+    assert node.GetNthControlPointLocked(beyond[len(beyond) // 2])
+    right = sum(a == b for a, b in zip(labels(node), true_names(node, spine)))
+    assert right >= len(truth) - 1, list(zip(labels(node), true_names(node, spine)))
+    assert set(labels(node)) <= set(whole.shape_model.levels)

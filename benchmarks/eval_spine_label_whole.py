@@ -9,7 +9,8 @@ Generated scans of every view (whole spine, cervical, lumbar, thoracic, short; t
 views as that region's training does instead (cervical: 80 % necks), for a closer look at one region. Every complete vertebra C1-S1 in view is
 a reference, whatever the model can name: a lumbar model cannot name C5, and that counts against it here. Prints a
 line per scan and a table per view (labelling: named right / reference vertebrae; all right: scans with every
-reference vertebra named right; uncertain: scans whose labels are flagged uncertain; estimated: points placed
+reference vertebra named right; uncertain: scans whose labels are flagged uncertain; wrong unflagged: scans with a
+vertebra named wrong and no flag, the labellings a user would trust wrongly; estimated: points placed
 where the labelling jumped a level, not detections, and how many of them lie in the vertebra they name: they count
 in the labelling, never in the sensitivity). The labelling is also given over the views with an anchor in view
 (:func:`anchor_in_view`); a view without one can only be flagged uncertain, and the table says how many were.
@@ -129,15 +130,17 @@ def main() -> None:
                         + ("" if anchored_view else " no-anchor-in-view")
                         + (f" (one point: {after_one[0]}/{after_one[1]})" if after_one else ""))
         print("  ".join(line), flush=True)
-    print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain  estimated (right)"
-          "  | anchor in view: cases  labelling | none in view: cases  flagged uncertain")
+    print(f"\n{'method':8s} {'view':10s} cases  sensitivity  labelling  all right  uncertain  wrong unflagged"
+          "  estimated (right)  | anchor in view: cases  labelling | none in view: cases  flagged uncertain")
     for (name, view), rows in sorted(table.items(), key=lambda item: (item[0][1] == "all views", item[0])):
         pooled = aggregate([metrics for metrics, _, _ in rows])
         all_right = sum(m["correct_labels"] == m["tp"] + m["fn"] for m, _, _ in rows)
+        unflagged_wrong = sum(not u and m["correct_labels"] < m["tp"] + m["fn"] for m, u, _ in rows)
         seen = aggregate([metrics for metrics, _, anchor in rows if anchor]) if any(a for *_, a in rows) else None
         unseen = [uncertain for _, uncertain, anchor in rows if not anchor]
         print(f"{name:8s} {view:10s} {len(rows):5d}  {pooled['sensitivity']:10.1%}  {_rate(pooled):>9s}  "
-              f"{all_right:9d}  {sum(u for _, u, _ in rows):9d}  {pooled['estimated']:9d} ({pooled['estimated_right']})"
+              f"{all_right:9d}  {sum(u for _, u, _ in rows):9d}  {unflagged_wrong:15d}"
+              f"  {pooled['estimated']:9d} ({pooled['estimated_right']})"
               f"  | {sum(a for *_, a in rows):5d}  {_rate(seen) if seen else 'n/a':>9s}"
               f" | {len(unseen):5d}  {sum(unseen):5d}")
     for name, rows in fixes.items():

@@ -250,6 +250,7 @@ class SpineLabelLogic(TaskLogic):
         from spinebrain.spinelabel.labelling import relabel_points
 
         setup = _as_setup(model) if model is not None else self._setup_of(markups_node, points)
+        setup = self._widened(setup, points)
         state = self._states.get(markups_node.GetID())
         edited = _current_candidates(state, points) if state is not None and state.candidates is not None else None
         return relabel_points(points, edited, setup)  # None: the points are the detections
@@ -265,6 +266,17 @@ class SpineLabelLogic(TaskLogic):
                 default = self.model if self.model is not None else self._installed_model_for(points)
                 state.setup = _as_setup(default)
         return state.setup
+
+    def _widened(self, setup, points):
+        """``setup`` with the installed whole-spine model's as its wider one where a user point needs it: a list
+        loaded from a file keeps only its region model's name, a run under "auto" in this process had it already."""
+        wanted = {p.label for p in points if p.user_set}
+        if setup.wider is not None or setup.region == "whole" or wanted <= set(setup.shape_model.levels):
+            return setup
+        try:
+            return replace(setup, wider=self._load("whole", None).setup)
+        except ModelError:
+            return setup  # the solve says which levels the model names
 
     def _load(self, region, model_id):
         key = (region, model_id)

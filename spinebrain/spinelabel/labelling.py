@@ -53,6 +53,9 @@ class LabellingSetup:
     anchor_cost_choice: dict = field(default_factory=dict)
     #: a whole-spine model's other anchor (C2; its answers in ``Candidate.second_anchor_probability``); "": none
     second_anchor_level: str = ""
+    #: the whole-spine model's setup where "auto" kept a region model's labelling: a user point at a level the region
+    #: model does not name (T9 on a lumbar labelling of a thoracolumbar view) is solved with it (:func:`naming_setup`)
+    wider: LabellingSetup | None = None
 
 
 @dataclass
@@ -76,6 +79,7 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
     (:func:`relabel_points`): the same candidates, fixed points and setup give the same labels.
     """
     candidates = list(candidates)
+    run_setup, setup = setup, naming_setup(setup, fixed_points)
     fixed = _fixed_positions(fixed_points)
     kept = _without_fixed_vertebrae(candidates, fixed, setup.shape_model)
     originals = [candidates[k] for k in kept]
@@ -96,8 +100,27 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
     points = [LabelledPoint(p.label, by_label[p.label].ras, None, True, by_label[p.label].description)
               if p.user_set and p.label in by_label else p for p in points]
     points = with_estimates(points, labelling.missing, setup.shape_model)
-    return SpineLabelResult(points, candidates, labelling, _warnings(labelling, setup, bool(fixed)),
-                            setup.region, 0.0, setup)
+    warnings = _warnings(labelling, setup, bool(fixed))
+    if setup is not run_setup:
+        beyond = sorted({p.label for p in fixed_points} - set(run_setup.shape_model.levels))
+        warnings.insert(0, f"Your point {', '.join(beyond)} is beyond the {run_setup.region} model's levels: the "
+                        f"labels were solved with the {setup.region} model ({setup.model_id}).")
+    return SpineLabelResult(points, candidates, labelling, warnings, setup.region, 0.0, setup)
+
+
+def naming_setup(setup: LabellingSetup, fixed_points: Sequence[LabelledPoint]) -> LabellingSetup:
+    """``setup``, or its :attr:`~LabellingSetup.wider` one where only that names every level of ``fixed_points``.
+
+    Why: "auto" keeps the region model whose labelling the evidence favours, and a flagged view's fix is one user
+    point, at whatever level the user reads there; a level the region model lacks would otherwise be refused (on
+    fresh generated views, two of 81 one-point fixes, docs/spinelabel_results.md session 20). The result then
+    carries the wider setup, so later relabels of the same points solve as this one did.
+    """
+    wanted = {point.label for point in fixed_points}
+    wider = setup.wider
+    if wanted <= set(setup.shape_model.levels) or wider is None or not wanted <= set(wider.shape_model.levels):
+        return setup
+    return wider
 
 
 def with_estimates(points: list[LabelledPoint], missing: Sequence[str], shape_model: SpineShapeModel):

@@ -208,6 +208,7 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
 
     Models that do not know a level of ``fixed_points`` are not run (a fixed L3 is for the lumbar model).
     """
+    whole = next((model.setup for model in models if model.region == "whole"), None)
     models = models_knowing(models, fixed_points)
     results, errors, not_run = {}, [], []
     # lumbar first: the common scan, and its heatmap default sees every body, so it can claim the scan alone; then
@@ -231,8 +232,11 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
     if not results:
         raise errors[0]
     # in that order too: a tie (detection only, where nothing is named) goes to the lumbar model's detections
-    return choose_labelling([results[k] for k in order if k in results], image, region_auto=len(models) > 1,
-                            not_run=not_run)
+    chosen = choose_labelling([results[k] for k in order if k in results], image, region_auto=len(models) > 1,
+                              not_run=not_run)
+    if whole is not None and chosen.setup is not None and chosen.setup.region != "whole":
+        chosen.setup = replace(chosen.setup, wider=whole)  # a user point beyond the region model's levels
+    return chosen
 
 
 # ------------------------------------------------------------------------------------------ checks
