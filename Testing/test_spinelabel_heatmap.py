@@ -442,6 +442,25 @@ def test_shipped_model_names_thick_sagittal_slices_with_a_warning_and_refuses_th
         label_spine(thicker.image, model)
 
 
+def test_shipped_whole_spine_model_names_slices_up_to_11_mm_and_refuses_thicker():
+    from spinebrain.errors import ModelError
+    from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
+    from spinebrain.synth.spine import generate_spine
+
+    try:
+        model = load_spine_label_model("whole", device="cpu")
+    except ModelError:
+        pytest.skip("no whole-spine model installed")
+    case = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 10.5), orientation="sagittal")
+    result = label_spine(case.image, model)  # the lumbar default refuses these (over its 10 mm)
+    assert any("10.5 mm thick" in w and "check them" in w for w in result.warnings)
+    right = [p.label for p in result.points if label_at(case.labels, p.ras) == p.label]
+    assert len(right) >= 5 and len(right) >= 0.8 * len(result.points)
+    thicker = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 11.5), orientation="sagittal")
+    with pytest.raises(InputError, match="11.5 mm thick across the sagittal plane, more than the 11.0 mm"):
+        label_spine(thicker.image, model)
+
+
 def test_a_whole_spine_package_names_from_l5_and_c2(tmp_path):
     """The export of a three-output network with a C2 channel is a whole-spine model with two anchors. Weights: the
     shipped lumbar network, its C2 channel a copy of its L5 one, so the "C2" answers sit on L5, cannot be pinned

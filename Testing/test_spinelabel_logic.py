@@ -376,7 +376,7 @@ def _tiny_image():
     return sitk.GetImageFromArray(np.zeros((4, 5, 6), dtype=np.int16))
 
 
-def test_a_user_point_beyond_the_lumbar_model_of_a_loaded_list_is_solved_with_the_whole_spine_model(scene):
+def test_a_user_point_beyond_the_lumbar_model_of_a_loaded_list_is_solved_with_the_whole_spine_model(scene, caplog):
     """A list the command line wrote (lumbar model, a thoracic view it could not anchor), loaded into a fresh Logic:
     naming one point at a level the lumbar model does not label re-solves with the installed whole-spine model."""
     from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
@@ -401,3 +401,4 @@ def test_a_user_point_beyond_the_lumbar_model_of_a_loaded_list_is_solved_with_th
     right = sum(a == b for a, b in zip(labels(node), true_names(node, spine)))
     assert right >= len(truth) - 1, list(zip(labels(node), true_names(node, spine)))
     assert set(labels(node)) <= set(whole.shape_model.levels)
+    assert "beyond the lumbar model's levels" in caplog.text  # the user is told which model named the rest

@@ -13,7 +13,7 @@ from spinebrain.spinelabel.graph import Candidate
 from spinebrain.spinelabel.heatmap import sacrum_below
 from spinebrain.spinelabel.labelling import solve_labelling
 from spinebrain.spinelabel.pipeline import load_spine_label_model
-from spinebrain.spinelabel.rib_evidence import boundary_posterior
+from spinebrain.spinelabel.rib_evidence import _contradicted, boundary_posterior
 from spinebrain.spinelabel.ribs import CHANNELS, PLANE_PX, body_planes, lateral_reach_mm, spine_axes, with_rib_evidence
 
 CHAIN = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
@@ -102,6 +102,16 @@ def test_rib_answers_that_contradict_each_other_name_nothing(setup, whole_setup)
         assert not solve_labelling(_candidates(rule, contradicted, None, levels), rule).labelling.anchored
         agreeing = contradicted[:-1] + [0.03]
         assert solve_labelling(_candidates(rule, agreeing, None, levels), rule).labelling.anchored
+
+
+def test_an_answer_above_the_neck_the_classifier_was_taught_contradicts_nothing():
+    """Seven neck bodies: more than five above the first rib lie on C2, C1 or the skull base, whatever their names."""
+    neck_then_ribs = [0.0] * 7 + [1.0, 1.0]  # C1 ... C7, T1, T2: the first rib at index 7
+    for above, contradicts in ((0, False), (1, False), (2, True), (6, True)):  # C1, C2: not taught; C3, C7: taught
+        chances = list(neck_then_ribs)
+        chances[above] = 0.65  # the classifier's answer of generated neck 168003 on its C2
+        assert _contradicted(chances, 7, 9) is contradicts, above
+    assert _contradicted([0.65] + [0.0] * 6, 0, 0)  # without a first rib in view every answer is asked
 
 
 def test_undecided_or_far_off_rib_answers_keep_the_anchor(moving):

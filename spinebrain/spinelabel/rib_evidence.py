@@ -148,12 +148,20 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
     return labelling  # the moves rest on the L5 answer lying on the body named L5 (not so in a chain pinned at C2)
 
 
+#: Neck bodies between C2 and the first rib (C3 ... C7): a body further above the first rib lies on C2, C1 or the skull
+#: base, whatever the names say (an unanchored neck named a detection on C2 "C4"), where no classifier was taught.
+_TAUGHT_ABOVE_FIRST_RIB = 5
+
+
 def _contradicted(chances, first: int, last: int) -> bool:
     """Whether a body answers against the likeliest places of the boundaries (a rib below the last rib, none on a
     body between the first and the last): measured on CT drawn from the rib-less VerSe map, where the classifier
-    answered "rib" on two thoracic bodies and on L4, and the last-rib rule named the chain two levels off."""
-    expected = (np.arange(len(chances)) >= first) & (np.arange(len(chances)) < last)
-    return bool(np.any(np.abs(np.asarray(chances, float) - expected) > 0.5))
+    answered "rib" on two thoracic bodies and on L4, and the last-rib rule named the chain two levels off. With the
+    first rib in view, bodies above C3's place are not asked (a rib answer of 0.65 on C2, generated neck 168003)."""
+    index = np.arange(len(chances))
+    expected = (index >= first) & (index < last)
+    asked = index >= first - _TAUGHT_ABOVE_FIRST_RIB if first > 0 else np.ones(len(chances), bool)
+    return bool(np.any(np.abs(np.asarray(chances, float) - expected)[asked] > 0.5))
 
 
 def _l5_answered(usable: list[Candidate], chain: list[Assignment]) -> bool:
