@@ -427,37 +427,34 @@ def test_an_anchor_answer_carries_the_vertebra_heat_one_vertebra_beyond_it():
     assert with_heat_beyond(plain, peaks, shape, "L5").beyond == 0.0
 
 
-def test_shipped_model_names_thick_sagittal_slices_with_a_warning_and_refuses_thicker():
+def _whole_shipped():
+    from spinebrain.errors import ModelError
+    from spinebrain.spinelabel.pipeline import load_spine_label_model
+
+    try:
+        return load_spine_label_model("whole", device="cpu")
+    except ModelError:
+        pytest.skip("no whole-spine model installed")
+
+
+@pytest.mark.parametrize("shipped, named_mm, refused_mm, limit_mm", [
+    (_shipped, 9.0, 11.0, 10.0),  # the lumbar default
+    (_whole_shipped, 10.5, 11.5, 11.0),  # the whole-spine model names what the lumbar default refuses
+])
+def test_shipped_models_name_thick_sagittal_slices_with_a_warning_and_refuse_thicker(shipped, named_mm, refused_mm,
+                                                                                      limit_mm):
     from spinebrain.spinelabel.pipeline import label_spine
     from spinebrain.synth.spine import generate_spine
 
-    model = _shipped()
-    case = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 9.0), orientation="sagittal")
+    model = shipped()
+    case = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, named_mm), orientation="sagittal")
     result = label_spine(case.image, model)
-    assert any("9.0 mm thick" in w and "check them" in w for w in result.warnings)
+    assert any(f"{named_mm:.1f} mm thick" in w and "check them" in w for w in result.warnings)
     right = [p.label for p in result.points if label_at(case.labels, p.ras) == p.label]
     assert len(right) >= 5 and len(right) >= 0.8 * len(result.points)
-    thicker = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 11.0), orientation="sagittal")
-    with pytest.raises(InputError, match="11.0 mm thick across the sagittal plane, more than the 10.0 mm"):
-        label_spine(thicker.image, model)
-
-
-def test_shipped_whole_spine_model_names_slices_up_to_11_mm_and_refuses_thicker():
-    from spinebrain.errors import ModelError
-    from spinebrain.spinelabel.pipeline import label_spine, load_spine_label_model
-    from spinebrain.synth.spine import generate_spine
-
-    try:
-        model = load_spine_label_model("whole", device="cpu")
-    except ModelError:
-        pytest.skip("no whole-spine model installed")
-    case = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 10.5), orientation="sagittal")
-    result = label_spine(case.image, model)  # the lumbar default refuses these (over its 10 mm)
-    assert any("10.5 mm thick" in w and "check them" in w for w in result.warnings)
-    right = [p.label for p in result.points if label_at(case.labels, p.ras) == p.label]
-    assert len(right) >= 5 and len(right) >= 0.8 * len(result.points)
-    thicker = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, 11.5), orientation="sagittal")
-    with pytest.raises(InputError, match="11.5 mm thick across the sagittal plane, more than the 11.0 mm"):
+    thicker = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, refused_mm), orientation="sagittal")
+    with pytest.raises(InputError, match=f"{refused_mm:.1f} mm thick across the sagittal plane, more than the "
+                                         f"{limit_mm:.1f} mm"):
         label_spine(thicker.image, model)
 
 
