@@ -166,7 +166,7 @@ def test_relabel_reuses_the_run_options_and_changes_nothing(models):
     assert result.setup.options["transitional_penalty"] == 25.0  # the card's, not the graph's default 5
     assert result.setup.model_id == models["lumbar"].card.id  # the lumbar default
     assert [(p.label, p.ras) for p in relabel(result).points] == [(p.label, p.ras) for p in result.points]
-    again = relabel_points(result.points, result.candidates, result.setup)
+    again = relabel_points(result.points, result.candidates, result.setup).points
     assert [(p.label, p.ras) for p in again] == [(p.label, p.ras) for p in result.points]
 
 
@@ -174,7 +174,7 @@ def test_relabel_points_follows_a_point_the_user_renamed(models):
     result = label_spine(generate_spine(1002, modality="ct", view="lumbar").image, models["lumbar"])
     named = {p.label: p for p in result.points}
     points = [replace(p, label="L2", user_set=True, confidence=None) if p.label == "L3" else p for p in result.points]
-    renamed = {p.ras: p for p in relabel_points(points, result.candidates, result.setup)}
+    renamed = {p.ras: p for p in relabel_points(points, result.candidates, result.setup).points}
     assert renamed[named["L3"].ras].label == "L2" and renamed[named["L3"].ras].user_set
     assert renamed[named["L4"].ras].label == "L3"  # the rest follow the user's point, past the S1 detector
 

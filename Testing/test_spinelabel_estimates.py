@@ -46,7 +46,7 @@ def test_the_estimate_survives_the_description_round_trip_and_a_relabel(model):
     assert is_estimate(LabelledPoint("L3", estimate.ras, confidence, description=text))
     # a list read back without detections: the estimate is no candidate, the solve places it again
     assert len(candidates_from_points(result.points, "S1")) == len(result.points) - 1
-    again = relabel_points(result.points, None, result.setup)
+    again = relabel_points(result.points, None, result.setup).points
     assert [(p.label, p.description) for p in again] == [(p.label, p.description) for p in result.points]
     # a user who moves the estimate has set it: it is a fixed point from then on
     assert not is_estimate(replace(estimate, user_set=True))

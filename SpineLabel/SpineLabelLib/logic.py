@@ -247,16 +247,15 @@ class SpineLabelLogic(TaskLogic):
 
     def _solve(self, markups_node, points: list[LabelledPoint], model=None) -> list[LabelledPoint]:
         """The core's relabel with the setup (model card options) of the run that labelled the node."""
-        from spinebrain.spinelabel.labelling import naming_setup, relabel_points
+        from spinebrain.spinelabel.labelling import relabel_points
 
-        setup = _as_setup(model) if model is not None else self._setup_of(markups_node, points)
-        setup = self._widened(setup, points)
-        if naming_setup(setup, [p for p in points if p.user_set]) is not setup:
-            logging.warning("SpineLabel: a point you named is beyond the %s model's levels; the labels are solved "
-                            "with the whole-spine model (%s).", setup.region, setup.wider.model_id)
+        setup = self._widened(_as_setup(model) if model is not None else self._setup_of(markups_node, points), points)
         state = self._states.get(markups_node.GetID())
         edited = _current_candidates(state, points) if state is not None and state.candidates is not None else None
-        return relabel_points(points, edited, setup)  # None: the points are the detections
+        result = relabel_points(points, edited, setup)  # None: the points are the detections
+        if result.setup is not setup:  # the whole-spine model named a level of the user's that this one lacks
+            logging.warning("SpineLabel: %s", result.warnings[0])
+        return result.points
 
     def _setup_of(self, markups_node, points):
         """The node's LabellingSetup: its run's, else its model attributes', else the default, else an installed one."""

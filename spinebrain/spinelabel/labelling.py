@@ -153,8 +153,10 @@ def with_estimates(points: list[LabelledPoint], missing: Sequence[str], shape_mo
 
 
 def relabel_points(points: Sequence[LabelledPoint], candidates: Sequence[Candidate] | None,
-                   setup: LabellingSetup) -> list[LabelledPoint]:
-    """Re-name edited points exactly as the run that made them would (for the Slicer Logic's Relabel).
+                   setup: LabellingSetup) -> SpineLabelResult:
+    """Re-name edited points exactly as the run that made them would (for the Slicer Logic's Relabel): the solve's
+    result, its ``points`` the list renamed, its ``setup`` the one that named them (``setup.wider`` where a user
+    point is beyond ``setup``'s levels, :func:`naming_setup`; its warnings then say so first).
 
     ``points``: the current list; its ``user_set`` points are held fixed and come back unchanged.
     ``candidates``: the run's detections as edited since (``None``: the points that are not user-set,
@@ -165,7 +167,7 @@ def relabel_points(points: Sequence[LabelledPoint], candidates: Sequence[Candida
     fixed_points = [p for p in points if p.user_set]
     if candidates is None:  # the point named as the anchor level is the anchor answer, as in the run
         candidates = candidates_from_points([p for p in points if not p.user_set], setup.anchor_level)
-    return solve_labelling(candidates, setup, fixed_points).points
+    return solve_labelling(candidates, setup, fixed_points)
 
 
 #: Anchor answers tried, strongest first, and the share of the free path's standard levels an anchored

@@ -160,7 +160,7 @@ def _contradicted(chances, first: int, last: int) -> bool:
     first rib in view, bodies above C3's place are not asked (a rib answer of 0.65 on C2, generated neck 168003)."""
     index = np.arange(len(chances))
     expected = (index >= first) & (index < last)
-    asked = index >= first - _TAUGHT_ABOVE_FIRST_RIB if first > 0 else np.ones(len(chances), bool)
+    asked = index >= (first - _TAUGHT_ABOVE_FIRST_RIB if first > 0 else 0)
     return bool(np.any(np.abs(np.asarray(chances, float) - expected)[asked] > 0.5))
 
 
