@@ -458,6 +458,25 @@ def test_shipped_models_name_thick_sagittal_slices_with_a_warning_and_refuse_thi
         label_spine(thicker.image, model)
 
 
+@pytest.mark.parametrize("direction, spacing, warned", [
+    ((1, 0, 0, 0, 1, 0, 0, 0, 1), (1.0, 1.0, 8.0), ["axial slices (along the spine) are 8.0 mm"]),  # axial, 8 mm
+    ((1, 0, 0, 0, 1, 0, 0, 0, 1), (1.0, 1.0, 5.0), []),  # a routine axial CT
+    ((0, 0, 1, 1, 0, 0, 0, 1, 0), (1.0, 1.0, 8.0), ["sagittal slices are 8.0 mm"]),  # slices across R
+    ((0, 0, 1, 1, 0, 0, 0, 1, 0), (1.0, 7.0, 8.0), ["sagittal slices are 8.0 mm", "axial slices (along the spine) "
+                                                     "are 7.0 mm"]),  # coarse along S as well
+])
+def test_slices_thick_across_the_sagittal_plane_or_along_the_spine_are_named_with_a_warning(direction, spacing,
+                                                                                           warned):
+    from spinebrain.spinelabel.pipeline import thick_slice_warnings
+
+    image = sitk.Image(8, 8, 8, sitk.sitkFloat32)
+    image.SetDirection(direction)
+    image.SetSpacing(spacing)
+    warnings = thick_slice_warnings(image, _shipped())
+    assert len(warnings) == len(warned)
+    assert all(text in warning and "check them" in warning for text, warning in zip(warned, warnings))
+
+
 def test_a_whole_spine_package_names_from_l5_and_c2(tmp_path):
     """The export of a three-output network with a C2 channel is a whole-spine model with two anchors. Weights: the
     shipped lumbar network, its C2 channel a copy of its L5 one, so the "C2" answers sit on L5, cannot be pinned

@@ -139,3 +139,16 @@ def test_the_first_rib_counted_down_to_an_l5_answer_outranks_an_l5_answer_on_s1(
     result = solve_labelling(bodies, whole_setup)
     assert _named(result)[:len(levels)] == levels
     assert any("counts down to" in warning for warning in result.warnings)
+
+
+def test_a_rib_answer_on_the_sacrum_vetoes_nothing_and_is_no_sixth_lumbar_vertebra(whole_setup):
+    """Thick axial slices (development views 181003, 181005 at 6 mm): a detection on S2, an L5 answer on S1, and C1
+    not detected shift every name one level down; the sacrum, never taught, answers "rib"."""
+    levels = ["C2", "C3", "C4", "C5", "C6", "C7"] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    bodies = _bodies(whole_setup, levels, {lv: 0.98 for lv in THORAX} | {"S1": 0.9}, l5_answer="S1")
+    bodies.append(Candidate(bodies[-1].position + whole_setup.shape_model.displacement("L5", "S1").mean, 0.6, rib=0.9))
+    plain = solve_labelling(bodies, replace(whole_setup, ribs={}))
+    assert _named(plain)[:len(levels)] == ["C1"] + levels[:-1]  # pinned at the answer on S1: one level high
+    result = solve_labelling(bodies, whole_setup)
+    assert _named(result)[:len(levels)] == levels and "L6" not in _named(result)
+    assert any("twelve rib-bearing vertebrae" in warning for warning in result.warnings)

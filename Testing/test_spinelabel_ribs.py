@@ -114,6 +114,14 @@ def test_an_answer_above_the_neck_the_classifier_was_taught_contradicts_nothing(
     assert _contradicted([0.65] + [0.0] * 6, 0, 0)  # without a first rib in view every answer is asked
 
 
+def test_an_answer_below_the_last_lumbar_place_contradicts_nothing():
+    """Three rib-bearing bodies, then five lumbar places: a body further down lies on an L6 or the sacrum."""
+    for below, contradicts in ((3, True), (7, True), (8, False), (9, False)):  # L1, L5: taught; beyond: not
+        chances = [1.0] * 3 + [0.0] * 7
+        chances[below] = 0.9  # a sacrum answering "rib" (development view 181005 at 6 mm: 0.90 on S1)
+        assert _contradicted(chances, 0, 3) is contradicts, below
+
+
 def test_undecided_or_far_off_rib_answers_keep_the_anchor(moving):
     undecided = [0.6, 0.5, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5]
     assert names(solve_labelling(_candidates(moving, undecided), moving)) == CHAIN

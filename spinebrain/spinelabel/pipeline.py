@@ -242,10 +242,15 @@ def label_spine_best(image: sitk.Image, models: Sequence[SpineLabelModel], fixed
 # ------------------------------------------------------------------------------------------ checks
 
 
+def thickness_along_mm(image: sitk.Image, lps_axis: int) -> float:
+    """How far apart the voxels lie along a patient axis (0: R-L, 1: A-P, 2: S-I): a scan's slice thickness there."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)  # columns: LPS directions of i, j, k
+    return float(max(s * abs(direction[lps_axis, axis]) for axis, s in enumerate(image.GetSpacing())))
+
+
 def sagittal_thickness_mm(image: sitk.Image) -> float:
     """How thick the voxels are across the sagittal plane (along R): the slice thickness of a sagittal scan."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)  # columns: LPS directions of i, j, k
-    return float(max(s * abs(direction[0, axis]) for axis, s in enumerate(image.GetSpacing())))
+    return thickness_along_mm(image, 0)
 
 
 def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool = False) -> None:
@@ -269,16 +274,24 @@ def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool 
 
 
 def thick_slice_warnings(image: sitk.Image, model: SpineLabelModel) -> list[str]:
-    """A warning where the sagittal slices are thicker than the card's ``warn_slice_thickness_mm`` (yet accepted).
+    """A warning where the slices are thicker than the card's ``warn_slice_thickness_mm`` across the sagittal plane
+    (yet accepted) or along the spine (S-I: axial slices).
 
-    Why: on such slices the anchor detector answers less often (the names then rest on the spine's shape alone).
+    Why: on thick sagittal slices the anchor detector answers less often (the names then rest on the spine's shape
+    alone); on thick axial slices bodies merge or split and the sacrum shows more bodies (whole-spine model on
+    generated whole views 181001-181012 made axial: 94.6 % named right at 3 mm, 83.3 % at 6 mm; lumbar default on the
+    real MR validation scans: 100 % at 1 mm, 90.1 % at 6 mm).
     """
     limit = model.card.extra.get("warn_slice_thickness_mm")
-    thickness = sagittal_thickness_mm(image)
-    if limit is None or thickness <= float(limit):
+    if limit is None:
         return []
-    return [f"The sagittal slices are {thickness:.1f} mm thick (over {float(limit):.1f} mm): the names are less "
-            "certain there; check them, or fix one point and relabel."]
+    warnings = []
+    for where, axis in (("sagittal slices", 0), ("axial slices (along the spine)", 2)):
+        thickness = thickness_along_mm(image, axis)
+        if thickness > float(limit):
+            warnings.append(f"The {where} are {thickness:.1f} mm thick (over {float(limit):.1f} mm): the names are "
+                            "less certain there; check them, or fix one point and relabel.")
+    return warnings
 
 
 # -------------------------------------------------------------------------------------- the pipeline

@@ -10,15 +10,16 @@ and the likelihoods a posterior (uniform prior). With one place at least ``share
 * only where the card asks for it (``transitional`` 1: the whole-spine package; off in the lumbar default), a
   detection is named S1 and the L5 detector answered on the body named L5: a chain anchored by the L5 detector (the
   last lumbar above the sacrum) whose boundary lies one body higher than its names say has six lumbar vertebrae
-  (its lowest is L6); one body lower, four (its lowest is L4): the names are moved one level and a note asks the
-  user to check the count. Further apart, the anchor is kept (one of the two answers is wrong, and the anchor
-  detector has been measured far more).
+  (its lowest is L6, where that body answers "no rib" as a lumbar vertebra does); one body lower, four (its lowest
+  is L4): the names are moved one level and a note asks the user to check the count. Further apart, the anchor is
+  kept (one of the two answers is wrong, and the anchor detector has been measured far more).
 
 The thoracic count itself (11 or 13 rib pairs) cannot be seen without T1 in view: T12 is the name given to the
 last rib-bearing body.
 
 Where a body's answer contradicts the likeliest boundaries (a rib below the last one, or none between the first and
-the last), the classifier is out of its depth on the scan and nothing is named from it.
+the last), the classifier is out of its depth on the scan and nothing is named from it; bodies beyond the levels it was
+taught (above C3's place, below L5's) are not asked.
 
 A classifier taught the cervicothoracic junction too (card ``first_rib`` 1; rib_data recipe "whole") also gives
 the **first rib**: the chain then has two boundaries (rib-free necks, rib-bearing thoracic bodies, rib-free lumbar
@@ -141,7 +142,7 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
         return anchored if _keeps_spine(anchored, labelling) else labelling
     if not options["transitional"] or _sacrum(labelling) is None:
         return labelling  # the L5 answer is the last lumbar vertebra above the sacrum only where the sacrum is seen
-    if best == named - 1 and _l5_answered(usable, chain):
+    if best == named - 1 and _l5_answered(usable, chain) and _rib_free(usable, chain[-1]):
         return _moved(labelling, +1, "six", float(posterior[best]))
     if best == named + 1 and _l5_answered(usable, chain):
         return _moved(labelling, -1, "four", float(posterior[best]))
@@ -151,16 +152,22 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
 #: Neck bodies between C2 and the first rib (C3 ... C7): a body further above the first rib lies on C2, C1 or the skull
 #: base, whatever the names say (an unanchored neck named a detection on C2 "C4"), where no classifier was taught.
 _TAUGHT_ABOVE_FIRST_RIB = 5
+#: Lumbar bodies below the last rib (L1 ... L5): a body further below lies on an L6 or the sacrum, whatever the names
+#: say (a chain shifted down by a detection on S2 names S1 "L5"); the classifier was taught down to the last lumbar.
+_TAUGHT_BELOW_LAST_RIB = 5
 
 
 def _contradicted(chances, first: int, last: int) -> bool:
     """Whether a body answers against the likeliest places of the boundaries (a rib below the last rib, none on a
     body between the first and the last): measured on CT drawn from the rib-less VerSe map, where the classifier
     answered "rib" on two thoracic bodies and on L4, and the last-rib rule named the chain two levels off. With the
-    first rib in view, bodies above C3's place are not asked (a rib answer of 0.65 on C2, generated neck 168003)."""
+    first rib in view, bodies above C3's place are not asked (a rib answer of 0.65 on C2, generated neck 168003); with
+    the last rib in view, bodies below L5's place are not asked (the sacrum answers "rib" as often as not)."""
     index = np.arange(len(chances))
     expected = (index >= first) & (index < last)
     asked = index >= (first - _TAUGHT_ABOVE_FIRST_RIB if first > 0 else 0)
+    if last > 0:
+        asked &= index < last + _TAUGHT_BELOW_LAST_RIB
     return bool(np.any(np.abs(np.asarray(chances, float) - expected)[asked] > 0.5))
 
 
@@ -168,6 +175,12 @@ def _l5_answered(usable: list[Candidate], chain: list[Assignment]) -> bool:
     """Whether the L5 detector answered on the body the chain names L5: what a lumbar count read from the sacrum
     rests on (a chain pinned at a false C2 answer names the sacrum L5 and a false body below it S1)."""
     return chain[-1].level == "L5" and usable[chain[-1].candidate].anchor_probability > 0
+
+
+def _rib_free(usable: list[Candidate], assignment: Assignment) -> bool:
+    """Whether the body answers "no rib", as a sixth lumbar vertebra does; the sacrum, never taught, answers "rib" as
+    often as not (a chain shifted down by a detection on S2 has S1 where a sixth lumbar vertebra would be)."""
+    return _rib(usable[assignment.candidate]) < 0.5
 
 
 def _sacrum(labelling: LabellingResult) -> int | None:
@@ -215,7 +228,8 @@ def _named_by_thorax(usable, setup, chain, both: np.ndarray, share: float, label
     pins = [(FIRST_RIB, chain[first].candidate), (LAST_RIB, chain[last - 1].candidate)]
     sacrum = _sacrum(labelling)
     certainty, anchored = float(both[first, last]), None
-    six_lumbar = len(chain) - last == 6 and _l5_answered(usable, chain) and "L6" in setup.shape_model.levels
+    six_lumbar = (len(chain) - last == 6 and _l5_answered(usable, chain) and _rib_free(usable, chain[-1])
+                  and "L6" in setup.shape_model.levels)
     if six_lumbar and sacrum is not None:
         anchored = _anchored_at_ribs(usable, setup, pins + [("S1", sacrum)], certainty, THORAX)
     anchored = anchored or _anchored_at_ribs(usable, setup, pins, certainty, THORAX)
