@@ -9,8 +9,6 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from spinebrain.errors import InputError
-from spinebrain.models import ModelRegistry
 from spinebrain.spinelabel.heatmap import (HeatmapDetector, anchor_answers, find_peaks, gap_fillers, gaussian_heatmap,
                                            predict_band, spine_window,
                                            looks_like_ct, normalise_slab, peak_points, slice_stack, suppress_near)
@@ -18,7 +16,7 @@ from spinebrain.spinelabel.heatmap_training import HeatmapSamples, PreparedCase,
 from spinebrain.spinelabel.metrics import label_at
 from spinebrain.spinelabel.slices import extract_sagittal_slab
 
-SHIPPED = "spine-label-lumbar-heatmap"
+from spinelabel_support import shipped_lumbar_default as _shipped
 
 
 def _case(rows=120, names=("L3", "L4", "L5", "S1"), step=16.0, top_row=-np.inf, bottom_row=np.inf) -> PreparedCase:
@@ -275,14 +273,6 @@ def _points(case: PreparedCase):
 # ----------------------------------------------------------------------------------- shipped model
 
 
-def _shipped():
-    if not any(e.card.id == SHIPPED for e in ModelRegistry().list_models()):
-        pytest.skip(f"{SHIPPED} is not installed")
-    from spinebrain.spinelabel.pipeline import load_spine_label_model
-
-    return load_spine_label_model("lumbar", SHIPPED, device="cpu")
-
-
 def test_peaks_near_the_edge_of_the_hot_box_are_the_brute_force_local_maxima():
     rng = np.random.default_rng(5)
     volume = np.zeros((12, 40, 30), np.float32)
@@ -425,56 +415,6 @@ def test_an_anchor_answer_carries_the_vertebra_heat_one_vertebra_beyond_it():
     assert with_heat_beyond(answer, peaks[2:], shape, "L5").beyond == 0.0
     plain = Candidate(np.zeros(3), 0.9)  # not an anchor answer: nothing measured
     assert with_heat_beyond(plain, peaks, shape, "L5").beyond == 0.0
-
-
-def _whole_shipped():
-    from spinebrain.errors import ModelError
-    from spinebrain.spinelabel.pipeline import load_spine_label_model
-
-    try:
-        return load_spine_label_model("whole", device="cpu")
-    except ModelError:
-        pytest.skip("no whole-spine model installed")
-
-
-@pytest.mark.parametrize("shipped, named_mm, refused_mm, limit_mm", [
-    (_shipped, 9.0, 11.0, 10.0),  # the lumbar default
-    (_whole_shipped, 10.5, 11.5, 11.0),  # the whole-spine model names what the lumbar default refuses
-])
-def test_shipped_models_name_thick_sagittal_slices_with_a_warning_and_refuse_thicker(shipped, named_mm, refused_mm,
-                                                                                      limit_mm):
-    from spinebrain.spinelabel.pipeline import label_spine
-    from spinebrain.synth.spine import generate_spine
-
-    model = shipped()
-    case = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, named_mm), orientation="sagittal")
-    result = label_spine(case.image, model)
-    assert any(f"{named_mm:.1f} mm thick" in w and "check them" in w for w in result.warnings)
-    right = [p.label for p in result.points if label_at(case.labels, p.ras) == p.label]
-    assert len(right) >= 5 and len(right) >= 0.8 * len(result.points)
-    thicker = generate_spine(4004, modality="t2", view="lumbar", spacing=(1.5, 1.5, refused_mm), orientation="sagittal")
-    with pytest.raises(InputError, match=f"{refused_mm:.1f} mm thick across the sagittal plane, more than the "
-                                         f"{limit_mm:.1f} mm"):
-        label_spine(thicker.image, model)
-
-
-@pytest.mark.parametrize("direction, spacing, warned", [
-    ((1, 0, 0, 0, 1, 0, 0, 0, 1), (1.0, 1.0, 8.0), ["axial slices (along the spine) are 8.0 mm"]),  # axial, 8 mm
-    ((1, 0, 0, 0, 1, 0, 0, 0, 1), (1.0, 1.0, 5.0), []),  # a routine axial CT
-    ((0, 0, 1, 1, 0, 0, 0, 1, 0), (1.0, 1.0, 8.0), ["sagittal slices are 8.0 mm"]),  # slices across R
-    ((0, 0, 1, 1, 0, 0, 0, 1, 0), (1.0, 7.0, 8.0), ["sagittal slices are 8.0 mm", "axial slices (along the spine) "
-                                                     "are 7.0 mm"]),  # coarse along S as well
-])
-def test_slices_thick_across_the_sagittal_plane_or_along_the_spine_are_named_with_a_warning(direction, spacing,
-                                                                                           warned):
-    from spinebrain.spinelabel.pipeline import thick_slice_warnings
-
-    image = sitk.Image(8, 8, 8, sitk.sitkFloat32)
-    image.SetDirection(direction)
-    image.SetSpacing(spacing)
-    warnings = thick_slice_warnings(image, _shipped())
-    assert len(warnings) == len(warned)
-    assert all(text in warning and "check them" in warning for text, warning in zip(warned, warnings))
 
 
 def test_a_whole_spine_package_names_from_l5_and_c2(tmp_path):
