@@ -152,3 +152,14 @@ def test_a_rib_answer_on_the_sacrum_vetoes_nothing_and_is_no_sixth_lumbar_verteb
     result = solve_labelling(bodies, whole_setup)
     assert _named(result)[:len(levels)] == levels and "L6" not in _named(result)
     assert any("twelve rib-bearing vertebrae" in warning for warning in result.warnings)
+
+
+def test_a_chain_pinned_at_c2_and_l5_is_not_recounted_from_a_floating_t12(whole_setup):
+    """Fresh 172014: T12's short floating rib answered "no rib", so the last rib lay one body above the names; the C2
+    and L5 answers on the bodies so named, with every body between them, keep the count standard."""
+    levels = ["C1", "C2", "C3", "C4", "C5", "C6", "C7"] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    ribs = {level: 0.98 for level in THORAX} | {"T12": 0.001}
+    moving = replace(whole_setup, ribs={**whole_setup.ribs, "transitional": 1.0})
+    result = solve_labelling(_bodies(moving, levels, ribs, c2_answer="C2", l5_answer="L5"), moving)
+    assert _named(result) == levels
+    assert not any("lumbar" in warning and "check the count" in warning for warning in result.warnings)

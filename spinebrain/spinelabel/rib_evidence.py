@@ -142,6 +142,8 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
         return anchored if _keeps_spine(anchored, labelling) else labelling
     if not options["transitional"] or _sacrum(labelling) is None:
         return labelling  # the L5 answer is the last lumbar vertebra above the sacrum only where the sacrum is seen
+    if _pinned_at_c2(usable, labelling):
+        return labelling  # C2 and L5 answers on the bodies so named: one rib answer (a floating T12) does not recount
     if best == named - 1 and _l5_answered(usable, chain) and _rib_free(usable, chain[-1]):
         return _moved(labelling, +1, "six", float(posterior[best]))
     if best == named + 1 and _l5_answered(usable, chain):
@@ -181,6 +183,14 @@ def _rib_free(usable: list[Candidate], assignment: Assignment) -> bool:
     """Whether the body answers "no rib", as a sixth lumbar vertebra does; the sacrum, never taught, answers "rib" as
     often as not (a chain shifted down by a detection on S2 has S1 where a sixth lumbar vertebra would be)."""
     return _rib(usable[assignment.candidate]) < 0.5
+
+
+def _pinned_at_c2(usable: list[Candidate], labelling: LabellingResult) -> bool:
+    """Whether the C2 detector answered on the body named C2: then the count from C2 down agrees with the L5 answer,
+    and a last rib one body off is likelier a short floating T12 read as rib-free (fresh 172014) than a sixth lumbar
+    vertebra (which leaves C2 and L5 unable to be pinned together: :func:`_named_by_thorax`)."""
+    return any(a.level == "C2" and a.candidate is not None and usable[a.candidate].second_anchor_probability > 0
+               for a in labelling.assignments)
 
 
 def _sacrum(labelling: LabellingResult) -> int | None:
