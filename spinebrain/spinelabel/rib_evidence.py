@@ -144,7 +144,7 @@ def name_by_ribs(usable: list[Candidate], setup, fixed, labelling: LabellingResu
         return labelling  # the L5 answer is the last lumbar vertebra above the sacrum only where the sacrum is seen
     if _pinned_at_c2(usable, labelling):
         return labelling  # C2 and L5 answers on the bodies so named: one rib answer (a floating T12) does not recount
-    if best == named - 1 and _l5_answered(usable, chain) and _rib_free(usable, chain[-1]):
+    if best == named - 1 and _may_be_sixth_lumbar(usable, chain):
         return _moved(labelling, +1, "six", float(posterior[best]))
     if best == named + 1 and _l5_answered(usable, chain):
         return _moved(labelling, -1, "four", float(posterior[best]))
@@ -179,10 +179,11 @@ def _l5_answered(usable: list[Candidate], chain: list[Assignment]) -> bool:
     return chain[-1].level == "L5" and usable[chain[-1].candidate].anchor_probability > 0
 
 
-def _rib_free(usable: list[Candidate], assignment: Assignment) -> bool:
-    """Whether the body answers "no rib", as a sixth lumbar vertebra does; the sacrum, never taught, answers "rib" as
-    often as not (a chain shifted down by a detection on S2 has S1 where a sixth lumbar vertebra would be)."""
-    return _rib(usable[assignment.candidate]) < 0.5
+def _may_be_sixth_lumbar(usable: list[Candidate], chain: list[Assignment]) -> bool:
+    """Whether the chain's lowest body could be a sixth lumbar vertebra: the L5 answer lies on it (the body named L5)
+    and it answers "no rib", as a lumbar vertebra does; the sacrum, never taught, answers "rib" as often as not (a chain
+    shifted down by a detection on S2 has S1 where a sixth lumbar vertebra would be)."""
+    return _l5_answered(usable, chain) and _rib(usable[chain[-1].candidate]) < 0.5
 
 
 def _pinned_at_c2(usable: list[Candidate], labelling: LabellingResult) -> bool:
@@ -238,8 +239,7 @@ def _named_by_thorax(usable, setup, chain, both: np.ndarray, share: float, label
     pins = [(FIRST_RIB, chain[first].candidate), (LAST_RIB, chain[last - 1].candidate)]
     sacrum = _sacrum(labelling)
     certainty, anchored = float(both[first, last]), None
-    six_lumbar = (len(chain) - last == 6 and _l5_answered(usable, chain) and _rib_free(usable, chain[-1])
-                  and "L6" in setup.shape_model.levels)
+    six_lumbar = len(chain) - last == 6 and _may_be_sixth_lumbar(usable, chain) and "L6" in setup.shape_model.levels
     if six_lumbar and sacrum is not None:
         anchored = _anchored_at_ribs(usable, setup, pins + [("S1", sacrum)], certainty, THORAX)
     anchored = anchored or _anchored_at_ribs(usable, setup, pins, certainty, THORAX)
