@@ -113,6 +113,44 @@ def test_eleven_rib_bearing_bodies_above_an_anchored_lumbar_spine_are_t1_to_t11(
     assert _named(result) == truth[view] and result.labelling.anchored
 
 
+def test_an_eleven_rib_spine_from_c1_is_named_through_the_gap_its_path_left_in_the_neck(whole_setup):
+    standard = NECK[:7] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    bodies = _bodies(whole_setup, standard, {level: 0.98 for level in THORAX}, l5_answer="L5")
+    cut, lift = standard.index("T12"), whole_setup.shape_model.displacement("T11", "T12").mean
+    bodies = bodies[:cut] + [replace(b, position=b.position - lift) for b in bodies[cut + 1:]]  # no T12
+    top = np.array([0.0, 0.0, 8.0])  # the C1 point drawn up off its thin ring (fresh 167008: 5.7 mm)
+    bodies[0] = replace(bodies[0], position=bodies[0].position + top)
+    truth = [level for level in standard if level != "T12"]
+    plain = solve_labelling(bodies, replace(whole_setup, ribs={}))
+    assert plain.labelling.missing == ["C2"] and _named(plain) != truth  # pinned at L5: one level low, C2 jumped
+    result = solve_labelling(bodies, whole_setup)
+    assert _named(result) == truth and not result.labelling.missing
+    assert not any(is_estimate(p) for p in result.points)
+    assert any("eleven rib-bearing vertebrae" in warning for warning in result.warnings)
+
+
+def test_an_eleven_rib_spine_keeps_a_missed_neck_body_as_a_gap(whole_setup):
+    standard = NECK[:7] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    bodies = _bodies(whole_setup, standard, {level: 0.98 for level in THORAX}, c2_answer="C2", l5_answer="L5")
+    cut, lift = standard.index("T12"), whole_setup.shape_model.displacement("T11", "T12").mean
+    bodies = bodies[:cut] + [replace(b, position=b.position - lift) for b in bodies[cut + 1:]]  # no T12
+    missed = standard.index("C5")
+    bodies = bodies[:missed] + bodies[missed + 1:]  # development 52016: C5 not detected
+    truth = [level for level in standard if level not in ("T12", "C5")]
+    result = solve_labelling(bodies, whole_setup)
+    assert _named(result) == truth and result.labelling.missing == ["C5"]  # not C1 ... C4 one level low
+    assert any("eleven rib-bearing vertebrae" in warning for warning in result.warnings)
+
+
+def test_eleven_rib_bearing_bodies_below_a_missed_t1_are_not_read_as_eleven_rib_pairs(whole_setup):
+    standard = NECK[:7] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+    bodies = _bodies(whole_setup, standard, {level: 0.98 for level in THORAX}, l5_answer="L5")
+    missed = standard.index("T1")  # thick generated views 181002, 182001: T1 not detected, a hole above T2
+    result = solve_labelling(bodies[:missed] + bodies[missed + 1:], whole_setup)
+    assert not any("eleven" in warning for warning in result.warnings)
+    assert _named(result) == [level for level in standard if level != "T1"]
+
+
 def test_a_lumbar_count_is_not_moved_in_a_chain_the_l5_detector_did_not_anchor(whole_setup):
     levels = ["C3", "C4", "C5", "C6", "C7"] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
     bodies = _bodies(whole_setup, levels, {lv: 0.98 for lv in THORAX}, c2_answer="C3")  # a C2 answer on C3

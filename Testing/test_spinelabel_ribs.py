@@ -170,6 +170,19 @@ def test_planes_across_the_spine_show_what_lies_beside_each_body():
     assert lateral_reach_mm(planes[1]) == pytest.approx(79.5, abs=3.1)
 
 
+def test_bodies_side_by_side_get_upright_planes_not_a_refused_grid():
+    """A detection beside the spine at a body's height (fresh 174005): the chain's local direction runs along R,
+    which left no right axis; the resampler refused the grid and labelling the scan failed."""
+    image = sitk.Image(80, 80, 120, sitk.sitkFloat32)
+    image.SetSpacing((2.0, 2.0, 2.0))
+    image.SetOrigin((-80.0, -80.0, -120.0))
+    positions = np.array([[0.0, 0.0, 0.0], [40.0, 0.0, 0.0]])
+    axes = spine_axes(positions)
+    assert np.allclose(axes[0], [[1, 0, 0], [0, 1, 0], [0, 0, -1]])
+    assert all(np.isclose(abs(np.linalg.det(frame)), 1.0) for frame in axes)
+    assert body_planes(image, positions).shape == (2, CHANNELS, PLANE_PX, PLANE_PX)
+
+
 def test_a_scan_too_narrow_to_show_ribs_gives_no_rib_answer(bundled):
     """A sagittal MR 60 mm wide (real lumbar MR is 50-80 mm) shows no rib: its bodies get no answer, and naming is
     left to the anchor."""

@@ -37,11 +37,11 @@ def test_shipped_models_name_thick_sagittal_slices_with_a_warning_and_refuse_thi
     ((1, 0, 0, 0, 1, 0, 0, 0, 1), (1.0, 1.0, 8.0), ["axial slices (along the spine) are 8.0 mm"]),  # axial, 8 mm
     ((1, 0, 0, 0, 1, 0, 0, 0, 1), (1.0, 1.0, 5.0), []),  # a routine axial CT
     ((0, 0, 1, 1, 0, 0, 0, 1, 0), (1.0, 1.0, 8.0), ["sagittal slices are 8.0 mm"]),  # slices across R
+    ((1, 0, 0, 0, 0, 1, 0, 1, 0), (1.0, 1.0, 8.0), ["coronal slices (front to back) are 8.0 mm"]),  # across A
     ((0, 0, 1, 1, 0, 0, 0, 1, 0), (1.0, 7.0, 8.0), ["sagittal slices are 8.0 mm", "axial slices (along the spine) "
                                                      "are 7.0 mm"]),  # coarse along S as well
 ])
-def test_slices_thick_across_the_sagittal_plane_or_along_the_spine_are_named_with_a_warning(direction, spacing,
-                                                                                           warned):
+def test_thick_sagittal_coronal_or_axial_slices_are_named_with_a_warning(direction, spacing, warned):
     from spinebrain.spinelabel.pipeline import thick_slice_warnings
 
     image = sitk.Image(8, 8, 8, sitk.sitkFloat32)

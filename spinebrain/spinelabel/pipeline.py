@@ -275,7 +275,7 @@ def check_image(image: sitk.Image, model: SpineLabelModel, detection_only: bool 
 
 def thick_slice_warnings(image: sitk.Image, model: SpineLabelModel) -> list[str]:
     """A warning where the slices are thicker than the card's ``warn_slice_thickness_mm`` across the sagittal plane
-    (yet accepted) or along the spine (S-I: axial slices).
+    (yet accepted), front to back (A-P: coronal slices) or along the spine (S-I: axial slices).
 
     Why: on thick sagittal slices the anchor detector answers less often (the names then rest on the spine's shape
     alone); on thick axial slices bodies merge or split and the sacrum shows more bodies (whole-spine model on
@@ -286,7 +286,8 @@ def thick_slice_warnings(image: sitk.Image, model: SpineLabelModel) -> list[str]
     if limit is None:
         return []
     warnings = []
-    for where, axis in (("sagittal slices", 0), ("axial slices (along the spine)", 2)):
+    for where, axis in (("sagittal slices", 0), ("coronal slices (front to back)", 1),
+                        ("axial slices (along the spine)", 2)):
         thickness = thickness_along_mm(image, axis)
         if thickness > float(limit):
             warnings.append(f"The {where} are {thickness:.1f} mm thick (over {float(limit):.1f} mm): the names are "

@@ -29,8 +29,8 @@ rib-bearing body. With both boundaries, the ribs also correct an anchored chain:
 
 * twelve rib-bearing bodies between the two (decisive, or where the names' own places are rejected, the likelier)
   name the thorax whatever the anchors said (an L5 answer on a sixth lumbar vertebra, a C2 answer on C3);
-* eleven in a row, with no gap: T1 ... T11, then L1 (eleven rib pairs), where the chain has no anchor or an L5
-  answer that agrees below the ribs;
+* eleven in a row, with no gap among or below them: T1 ... T11, then L1 (eleven rib pairs), where the chain has no
+  anchor or an L5 answer that agrees below the ribs; the neck is re-solved from T1 (and C2);
 * C2 with a decisive first rib names the neck (seven cervical vertebrae: a missed neck body becomes a gap, not a
   shift); without a C2 answer, a decisive first rib counted down to a body with an L5 answer outranks another L5
   answer (on S1 or L4).
@@ -233,7 +233,7 @@ def _named_by_thorax(usable, setup, chain, both: np.ndarray, share: float, label
     if not 0 < first < last < len(chain):
         return None
     if last - first == THORACIC_COUNT - 1:
-        return _eleven_rib_pairs(chain, first, last, float(both[first, last]), labelling)
+        return _eleven_rib_pairs(usable, setup, chain, (first, last), float(both[first, last]), labelling)
     if last - first != THORACIC_COUNT or (chain[first].level, chain[last - 1].level) == (FIRST_RIB, LAST_RIB):
         return None
     pins = [(FIRST_RIB, chain[first].candidate), (LAST_RIB, chain[last - 1].candidate)]
@@ -281,30 +281,61 @@ def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labell
     return anchored if _keeps_spine(anchored, labelling) else None
 
 
-def _eleven_rib_pairs(chain, first: int, last: int, certainty: float, labelling: LabellingResult):
-    """Eleven rib-bearing bodies in a row: T1 ... T11, then L1 (no T12: the generator's and the clinic's names for a
-    spine with eleven rib pairs), every body of the chain counted from them. An anchored chain must agree below the
-    ribs (the L5 answer named the first body below them L1); an unanchored one (a thoracic view) is named from them.
+#: Levels above the first rib's name where a gap may hide a rib-bearing body: the body just above the first rib under
+#: either count (the names one level off, as where eleven rib pairs are read with twelve). Generated thick views with
+#: T1 missed or displaced (181002 axial 12 mm, 182001 coronal 8 mm) read eleven rib-bearing bodies on twelve-rib spines.
+_NEAR_FIRST_RIB = 2
 
-    Renamed, not re-solved: the shape model has no level for a missing T12 that leaves a normal step (T11 to L1).
-    Only where the labelling left no gap: eleven bodies between the ribs with a missed one among them would be a
-    twelve-rib spine.
+
+def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: float, labelling: LabellingResult):
+    """Eleven rib-bearing bodies in a row (``ribs``: first, last): T1 ... T11, then L1 (no T12: the generator's and
+    the clinic's names for a spine with eleven rib pairs). An anchored chain must agree below the ribs (the L5 answer
+    named the first body below them L1); an unanchored one (a thoracic view) is named from them.
+
+    The bodies below the ribs are counted from L1. Above, the graph re-solves pinned at T1 and T11 (and at the
+    strongest C2 answer where that fits): the shape model has no level for a missing T12 that leaves a normal step
+    (T11 to L1), but the neck is its own. Not where the labelling left a gap below, among or just above the ribs
+    (:data:`_NEAR_FIRST_RIB`): eleven bodies with a missed one among or next to them may be a twelve-rib spine. A gap
+    higher in the neck does not change the rib count: a path pinned at L5 and counted up with twelve ribs runs out of
+    levels at the head and jumps one there (fresh 167008: C2 "missed" below a detection on C1), or a neck body was
+    missed (development 52016: C5).
     """
+    first, last = ribs
     ordered = sorted(labelling.assignments, key=lambda a: vertebra_index(a.level))
     at = next((k for k, a in enumerate(ordered) if a.candidate == chain[last - 1].candidate), None)
-    if labelling.missing or at is None or at + 1 >= len(ordered):
+    neck = vertebra_index(chain[first].level) - _NEAR_FIRST_RIB
+    if any(vertebra_index(level) >= neck for level in labelling.missing) or at is None or at + 1 >= len(ordered):
         return None
     if labelling.anchored and ordered[at + 1].level != "L1":
         return None  # anchored otherwise below the ribs (a C2 answer): not a rib count the anchor agrees with
-    eleven = [level for level in FULL_ORDER if level not in TRANSITIONAL and level != LAST_RIB]
-    top = eleven.index("T11") - at
-    names = eleven[top:top + len(ordered)] if top >= 0 else []
-    if len(names) < len(ordered) or names == [a.level for a in ordered]:
+    below = _STANDARD[_STANDARD.index("L1"):] + ["S1"]
+    upper = _thorax_of_eleven(usable, setup, [(FIRST_RIB, chain[first].candidate), ("T11", chain[last - 1].candidate)],
+                              certainty, labelling)
+    if upper is None or len(ordered) - at - 1 > len(below):
         return None
-    renamed = [replace(a, level=name) for a, name in zip(ordered, names)]
+    if any(vertebra_index(FIRST_RIB) - _NEAR_FIRST_RIB <= vertebra_index(level) < vertebra_index("T11")
+           for level in upper.missing):
+        return None  # the neck re-solved leaves a body missed just above T1: it may be the first rib's
+    renamed = [a for a in upper.assignments if vertebra_index(a.level) <= vertebra_index("T11")]
+    renamed += [replace(a, level=name) for a, name in zip(ordered[at + 1:], below)]
+    if [(a.level, a.candidate) for a in renamed] == [(a.level, a.candidate) for a in ordered]:
+        return None
     return replace(labelling, assignments=renamed, anchored=True, alternatives=[],
+                   missing=[level for level in upper.missing if vertebra_index(level) < neck],
                    certainty=min(labelling.certainty, certainty) if labelling.anchored else certainty,
                    notes=labelling.notes + [_RIB_NOTES[ELEVEN]])
+
+
+def _thorax_of_eleven(usable, setup, pins, certainty: float, labelling: LabellingResult):
+    """The labelling pinned at ``pins`` (T1, T11) and at the strongest C2 answer where that fits; None where nothing
+    fits. Only its names down to T11 are used: below, it names a twelve-rib spine."""
+    answers = _c2_answers(usable, labelling)
+    if answers:
+        strongest = max(answers, key=lambda k: usable[k].second_anchor_probability)
+        with_c2 = _anchored_at_ribs(usable, setup, [("C2", strongest)] + pins, certainty, ELEVEN)
+        if with_c2 is not None:
+            return with_c2
+    return _anchored_at_ribs(usable, setup, pins, certainty, ELEVEN)
 
 
 def _named_by_first_rib_and_l5(usable, setup, chain, first: np.ndarray, share: float, labelling: LabellingResult):

@@ -29,18 +29,27 @@ _OUTSIDE = -1.0e9  # resampled value outside the scan (no scan holds it)
 MIN_LATERAL_MM = 60.0
 
 
+#: The largest R component a local spine direction may have (about 64 degrees off S-I; a scoliotic curve's local tilt
+#: stays well below): beyond, the neighbours lie side by side and the body is taken as straight up and down.
+_MOST_LATERAL_CAUDAL = 0.9
+
+
 def spine_axes(positions: np.ndarray) -> np.ndarray:
     """(N, 3, 3): per body (RAS, ordered head to feet) its right, anterior and caudal unit axes.
 
     The caudal axis is the local direction of the chain (central difference; one-sided at the ends; straight
-    down with one body); right and anterior are RAS x and y made perpendicular to it.
+    down with one body, or where the neighbours lie nearly side by side: a detection beside the spine at a body's
+    height, fresh 174005, left no right axis and the resampling refused the grid); right and anterior are RAS x and y
+    made perpendicular to it.
     """
     positions = np.asarray(positions, float).reshape(-1, 3)
     axes = np.zeros((len(positions), 3, 3))
     for k in range(len(positions)):
         before, after = positions[max(k - 1, 0)], positions[min(k + 1, len(positions) - 1)]
-        caudal = after - before if len(positions) > 1 else np.array([0.0, 0.0, -1.0])
+        caudal = after - before if len(positions) > 1 else np.zeros(3)
         caudal = caudal / max(np.linalg.norm(caudal), 1e-9)
+        if abs(caudal[0]) > _MOST_LATERAL_CAUDAL or not caudal.any():
+            caudal = np.array([0.0, 0.0, -1.0])
         right = np.array([1.0, 0.0, 0.0]) - caudal[0] * caudal
         right /= max(np.linalg.norm(right), 1e-9)
         axes[k] = right, np.cross(right, caudal), caudal
