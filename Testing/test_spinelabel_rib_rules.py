@@ -113,14 +113,23 @@ def test_eleven_rib_bearing_bodies_above_an_anchored_lumbar_spine_are_t1_to_t11(
     assert _named(result) == truth[view] and result.labelling.anchored
 
 
+STANDARD = NECK[:7] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
+
+
+def _without_t12(setup, **answers) -> tuple[list[Candidate], list[str]]:
+    """(bodies, names): a spine with eleven rib pairs, C1 ... S1 one mean step apart (a standard chain with T12 taken
+    out and every body below it moved up one step), rib answers on the rib-bearing bodies; ``answers`` as for
+    :func:`_bodies`."""
+    bodies = _bodies(setup, STANDARD, {level: 0.98 for level in THORAX}, **answers)
+    cut, lift = STANDARD.index("T12"), setup.shape_model.displacement("T11", "T12").mean
+    bodies = bodies[:cut] + [replace(b, position=b.position - lift) for b in bodies[cut + 1:]]
+    return bodies, [level for level in STANDARD if level != "T12"]
+
+
 def test_an_eleven_rib_spine_from_c1_is_named_through_the_gap_its_path_left_in_the_neck(whole_setup):
-    standard = NECK[:7] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
-    bodies = _bodies(whole_setup, standard, {level: 0.98 for level in THORAX}, l5_answer="L5")
-    cut, lift = standard.index("T12"), whole_setup.shape_model.displacement("T11", "T12").mean
-    bodies = bodies[:cut] + [replace(b, position=b.position - lift) for b in bodies[cut + 1:]]  # no T12
+    bodies, truth = _without_t12(whole_setup, l5_answer="L5")
     top = np.array([0.0, 0.0, 8.0])  # the C1 point drawn up off its thin ring (fresh 167008: 5.7 mm)
     bodies[0] = replace(bodies[0], position=bodies[0].position + top)
-    truth = [level for level in standard if level != "T12"]
     plain = solve_labelling(bodies, replace(whole_setup, ribs={}))
     assert plain.labelling.missing == ["C2"] and _named(plain) != truth  # pinned at L5: one level low, C2 jumped
     result = solve_labelling(bodies, whole_setup)
@@ -130,25 +139,21 @@ def test_an_eleven_rib_spine_from_c1_is_named_through_the_gap_its_path_left_in_t
 
 
 def test_an_eleven_rib_spine_keeps_a_missed_neck_body_as_a_gap(whole_setup):
-    standard = NECK[:7] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
-    bodies = _bodies(whole_setup, standard, {level: 0.98 for level in THORAX}, c2_answer="C2", l5_answer="L5")
-    cut, lift = standard.index("T12"), whole_setup.shape_model.displacement("T11", "T12").mean
-    bodies = bodies[:cut] + [replace(b, position=b.position - lift) for b in bodies[cut + 1:]]  # no T12
-    missed = standard.index("C5")
+    bodies, names = _without_t12(whole_setup, c2_answer="C2", l5_answer="L5")
+    missed = names.index("C5")
     bodies = bodies[:missed] + bodies[missed + 1:]  # development 52016: C5 not detected
-    truth = [level for level in standard if level not in ("T12", "C5")]
+    truth = [level for level in names if level != "C5"]
     result = solve_labelling(bodies, whole_setup)
     assert _named(result) == truth and result.labelling.missing == ["C5"]  # not C1 ... C4 one level low
     assert any("eleven rib-bearing vertebrae" in warning for warning in result.warnings)
 
 
 def test_eleven_rib_bearing_bodies_below_a_missed_t1_are_not_read_as_eleven_rib_pairs(whole_setup):
-    standard = NECK[:7] + THORAX + ["L1", "L2", "L3", "L4", "L5", "S1"]
-    bodies = _bodies(whole_setup, standard, {level: 0.98 for level in THORAX}, l5_answer="L5")
-    missed = standard.index("T1")  # thick generated views 181002, 182001: T1 not detected, a hole above T2
+    bodies = _bodies(whole_setup, STANDARD, {level: 0.98 for level in THORAX}, l5_answer="L5")
+    missed = STANDARD.index("T1")  # thick generated views 181002, 182001: T1 not detected, a hole above T2
     result = solve_labelling(bodies[:missed] + bodies[missed + 1:], whole_setup)
     assert not any("eleven" in warning for warning in result.warnings)
-    assert _named(result) == [level for level in standard if level != "T1"]
+    assert _named(result) == [level for level in STANDARD if level != "T1"]
 
 
 def test_a_lumbar_count_is_not_moved_in_a_chain_the_l5_detector_did_not_anchor(whole_setup):

@@ -211,6 +211,12 @@ def _c2_answers(usable: list[Candidate], labelling: LabellingResult) -> list[int
             if a.candidate is not None and usable[a.candidate].second_anchor_probability > 0]
 
 
+def _strongest_c2_answer(usable: list[Candidate], labelling: LabellingResult) -> int | None:
+    """The named detection with the strongest C2 answer (None: no C2 answer): where the neck is pinned at C2."""
+    answers = _c2_answers(usable, labelling)
+    return max(answers, key=lambda k: usable[k].second_anchor_probability) if answers else None
+
+
 #: Rib-bearing vertebrae of a standard spine (T1 ... T12).
 THORACIC_COUNT = 12
 
@@ -269,10 +275,10 @@ def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labell
     if not labelling.anchored or at is None:
         return None
     named = {a.level: a.candidate for a in labelling.assignments if a.candidate is not None}
-    answers = _c2_answers(usable, labelling)
-    if not answers:
+    strongest = _strongest_c2_answer(usable, labelling)
+    if strongest is None:
         return None
-    pins = [("C2", max(answers, key=lambda k: usable[k].second_anchor_probability)), (FIRST_RIB, chain[at].candidate)]
+    pins = [("C2", strongest), (FIRST_RIB, chain[at].candidate)]
     lowest = [("L5", named["L5"])] if "L5" in named and usable[named["L5"]].anchor_probability > 0 else []
     certainty = float(first[at])
     anchored = _anchored_at_ribs(usable, setup, pins + lowest, certainty, NECK)
@@ -303,8 +309,8 @@ def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: fl
     first, last = ribs
     ordered = sorted(labelling.assignments, key=lambda a: vertebra_index(a.level))
     at = next((k for k, a in enumerate(ordered) if a.candidate == chain[last - 1].candidate), None)
-    neck = vertebra_index(chain[first].level) - _NEAR_FIRST_RIB
-    if any(vertebra_index(level) >= neck for level in labelling.missing) or at is None or at + 1 >= len(ordered):
+    neck_end = vertebra_index(chain[first].level) - _NEAR_FIRST_RIB  # a gap from here down blocks the rule
+    if any(vertebra_index(level) >= neck_end for level in labelling.missing) or at is None or at + 1 >= len(ordered):
         return None
     if labelling.anchored and ordered[at + 1].level != "L1":
         return None  # anchored otherwise below the ribs (a C2 answer): not a rib count the anchor agrees with
@@ -321,7 +327,7 @@ def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: fl
     if [(a.level, a.candidate) for a in renamed] == [(a.level, a.candidate) for a in ordered]:
         return None
     return replace(labelling, assignments=renamed, anchored=True, alternatives=[],
-                   missing=[level for level in upper.missing if vertebra_index(level) < neck],
+                   missing=[level for level in upper.missing if vertebra_index(level) < neck_end],
                    certainty=min(labelling.certainty, certainty) if labelling.anchored else certainty,
                    notes=labelling.notes + [_RIB_NOTES[ELEVEN]])
 
@@ -329,9 +335,8 @@ def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: fl
 def _thorax_of_eleven(usable, setup, pins, certainty: float, labelling: LabellingResult):
     """The labelling pinned at ``pins`` (T1, T11) and at the strongest C2 answer where that fits; None where nothing
     fits. Only its names down to T11 are used: below, it names a twelve-rib spine."""
-    answers = _c2_answers(usable, labelling)
-    if answers:
-        strongest = max(answers, key=lambda k: usable[k].second_anchor_probability)
+    strongest = _strongest_c2_answer(usable, labelling)
+    if strongest is not None:
         with_c2 = _anchored_at_ribs(usable, setup, [("C2", strongest)] + pins, certainty, ELEVEN)
         if with_c2 is not None:
             return with_c2
