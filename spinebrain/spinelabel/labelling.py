@@ -20,6 +20,7 @@ from ..points import ESTIMATE_NOTE, LabelledPoint
 from .graph import TRANSITIONAL, Candidate, LabellingResult, SpineShapeModel, label_candidates
 from .level_evidence import name_by_levels
 from .rib_evidence import name_by_ribs
+from .sacrum_evidence import name_by_sacrum
 from .operations import candidates_from_points
 from .upright import CoronalFrame
 
@@ -93,7 +94,7 @@ def solve_labelling(candidates: Sequence[Candidate], setup: LabellingSetup,
         free, labelling = labelling, _anchored(usable, setup, fixed, labelling)
         if setup.second_anchor_level:
             labelling = _from_both_ends(usable, setup, fixed, free, labelling)
-    labelling = name_by_ribs(usable, setup, fixed, labelling)
+    labelling = name_by_ribs(usable, setup, fixed, name_by_sacrum(usable, setup, fixed, labelling))
     labelling = frame.restore(labelling, originals)
     points = labelling.to_points()
     by_label = {p.label: p for p in fixed_points}

@@ -1,10 +1,11 @@
 """Training samples for the rib classifier (:mod:`.ribs`): planes through the bodies of generated spines.
 
 Each generated scan (:func:`spinebrain.synth.spine.generate_spine`, random view, modality and storage)
-gives one sample per whole vertebra from T6 (recipe "whole": C3) down to the last lumbar: its planes, sampled at the
-reference centre moved by up to ``jitter_mm`` (a detection is never exactly there), and the answer
-"carries a rib" (a thoracic vertebra, T13 included). Transitional counts are drawn far more often than
-in people (:data:`TRAINING_RATES`), so that nothing but the rib itself tells T12 from L1.
+gives one sample per whole vertebra from T6 (recipe "whole": C3) down to the last lumbar (recipe "whole_sacrum": S1):
+its planes, sampled at the reference centre moved by up to ``jitter_mm`` (a detection is never exactly there), and
+the answer "carries a rib" (a thoracic vertebra, T13 included; "is the sacrum" follows from the names).
+Transitional counts are drawn far more often than in people (:data:`TRAINING_RATES`), so that nothing but the rib
+itself tells T12 from L1.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ from .ribs import body_planes
 TRAINING_RATES = {"rate_eleven_thoracic": 0.15, "rate_thirteen_thoracic": 0.1, "rate_six_lumbar": 0.15,
                   "rate_four_lumbar": 0.1}
 MODALITIES = ("ct", "t1", "t2", "random")
-#: Sample recipes: (views drawn, first level sampled). "thoracolumbar" made the lumbar default's classifier (the last
-#: rib); "whole" adds necks and the cervicothoracic junction, so that C7 (no rib) and T1 (the first rib) differ too.
-RECIPES = {"thoracolumbar": (("lumbar", "lumbar", "lumbar", "short", "whole", "thoracic"), "T6"),
-           "whole": (("lumbar", "lumbar", "short", "whole", "whole", "thoracic", "thoracic", "cervical"), "C3")}
+#: Sample recipes: (views drawn, first level sampled, last level sampled). "thoracolumbar" made the lumbar default's
+#: classifier (the last rib); "whole" adds necks and the cervicothoracic junction, so that C7 (no rib) and T1 (the
+#: first rib) differ too; "whole_sacrum" adds S1, so that a second answer, "this is the sacrum", can be taught (the
+#: sacral wings and the iliac bones beside them are what no lumbar vertebra shows).
+_WHOLE_VIEWS = ("lumbar", "lumbar", "short", "whole", "whole", "thoracic", "thoracic", "cervical")
+RECIPES = {"thoracolumbar": (("lumbar", "lumbar", "lumbar", "short", "whole", "thoracic"), "T6", "L6"),
+           "whole": (_WHOLE_VIEWS, "C3", "L6"),
+           "whole_sacrum": (_WHOLE_VIEWS, "C3", "S1")}
 
 
 def carries_rib(name: str) -> bool:
     return name.startswith("T")
+
+
+def is_sacrum(name: str) -> bool:
+    return name == "S1"
 
 
 def scan_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float = 3.0, recipe: str = "thoracolumbar"):
@@ -33,14 +42,15 @@ def scan_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float = 3.0,
     from ..synth.spine import generate_spine
     from ..synth.spine_anatomy import SpineOptions
 
-    views, first_level = RECIPES[recipe]
+    views, first_level, last_level = RECIPES[recipe]
     rng = np.random.default_rng(seed)
     options = SpineOptions(max_voxels=max_voxels, **TRAINING_RATES)
     spine = generate_spine(seed, modality=str(rng.choice(MODALITIES)), view=str(rng.choice(views)),
                            orientation="random", options=options)
     partial = {r.name for r in spine.vertebrae if not r.complete}
-    points = sorted((p for p in spine.points if p.label[0] in "CTL" and p.label not in partial
-                     and vertebra_index(p.label) >= vertebra_index(first_level)), key=lambda p: vertebra_index(p.label))
+    wanted = (vertebra_index(first_level), vertebra_index(last_level))
+    points = sorted((p for p in spine.points if p.label[0] in "CTLS" and p.label not in partial
+                     and wanted[0] <= vertebra_index(p.label) <= wanted[1]), key=lambda p: vertebra_index(p.label))
     if not points:
         return np.zeros((0,), np.float16), np.zeros((0,), np.uint8), []
     positions = np.array([p.ras for p in points], float) + rng.normal(0.0, jitter_mm / 2, (len(points), 3)).clip(

@@ -13,18 +13,21 @@ from .architectures import RIBS as ARCHITECTURE
 
 
 class RibClassifier(torch.nn.Module):
-    """(N, channels, H, W) planes -> (N, 1) logit of "this vertebra carries a rib"."""
+    """(N, channels, H, W) planes -> (N, outputs) logits: "this vertebra carries a rib", and with ``outputs`` 2
+    "this is the sacrum (S1)"."""
 
-    def __init__(self, channels: int = 6, features=(16, 32, 64, 64), dropout: float = 0.1):
+    def __init__(self, channels: int = 6, features=(16, 32, 64, 64), dropout: float = 0.1, outputs: int = 1):
         super().__init__()
         self.kwargs = {"channels": int(channels), "features": [int(f) for f in features], "dropout": float(dropout)}
+        if outputs != 1:  # kept out of a one-answer card, so packages made before the sacrum answer load unchanged
+            self.kwargs["outputs"] = int(outputs)
         units, previous = [], int(channels)
         for width in features:
             units.append(ResidualUnit(2, previous, int(width), strides=2, subunits=2, act="PRELU",
                                       norm=("instance", {"affine": True}), dropout=dropout))
             previous = int(width)
         self.body = torch.nn.Sequential(*units)
-        self.head = torch.nn.Linear(2 * previous, 1)
+        self.head = torch.nn.Linear(2 * previous, int(outputs))
 
     @property
     def config(self) -> dict:

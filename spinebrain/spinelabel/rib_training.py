@@ -4,7 +4,9 @@ SpineLabel heatmap package (card ``extra["ribs"]``, weights ``ribs.safetensors``
 Contrast must not be a cue: besides the generator's CT / T1 / T2 / random contrasts, every sample gets a random
 intensity curve (gamma), sometimes inverted, with noise. The selection scans (the last ``--selection`` share of
 the seeds) are never trained on; the epoch with the lowest selection loss on the thoracolumbar junction
-(T11-L2, where the answer matters) is kept.
+(T11-L2, where the answer matters) is kept. With ``--outputs 2`` (samples of the rib_data recipe "whole_sacrum") the
+network also answers "is the sacrum" (:mod:`.sacrum_evidence`); its loss at the lumbosacral junction (L4-S1) is
+added to the selection loss.
 
 Usage: python -m spinebrain.spinelabel.rib_training --generate 600 --workers 2 --run RUN --package PACKAGE_DIR
        [--minutes M] [SAMPLES.npz ...]
@@ -28,6 +30,8 @@ from .ribs import CHANNELS, PLANE_PIXEL_MM, PLANE_PX
 #: (T11-L2) and, in samples of the recipe "whole" (rib_data), the first (C6-T2).
 JUNCTION = ("T11", "T12", "T13", "L1", "L2", "C6", "C7", "T1", "T2")
 JUNCTION_WEIGHT = 3.0
+#: Where the sacrum answer decides a name: the lowest lumbar vertebrae and S1 (its selection loss is taken there).
+SACRAL_JUNCTION = ("L4", "L5", "L6", "S1")
 #: --narrow-share: the share of samples whose field of view is cut to a random reach left and right (mm), as in a
 #: scan cropped close to the spine, so the classifier learns what it can tell there (the card's min_lateral_mm).
 NARROW_REACH_MM = (40.0, 75.0)
@@ -59,35 +63,61 @@ def augment(batch: np.ndarray, rng: np.random.Generator, narrow_share: float = 0
     return batch.astype(np.float32)
 
 
-def weights_of(names) -> np.ndarray:
-    return np.where(np.isin(names, JUNCTION), JUNCTION_WEIGHT, 1.0).astype(np.float32)
+def weights_of(names, outputs: int = 1) -> np.ndarray:
+    decisive = JUNCTION + (SACRAL_JUNCTION if outputs > 1 else ())
+    return np.where(np.isin(names, decisive), JUNCTION_WEIGHT, 1.0).astype(np.float32)
+
+
+def targets_of(names, outputs: int) -> np.ndarray:
+    """(N, outputs) answers: carries a rib; with two outputs also "is the sacrum" (rib_data recipe "whole_sacrum")."""
+    from .rib_data import carries_rib, is_sacrum
+
+    answers = [[carries_rib(str(n))] + ([is_sacrum(str(n))] if outputs > 1 else []) for n in names]
+    return np.asarray(answers, np.float32).reshape(len(names), outputs)
+
+
+def _cross_entropy(probability: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    return -(answers * np.log(np.clip(probability, 1e-6, 1))
+             + (1 - answers) * np.log(np.clip(1 - probability, 1e-6, 1)))
 
 
 def selection_figures(network, planes, answers, names, batch: int = 128) -> dict:
+    """Loss and accuracy of the rib answer (all bodies, the junctions); with a sacrum answer also its loss and accuracy
+    at the lumbosacral junction (:data:`SACRAL_JUNCTION`), added to the junction loss the epoch is chosen by."""
     network.eval()
     with torch.inference_mode():
-        logits = np.concatenate([network(torch.from_numpy(planes[k:k + batch].astype(np.float32))).numpy()[:, 0]
+        logits = np.concatenate([network(torch.from_numpy(planes[k:k + batch].astype(np.float32))).numpy()
                                  for k in range(0, len(planes), batch)])
     probability = 1 / (1 + np.exp(-logits))
+    answers = answers.reshape(len(answers), -1)
     junction = np.isin(names, JUNCTION)
-    loss = -(answers * np.log(np.clip(probability, 1e-6, 1)) + (1 - answers) * np.log(np.clip(1 - probability, 1e-6, 1)))
-    right = (probability > 0.5) == (answers > 0.5)
-    return {"loss": float(loss.mean()), "junction_loss": float(loss[junction].mean()),
-            "accuracy": float(right.mean()), "junction_accuracy": float(right[junction].mean()),
-            "samples": int(len(answers)), "junction_samples": int(junction.sum())}
+    loss = _cross_entropy(probability[:, 0], answers[:, 0])
+    right = (probability[:, 0] > 0.5) == (answers[:, 0] > 0.5)
+    figures = {"loss": float(loss.mean()), "junction_loss": float(loss[junction].mean()),
+               "accuracy": float(right.mean()), "junction_accuracy": float(right[junction].mean()),
+               "samples": int(len(answers)), "junction_samples": int(junction.sum())}
+    if answers.shape[1] > 1:
+        sacral = np.isin(names, SACRAL_JUNCTION)
+        sacrum_loss = _cross_entropy(probability[sacral, 1], answers[sacral, 1])
+        sacrum_right = (probability[sacral, 1] > 0.5) == (answers[sacral, 1] > 0.5)
+        figures.update({"sacrum_loss": float(sacrum_loss.mean()), "sacrum_samples": int(sacral.sum()),
+                        "sacrum_accuracy": float(sacrum_right.mean())})
+        figures["junction_loss"] += figures["sacrum_loss"]
+    return figures
 
 
 def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: int = 64, lr: float = 1e-3,
-          seed: int = 0, log=print, narrow_share: float = 0.0) -> tuple[RibClassifier, dict, int]:
+          seed: int = 0, log=print, narrow_share: float = 0.0, outputs: int = 1) -> tuple[RibClassifier, dict, int]:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     seeds = np.unique(samples["seeds"])
     chosen = set(seeds[-max(1, int(round(selection_share * len(seeds)))):].tolist())
     held = np.isin(samples["seeds"], list(chosen))
     train_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
-    planes, answers, names = samples["planes"], samples["answers"].astype(np.float32), samples["names"]
-    weights = weights_of(names)
-    network = RibClassifier(CHANNELS)
+    planes, names = samples["planes"], samples["names"]
+    answers = targets_of(names, outputs)
+    weights = weights_of(names, outputs)
+    network = RibClassifier(CHANNELS, outputs=outputs)
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
     best, best_state, best_epoch, epoch = None, None, -1, 0
     stop = time.monotonic() + 60 * minutes
@@ -99,8 +129,8 @@ def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: in
             picked = order[start:start + batch]
             x = torch.from_numpy(augment(planes[picked].astype(np.float32), rng, narrow_share))
             y = torch.from_numpy(answers[picked])
-            w = torch.from_numpy(weights[picked])
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(network(x)[:, 0], y, reduction="none") * w).mean()
+            w = torch.from_numpy(weights[picked])[:, None]
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(network(x), y, reduction="none") * w).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -151,6 +181,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--recipe", default="thoracolumbar", help="rib_data.RECIPES: the views and levels sampled")
     parser.add_argument("--narrow-share", type=float, default=0.0, help="samples seen with a narrower field of view")
+    parser.add_argument("--outputs", type=int, default=1, help="2: also answer \"is the sacrum\" (recipe whole_sacrum)")
+    parser.add_argument("--as-sacrum", action="store_true",
+                        help="install into --package as its sacrum classifier, beside the rib classifier it keeps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     paths = list(args.samples)
@@ -160,7 +193,7 @@ def main() -> None:
     print(json.dumps({"samples": int(len(samples["answers"])), "scans": int(len(np.unique(samples["seeds"]))),
                       "with_rib": int(samples["answers"].sum())}), flush=True)
     network, best, epoch = train(samples, args.minutes, lr=args.lr, log=lambda line: print(line, flush=True),
-                                 narrow_share=args.narrow_share)
+                                 narrow_share=args.narrow_share, outputs=args.outputs)
     from safetensors.torch import save_file
 
     args.run.mkdir(parents=True, exist_ok=True)
@@ -174,52 +207,71 @@ def main() -> None:
     weights.with_suffix(".json").write_text(json.dumps({"kwargs": network.kwargs, **description}, indent=1))
     print(json.dumps({"kept_epoch": epoch, **best}), flush=True)
     if args.package:
-        entry = install_into_package(args.package, weights, description)
+        entry = install_into_package(args.package, weights, description, sacrum=args.as_sacrum)
         print(json.dumps({k: v for k, v in entry.items() if k != "network"}), flush=True)
 
 
-#: Card ``ribs`` options that say how the answers are used, not what the classifier is (kept by a reinstall).
-DECISION_OPTIONS = ("share", "floor", "transitional", "first_rib", "min_lateral_mm")
+#: Card ``ribs`` options that say how the answers are used, not what the classifier is (kept by a reinstall), and the
+#: sacrum classifier beside it (kept by a reinstall of the rib classifier).
+DECISION_OPTIONS = ("share", "floor", "transitional", "first_rib", "min_lateral_mm", "sacrum")
 
 
 def install_into_package(package: Path, weights: Path, description: dict, share: float = 0.9,
-                         floor: float = 0.02) -> dict:
+                         floor: float = 0.02, sacrum: bool = False) -> dict:
     """Copy the trained weights into a SpineLabel heatmap package as ``ribs.safetensors``, export them to
     ``ribs.onnx`` (checked against torch; skipped without ``onnx`` / ``onnxscript``) and record both in the card's
     ``extra["ribs"]`` with the decision options and ``description`` (how it was trained, what it measured).
 
     A package that already holds a rib classifier keeps its decision options (:data:`DECISION_OPTIONS`: e.g. the
     whole-spine package's first_rib, transitional and min_lateral_mm): a retrained classifier must not silently
-    change how its answers are used."""
+    change how its answers are used. ``sacrum``: install the weights as the package's sacrum classifier instead
+    (``sacrum.safetensors`` / ``.onnx``, card ``ribs.sacrum``; its last answer is read), beside the rib classifier
+    the package holds, which stays as it is."""
+    from ..errors import InputError
+    from ..models.card import ModelCard
+    from ..models.onnx_network import write_card_entry
+    from .ribs import CARD_KEY, SACRUM_KEY
+
+    previous = ModelCard.read(package).extra.get(CARD_KEY) or {}
+    if sacrum and not previous:
+        raise InputError(f"The package {package} holds no rib classifier: install one before a sacrum classifier.")
+    part = _installed_part(Path(package), Path(weights), SACRUM_KEY if sacrum else "ribs")
+    if sacrum:
+        entry = {**previous, SACRUM_KEY: {**part, **description}}
+    else:
+        kept = {key: value for key, value in previous.items() if key in DECISION_OPTIONS}
+        entry = {**{k: v for k, v in part.items() if k != "onnx"}, "share": share, "floor": floor, **kept,
+                 **description, **({"onnx": part["onnx"]} if "onnx" in part else {})}
+    write_card_entry(package, CARD_KEY, entry)
+    return entry
+
+
+def _installed_part(package: Path, weights: Path, stem: str) -> dict:
+    """``weights`` copied into ``package`` as ``<stem>.safetensors`` and exported to ``<stem>.onnx`` (checked against
+    torch; skipped without ``onnx`` / ``onnxscript``): the card keys of both."""
     import importlib.util
     import shutil
 
     from safetensors.torch import load_file
 
-    from ..models.card import ModelCard
-    from ..models.onnx_network import MAX_ABS_DIFFERENCE, _export_part, write_card_entry
+    from ..models.onnx_network import MAX_ABS_DIFFERENCE, _export_part
     from ..models.package import sha256_file
-    from .ribs import CARD_KEY
 
-    target = Path(package) / "ribs.safetensors"
+    target = package / f"{stem}.safetensors"
     shutil.copyfile(weights, target)
-    kwargs = json.loads(Path(weights).with_suffix(".json").read_text())["kwargs"]
+    kwargs = json.loads(weights.with_suffix(".json").read_text())["kwargs"]
     network = RibClassifier(**kwargs)
     network.load_state_dict(load_file(str(target)))
-    previous = ModelCard.read(package).extra.get(CARD_KEY) or {}
-    kept = {key: value for key, value in previous.items() if key in DECISION_OPTIONS}
-    entry = {"weights_file": target.name, "sha256": sha256_file(target), "network": network.config,
-             "share": share, "floor": floor, **kept, **description}
+    part = {"weights_file": target.name, "sha256": sha256_file(target), "network": network.config}
     if all(importlib.util.find_spec(name) for name in ("onnx", "onnxscript")):
-        exported = Path(package) / "ribs.onnx"
+        exported = package / f"{stem}.onnx"
         difference = _export_part(network.eval(), exported, 1, kwargs["channels"], 18)
         if difference > MAX_ABS_DIFFERENCE:
             exported.unlink()
         else:
-            entry["onnx"] = {"file": exported.name, "sha256": sha256_file(exported), "weights_sha256": entry["sha256"],
-                             "opset": 18, "max_abs_difference": float(f"{difference:.3g}")}
-    write_card_entry(package, CARD_KEY, entry)
-    return entry
+            part["onnx"] = {"file": exported.name, "sha256": sha256_file(exported), "weights_sha256": part["sha256"],
+                            "opset": 18, "max_abs_difference": float(f"{difference:.3g}")}
+    return part
 
 
 if __name__ == "__main__":

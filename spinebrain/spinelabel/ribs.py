@@ -100,85 +100,117 @@ def body_planes(image: sitk.Image, positions: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------ the classifier at run time
 
 #: Card ``extra["ribs"]``: ``weights_file`` / ``sha256`` (safetensors), ``network`` (architecture, kwargs), ``onnx``
-#: (``file``, ``sha256``, ``weights_sha256``), ``share`` (the posterior a rib boundary needs to name by), ``floor``.
-CARD_KEY = "ribs"
+#: (``file``, ``sha256``, ``weights_sha256``), ``share`` (the posterior a rib boundary needs to name by), ``floor``;
+#: optionally ``sacrum``: a second classifier of the same planes (the same keys for its files) whose last answer is
+#: P(is the sacrum) (:mod:`.sacrum_evidence`), kept apart so that the rib answers every rule was measured on stay.
+CARD_KEY, SACRUM_KEY = "ribs", "sacrum"
 
 
 class RibModel:
-    """The package's rib classifier, torch or its ONNX export: ``probabilities(planes)`` -> (N,) P(carries a rib)."""
+    """The package's rib classifier, torch or its ONNX export: ``probabilities(planes)`` -> (N,) P(carries a rib);
+    ``answers(planes)`` -> (N, 1 or 2): that, and P(is the sacrum) where the package holds a sacrum classifier."""
 
-    def __init__(self, network, device="cpu", min_lateral_mm: float = MIN_LATERAL_MM):
-        self.network, self.device = network, device
+    def __init__(self, network, device="cpu", min_lateral_mm: float = MIN_LATERAL_MM, sacrum=None):
+        self.network, self.device, self.sacrum = network, device, sacrum
         self.min_lateral_mm = float(min_lateral_mm)  # narrower scans get no answer (:func:`with_rib_evidence`)
 
     def move_to(self, device) -> None:
-        """Run the torch network on ``device`` (an ONNX export stays on the CPU)."""
-        if hasattr(self.network, "to"):
-            self.network.to(device)
-            self.device = device
+        """Run the torch networks on ``device`` (an ONNX export stays on the CPU)."""
+        for network in (self.network, self.sacrum):
+            if hasattr(network, "to"):
+                network.to(device)
+                self.device = device
 
     def probabilities(self, planes: np.ndarray, batch: int = 32) -> np.ndarray:
-        logits = [self._logits(planes[k:k + batch]) for k in range(0, len(planes), batch)]
-        logits = np.concatenate(logits)[:, 0] if logits else np.zeros(0)
-        return 1.0 / (1.0 + np.exp(-logits))
+        """(N,) P(carries a rib)."""
+        return self.answers(planes, batch)[:, 0]
 
-    def _logits(self, planes: np.ndarray) -> np.ndarray:
+    def answers(self, planes: np.ndarray, batch: int = 32) -> np.ndarray:
+        """(N, 1) P(carries a rib), or (N, 2) with P(is the sacrum) (the sacrum classifier's last answer)."""
+        rib = _sigmoid(self._logits(self.network, planes, batch))[:, :1]
+        if self.sacrum is None:
+            return rib
+        return np.concatenate([rib, _sigmoid(self._logits(self.sacrum, planes, batch))[:, -1:]], axis=1)
+
+    def _logits(self, network, planes: np.ndarray, batch: int) -> np.ndarray:
         from ..models.onnx_network import OnnxNetwork
 
-        if isinstance(self.network, OnnxNetwork):
-            return self.network(planes)
-        import torch
+        parts = []
+        for k in range(0, len(planes), batch):
+            if isinstance(network, OnnxNetwork):
+                parts.append(network(planes[k:k + batch]))
+                continue
+            import torch
 
-        with torch.inference_mode():
-            return self.network(torch.from_numpy(np.ascontiguousarray(planes, np.float32)).to(self.device)).cpu().numpy()
+            with torch.inference_mode():
+                chunk = torch.from_numpy(np.ascontiguousarray(planes[k:k + batch], np.float32)).to(self.device)
+                parts.append(network(chunk).cpu().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, 1))
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits))
 
 
 def rib_export_usable(folder, card) -> bool:
-    """True where the package has no rib classifier, or an ONNX export of its current weights (a run without torch)."""
+    """True where the package has no rib classifier, or ONNX exports of its current weights (a run without torch)."""
+    entry = card.extra.get(CARD_KEY)
+    return not entry or all(_export_current(folder, part) for part in (entry, entry.get(SACRUM_KEY)) if part)
+
+
+def _export_current(folder, entry: dict) -> bool:
     from pathlib import Path
 
-    entry = card.extra.get(CARD_KEY)
-    export = (entry or {}).get("onnx") or {}
-    return not entry or (export.get("weights_sha256") == entry.get("sha256")
-                         and (Path(folder) / str(export.get("file", ""))).is_file())
+    export = entry.get("onnx") or {}
+    exported = Path(folder) / str(export.get("file", ""))
+    return export.get("weights_sha256") == entry.get("sha256") and exported.is_file()
 
 
 def load_rib_classifier(folder, card, device="cpu", onnx: bool = True) -> RibModel | None:
-    """The rib classifier a heatmap package holds (None without one); its files are checked against the card.
+    """The rib classifier a heatmap package holds, with its sacrum classifier if it has one (None without a rib
+    classifier); the files are checked against the card.
 
-    ``onnx``: run the ONNX export (CPU) when it names the current weights; else torch on ``device``.
+    ``onnx``: run the ONNX exports (CPU) when they name the current weights; else torch on ``device``.
     """
-    from pathlib import Path
-
-    from ..errors import ModelError
     from ..models.onnx_network import onnxruntime_installed
-    from ..models.package import sha256_file
 
     entry = card.extra.get(CARD_KEY)
     if not entry:
         return None
+    exported = onnx and rib_export_usable(folder, card) and onnxruntime_installed()
+    network = _network(folder, card.id, entry, device, exported, "rib classifier")
+    sacrum = entry.get(SACRUM_KEY)
+    second = _network(folder, card.id, sacrum, device, exported, "sacrum classifier") if sacrum else None
+    return RibModel(network, "cpu" if exported else device, float(entry.get("min_lateral_mm", MIN_LATERAL_MM)), second)
+
+
+def _network(folder, card_id: str, entry: dict, device, exported: bool, what: str):
+    """One classifier of a card entry: its ONNX export (``exported``) or its torch network on ``device``."""
+    from pathlib import Path
+
+    from ..errors import ModelError
+    from ..models.package import sha256_file
+
     folder = Path(folder)
     weights = folder / str(entry.get("weights_file", ""))
     if not weights.is_file() or sha256_file(weights) != entry.get("sha256"):
-        raise ModelError(f"The rib classifier {weights} of model {card.id!r} is missing or does not match the sha256 "
+        raise ModelError(f"The {what} {weights} of model {card_id!r} is missing or does not match the sha256 "
                          "in its card: it is corrupted; reinstall the model.")
-    reach = float(entry.get("min_lateral_mm", MIN_LATERAL_MM))
-    export = entry.get("onnx") or {}
-    exported = folder / str(export.get("file", ""))
-    if onnx and rib_export_usable(folder, card) and onnxruntime_installed():
-        if sha256_file(exported) != export.get("sha256"):
-            raise ModelError(f"The ONNX export {exported} of model {card.id!r} does not match the sha256 in its card: "
-                             "it is corrupted; reinstall the model.")
+    if exported:
+        onnx_file = folder / str(entry["onnx"]["file"])
+        if sha256_file(onnx_file) != entry["onnx"].get("sha256"):
+            raise ModelError(f"The ONNX export {onnx_file} of model {card_id!r} does not match the sha256 in its "
+                             "card: it is corrupted; reinstall the model.")
         from ..models.onnx_network import OnnxNetwork
 
-        return RibModel(OnnxNetwork(exported, {}, 1), "cpu", reach)
+        return OnnxNetwork(onnx_file, {}, 1)
     from safetensors.torch import load_file
 
     from ..models.network import network_class
 
     network = network_class(entry["network"]["architecture"])(**entry["network"].get("kwargs", {}))
     network.load_state_dict(load_file(str(weights)))
-    return RibModel(network.eval().to(device), device, reach)
+    return network.eval().to(device)
 
 
 def rib_decision(card) -> dict:
@@ -203,7 +235,8 @@ def lateral_reach_mm(planes: np.ndarray) -> float:
 
 def with_rib_evidence(image: sitk.Image, candidates: list, classifier: RibModel | None, direction,
                       min_lateral_mm: float | None = None) -> list:
-    """The candidates with ``rib`` (P(carries a rib)) from the planes through each; unchanged without a classifier.
+    """The candidates with ``rib`` (P(carries a rib)) from the planes through each, and ``sacrum`` (P(is the sacrum))
+    where the classifier answers that too; unchanged without a classifier.
 
     A body the scan does not show ``min_lateral_mm`` (default: the classifier's, from its card) to both sides gets no answer (``rib`` None): the classifier,
     taught on generated scans, would answer from other cues there (measured: a real sagittal MR of 50 mm width had
@@ -217,8 +250,9 @@ def with_rib_evidence(image: sitk.Image, candidates: list, classifier: RibModel 
     planes = body_planes(image, np.array([candidates[k].position for k in order], float))
     reach = classifier.min_lateral_mm if min_lateral_mm is None else min_lateral_mm
     seen = np.array([lateral_reach_mm(p) >= reach for p in planes], bool)
-    chances = np.full(len(order), np.nan)
+    chances = np.full((len(order), 2), np.nan)
     if seen.any():
-        chances[seen] = classifier.probabilities(planes[seen])
-    ribs = {k: (float(c) if np.isfinite(c) else None) for k, c in zip(order, chances)}
-    return [replace(c, rib=ribs[k]) for k, c in enumerate(candidates)]
+        answers = classifier.answers(planes[seen])
+        chances[seen, :answers.shape[1]] = answers
+    ribs = {k: [float(c) if np.isfinite(c) else None for c in row] for k, row in zip(order, chances)}
+    return [replace(c, rib=ribs[k][0], sacrum=ribs[k][1]) for k, c in enumerate(candidates)]
