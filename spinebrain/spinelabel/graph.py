@@ -58,7 +58,7 @@ class Candidate:
     beyond: float = 0.0  # an anchor answer's vertebra heat one vertebra further out (heatmap detectors; 0: none)
     second_anchor_probability: float = 0.0  # a whole-spine model's answer for its other anchor (C2)
     rib: float | None = None  # P(this vertebra carries a rib), from the rib classifier (None: not asked)
-    sacrum: float | None = None  # P(this is the sacrum), from a rib classifier taught it (None: not asked)
+    sacrum: float | None = None  # P(this is the sacrum), from a package's sacrum classifier (None: not asked)
 
 
 @dataclass

@@ -135,16 +135,14 @@ class RibModel:
     def _logits(self, network, planes: np.ndarray, batch: int) -> np.ndarray:
         from ..models.onnx_network import OnnxNetwork
 
-        parts = []
-        for k in range(0, len(planes), batch):
-            if isinstance(network, OnnxNetwork):
-                parts.append(network(planes[k:k + batch]))
-                continue
+        if isinstance(network, OnnxNetwork):
+            parts = [network(planes[k:k + batch]) for k in range(0, len(planes), batch)]
+        else:
             import torch
 
             with torch.inference_mode():
-                chunk = torch.from_numpy(np.ascontiguousarray(planes[k:k + batch], np.float32)).to(self.device)
-                parts.append(network(chunk).cpu().numpy())
+                parts = [network(torch.from_numpy(np.ascontiguousarray(planes[k:k + batch], np.float32)).to(
+                    self.device)).cpu().numpy() for k in range(0, len(planes), batch)]
         return np.concatenate(parts) if parts else np.zeros((0, 1))
 
 
