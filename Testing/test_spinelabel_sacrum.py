@@ -1,4 +1,4 @@
-"""The sacrum answer of a rib classifier taught it: S1 as an anchor where the L5 detector gave none; the recipe that
+"""The sacrum answer of a package's sacrum classifier: S1 as an anchor where the L5 detector gave none; the recipe that
 teaches it. Real shape model from the bundled whole-spine package; synthetic detections one mean step apart."""
 
 from __future__ import annotations

@@ -389,8 +389,8 @@ def _anchored_at_first_rib(usable, setup, chain, first: np.ndarray, share: float
 
 NECK, THORAX, ELEVEN, FIRST_AND_L5, SACRUM = "neck", "thorax", "eleven", "first rib and L5", "sacrum"
 _RIB_NOTES = {
-    SACRUM: "No {anchor} anchor in view: named from the sacrum (S1 = the highest vertebra the rib classifier takes for "
-            "the sacrum); a spine with six or four lumbar vertebrae would be named one level off: check the names.",
+    SACRUM: "No {anchor} anchor in view: named from the sacrum (S1 = the highest vertebra the sacrum classifier takes "
+            "for the sacrum); a spine with six or four lumbar vertebrae would be named one level off: check the names.",
     LAST_RIB: f"No {{anchor}} anchor in view: named from the last rib ({LAST_RIB} = the lowest vertebra the rib "
               "classifier sees a rib on); an 11- or 13-rib spine would be named one level off: check the names.",
     FIRST_RIB: f"No {{anchor}} anchor in view: named from the first rib ({FIRST_RIB} = the highest vertebra the rib "

@@ -211,9 +211,9 @@ def main() -> None:
         print(json.dumps({k: v for k, v in entry.items() if k != "network"}), flush=True)
 
 
-#: Card ``ribs`` options that say how the answers are used, not what the classifier is (kept by a reinstall), and the
-#: sacrum classifier beside it (kept by a reinstall of the rib classifier).
-DECISION_OPTIONS = ("share", "floor", "transitional", "first_rib", "min_lateral_mm", "sacrum")
+#: Card ``ribs`` keys a reinstall of the rib classifier keeps: the options that say how its answers are used, not what
+#: the classifier is, and the sacrum classifier installed beside it.
+KEPT_ON_REINSTALL = ("share", "floor", "transitional", "first_rib", "min_lateral_mm", "sacrum")
 
 
 def install_into_package(package: Path, weights: Path, description: dict, share: float = 0.9,
@@ -222,11 +222,11 @@ def install_into_package(package: Path, weights: Path, description: dict, share:
     ``ribs.onnx`` (checked against torch; skipped without ``onnx`` / ``onnxscript``) and record both in the card's
     ``extra["ribs"]`` with the decision options and ``description`` (how it was trained, what it measured).
 
-    A package that already holds a rib classifier keeps its decision options (:data:`DECISION_OPTIONS`: e.g. the
-    whole-spine package's first_rib, transitional and min_lateral_mm): a retrained classifier must not silently
-    change how its answers are used. ``sacrum``: install the weights as the package's sacrum classifier instead
-    (``sacrum.safetensors`` / ``.onnx``, card ``ribs.sacrum``; its last answer is read), beside the rib classifier
-    the package holds, which stays as it is."""
+    A package that already holds a rib classifier keeps its decision options and its sacrum classifier
+    (:data:`KEPT_ON_REINSTALL`: e.g. the whole-spine package's first_rib, transitional and min_lateral_mm): a
+    retrained classifier must not silently change how its answers are used. ``sacrum``: install the weights as the
+    package's sacrum classifier instead (``sacrum.safetensors`` / ``.onnx``, card ``ribs.sacrum``; its last answer is
+    read), beside the rib classifier the package holds, which stays as it is."""
     from ..errors import InputError
     from ..models.card import ModelCard
     from ..models.onnx_network import write_card_entry
@@ -239,9 +239,8 @@ def install_into_package(package: Path, weights: Path, description: dict, share:
     if sacrum:
         entry = {**previous, SACRUM_KEY: {**part, **description}}
     else:
-        kept = {key: value for key, value in previous.items() if key in DECISION_OPTIONS}
-        entry = {**{k: v for k, v in part.items() if k != "onnx"}, "share": share, "floor": floor, **kept,
-                 **description, **({"onnx": part["onnx"]} if "onnx" in part else {})}
+        kept = {key: value for key, value in previous.items() if key in KEPT_ON_REINSTALL}
+        entry = {**part, "share": share, "floor": floor, **kept, **description}
     write_card_entry(package, CARD_KEY, entry)
     return entry
 

@@ -1,8 +1,9 @@
 """Naming from the sacrum: S1 as an anchor where the L5 detector gave none.
 
-A rib classifier taught the sacrum too (rib_data recipe "whole_sacrum", card ``ribs.network.kwargs.outputs`` 2) gives
-each detected body P(it is the sacrum) (``Candidate.sacrum``): the sacral wings and the iliac bones beside them show
-on the planes through S1 and on no lumbar vertebra's. Where a chain has no anchor, its most cranial body answering
+A package's sacrum classifier (card ``ribs.sacrum``, beside its rib classifier: rib_data recipe "whole_sacrum",
+``rib_training --outputs 2 --as-sacrum``) gives each detected body P(it is the sacrum) (``Candidate.sacrum``), read on
+the rib classifier's planes: the sacral wings and the iliac bones beside them show on the planes through S1 and on
+no lumbar vertebra's. Where a chain has no anchor, its most cranial body answering
 "sacrum" with at least the card's ``share``, below a body answering "not the sacrum" as surely, is pinned as S1 and
 the graph re-solves; a note asks the user to check the names (a sixth or a fourth lumbar vertebra is not seen
 from the sacrum alone: the ribs may still correct it, :mod:`.rib_evidence`).
