@@ -118,3 +118,27 @@ def test_the_sacrum_recipe_samples_s1_trains_both_answers_and_installs_beside_th
     (bare / "model_card.json").write_text(json.dumps(card))
     with pytest.raises(InputError, match="install one before"):
         install_into_package(bare, weights, {"training_data": "test"}, sacrum=True)
+
+
+def test_the_label_map_recipe_pairs_s1_with_its_empty_place_and_every_file_is_selected_on():
+    """One generated map synthesised twice, the same deformation and contrast: the levels above S1 give the same
+    planes, S1's place without S1 is a sample that is neither rib nor sacrum; the selection takes scans of each
+    sample file, so the rib junction is never left without selection samples."""
+    from spinebrain.spinelabel.rib_data import NO_SACRUM, label_map_samples
+    from spinebrain.spinelabel.rib_training import selection_seeds, targets_of
+
+    planes, answers, names = label_map_samples(3_300_001, max_voxels=400_000)
+    half = len(names) // 2
+    assert names[:half][-1] == "S1" and names[half:] == names[:half - 1] + [NO_SACRUM] and not answers.any()
+    change = np.abs(planes[:half].astype(float) - planes[half:].astype(float)).mean(axis=(1, 2, 3))
+    assert change[:-1].max() < 0.005 < 0.02 < change[-1]  # L5 touches the cut a little
+    assert targets_of(names, 2)[:, 1].tolist() == [float(name == "S1") for name in names]
+    samples = {"seeds": np.array([1, 2, 3, 4, 11, 12]), "parts": np.array([0, 0, 0, 0, 1, 1])}
+    assert selection_seeds(samples, 0.25) == {4, 12}
+
+
+def test_a_sacrum_answer_with_the_spine_going_on_below_names_nothing(whole_setup):
+    """Bodies below the one answering "sacrum" that answer "not the sacrum" as surely: no S1 there (VerSe seed 130)."""
+    view = [f"T{k}" for k in range(3, 13)] + LUMBAR_VIEW[3:]  # T3-S1: naming L3 "S1" would keep most of the spine
+    result = solve_labelling(_bodies(whole_setup, view, {"L3": 0.999}), whole_setup)
+    assert not result.labelling.anchored and not any("sacrum" in note for note in result.labelling.notes)

@@ -5,13 +5,16 @@ gives one sample per whole vertebra from T6 (recipe "whole": C3) down to the las
 its planes, sampled at the reference centre moved by up to ``jitter_mm`` (a detection is never exactly there), and
 the answer "carries a rib" (a thoracic vertebra, T13 included; "is the sacrum" follows from the names).
 Transitional counts are drawn far more often than in people (:data:`TRAINING_RATES`), so that nothing but the rib
-itself tells T12 from L1.
+itself tells T12 from L1. Recipe "label_maps" (:func:`label_map_samples`) teaches the sacrum answer on images
+synthesised from vertebra maps alone, with and without S1.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import SimpleITK as sitk
 
+from ..anatomy import VERTEBRA_LABELS
 from .ribs import body_planes
 
 #: Transitional counts while training the rib classifier (the generator's defaults: 6 %, 1 %, 5 %, 3 %).
@@ -26,6 +29,15 @@ _WHOLE_VIEWS = ("lumbar", "lumbar", "short", "whole", "whole", "thoracic", "thor
 RECIPES = {"thoracolumbar": (("lumbar", "lumbar", "lumbar", "short", "whole", "thoracic"), "T6", "L6"),
            "whole": (_WHOLE_VIEWS, "C3", "L6"),
            "whole_sacrum": (_WHOLE_VIEWS, "C3", "S1")}
+
+
+#: Recipe "label_maps": images synthesised from generated spines' vertebra maps alone, as CT is synthesised from
+#: VerSe maps (no pelvis, no ribs), each map twice with the same deformation and contrast: whole, and with S1 taken
+#: out, where the sample at S1's place is named :data:`NO_SACRUM` (no rib, not the sacrum). Without it the sacrum
+#: answer knew S1 only in full anatomy and took an empty place below L5 for it.
+LABEL_MAP_VIEWS = ("lumbar", "whole")
+LABEL_MAP_LEVELS = ("L3", "L4", "L5", "L6", "S1")
+NO_SACRUM = "none"
 
 
 def carries_rib(name: str) -> bool:
@@ -60,11 +72,40 @@ def scan_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float = 3.0,
     return planes, answers, [p.label for p in points]
 
 
+def label_map_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float = 3.0):
+    """(planes, answers, names) of the recipe "label_maps": L3 down to S1 of one generated spine's map, then the
+    same levels of the map without S1, S1's sample renamed :data:`NO_SACRUM`."""
+    from ..synth.spine import generate_spine, synthesize_from_labels
+    from ..synth.spine_anatomy import SpineOptions
+
+    rng = np.random.default_rng(seed)
+    options = SpineOptions(max_voxels=max_voxels, **TRAINING_RATES)
+    spine = generate_spine(seed, view=str(rng.choice(LABEL_MAP_VIEWS)), orientation="random", options=options)
+    # the records' body centres, moved by the deformation as their label's centroid moves
+    offsets = {r.name: np.subtract(r.body_centre_ras, r.centroid_ras) for r in spine.vertebrae
+               if r.complete and r.name in LABEL_MAP_LEVELS}
+    if "S1" not in offsets:
+        return np.zeros((0,), np.float16), np.zeros((0,), np.uint8), []
+    modality = str(rng.choice(MODALITIES))
+    whole = synthesize_from_labels(spine.labels, spine.label_names(), seed=seed, modality=modality)
+    names = [r.name for r in whole.vertebrae if r.name in offsets]
+    positions = np.array([np.add(r.centroid_ras, offsets[r.name]) for r in whole.vertebrae if r.name in offsets])
+    positions += rng.normal(0.0, jitter_mm / 2, positions.shape).clip(-jitter_mm, jitter_mm)
+    array = sitk.GetArrayFromImage(spine.labels)
+    array[array == VERTEBRA_LABELS["S1"]] = 0
+    cut = sitk.GetImageFromArray(array)
+    cut.CopyInformation(spine.labels)
+    without = synthesize_from_labels(cut, spine.label_names(), seed=seed, modality=modality)
+    planes = np.concatenate([body_planes(whole.image, positions), body_planes(without.image, positions)])
+    names = names + [NO_SACRUM if n == "S1" else n for n in names]
+    return planes.astype(np.float16), np.array([carries_rib(n) for n in names], np.uint8), names
+
+
 def build(first_seed: int, count: int, out_path: str, recipe: str = "thoracolumbar") -> None:
     """Samples of ``count`` scans from ``first_seed`` into one .npz (planes, answers, names, seeds)."""
     planes, answers, names, seeds = [], [], [], []
     for seed in range(first_seed, first_seed + count):
-        p, a, n = scan_samples(seed, recipe=recipe)
+        p, a, n = label_map_samples(seed) if recipe == "label_maps" else scan_samples(seed, recipe=recipe)
         planes.append(p.reshape(-1, *p.shape[1:]) if len(n) else p)
         answers.append(a)
         names += n

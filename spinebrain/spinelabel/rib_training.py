@@ -2,11 +2,11 @@
 SpineLabel heatmap package (card ``extra["ribs"]``, weights ``ribs.safetensors``, ONNX ``ribs.onnx``).
 
 Contrast must not be a cue: besides the generator's CT / T1 / T2 / random contrasts, every sample gets a random
-intensity curve (gamma), sometimes inverted, with noise. The selection scans (the last ``--selection`` share of
-the seeds) are never trained on; the epoch with the lowest selection loss on the thoracolumbar junction
-(T11-L2, where the answer matters) is kept. With ``--outputs 2`` (samples of the rib_data recipe "whole_sacrum") the
-network also answers "is the sacrum" (:mod:`.sacrum_evidence`); its loss at the lumbosacral junction (L4-S1) is
-added to the selection loss.
+intensity curve (gamma), sometimes inverted, with noise. The selection scans (the last tenth of each sample file's
+scans) are never trained on; the epoch with the lowest selection loss on the thoracolumbar junction
+(T11-L2, where the answer matters) is kept. With ``--outputs 2`` (samples of the rib_data recipes "whole_sacrum" and
+"label_maps") the network also answers "is the sacrum" (:mod:`.sacrum_evidence`); its loss at the lumbosacral
+junction (L4-S1, and S1's place in maps without it) is added to the selection loss.
 
 Usage: python -m spinebrain.spinelabel.rib_training --generate 600 --workers 2 --run RUN --package PACKAGE_DIR
        [--minutes M] [SAMPLES.npz ...]
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .rib_data import NO_SACRUM
 from .rib_network import RibClassifier
 from .ribs import CHANNELS, PLANE_PIXEL_MM, PLANE_PX
 
@@ -30,16 +31,30 @@ from .ribs import CHANNELS, PLANE_PIXEL_MM, PLANE_PX
 #: (T11-L2) and, in samples of the recipe "whole" (rib_data), the first (C6-T2).
 JUNCTION = ("T11", "T12", "T13", "L1", "L2", "C6", "C7", "T1", "T2")
 JUNCTION_WEIGHT = 3.0
-#: Where the sacrum answer decides a name: the lowest lumbar vertebrae and S1 (its selection loss is taken there).
-SACRAL_JUNCTION = ("L4", "L5", "L6", "S1")
+#: Where the sacrum answer decides a name: the lowest lumbar vertebrae, S1, and S1's place in a map without it
+#: (rib_data recipe "label_maps"); its selection loss is taken there.
+SACRAL_JUNCTION = ("L4", "L5", "L6", "S1", NO_SACRUM)
 #: --narrow-share: the share of samples whose field of view is cut to a random reach left and right (mm), as in a
 #: scan cropped close to the spine, so the classifier learns what it can tell there (the card's min_lateral_mm).
 NARROW_REACH_MM = (40.0, 75.0)
 
 
 def load_samples(paths) -> dict:
+    """The sample files' arrays joined; ``parts`` says which file each sample came from."""
     parts = [np.load(p) for p in paths]
-    return {key: np.concatenate([part[key] for part in parts]) for key in ("planes", "answers", "names", "seeds")}
+    samples = {key: np.concatenate([part[key] for part in parts]) for key in ("planes", "answers", "names", "seeds")}
+    samples["parts"] = np.concatenate([np.full(len(part["names"]), k) for k, part in enumerate(parts)])
+    return samples
+
+
+def selection_seeds(samples: dict, share: float) -> set:
+    """The last ``share`` of each sample file's scans: every recipe trained on is also selected on."""
+    parts = samples.get("parts", np.zeros(len(samples["seeds"]), int))
+    chosen = set()
+    for part in np.unique(parts):
+        seeds = np.unique(samples["seeds"][parts == part])
+        chosen |= set(seeds[-max(1, int(round(share * len(seeds)))):].tolist())
+    return chosen
 
 
 def augment(batch: np.ndarray, rng: np.random.Generator, narrow_share: float = 0.0) -> np.ndarray:
@@ -110,9 +125,7 @@ def train(samples: dict, minutes: float, selection_share: float = 0.1, batch: in
           seed: int = 0, log=print, narrow_share: float = 0.0, outputs: int = 1) -> tuple[RibClassifier, dict, int]:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    seeds = np.unique(samples["seeds"])
-    chosen = set(seeds[-max(1, int(round(selection_share * len(seeds)))):].tolist())
-    held = np.isin(samples["seeds"], list(chosen))
+    held = np.isin(samples["seeds"], list(selection_seeds(samples, selection_share)))
     train_idx, held_idx = np.flatnonzero(~held), np.flatnonzero(held)
     planes, names = samples["planes"], samples["names"]
     answers = targets_of(names, outputs)
@@ -179,7 +192,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=16.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--recipe", default="thoracolumbar", help="rib_data.RECIPES: the views and levels sampled")
+    parser.add_argument("--recipe", default="thoracolumbar",
+                        help="rib_data.RECIPES (the views and levels sampled) or label_maps")
     parser.add_argument("--narrow-share", type=float, default=0.0, help="samples seen with a narrower field of view")
     parser.add_argument("--outputs", type=int, default=1, help="2: also answer \"is the sacrum\" (recipe whole_sacrum)")
     parser.add_argument("--as-sacrum", action="store_true",
@@ -199,9 +213,10 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     weights = args.run / "ribs.safetensors"
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(weights))
-    seeds = samples["seeds"]
-    description = {"training_data": f"{len(np.unique(seeds))} generated scans (seeds {seeds.min()}-{seeds.max()}, "
-                                    f"rib_data.TRAINING_RATES), {len(seeds)} vertebrae",
+    seeds, parts = samples["seeds"], samples["parts"]
+    ranges = ", ".join(f"{seeds[parts == k].min()}-{seeds[parts == k].max()}" for k in np.unique(parts))
+    description = {"training_data": f"{len(np.unique(seeds))} generated scans (seeds {ranges}, "
+                                    f"rib_data.TRAINING_RATES), {len(seeds)} samples",
                    "training_command": "python -m spinebrain.spinelabel.rib_training " + " ".join(sys.argv[1:]),
                    "selection": {"epoch": epoch, **best}}
     weights.with_suffix(".json").write_text(json.dumps({"kwargs": network.kwargs, **description}, indent=1))
