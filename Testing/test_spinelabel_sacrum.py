@@ -134,7 +134,8 @@ def test_the_label_map_recipe_pairs_s1_with_its_empty_place_and_every_file_is_se
     assert change[:-1].max() < 0.005 < 0.02 < change[-1]  # L5 touches the cut a little
     assert targets_of(names, 2)[:, 1].tolist() == [float(name == "S1") for name in names]
     samples = {"seeds": np.array([1, 2, 3, 4, 11, 12]), "parts": np.array([0, 0, 0, 0, 1, 1])}
-    assert selection_seeds(samples, 0.25) == {4, 12}
+    assert selection_seeds(samples, 0.5) == {3, 4, 12}
+    assert selection_seeds({"seeds": np.array([1, 2]), "parts": np.array([0, 1])}, 0.1) == {2}  # a scan a file
 
 
 def test_a_sacrum_answer_with_the_spine_going_on_below_names_nothing(whole_setup):

@@ -34,7 +34,7 @@ RECIPES = {"thoracolumbar": (("lumbar", "lumbar", "lumbar", "short", "whole", "t
 #: Recipe "label_maps": images synthesised from generated spines' vertebra maps alone, as CT is synthesised from
 #: VerSe maps (no pelvis, no ribs), each map twice with the same deformation and contrast: whole, and with S1 taken
 #: out, where the sample at S1's place is named :data:`NO_SACRUM` (no rib, not the sacrum). Without it the sacrum
-#: answer knew S1 only in full anatomy and took an empty place below L5 for it.
+#: answer knew S1 only in full anatomy and took the last vertebra of a map without a sacrum for it.
 LABEL_MAP_VIEWS = ("lumbar", "whole")
 LABEL_MAP_LEVELS = ("L3", "L4", "L5", "L6", "S1")
 NO_SACRUM = "none"

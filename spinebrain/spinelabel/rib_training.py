@@ -48,12 +48,16 @@ def load_samples(paths) -> dict:
 
 
 def selection_seeds(samples: dict, share: float) -> set:
-    """The last ``share`` of each sample file's scans: every recipe trained on is also selected on."""
+    """The last ``share`` of each sample file's scans, so that every recipe trained on is also selected on; where
+    that takes no scan or every scan (files of a scan or two), the last ``share`` of all scans (at least one)."""
     parts = samples.get("parts", np.zeros(len(samples["seeds"]), int))
     chosen = set()
     for part in np.unique(parts):
         seeds = np.unique(samples["seeds"][parts == part])
-        chosen |= set(seeds[-max(1, int(round(share * len(seeds)))):].tolist())
+        chosen |= set(seeds[len(seeds) - int(round(share * len(seeds))):].tolist())
+    everything = np.unique(samples["seeds"])
+    if not chosen or len(chosen) == len(everything):
+        chosen = set(everything[-max(1, int(round(share * len(everything)))):].tolist())
     return chosen
 
 
