@@ -91,10 +91,7 @@ def label_map_samples(seed: int, max_voxels: int = 1_500_000, jitter_mm: float =
     names = [r.name for r in whole.vertebrae if r.name in offsets]
     positions = np.array([np.add(r.centroid_ras, offsets[r.name]) for r in whole.vertebrae if r.name in offsets])
     positions += rng.normal(0.0, jitter_mm / 2, positions.shape).clip(-jitter_mm, jitter_mm)
-    array = sitk.GetArrayFromImage(spine.labels)
-    array[array == VERTEBRA_LABELS["S1"]] = 0
-    cut = sitk.GetImageFromArray(array)
-    cut.CopyInformation(spine.labels)
+    cut = sitk.ChangeLabel(spine.labels, changeMap={VERTEBRA_LABELS["S1"]: 0})
     without = synthesize_from_labels(cut, spine.label_names(), seed=seed, modality=modality)
     planes = np.concatenate([body_planes(whole.image, positions), body_planes(without.image, positions)])
     names = names + [NO_SACRUM if n == "S1" else n for n in names]

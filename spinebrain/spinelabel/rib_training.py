@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .rib_data import NO_SACRUM
+from .rib_data import NO_SACRUM, carries_rib, is_sacrum
 from .rib_network import RibClassifier
 from .ribs import CHANNELS, PLANE_PIXEL_MM, PLANE_PX
 
@@ -88,9 +88,8 @@ def weights_of(names, outputs: int = 1) -> np.ndarray:
 
 
 def targets_of(names, outputs: int) -> np.ndarray:
-    """(N, outputs) answers: carries a rib; with two outputs also "is the sacrum" (rib_data recipe "whole_sacrum")."""
-    from .rib_data import carries_rib, is_sacrum
-
+    """(N, outputs) answers: carries a rib; with two outputs also "is the sacrum" (rib_data recipes "whole_sacrum",
+    "label_maps")."""
     answers = [[carries_rib(str(n))] + ([is_sacrum(str(n))] if outputs > 1 else []) for n in names]
     return np.asarray(answers, np.float32).reshape(len(names), outputs)
 
@@ -199,7 +198,8 @@ def main() -> None:
     parser.add_argument("--recipe", default="thoracolumbar",
                         help="rib_data.RECIPES (the views and levels sampled) or label_maps")
     parser.add_argument("--narrow-share", type=float, default=0.0, help="samples seen with a narrower field of view")
-    parser.add_argument("--outputs", type=int, default=1, help="2: also answer \"is the sacrum\" (recipe whole_sacrum)")
+    parser.add_argument("--outputs", type=int, default=1,
+                        help="2: also answer \"is the sacrum\" (recipes whole_sacrum, label_maps)")
     parser.add_argument("--as-sacrum", action="store_true",
                         help="install into --package as its sacrum classifier, beside the rib classifier it keeps")
     args = parser.parse_args()
