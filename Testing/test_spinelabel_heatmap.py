@@ -385,6 +385,16 @@ def test_gap_filler_ignores_a_detection_off_the_spine():
     assert [p.tolist() for p, _ in fillers] == [[0.0, 0.0, -90.0]]
 
 
+def test_gap_filler_adds_no_second_point_on_a_body_of_a_curved_spine():
+    """Generated 177013 (a spine curved 25 mm to one side): T8 lay just past the off-spine distance from the median R
+    while T7 and T9 lay inside it, so T7-T9 looked like a gap and T8's own peak filled it: two points on one body."""
+    down = np.array([0.0, 0.0, -1.0])
+    sides = [0.0] * 5 + [20.0, 26.0, 22.0] + [0.0] * 3
+    strong = [(np.array([r, 0.0, -30.0 * k]), 0.8) for k, r in enumerate(sides)]
+    raw = [(np.array([26.0, 0.0, -180.0]), 0.8)]  # the peaks below the threshold hold the strong ones too
+    assert gap_fillers(strong, raw, 30.0, down, r_scale=0.4) == []
+
+
 
 def test_a_compressed_body_beside_a_stronger_off_spine_answer_still_fills_its_gap(data_dir):
     """CT from the VerSe map of A8, development seed 122 (never reported): its compressed L1 answers 0.39-0.41 on the

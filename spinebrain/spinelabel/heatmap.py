@@ -322,8 +322,8 @@ def gap_fillers(strong: list[tuple[np.ndarray, float]], weak: list[tuple[np.ndar
     neighbours) and it sits near the middle between them (left-right offsets count ``r_scale`` times,
     as in :func:`suppress_near`), so the graph is offered exactly the vertebra the shape says is
     there (at the neighbours' mean R). Detections more than ``GAP_OFF_SPINE_MM`` left or right of the
-    others' median are off the spine and left out of the gaps. Hand-written: a rule on our own
-    detections; no library has it.
+    others' median are off the spine and left out of the gaps, yet one in a gap's middle fills it (a spine
+    curved to one side: else its own peak doubles it). Hand-written: a rule on our detections; no library has it.
     """
     if len(strong) < 2:
         return []
@@ -339,10 +339,10 @@ def gap_fillers(strong: list[tuple[np.ndarray, float]], weak: list[tuple[np.ndar
         local = float(np.median(beside)) if beside else step_mm
         if not low * local <= gap <= high * local:
             continue
-        middle = 0.5 * (ordered[k] + ordered[k + 1])
-        near = [(p, h) for p, h in weak if float(np.linalg.norm((p - middle) * scale)) <= GAP_MIDDLE_SHARE * local]
-        if near:  # a weak answer's R is unreliable (its heatmap is flat across R): the neighbours' R
-            position, height = max(near, key=lambda p: p[1])
+        middle, reach = 0.5 * (ordered[k] + ordered[k + 1]), GAP_MIDDLE_SHARE * local
+        near = [(p, h) for p, h in weak if float(np.linalg.norm((p - middle) * scale)) <= reach]
+        if near and not any(float(np.linalg.norm((p - middle) * scale)) <= reach for p, _ in strong):
+            position, height = max(near, key=lambda p: p[1])  # R: the neighbours' (a weak answer's is flat across R)
             fillers.append((np.array([middle[0], position[1], position[2]]), height))
     return fillers
 

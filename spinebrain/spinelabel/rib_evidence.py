@@ -30,10 +30,12 @@ rib-bearing body. With both boundaries, the ribs also correct an anchored chain:
 * twelve rib-bearing bodies between the two (decisive, or where the names' own places are rejected, the likelier)
   name the thorax whatever the anchors said (an L5 answer on a sixth lumbar vertebra, a C2 answer on C3);
 * eleven in a row, with no gap among or below them: T1 ... T11, then L1 (eleven rib pairs), where the chain has no
-  anchor or an L5 answer that agrees below the ribs; the neck is re-solved from T1 (and C2);
+  anchor or an L5 answer that agrees below the ribs; the neck is re-solved from T1 (and C2). A level the path jumped
+  just above the first rib is no gap where a C2 answer and five neck bodies lie above it (pinned at C2 and L5, an
+  eleven-rib spine must jump one somewhere);
 * C2 with a decisive first rib names the neck (seven cervical vertebrae: a missed neck body becomes a gap, not a
-  shift); without a C2 answer, a decisive first rib counted down to a body with an L5 answer outranks another L5
-  answer (on S1 or L4).
+  shift), unless the body below the first rib answers "no rib" (no thorax is one body long); without a C2 answer,
+  a decisive first rib counted down to a body with an L5 answer outranks another L5 answer (on S1 or L4).
 
 The classifier was never taught C1 or C2: their answers are left out.
 
@@ -278,6 +280,8 @@ def _named_by_neck(usable, setup, chain, first: np.ndarray, share: float, labell
     strongest = _strongest_c2_answer(usable, labelling)
     if strongest is None:
         return None
+    if at + 1 < len(chain) and _rib(usable[chain[at + 1].candidate]) < 0.5:
+        return None  # a thorax of one rib-bearing body: a false rib answer in the neck (generated 53012: on C6)
     pins = [("C2", strongest), (FIRST_RIB, chain[at].candidate)]
     lowest = [("L5", named["L5"])] if "L5" in named and usable[named["L5"]].anchor_probability > 0 else []
     certainty = float(first[at])
@@ -310,7 +314,10 @@ def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: fl
     ordered = sorted(labelling.assignments, key=lambda a: vertebra_index(a.level))
     at = next((k for k, a in enumerate(ordered) if a.candidate == chain[last - 1].candidate), None)
     neck_end = vertebra_index(chain[first].level) - _NEAR_FIRST_RIB  # a gap from here down blocks the rule
-    if any(vertebra_index(level) >= neck_end for level in labelling.missing) or at is None or at + 1 >= len(ordered):
+    gaps = labelling.missing
+    if _whole_neck_above(usable, setup, labelling, chain[first].candidate):
+        gaps = [level for level in gaps if vertebra_index(level) > vertebra_index(FIRST_RIB)]
+    if any(vertebra_index(level) >= neck_end for level in gaps) or at is None or at + 1 >= len(ordered):
         return None
     if labelling.anchored and ordered[at + 1].level != "L1":
         return None  # anchored otherwise below the ribs (a C2 answer): not a rib count the anchor agrees with
@@ -330,6 +337,27 @@ def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: fl
                    missing=[level for level in upper.missing if vertebra_index(level) < neck_end],
                    certainty=min(labelling.certainty, certainty) if labelling.anchored else certainty,
                    notes=labelling.notes + [_RIB_NOTES[ELEVEN]])
+
+
+#: Neck bodies between C2 and the first rib (C3 ... C7).
+_NECK_BODIES = 5
+
+
+def _neck_bodies_between(usable, setup, labelling: LabellingResult, c2: int, first_rib: int) -> int:
+    """How many of the labelling's named detections lie between the C2 answer's body and the first rib-bearing body
+    along the spine (detections off the spine, never named, do not count)."""
+    towards_head = setup.shape_model.outwards("C2")
+    top, bottom = (float(np.dot(usable[k].position, towards_head)) for k in (c2, first_rib))
+    named = {a.candidate for a in labelling.assignments if a.candidate is not None}
+    return sum(bottom < float(np.dot(usable[k].position, towards_head)) < top for k in named)
+
+
+def _whole_neck_above(usable, setup, labelling: LabellingResult, first_rib: int) -> bool:
+    """Whether a C2 answer and five detections below it (C3 ... C7) lie above the first rib-bearing body: then that
+    body is T1, and a level the path jumped above it (a spine pinned at C2 and L5 with eleven rib pairs must jump one
+    somewhere: generated 157029 had "T1" missing) is no missed body."""
+    c2 = _strongest_c2_answer(usable, labelling)
+    return c2 is not None and _neck_bodies_between(usable, setup, labelling, c2, first_rib) == _NECK_BODIES
 
 
 def _thorax_of_eleven(usable, setup, pins, certainty: float, labelling: LabellingResult):
