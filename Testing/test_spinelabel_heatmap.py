@@ -395,7 +395,6 @@ def test_gap_filler_adds_no_second_point_on_a_body_of_a_curved_spine():
     assert gap_fillers(strong, raw, 30.0, down, r_scale=0.4) == []
 
 
-
 def test_a_compressed_body_beside_a_stronger_off_spine_answer_still_fills_its_gap(data_dir):
     """CT from the VerSe map of A8, development seed 122 (never reported): its compressed L1 answers 0.39-0.41 on the
     spine while a transverse process 38 mm to the side answers 0.56 at nearly its height, and the suppression keeps

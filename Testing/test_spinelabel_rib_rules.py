@@ -208,7 +208,6 @@ def test_a_chain_pinned_at_c2_and_l5_is_not_recounted_from_a_floating_t12(whole_
     assert not any("lumbar" in warning and "check the count" in warning for warning in result.warnings)
 
 
-
 @pytest.fixture(scope="module")
 def card_setup():
     """The whole-spine package's own setup (its card's rib options: first rib and transitional counts on)."""

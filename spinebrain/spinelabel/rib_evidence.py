@@ -314,10 +314,10 @@ def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: fl
     ordered = sorted(labelling.assignments, key=lambda a: vertebra_index(a.level))
     at = next((k for k, a in enumerate(ordered) if a.candidate == chain[last - 1].candidate), None)
     neck_end = vertebra_index(chain[first].level) - _NEAR_FIRST_RIB  # a gap from here down blocks the rule
-    gaps = labelling.missing
-    if _whole_neck_above(usable, setup, labelling, chain[first].candidate):
-        gaps = [level for level in gaps if vertebra_index(level) > vertebra_index(FIRST_RIB)]
-    if any(vertebra_index(level) >= neck_end for level in gaps) or at is None or at + 1 >= len(ordered):
+    blocking = [level for level in labelling.missing if vertebra_index(level) >= neck_end]
+    if blocking and _whole_neck_above(usable, setup, labelling, chain[first].candidate):
+        blocking = [level for level in blocking if vertebra_index(level) > vertebra_index(FIRST_RIB)]
+    if blocking or at is None or at + 1 >= len(ordered):
         return None
     if labelling.anchored and ordered[at + 1].level != "L1":
         return None  # anchored otherwise below the ribs (a C2 answer): not a rib count the anchor agrees with
@@ -343,21 +343,18 @@ def _eleven_rib_pairs(usable, setup, chain, ribs: tuple[int, int], certainty: fl
 _NECK_BODIES = 5
 
 
-def _neck_bodies_between(usable, setup, labelling: LabellingResult, c2: int, first_rib: int) -> int:
-    """How many of the labelling's named detections lie between the C2 answer's body and the first rib-bearing body
-    along the spine (detections off the spine, never named, do not count)."""
+def _whole_neck_above(usable, setup, labelling: LabellingResult, first_rib: int) -> bool:
+    """Whether a C2 answer and five of the labelling's named detections below it (C3 ... C7; detections off the spine,
+    never named, do not count) lie above the first rib-bearing body: then that body is T1, and a level the path jumped
+    above it (a spine pinned at C2 and L5 with eleven rib pairs must jump one somewhere: generated 157029 had "T1"
+    missing) is no missed body."""
+    c2 = _strongest_c2_answer(usable, labelling)
+    if c2 is None:
+        return False
     towards_head = setup.shape_model.outwards("C2")
     top, bottom = (float(np.dot(usable[k].position, towards_head)) for k in (c2, first_rib))
     named = {a.candidate for a in labelling.assignments if a.candidate is not None}
-    return sum(bottom < float(np.dot(usable[k].position, towards_head)) < top for k in named)
-
-
-def _whole_neck_above(usable, setup, labelling: LabellingResult, first_rib: int) -> bool:
-    """Whether a C2 answer and five detections below it (C3 ... C7) lie above the first rib-bearing body: then that
-    body is T1, and a level the path jumped above it (a spine pinned at C2 and L5 with eleven rib pairs must jump one
-    somewhere: generated 157029 had "T1" missing) is no missed body."""
-    c2 = _strongest_c2_answer(usable, labelling)
-    return c2 is not None and _neck_bodies_between(usable, setup, labelling, c2, first_rib) == _NECK_BODIES
+    return sum(bottom < float(np.dot(usable[k].position, towards_head)) < top for k in named) == _NECK_BODIES
 
 
 def _thorax_of_eleven(usable, setup, pins, certainty: float, labelling: LabellingResult):
